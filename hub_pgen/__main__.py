@@ -1,0 +1,5 @@
+import sys
+
+from hub_pgen.cli import main
+
+sys.exit(main())

@@ -1,0 +1,247 @@
+"""The records the pipeline's stages hand each other.
+
+source → :class:`SourceDataset` / :class:`SkillsFile`; plan → :class:`Sample` (with :class:`ImageRef`);
+frames → PIL images per sample; generate → :class:`Dialogue` inside a :class:`GenerationResult`;
+journal → :class:`JournalRecord`. All frozen: a stage never edits what an earlier stage produced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+# --- source -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VideoSpan:
+    """Where one episode's frames of one camera live: a file holding many episodes back to back."""
+
+    path: str  # relative to the dataset root, POSIX
+    from_timestamp: float
+    to_timestamp: float
+
+
+@dataclass(frozen=True)
+class Episode:
+    index: int
+    length: int
+    dataset_from_index: int
+    dataset_to_index: int
+    data_path: str  # relative data parquet holding this episode's rows
+    tasks: tuple[str, ...] = ()
+    videos: dict[str, VideoSpan] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.length < 0 or self.dataset_to_index - self.dataset_from_index != self.length:
+            raise ValueError(
+                f"episode {self.index}: length {self.length} does not match "
+                f"dataset_from_index..dataset_to_index {self.dataset_from_index}..{self.dataset_to_index}"
+            )
+
+
+@dataclass(frozen=True)
+class SourceDataset:
+    """What hub-pgen knows about a LeRobot v3.0 dataset folder after reading its metadata."""
+
+    root: Path
+    info: dict[str, Any]
+    tasks: tuple[str, ...]  # task string by task_index position (original rows)
+    task_indices: tuple[int, ...]  # task_index of each row of ``tasks``
+    episodes: dict[int, Episode]
+    repo_id: str | None = None
+    revision: str | None = None  # resolved commit sha when it came from the Hub
+
+    @property
+    def fps(self) -> float:
+        return float(self.info["fps"])
+
+    @property
+    def features(self) -> dict[str, dict[str, Any]]:
+        return self.info["features"]
+
+    @property
+    def camera_keys(self) -> tuple[str, ...]:
+        """Image and video features, in info.json order (the order ``--num-image-views-per-sample`` takes)."""
+        return tuple(k for k, ft in self.features.items() if ft.get("dtype") in ("video", "image"))
+
+    @property
+    def video_keys(self) -> tuple[str, ...]:
+        return tuple(k for k, ft in self.features.items() if ft.get("dtype") == "video")
+
+    @property
+    def data_paths(self) -> tuple[str, ...]:
+        return tuple(sorted({ep.data_path for ep in self.episodes.values()}))
+
+
+@dataclass(frozen=True)
+class Skill:
+    name: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class EpisodeSkills:
+    episode_index: int
+    description: str | None
+    skills: tuple[Skill, ...]
+
+
+@dataclass(frozen=True)
+class SkillsFile:
+    coarse_description: str | None
+    skill_to_task_index: dict[str, int]
+    episodes: dict[int, EpisodeSkills]
+
+
+# --- plan -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One image a sample shows the model: a video frame (camera + timestamp in the episode),
+    an image stored in the data parquet (camera + global row index), or a file path (JSONL input)."""
+
+    camera: str | None = None
+    timestamp: float | None = None  # seconds from episode start (video)
+    row: int | None = None  # global dataset index (image features stored in parquet)
+    path: str | None = None  # file path (D_labeled JSONL input)
+
+    def label(self) -> str:
+        if self.path is not None:
+            return self.path
+        if self.timestamp is not None:
+            return f"{self.camera}@{self.timestamp:.4f}s"
+        return f"{self.camera}#row{self.row}"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One pgen call's worth of context: a moment inside one skill segment."""
+
+    sample_id: str  # stable identity, e.g. "ep000003-f000120"
+    episode_index: int | None  # None for JSONL input without a dataset
+    episode_id: str
+    frame_index: int | None
+    timestamp: float | None
+    skill_current: str
+    skill_history: tuple[str, ...]
+    task_description: str
+    scenario_type: str
+    response_type: str
+    images: tuple[ImageRef, ...] = ()
+    # frames [frame_start, frame_end) of the episode take this sample's dialogue
+    frame_start: int | None = None
+    frame_end: int | None = None
+    segment: int | None = None  # position of the skill in its episode
+
+    def to_prompt_fields(self) -> dict[str, Any]:
+        """The seed's D_labeled sample dict (what ``construct_prompt(sample)`` takes)."""
+        return {
+            "episode_id": self.episode_id,
+            "t": self.frame_index,
+            "images": [ref.label() for ref in self.images],
+            "skill_current": self.skill_current,
+            "skill_history": list(self.skill_history),
+            "task_description": self.task_description,
+            "scenario_type": self.scenario_type,
+            "response_type": self.response_type,
+        }
+
+
+# --- generate ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dialogue:
+    scenario_type: str
+    response_type: str
+    user_prompt: str
+    robot_utterance: str
+
+    def __post_init__(self) -> None:
+        for name in ("scenario_type", "response_type", "user_prompt", "robot_utterance"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"dialogue field {name!r} must be a non-empty string, got {value!r}")
+
+    @property
+    def task_string(self) -> str:
+        """The ``meta/tasks.parquet`` index string of this dialogue (SPEC)."""
+        return f"{self.user_prompt} | {self.robot_utterance}"
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    sample: Sample
+    prompt: str
+    images: tuple[Any, ...]  # PIL.Image.Image, one per ImageRef
+    seed: int
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    sample_id: str
+    dialogue: Dialogue | None
+    raw_text: str = ""
+    error: str | None = None
+    attempts: int = 1
+
+    @property
+    def ok(self) -> bool:
+        return self.dialogue is not None
+
+
+# --- journal ----------------------------------------------------------------------------------
+
+Status = Literal["ok", "failed"]
+
+
+@dataclass(frozen=True)
+class JournalRecord:
+    """One line of the journal and of ``meta/syn_annotations.jsonl`` (the D_syn record of SPEC)."""
+
+    sample_id: str
+    status: Status
+    episode_id: str
+    t: int | None
+    images: tuple[str, ...]
+    skill_current: str
+    skill_history: tuple[str, ...]
+    task_description: str
+    user_prompt: str | None
+    robot_utterance: str | None
+    scenario_type: str
+    response_type: str
+    episode_index: int | None = None
+    frame_index: int | None = None
+    timestamp: float | None = None
+    frame_start: int | None = None
+    frame_end: int | None = None
+    task_index_high_level: int | None = None  # filled at write time
+    error: str | None = None
+    raw_text: str | None = None
+    attempts: int = 1
+    fingerprint: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["images"] = list(self.images)
+        d["skill_history"] = list(self.skill_history)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> JournalRecord:
+        known = {f for f in cls.__dataclass_fields__}
+        kw = {k: v for k, v in d.items() if k in known}
+        kw["images"] = tuple(kw.get("images", ()))
+        kw["skill_history"] = tuple(kw.get("skill_history", ()))
+        return cls(**kw)
+
+    @property
+    def dialogue(self) -> Dialogue | None:
+        if self.status != "ok" or not self.user_prompt or not self.robot_utterance:
+            return None
+        return Dialogue(self.scenario_type, self.response_type, self.user_prompt, self.robot_utterance)

@@ -1,0 +1,173 @@
+"""Every exception hub-pgen raises on purpose.
+
+Each one is also the closest built-in (so ``except FileNotFoundError`` still works for callers who
+do not know hub-pgen), carries the fields a caller needs to act on it, and says three things: what
+was given, what was expected, and what to do next (``hint``). The CLI maps these classes to exit
+codes in one place (``hub_pgen.cli``); nothing else prints them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class HubPgenError(Exception):
+    """Base class. ``hint`` is the next step for the user, shown as a ``TIP:`` line by the CLI."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(HubPgenError, ValueError):
+    """Command-line arguments that cannot work together (checked before any I/O)."""
+
+    exit_code = 2
+
+
+# --- inputs -----------------------------------------------------------------------------------
+
+
+class SourceError(HubPgenError, ValueError):
+    """The source dataset is not a readable LeRobot v3.0 dataset."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, path: Path | str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = Path(path) if path is not None else None
+
+
+class SourceNotFoundError(SourceError, FileNotFoundError):
+    """A file the dataset needs is absent."""
+
+
+class UnsupportedVersionError(SourceError):
+    """``meta/info.json`` declares a codebase_version other than v3.0."""
+
+    def __init__(self, version: object, *, path: Path | str | None = None) -> None:
+        super().__init__(
+            f"{path}: codebase_version is {version!r}; hub-pgen reads LeRobot v3.0 datasets only",
+            path=path,
+            hint="convert the dataset first: python -m lerobot.datasets.v30.convert_dataset_v21_to_v30 --repo-id=...",
+        )
+        self.version = version
+
+
+class SkillsError(HubPgenError, ValueError):
+    """``meta/skills.json`` is missing, malformed, or disagrees with the dataset."""
+
+    exit_code = 3
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: Path | str | None = None,
+        episode: int | str | None = None,
+        key: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        where = str(path) if path is not None else "skills.json"
+        if episode is not None:
+            where += f", episode {episode}"
+        if key is not None:
+            where += f", key {key!r}"
+        super().__init__(f"{where}: {message}", hint=hint)
+        self.path = Path(path) if path is not None else None
+        self.episode = episode
+        self.key = key
+
+
+class InputJsonlError(HubPgenError, ValueError):
+    """A D_labeled ``--input-jsonl`` file cannot be used at all (bad lines alone are per-sample failures)."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, path: Path | str, line: int | None = None, hint: str | None = None):
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {message}", hint=hint)
+        self.path = Path(path)
+        self.line = line
+
+
+# --- outputs ----------------------------------------------------------------------------------
+
+
+class OutputError(HubPgenError, OSError):
+    """The output folder cannot be used or written."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, path: Path | str | None = None, hint: str | None = None) -> None:
+        HubPgenError.__init__(self, message, hint=hint)
+        self.path = Path(path) if path is not None else None
+
+
+class OutputExistsError(OutputError, FileExistsError):
+    """The output folder holds something that is not this run's result."""
+
+
+class ConfigMismatchError(OutputExistsError):
+    """The output folder (or its journal) was made by a different configuration."""
+
+    def __init__(self, path: Path | str, differences: dict[str, tuple[object, object]]) -> None:
+        diff = ", ".join(f"{k}: {old!r} -> {new!r}" for k, (old, new) in sorted(differences.items()))
+        super().__init__(
+            f"{path} was made by a different configuration ({diff or 'fingerprint differs'}); "
+            "hub-pgen never mixes two configurations in one dataset",
+            path=path,
+            hint="pick another --output-dir, or leave --output-dir out to get a new versioned folder",
+        )
+        self.differences = differences
+
+
+# --- stages -----------------------------------------------------------------------------------
+
+
+class FrameError(HubPgenError, RuntimeError):
+    """Images for one sample could not be produced (recorded as that sample's failure)."""
+
+    exit_code = 3
+
+
+class ModelLoadError(HubPgenError, OSError):
+    """The pgen model or its processor could not be loaded."""
+
+    exit_code = 5
+
+
+class GenerationError(HubPgenError, RuntimeError):
+    """A model answer could not be turned into a valid dialogue (recorded per sample)."""
+
+    def __init__(self, message: str, *, raw_text: str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.raw_text = raw_text
+
+
+class HubError(HubPgenError, OSError):
+    """A Hugging Face Hub download or push failed."""
+
+    exit_code = 6
+
+    def __init__(self, message: str, *, repo_id: str | None = None, hint: str | None = None) -> None:
+        HubPgenError.__init__(self, message, hint=hint)
+        self.repo_id = repo_id
+
+
+class ValidationError(HubPgenError, ValueError):
+    """A dataset folder does not meet the output contract (``hub-pgen validate``)."""
+
+    exit_code = 7
+
+    def __init__(self, path: Path | str, problems: list[str]) -> None:
+        shown = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"{path} fails validation ({len(problems)} problem(s)):\n{shown}")
+        self.path = Path(path)
+        self.problems = problems

@@ -1,0 +1,27 @@
+"""The one interface every generation backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from hub_pgen.data import GenerationRequest, GenerationResult
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Turns a batch of requests into one result per request, in order.
+
+    A backend never raises for one bad sample: it returns a failed ``GenerationResult`` (with the
+    raw text and the reason) so the run goes on. It raises only when it cannot work at all
+    (e.g. the model cannot be loaded), before the first batch.
+    """
+
+    name: str
+
+    def describe(self) -> dict[str, Any]:
+        """What identifies this backend's outputs (model id/revision, dtype, constrained, ...):
+        goes into the provenance record and the configuration fingerprint."""
+        ...
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]: ...

@@ -1,0 +1,35 @@
+"""Paths and names of the LeRobot v3.0 layout and of hub-pgen's own files, in one place."""
+
+from __future__ import annotations
+
+CODEBASE_VERSION = "v3.0"
+
+INFO_PATH = "meta/info.json"
+STATS_PATH = "meta/stats.json"
+TASKS_PATH = "meta/tasks.parquet"
+EPISODES_DIR = "meta/episodes"
+SKILLS_PATH = "meta/skills.json"
+DATA_DIR = "data"
+VIDEO_DIR = "videos"
+CHUNK_FILE_PATTERN = "chunk-{chunk_index:03d}/file-{file_index:03d}"
+DEFAULT_DATA_PATH = DATA_DIR + "/" + CHUNK_FILE_PATTERN + ".parquet"
+DEFAULT_VIDEO_PATH = VIDEO_DIR + "/{video_key}/" + CHUNK_FILE_PATTERN + ".mp4"
+EPISODES_PATH = EPISODES_DIR + "/" + CHUNK_FILE_PATTERN + ".parquet"
+
+# What hub-pgen adds.
+FEATURE = "task_index_high_level"
+FEATURE_SPEC = {"dtype": "int64", "shape": [1], "names": None}
+NO_TASK = -1  # "no generated task here": outside every skill, or generation failed
+SYN_ANNOTATIONS_PATH = "meta/syn_annotations.jsonl"
+PROVENANCE_PATH = "meta/hub_pgen.json"
+CARD_PATH = "README.md"
+TASK_EXTRA_COLUMNS = ("user_prompt", "robot_utterance", "skill", "scenario_type", "response_type")
+
+# Work state of a run in progress lives beside the output folder, never inside the source.
+WORK_SUFFIX = ".partial"
+JOURNAL_NAME = "journal.jsonl"
+RUN_NAME = "run.json"
+STAGING_NAME = "staging"
+
+# Float32 timestamps: a frame at ts belongs to a skill when start - EPS <= ts < end - EPS.
+TIME_EPS = 1e-4
