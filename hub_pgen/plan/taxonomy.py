@@ -1,0 +1,85 @@
+"""Scenario and response types (Hi Robot, appendix A.1, after Stephan et al. 2024), and the seeded,
+stratified schedule that assigns them to samples.
+
+The model is told which types to write for each sample instead of choosing them, so the mix of the
+dataset is a parameter of the run (and is reported), not a habit of the model.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+SCENARIO_TYPES: dict[str, str] = {
+    "direct_request": "the user plainly asks for what the robot does next",
+    "negative_task": "the user tells the robot what NOT to do, which still leads to the next skill",
+    "situated_correction": "the user adjusts or corrects an earlier command given how the task has progressed so far",
+    "specific_constraint": "the user adds a particular constraint or preference (which object, where, how) the next skill satisfies",
+    "implicit_request": "the user states a need or wish indirectly, and the robot must infer the next skill from it",
+}
+
+RESPONSE_TYPES: dict[str, str] = {
+    "confirmation": "the robot simply confirms and says what it will do",
+    "clarification": "the robot restates or clarifies what it understood before acting",
+    "error_handling": "the robot points out a problem or impossibility in the request and says how it will proceed instead",
+}
+
+
+def parse_mix(text: str | None, known: Mapping[str, str], *, flag: str) -> dict[str, float]:
+    """``"a=2,b=1"`` or ``"a,b"`` → weights over known types. ``None`` → all types, equal weight."""
+    if text is None or not text.strip():
+        return {name: 1.0 for name in known}
+    weights: dict[str, float] = {}
+    for part in text.split(","):
+        name, _, weight = part.strip().partition("=")
+        name = name.strip()
+        if name not in known:
+            raise ValueError(f"{flag}: unknown type {name!r}; known types: {', '.join(known)}")
+        try:
+            value = float(weight) if weight else 1.0
+        except ValueError:
+            raise ValueError(f"{flag}: weight of {name!r} must be a number, got {weight!r}") from None
+        if value < 0:
+            raise ValueError(f"{flag}: weight of {name!r} must be >= 0, got {value}")
+        weights[name] = value
+    if not any(weights.values()):
+        raise ValueError(f"{flag}: at least one type needs a weight above 0")
+    return {k: v for k, v in weights.items() if v > 0}
+
+
+def stratified(n: int, weights: Mapping[str, float], rng: random.Random) -> list[str]:
+    """``n`` labels whose counts follow ``weights`` as closely as integers allow (largest
+    remainder), in a seeded random order. Deterministic for a given ``rng`` state."""
+    if n <= 0:
+        return []
+    total = sum(weights.values())
+    exact = {k: n * w / total for k, w in weights.items()}
+    counts = {k: int(v) for k, v in exact.items()}
+    short = n - sum(counts.values())
+    for k in sorted(exact, key=lambda k: (-(exact[k] - counts[k]), list(weights).index(k)))[:short]:
+        counts[k] += 1
+    labels = [k for k in weights for _ in range(counts[k])]
+    rng.shuffle(labels)
+    return labels
+
+
+def assign_types(
+    n: int,
+    *,
+    seed: int,
+    scenario_mix: Mapping[str, float] | None = None,
+    response_mix: Mapping[str, float] | None = None,
+) -> list[tuple[str, str]]:
+    """(scenario_type, response_type) for samples 0..n-1 in plan order."""
+    rng = random.Random(f"hub-pgen-schedule-{seed}")
+    scenarios = stratified(n, scenario_mix or {k: 1.0 for k in SCENARIO_TYPES}, rng)
+    responses = stratified(n, response_mix or {k: 1.0 for k in RESPONSE_TYPES}, rng)
+    return list(zip(scenarios, responses))
+
+
+def mix_report(pairs: Sequence[tuple[str, str]]) -> dict[str, dict[str, int]]:
+    return {
+        "scenario_type": dict(sorted(Counter(s for s, _ in pairs).items())),
+        "response_type": dict(sorted(Counter(r for _, r in pairs).items())),
+    }
