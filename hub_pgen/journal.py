@@ -1,0 +1,120 @@
+"""The journal: one JSON line per finished sample, appended as each batch completes.
+
+It is what makes a run resumable: a rerun of the same configuration reads it, skips every sample
+already in it, and appends the rest. Lines are written whole, flushed and fsynced per batch; a line
+torn by a kill is dropped (and cut off before the next append) so the file stays valid JSONL. At the
+end it becomes ``meta/syn_annotations.jsonl`` of the new dataset (sorted, with task indices).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from hub_pgen.data import JournalRecord
+from hub_pgen.errors import ConfigMismatchError, OutputError
+
+logger = logging.getLogger(__name__)
+
+
+def load_journal(path: Path, *, fingerprint: str | None = None) -> dict[str, JournalRecord]:
+    """Records by sample_id. The last record of a sample wins (a retried failure may follow it).
+
+    A torn last line (no newline, or not JSON) is ignored. A record of another configuration
+    fingerprint is refused: the journal belongs to a different run.
+    """
+    records: dict[str, JournalRecord] = {}
+    if not path.is_file():
+        return records
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    complete, tail = lines[:-1], lines[-1]
+    if tail.strip():
+        logger.warning("%s: dropping a torn last line (%d bytes) left by an interrupted run", path, len(tail))
+    for n, line in enumerate(complete, 1):
+        if not line.strip():
+            continue
+        try:
+            record = JournalRecord.from_json(json.loads(line))
+        except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
+            logger.warning("%s:%d: unreadable journal line skipped (%s); that sample will be generated again", path, n, e)
+            continue
+        if fingerprint is not None and record.fingerprint != fingerprint:
+            raise ConfigMismatchError(path, {"fingerprint": (record.fingerprint, fingerprint)})
+        records[record.sample_id] = record
+    return records
+
+
+class JournalWriter:
+    """Appends records durably. Opening cuts a torn tail so appended lines start on a line boundary."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fh = None
+
+    def __enter__(self) -> JournalWriter:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists():
+                _cut_torn_tail(self.path)
+            self._fh = open(self.path, "ab")
+        except OSError as e:
+            raise OutputError(f"cannot write the journal {self.path}: {e.strerror or e}", path=self.path) from e
+
+    def append(self, records: Iterable[JournalRecord]) -> None:
+        if self._fh is None:
+            raise RuntimeError("JournalWriter.append before open()")
+        blob = b"".join(
+            json.dumps(r.to_json(), ensure_ascii=False, sort_keys=True).encode() + b"\n" for r in records
+        )
+        if not blob:
+            return
+        try:
+            self._fh.write(blob)
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        except OSError as e:
+            raise OutputError(
+                f"cannot append to the journal {self.path}: {e.strerror or e}",
+                path=self.path,
+                hint="free disk space, then rerun the same command: finished samples are kept",
+            ) from e
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
+
+def _cut_torn_tail(path: Path) -> None:
+    with open(path, "rb+") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        if size == 0:
+            return
+        fh.seek(size - 1)
+        if fh.read(1) == b"\n":
+            return
+        # scan back to the last newline
+        pos = size - 1
+        chunk = 4096
+        while pos > 0:
+            start = max(0, pos - chunk)
+            fh.seek(start)
+            buf = fh.read(pos - start)
+            nl = buf.rfind(b"\n")
+            if nl >= 0:
+                fh.truncate(start + nl + 1)
+                return
+            pos = start
+        fh.truncate(0)

@@ -1,0 +1,329 @@
+"""Turn a dataset and its skills into the samples pgen is asked about.
+
+Two steps, so ``--dry-run`` can count every strategy without generating anything:
+
+1. :func:`segment_dataset` reads each episode's frame timestamps and cuts it into *segments*:
+   maximal runs of consecutive frames owned by one skill (SPEC: ``start <= ts < end`` with a 1e-4 s
+   allowance for float32 timestamps; the later skill owns an overlap; frames outside every skill
+   belong to no segment and keep -1).
+2. :func:`sample_segments` places samples inside segments — ``segment``: one at each segment's first
+   frame; ``interval``: the first frame and then every S seconds; ``frame``: every frame. A sample
+   covers the frames from itself to the next sample of its segment, so it never spans a skill
+   boundary. Scenario/response types are then assigned by the seeded stratified schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hub_pgen import layout
+from hub_pgen.data import ImageRef, Sample, SkillsFile, SourceDataset
+from hub_pgen.errors import SourceError, UsageError
+from hub_pgen.plan.taxonomy import assign_types
+
+logger = logging.getLogger(__name__)
+
+Strategy = Literal["segment", "interval", "frame"]
+STRATEGIES: tuple[Strategy, ...] = ("segment", "interval", "frame")
+
+
+@dataclass(frozen=True)
+class Segment:
+    episode_index: int
+    position: int  # index of the skill in the episode's (sorted) skill list
+    skill: str
+    history: tuple[str, ...]
+    task_description: str
+    frame_start: int
+    frame_end: int  # exclusive
+    timestamps: tuple[float, ...]  # of frames frame_start..frame_end-1
+    row_start: int  # global dataset index of frame_start
+
+
+@dataclass(frozen=True)
+class Plan:
+    samples: tuple[Sample, ...]
+    segments: tuple[Segment, ...]
+    episodes: tuple[int, ...]
+    cameras: tuple[str, ...]
+    strategy: Strategy
+    frames_total: int
+    frames_in_skills: int
+    episodes_without_skills: tuple[int, ...]
+
+
+def parse_episode_list(text: str | None) -> tuple[int, ...] | None:
+    """``"0,3-5"`` → (0, 3, 4, 5)."""
+    if text is None or not text.strip():
+        return None
+    out: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        lo, sep, hi = part.partition("-")
+        try:
+            if sep:
+                a, b = int(lo), int(hi)
+                if b < a:
+                    raise ValueError
+                out.update(range(a, b + 1))
+            else:
+                out.add(int(part))
+        except ValueError:
+            raise UsageError(f"--episodes: {part!r} is not an index or a range like 3-5") from None
+    return tuple(sorted(out))
+
+
+def choose_cameras(
+    source: SourceDataset, *, image_keys: Sequence[str] | None = None, num_views: int | None = None
+) -> tuple[str, ...]:
+    available = source.camera_keys
+    if image_keys:
+        unknown = [k for k in image_keys if k not in available]
+        if unknown:
+            raise UsageError(
+                f"--image-keys: camera(s) {unknown} do not exist in this dataset; "
+                f"available: {', '.join(available) or '(none)'}"
+            )
+        cams = tuple(image_keys)
+    else:
+        cams = available
+    if num_views is not None:
+        if num_views < 0:
+            raise UsageError(f"--num-image-views-per-sample must be >= 0, got {num_views}")
+        cams = cams[:num_views]
+    return cams
+
+
+def task_description_for(episode_index: int, skills: SkillsFile, source: SourceDataset, first_task_index: int | None) -> str:
+    """SPEC: the episode's description, else the coarse description, else the episode's own task."""
+    ep_skills = skills.episodes.get(episode_index)
+    if ep_skills is not None and ep_skills.description:
+        return ep_skills.description
+    if skills.coarse_description:
+        return skills.coarse_description
+    ep = source.episodes[episode_index]
+    if ep.tasks:
+        return ep.tasks[0]
+    if first_task_index is not None and first_task_index in source.task_indices:
+        return source.tasks[source.task_indices.index(first_task_index)]
+    return ""
+
+
+def read_frame_times(source: SourceDataset, episodes: Iterable[int]) -> dict[int, tuple[np.ndarray, int | None]]:
+    """Per episode: its frames' timestamps (in frame order) and the task_index of its first frame.
+    Reads only four columns of each data file, once per file."""
+    wanted = set(episodes)
+    by_file: dict[str, list[int]] = {}
+    for e in wanted:
+        by_file.setdefault(source.episodes[e].data_path, []).append(e)
+    out: dict[int, tuple[np.ndarray, int | None]] = {}
+    for rel, eps in sorted(by_file.items()):
+        path = source.root / rel
+        try:
+            table = pq.read_table(path, columns=["episode_index", "frame_index", "timestamp", "task_index"])
+        except (pa.ArrowException, OSError) as e:
+            raise SourceError(
+                f"{path} is not a readable data parquet ({e})", path=path, hint="the file may be truncated"
+            ) from e
+        ep_col = table.column("episode_index").to_numpy()
+        fi_col = table.column("frame_index").to_numpy()
+        ts_col = table.column("timestamp").to_numpy().astype(np.float64)
+        ti_col = table.column("task_index").to_numpy()
+        for e in eps:
+            mask = ep_col == e
+            length = source.episodes[e].length
+            frames = fi_col[mask]
+            if len(frames) != length or not np.array_equal(np.sort(frames), np.arange(length)):
+                raise SourceError(
+                    f"{path}: episode {e} has {len(frames)} rows with frame_index "
+                    f"{frames.min() if len(frames) else '-'}..{frames.max() if len(frames) else '-'}, "
+                    f"but the episodes metadata says length {length}",
+                    path=path,
+                )
+            order = np.argsort(frames, kind="stable")
+            ti = ti_col[mask][order]
+            out[e] = (ts_col[mask][order], int(ti[0]) if len(ti) else None)
+    return out
+
+
+def frame_skill_positions(timestamps: np.ndarray, starts: Sequence[float], ends: Sequence[float]) -> np.ndarray:
+    """Position of the owning skill for each frame, -1 outside every skill. Later skills win overlaps."""
+    owner = np.full(len(timestamps), -1, dtype=np.int64)
+    for k, (start, end) in enumerate(zip(starts, ends)):
+        inside = (timestamps >= start - layout.TIME_EPS) & (timestamps < end - layout.TIME_EPS)
+        owner[inside] = k
+    return owner
+
+
+def segment_dataset(
+    source: SourceDataset, skills: SkillsFile, *, episodes: Sequence[int] | None = None
+) -> tuple[list[Segment], dict[int, int], tuple[int, ...]]:
+    """Segments of the chosen episodes, frame counts per episode, and the episodes with no skills."""
+    chosen = sorted(source.episodes) if episodes is None else list(episodes)
+    unknown = [e for e in chosen if e not in source.episodes]
+    if unknown:
+        raise UsageError(
+            f"--episodes: {unknown} not in the dataset (it has {len(source.episodes)} episodes, "
+            f"{min(source.episodes, default=0)}..{max(source.episodes, default=-1)})"
+        )
+    times = read_frame_times(source, chosen)
+    segments: list[Segment] = []
+    lengths: dict[int, int] = {}
+    without: list[int] = []
+    for e in chosen:
+        ts, first_task = times[e]
+        lengths[e] = len(ts)
+        ep_skills = skills.episodes.get(e)
+        if ep_skills is None or not ep_skills.skills:
+            without.append(e)
+            continue
+        names = [s.name for s in ep_skills.skills]
+        owner = frame_skill_positions(ts, [s.start for s in ep_skills.skills], [s.end for s in ep_skills.skills])
+        duration = len(ts) / source.fps
+        for s in ep_skills.skills:
+            if s.start >= duration - layout.TIME_EPS:
+                logger.warning("episode %d: skill %r starts at %.3f s, after the episode ends (%.3f s); it gets no frames", e, s.name, s.start, duration)
+            elif s.end > duration + 1.0 / source.fps:
+                logger.warning("episode %d: skill %r ends at %.3f s, past the episode's end (%.3f s); clipped", e, s.name, s.end, duration)
+        description = task_description_for(e, skills, source, first_task)
+        row0 = source.episodes[e].dataset_from_index
+        for start, end in _runs(owner):
+            k = int(owner[start])
+            segments.append(
+                Segment(
+                    episode_index=e,
+                    position=k,
+                    skill=names[k],
+                    history=tuple(names[:k]),
+                    task_description=description,
+                    frame_start=start,
+                    frame_end=end,
+                    timestamps=tuple(float(t) for t in ts[start:end]),
+                    row_start=row0 + start,
+                )
+            )
+    return segments, lengths, tuple(without)
+
+
+def sample_starts(segment: Segment, strategy: Strategy, interval: float | None) -> list[int]:
+    """Frame offsets (within the segment) where samples begin."""
+    n = segment.frame_end - segment.frame_start
+    if strategy == "segment":
+        return [0]
+    if strategy == "frame":
+        return list(range(n))
+    if not interval or interval <= 0:
+        raise UsageError(f"--sample-interval must be > 0 seconds for --sampling interval, got {interval}")
+    starts = [0]
+    t0 = segment.timestamps[0]
+    next_t = t0 + interval
+    for i in range(1, n):
+        if segment.timestamps[i] >= next_t - layout.TIME_EPS:
+            starts.append(i)
+            while segment.timestamps[i] >= next_t - layout.TIME_EPS:
+                next_t += interval
+    return starts
+
+
+def sample_segments(
+    segments: Sequence[Segment],
+    *,
+    strategy: Strategy,
+    interval: float | None,
+    cameras: Sequence[str],
+    source: SourceDataset,
+    seed: int,
+    scenario_mix: dict[str, float] | None = None,
+    response_mix: dict[str, float] | None = None,
+) -> list[Sample]:
+    video = set(source.video_keys)
+    samples: list[Sample] = []
+    for seg in segments:
+        starts = sample_starts(seg, strategy, interval)
+        bounds = starts[1:] + [seg.frame_end - seg.frame_start]
+        for off, end_off in zip(starts, bounds):
+            frame = seg.frame_start + off
+            ts = seg.timestamps[off]
+            refs = tuple(
+                ImageRef(camera=c, timestamp=ts) if c in video else ImageRef(camera=c, row=seg.row_start + off)
+                for c in cameras
+            )
+            samples.append(
+                Sample(
+                    sample_id=f"ep{seg.episode_index:06d}-f{frame:06d}",
+                    episode_index=seg.episode_index,
+                    episode_id=str(seg.episode_index),
+                    frame_index=frame,
+                    timestamp=ts,
+                    skill_current=seg.skill,
+                    skill_history=seg.history,
+                    task_description=seg.task_description,
+                    scenario_type="",
+                    response_type="",
+                    images=refs,
+                    frame_start=frame,
+                    frame_end=seg.frame_start + end_off,
+                    segment=seg.position,
+                )
+            )
+    types = assign_types(len(samples), seed=seed, scenario_mix=scenario_mix, response_mix=response_mix)
+    return [replace(s, scenario_type=sc, response_type=rt) for s, (sc, rt) in zip(samples, types)]
+
+
+def build_plan(
+    source: SourceDataset,
+    skills: SkillsFile,
+    *,
+    strategy: Strategy = "segment",
+    interval: float | None = None,
+    episodes: Sequence[int] | None = None,
+    cameras: Sequence[str] = (),
+    seed: int = 0,
+    scenario_mix: dict[str, float] | None = None,
+    response_mix: dict[str, float] | None = None,
+) -> Plan:
+    segments, lengths, without = segment_dataset(source, skills, episodes=episodes)
+    samples = sample_segments(
+        segments,
+        strategy=strategy,
+        interval=interval,
+        cameras=cameras,
+        source=source,
+        seed=seed,
+        scenario_mix=scenario_mix,
+        response_mix=response_mix,
+    )
+    return Plan(
+        samples=tuple(samples),
+        segments=tuple(segments),
+        episodes=tuple(sorted(lengths)),
+        cameras=tuple(cameras),
+        strategy=strategy,
+        frames_total=sum(lengths.values()),
+        frames_in_skills=sum(s.frame_end - s.frame_start for s in segments),
+        episodes_without_skills=without,
+    )
+
+
+def count_samples(segments: Sequence[Segment], strategy: Strategy, interval: float | None) -> int:
+    return sum(len(sample_starts(s, strategy, interval)) for s in segments)
+
+
+def _runs(owner: np.ndarray) -> list[tuple[int, int]]:
+    """[start, end) of maximal runs of equal, non-negative values."""
+    runs: list[tuple[int, int]] = []
+    if len(owner) == 0:
+        return runs
+    change = np.flatnonzero(np.diff(owner)) + 1
+    bounds = np.concatenate(([0], change, [len(owner)]))
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        if owner[a] >= 0:
+            runs.append((int(a), int(b)))
+    return runs

@@ -1,0 +1,102 @@
+"""What a finished run tells people: the terminal summary, ``--json``, and the GitHub Actions job summary."""
+
+from __future__ import annotations
+
+import html
+import os
+import sys
+from collections import Counter
+from dataclasses import asdict
+from typing import Any
+
+from hub_pgen.pipeline import RunResult
+
+
+def result_json(result: RunResult) -> dict[str, Any]:
+    d = asdict(result)
+    d["failures"] = [{"sample_id": r.sample_id, "error": r.error} for r in result.failures]
+    d["output"] = str(result.output) if result.output else None
+    return d
+
+
+def _failure_reasons(result: RunResult, limit: int = 5) -> list[tuple[str, int]]:
+    reasons = Counter((r.error or "unknown").split(":")[0] for r in result.failures)
+    return reasons.most_common(limit)
+
+
+def print_summary(result: RunResult) -> None:
+    if result.state == "dry-run":
+        _print_plan(result.plan_report or {})
+        return
+    rows: list[tuple[str, str]] = [
+        ("result", result.state),
+        ("output", str(result.output)),
+        ("samples", str(result.samples)),
+        ("generated ok", str(result.ok)),
+        ("failed", str(result.failed)),
+        ("resumed from journal", str(result.resumed)),
+        ("sent to the backend this run", str(result.generated)),
+        ("new tasks rows", str(result.new_tasks)),
+        ("fingerprint", result.fingerprint),
+        ("seconds", f"{result.elapsed_s:.1f}"),
+    ]
+    for kind, counts in (result.mix or {}).items():
+        rows.append((kind, ", ".join(f"{k} {v}" for k, v in counts.items())))
+    for reason, n in _failure_reasons(result):
+        rows.append(("failure", f"{n} × {reason}"))
+    if result.push is not None:
+        rows.append(("pushed", getattr(result.push, "url", str(result.push))))
+    _table("hub-pgen summary", rows)
+
+
+def _print_plan(report: dict[str, Any]) -> None:
+    rows = []
+    for key, value in report.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}: {v}" if not isinstance(v, dict) else f"{k}: {v}" for k, v in value.items())
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value)) or "(none)"
+        rows.append((key.replace("_", " "), str(value)))
+    _table("hub-pgen plan (dry run: nothing generated)", rows)
+
+
+def _table(title: str, rows: list[tuple[str, str]]) -> None:
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=title, show_header=False)
+        table.add_column(style="bold")
+        table.add_column()
+        for k, v in rows:
+            table.add_row(k, v)
+        Console().print(table)
+        return
+    print(title)
+    width = max(len(k) for k, _ in rows)
+    for k, v in rows:
+        print(f"  {k.ljust(width)}  {v}")
+
+
+def write_step_summary(result: RunResult, config: Any) -> None:
+    """In GitHub Actions, a Markdown job summary: counts, failures, mix, link to the pushed repo."""
+    path = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not path:
+        return
+    e = lambda x: html.escape(str(x))  # noqa: E731 — model text is data, never markup
+    lines = ["## hub-pgen", "", "| | |", "|---|---|"]
+    source = config.repo_id or (config.root and config.root.name) or config.input_jsonl
+    for k, v in (("source", source), ("result", result.state), ("samples", result.samples), ("ok", result.ok),
+                 ("failed", result.failed), ("resumed", result.resumed), ("new tasks rows", result.new_tasks),
+                 ("fingerprint", result.fingerprint)):
+        lines.append(f"| {e(k)} | {e(v)} |")
+    if result.push is not None:
+        url = getattr(result.push, "url", None)
+        lines.append(f"| pushed | [{e(config.push_to)}]({e(url)}) |" if url else f"| pushed | {e(config.push_to)} |")
+    for kind, counts in (result.mix or {}).items():
+        lines += ["", f"**{e(kind)}**: " + ", ".join(f"{e(k)} {v}" for k, v in counts.items())]
+    if result.failures:
+        lines += ["", "### Failures", ""]
+        lines += [f"- `{e(r.sample_id)}`: {e(r.error)}" for r in result.failures[:20]]
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")

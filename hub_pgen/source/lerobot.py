@@ -1,0 +1,217 @@
+"""Read a LeRobot v3.0 dataset folder's metadata into a :class:`SourceDataset`.
+
+Only metadata is read here (info.json, tasks.parquet, the episodes parquet files); frames and data
+rows are read by the stages that need them. The folder is never written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hub_pgen import layout
+from hub_pgen.data import Episode, SourceDataset, VideoSpan
+from hub_pgen.errors import SourceError, SourceNotFoundError, UnsupportedVersionError
+
+logger = logging.getLogger(__name__)
+
+_REQUIRED_INFO_KEYS = ("codebase_version", "fps", "features", "data_path")
+_REQUIRED_FEATURES = ("timestamp", "frame_index", "episode_index", "index", "task_index")
+_REQUIRED_EPISODE_COLUMNS = (
+    "episode_index",
+    "length",
+    "dataset_from_index",
+    "dataset_to_index",
+    "data/chunk_index",
+    "data/file_index",
+)
+
+
+def load_info(root: Path) -> dict[str, Any]:
+    path = root / layout.INFO_PATH
+    if not path.is_file():
+        raise SourceNotFoundError(
+            f"{path} not found: {root} is not a LeRobot dataset folder",
+            path=path,
+            hint="point --root at the folder that holds meta/info.json, or use --repo-id",
+        )
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SourceError(f"{path} is not valid JSON: {e}", path=path) from e
+    if not isinstance(info, dict):
+        raise SourceError(f"{path} must hold a JSON object, got {type(info).__name__}", path=path)
+    missing = [k for k in _REQUIRED_INFO_KEYS if k not in info]
+    if missing:
+        raise SourceError(f"{path} lacks required key(s) {missing}", path=path)
+    if info["codebase_version"] != layout.CODEBASE_VERSION:
+        raise UnsupportedVersionError(info["codebase_version"], path=path)
+    features = info["features"]
+    if not isinstance(features, dict):
+        raise SourceError(f"{path}: 'features' must be an object", path=path)
+    missing = [k for k in _REQUIRED_FEATURES if k not in features]
+    if missing:
+        raise SourceError(
+            f"{path}: features lack {missing}, which every LeRobot v3.0 dataset has", path=path
+        )
+    if layout.FEATURE in features:
+        raise SourceError(
+            f"{path}: the dataset already has a '{layout.FEATURE}' feature",
+            path=path,
+            hint="run hub-pgen on the original dataset, not on one of its outputs",
+        )
+    if not isinstance(info["fps"], (int, float)) or info["fps"] <= 0:
+        raise SourceError(f"{path}: fps must be a positive number, got {info['fps']!r}", path=path)
+    return info
+
+
+def load_tasks(root: Path) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Task strings and their task_index. The index column is named ``task`` in some datasets and
+    left unnamed (``__index_level_0__``) in others; both are read the same way."""
+    path = root / layout.TASKS_PATH
+    if not path.is_file():
+        raise SourceNotFoundError(f"{path} not found", path=path)
+    table = _read_parquet(path)
+    names = table.column_names
+    if "task_index" not in names:
+        raise SourceError(f"{path} has no 'task_index' column (columns: {names})", path=path)
+    task_col = next((c for c in ("task", "__index_level_0__") if c in names), None)
+    if task_col is None:
+        pandas_index = _pandas_index_columns(table)
+        task_col = pandas_index[0] if pandas_index else None
+    if task_col is None:
+        raise SourceError(f"{path} has no task string index (columns: {names})", path=path)
+    tasks = tuple(str(t) for t in table.column(task_col).to_pylist())
+    indices = tuple(int(i) for i in table.column("task_index").to_pylist())
+    if len(set(indices)) != len(indices):
+        raise SourceError(f"{path}: task_index values are not unique", path=path)
+    return tasks, indices
+
+
+def load_episodes(root: Path, info: dict[str, Any]) -> dict[int, Episode]:
+    files = sorted((root / layout.EPISODES_DIR).glob("chunk-*/file-*.parquet"))
+    if not files:
+        raise SourceNotFoundError(
+            f"no episodes metadata under {root / layout.EPISODES_DIR} (expected chunk-*/file-*.parquet)",
+            path=root / layout.EPISODES_DIR,
+        )
+    video_keys = [k for k, ft in info["features"].items() if ft.get("dtype") == "video"]
+    episodes: dict[int, Episode] = {}
+    for path in files:
+        table = _read_parquet(path)
+        missing = [c for c in _REQUIRED_EPISODE_COLUMNS if c not in table.column_names]
+        for key in video_keys:
+            missing += [
+                c
+                for c in (f"videos/{key}/chunk_index", f"videos/{key}/file_index", f"videos/{key}/from_timestamp")
+                if c not in table.column_names
+            ]
+        if missing:
+            raise SourceError(f"{path} lacks column(s) {missing}", path=path)
+        wanted = [c for c in table.column_names if not c.startswith("stats/")]
+        for row in table.select(wanted).to_pylist():
+            ep = _episode_from_row(row, info, video_keys, path)
+            if ep.index in episodes:
+                raise SourceError(f"{path}: episode {ep.index} appears twice in the episodes metadata", path=path)
+            episodes[ep.index] = ep
+    return dict(sorted(episodes.items()))
+
+
+def load_source(root: Path, *, repo_id: str | None = None, revision: str | None = None) -> SourceDataset:
+    """Read a dataset folder's metadata. Raises :class:`SourceError` naming the file at fault."""
+    root = Path(root)
+    if not root.is_dir():
+        raise SourceNotFoundError(f"dataset folder {root} does not exist", path=root)
+    info = load_info(root)
+    tasks, task_indices = load_tasks(root)
+    episodes = load_episodes(root, info)
+    for ep in episodes.values():
+        data_file = root / ep.data_path
+        if not data_file.is_file():
+            raise SourceNotFoundError(
+                f"episode {ep.index}: data file {data_file} is missing", path=data_file
+            )
+    logger.info("source %s: %d episodes, %d tasks, fps %s", root, len(episodes), len(tasks), info["fps"])
+    return SourceDataset(
+        root=root,
+        info=info,
+        tasks=tasks,
+        task_indices=task_indices,
+        episodes=episodes,
+        repo_id=repo_id,
+        revision=revision,
+    )
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:
+        raise SourceError(
+            f"{path} is not a readable parquet file ({e})",
+            path=path,
+            hint="the file may be truncated: download the dataset again",
+        ) from e
+
+
+def _pandas_index_columns(table: pa.Table) -> list[str]:
+    meta = table.schema.metadata or {}
+    raw = meta.get(b"pandas")
+    if not raw:
+        return []
+    try:
+        cols = json.loads(raw).get("index_columns", [])
+    except json.JSONDecodeError:
+        return []
+    return [c for c in cols if isinstance(c, str) and c in table.column_names]
+
+
+def _format_path(template: str, path: Path, **kwargs: Any) -> str:
+    try:
+        return template.format(**kwargs)
+    except (KeyError, IndexError, ValueError) as e:
+        raise SourceError(f"cannot fill path template {template!r} ({e})", path=path) from e
+
+
+def _episode_from_row(row: dict[str, Any], info: dict[str, Any], video_keys: list[str], path: Path) -> Episode:
+    index = int(row["episode_index"])
+    data_path = _format_path(
+        info["data_path"], path, chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"])
+    )
+    videos: dict[str, VideoSpan] = {}
+    for key in video_keys:
+        template = info.get("video_path") or layout.DEFAULT_VIDEO_PATH
+        vpath = _format_path(
+            template,
+            path,
+            video_key=key,
+            chunk_index=int(row[f"videos/{key}/chunk_index"]),
+            file_index=int(row[f"videos/{key}/file_index"]),
+        )
+        to_ts = row.get(f"videos/{key}/to_timestamp")
+        videos[key] = VideoSpan(
+            path=vpath,
+            from_timestamp=float(row[f"videos/{key}/from_timestamp"]),
+            to_timestamp=float(to_ts) if to_ts is not None else float("nan"),
+        )
+    tasks = row.get("tasks") or ()
+    try:
+        return Episode(
+            index=index,
+            length=int(row["length"]),
+            dataset_from_index=int(row["dataset_from_index"]),
+            dataset_to_index=int(row["dataset_to_index"]),
+            data_path=data_path,
+            tasks=tuple(str(t) for t in tasks),
+            videos=videos,
+        )
+    except ValueError as e:
+        raise SourceError(f"{path}: {e}", path=path) from e

@@ -1,0 +1,110 @@
+"""The dataset card (``README.md``) of the new dataset: Hub metadata, provenance, examples.
+
+Model text is data, never markup: it is HTML-escaped and table pipes are escaped, so a generated
+``<script>`` or ``|`` cannot change what the card shows.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from hub_pgen import layout
+from hub_pgen.data import JournalRecord
+
+
+def escape(text: Any) -> str:
+    return html.escape(str(text), quote=True).replace("|", "\\|").replace("\n", " ")
+
+
+def render_card(provenance: dict[str, Any], examples: Sequence[JournalRecord], *, limit: int = 8) -> str:
+    src = provenance.get("source", {})
+    src_repo = src.get("repo_id")
+    gen = provenance.get("generation", {})
+    counts = provenance.get("counts", {})
+    mix = provenance.get("mix", {})
+    front = {
+        "license": "other",
+        "tags": ["LeRobot", "hub-pgen", "hi-robot", "synthetic-dialogue"],
+        "task_categories": ["robotics"],
+        "configs": [{"config_name": "default", "data_files": "data/*/*.parquet"}],
+    }
+    lines = ["---", _yaml(front), "---", ""]
+    lines.append("# Synthetic user prompts and robot replies (Hi Robot `pgen`)")
+    lines.append("")
+    origin = (
+        f"[{escape(src_repo)}](https://huggingface.co/datasets/{src_repo})" if src_repo else f"`{escape(src.get('root', '?'))}`"
+    )
+    lines.append(
+        f"This dataset is {origin} with one new per-frame feature, `{layout.FEATURE}`, made by "
+        f"hub-pgen {escape(provenance.get('tool', {}).get('version', ''))}. "
+        "For each sampled moment of each annotated skill, a vision-language model (`pgen` in "
+        "Hi Robot, Shi et al. 2025) imagined a user prompt that would lead to that skill and the robot's reply. "
+        f"Each distinct dialogue is a new row of `meta/tasks.parquet`; `{layout.FEATURE}` points at it "
+        f"(`{layout.NO_TASK}` = no dialogue: frame outside every skill, or generation failed). "
+        "Every other file and column is the source's, unchanged; videos are the source's files."
+    )
+    lines += ["", "## Provenance", "", "| | |", "|---|---|"]
+    rows = [
+        ("source", src_repo or src.get("root")),
+        ("source revision", src.get("sha") or src.get("revision")),
+        ("backend", gen.get("backend")),
+        ("model", gen.get("model")),
+        ("prompt template hash", gen.get("prompt_template")),
+        ("sampling", gen.get("sampling")),
+        ("configuration fingerprint", provenance.get("fingerprint")),
+        ("samples", counts.get("samples")),
+        ("generated", counts.get("ok")),
+        ("failed", counts.get("failed")),
+        ("new tasks rows", counts.get("new_tasks")),
+    ]
+    lines += [f"| {escape(k)} | {escape(v) if v is not None else '—'} |" for k, v in rows]
+    if mix:
+        lines += ["", "## Scenario and response mix (paper, appendix A.1)", ""]
+        for kind in ("scenario_type", "response_type"):
+            parts = ", ".join(f"{escape(k)}: {v}" for k, v in mix.get(kind, {}).items())
+            lines.append(f"- **{kind}** — {parts}")
+    ok = [r for r in examples if r.status == "ok"][:limit]
+    if ok:
+        lines += ["", "## Examples", "", "| skill | scenario / response | user prompt | robot reply |", "|---|---|---|---|"]
+        for r in ok:
+            lines.append(
+                f"| {escape(r.skill_current)} | {escape(r.scenario_type)} / {escape(r.response_type)} | "
+                f"{escape(r.user_prompt)} | {escape(r.robot_utterance)} |"
+            )
+    lines += [
+        "",
+        "## Load it",
+        "",
+        "```python",
+        "from lerobot.datasets.lerobot_dataset import LeRobotDataset",
+        "ds = LeRobotDataset(\"<this repo id>\")",
+        f"item = ds[0]  # item['{layout.FEATURE}'] indexes ds.meta.tasks",
+        "```",
+        "",
+        f"`meta/syn_annotations.jsonl` holds every generated sample (D_syn), and `{layout.PROVENANCE_PATH}` "
+        "the full parameters of the run.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _yaml(obj: dict[str, Any]) -> str:
+    """A tiny YAML emitter for the card's front matter (JSON scalars are valid YAML)."""
+    out: list[str] = []
+    for key, value in obj.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            out.append(f"{key}:")
+            for item in value:
+                first = True
+                for k, v in item.items():
+                    out.append(f"{'- ' if first else '  '}{k}: {json.dumps(v)}")
+                    first = False
+        elif isinstance(value, list):
+            out.append(f"{key}:")
+            out += [f"- {json.dumps(v)}" for v in value]
+        else:
+            out.append(f"{key}: {json.dumps(value)}")
+    return "\n".join(out)

@@ -1,0 +1,323 @@
+"""Write the new dataset: a copy of the source with ``task_index_high_level`` on every frame.
+
+Everything goes into a staging folder that the caller moves into place once complete; the source
+is only read. Data files keep their names, row order and every other column (the new int64 column
+is appended); videos are hard-linked (copied across filesystems), never re-encoded; the provenance
+record ``meta/hub_pgen.json`` is written last and marks the folder complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from hub_pgen import layout
+from hub_pgen.data import JournalRecord, Sample, SourceDataset
+from hub_pgen.errors import OutputError
+from hub_pgen.write import stats as st
+
+logger = logging.getLogger(__name__)
+
+_REWRITTEN = {layout.INFO_PATH, layout.STATS_PATH, layout.TASKS_PATH, layout.CARD_PATH,
+              layout.SYN_ANNOTATIONS_PATH, layout.PROVENANCE_PATH}
+
+
+@dataclass(frozen=True)
+class NewTask:
+    task_index: int
+    task: str  # the tasks.parquet index string
+    user_prompt: str
+    robot_utterance: str
+    skill: str
+    scenario_type: str
+    response_type: str
+
+
+@dataclass(frozen=True)
+class TaskAssignment:
+    by_sample: dict[str, int]  # sample_id → task_index_high_level (ok samples only)
+    new_tasks: tuple[NewTask, ...]
+
+
+@dataclass(frozen=True)
+class WriteSummary:
+    path: Path
+    new_tasks: int
+    frames: int
+    frames_labelled: int
+    files_linked: int
+    files_copied: int
+
+
+def assign_task_indices(
+    source_tasks: Sequence[str], source_indices: Sequence[int], samples: Sequence[Sample],
+    records: dict[str, JournalRecord],
+) -> TaskAssignment:
+    """One new tasks row per distinct (dialogue, skill), in plan order, from the next free index.
+
+    The row's ``skill`` must be true for every frame pointing at it, so a dialogue text that was
+    generated for two different skills (or equals an original task string) gets a ``(#n)`` suffix
+    to keep the index strings unique.
+    """
+    next_index = max(source_indices, default=-1) + 1
+    taken: set[str] = set(source_tasks)
+    by_key: dict[tuple[str, str], NewTask] = {}
+    by_sample: dict[str, int] = {}
+    new: list[NewTask] = []
+    for s in samples:
+        rec = records.get(s.sample_id)
+        dialogue = rec.dialogue if rec is not None else None
+        if dialogue is None:
+            continue
+        key = (dialogue.task_string, s.skill_current)
+        row = by_key.get(key)
+        if row is None:
+            text = dialogue.task_string
+            n = 2
+            while text in taken:
+                text = f"{dialogue.task_string} (#{n})"
+                n += 1
+            taken.add(text)
+            row = NewTask(next_index, text, dialogue.user_prompt, dialogue.robot_utterance, s.skill_current,
+                          dialogue.scenario_type, dialogue.response_type)
+            next_index += 1
+            by_key[key] = row
+            new.append(row)
+        by_sample[s.sample_id] = row.task_index
+    return TaskAssignment(by_sample=by_sample, new_tasks=tuple(new))
+
+
+def frame_task_indices(
+    source: SourceDataset, samples: Sequence[Sample], assignment: TaskAssignment
+) -> dict[int, np.ndarray]:
+    """Per episode, the task_index_high_level of each frame (-1 where no sample's dialogue applies)."""
+    out = {e: np.full(ep.length, layout.NO_TASK, dtype=np.int64) for e, ep in source.episodes.items()}
+    for s in samples:
+        idx = assignment.by_sample.get(s.sample_id)
+        if idx is None or s.episode_index is None:
+            continue
+        out[s.episode_index][s.frame_start : s.frame_end] = idx
+    return out
+
+
+def write_dataset(
+    source: SourceDataset,
+    samples: Sequence[Sample],
+    records: dict[str, JournalRecord],
+    staging: Path,
+    *,
+    provenance: dict[str, Any],
+    card: str,
+) -> WriteSummary:
+    staging.mkdir(parents=True, exist_ok=True)
+    assignment = assign_task_indices(source.tasks, source.task_indices, samples, records)
+    per_episode = frame_task_indices(source, samples, assignment)
+    try:
+        for rel in source.data_paths:
+            _write_data_file(source.root / rel, staging / rel, per_episode)
+        _write_tasks(source.root / layout.TASKS_PATH, staging / layout.TASKS_PATH, assignment.new_tasks)
+        stat_names = _stat_names(source)
+        ep_stats = {e: st.episode_stats(v, stat_names) for e, v in per_episode.items() if len(v)}
+        for path in sorted((source.root / layout.EPISODES_DIR).glob("chunk-*/file-*.parquet")):
+            rel = path.relative_to(source.root).as_posix()
+            _write_episodes_file(path, staging / rel, ep_stats)
+        _write_stats(source.root / layout.STATS_PATH, staging / layout.STATS_PATH, list(ep_stats.values()))
+        info = dict(source.info)
+        info["features"] = {**source.info["features"], layout.FEATURE: dict(layout.FEATURE_SPEC)}
+        info["total_tasks"] = len(source.tasks) + len(assignment.new_tasks)
+        _write_json(staging / layout.INFO_PATH, info)
+        linked, copied = _copy_rest(source.root, staging, handled=set(source.data_paths))
+        _write_syn_annotations(staging / layout.SYN_ANNOTATIONS_PATH, samples, records, assignment)
+        (staging / layout.CARD_PATH).write_text(card, encoding="utf-8")
+        provenance = {**provenance, "counts": {**provenance.get("counts", {}), "new_tasks": len(assignment.new_tasks)}}
+        _write_json(staging / layout.PROVENANCE_PATH, provenance)  # last: marks the folder complete
+    except OSError as e:
+        raise OutputError(
+            f"cannot write the new dataset under {staging}: {e.strerror or e}",
+            path=staging,
+            hint="free disk space or fix permissions, then rerun the same command: generated samples are kept",
+        ) from e
+    frames = sum(len(v) for v in per_episode.values())
+    labelled = sum(int((v != layout.NO_TASK).sum()) for v in per_episode.values())
+    return WriteSummary(staging, len(assignment.new_tasks), frames, labelled, linked, copied)
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def _write_data_file(src: Path, dst: Path, per_episode: dict[int, np.ndarray]) -> None:
+    table = pq.read_table(src)
+    meta = pq.ParquetFile(src).metadata
+    episodes = table.column("episode_index").to_numpy()
+    frames = table.column("frame_index").to_numpy()
+    values = np.full(len(table), layout.NO_TASK, dtype=np.int64)
+    for e in np.unique(episodes):
+        mask = episodes == e
+        values[mask] = per_episode[int(e)][frames[mask]]
+    table = table.append_column(pa.field(layout.FEATURE, pa.int64()), pa.array(values, type=pa.int64()))
+    table = table.replace_schema_metadata(_with_hf_feature(table.schema.metadata))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, dst, **_writer_options(meta))
+
+
+def _writer_options(meta: pq.FileMetaData) -> dict[str, Any]:
+    """Keep the source file's compression and row-group size."""
+    opts: dict[str, Any] = {}
+    if meta.num_row_groups:
+        rg = meta.row_group(0)
+        opts["row_group_size"] = max(rg.num_rows, 1)
+        if rg.num_columns:
+            codec = rg.column(0).compression
+            opts["compression"] = codec.lower() if codec and codec != "UNCOMPRESSED" else "none"
+    return opts
+
+
+def _with_hf_feature(metadata: dict[bytes, bytes] | None) -> dict[bytes, bytes] | None:
+    """Datasets-style ``huggingface`` schema metadata lists every column's feature; add ours."""
+    if not metadata or b"huggingface" not in metadata:
+        return metadata
+    try:
+        hf = json.loads(metadata[b"huggingface"])
+        hf.setdefault("info", {}).setdefault("features", {})[layout.FEATURE] = {"dtype": "int64", "_type": "Value"}
+    except (json.JSONDecodeError, AttributeError):
+        return metadata
+    return {**metadata, b"huggingface": json.dumps(hf).encode()}
+
+
+def _write_tasks(src: Path, dst: Path, new_tasks: Sequence[NewTask]) -> None:
+    df = pd.read_parquet(src)
+    index_name = df.index.name
+    for col in layout.TASK_EXTRA_COLUMNS:
+        if col not in df.columns:
+            df[col] = pd.Series([None] * len(df), index=df.index, dtype=object)
+    if new_tasks:
+        rows = pd.DataFrame(
+            {
+                "task_index": [t.task_index for t in new_tasks],
+                "user_prompt": [t.user_prompt for t in new_tasks],
+                "robot_utterance": [t.robot_utterance for t in new_tasks],
+                "skill": [t.skill for t in new_tasks],
+                "scenario_type": [t.scenario_type for t in new_tasks],
+                "response_type": [t.response_type for t in new_tasks],
+            },
+            index=pd.Index([t.task for t in new_tasks], name=index_name),
+        )
+        rows["task_index"] = rows["task_index"].astype(df["task_index"].dtype)
+        df = pd.concat([df, rows[df.columns]], axis=0)
+    df.index.name = index_name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(dst)
+
+
+def _stat_names(source: SourceDataset) -> tuple[str, ...]:
+    """The stat names the source uses for a scalar int feature (task_index first)."""
+    path = source.root / layout.STATS_PATH
+    if path.is_file():
+        stats = json.loads(path.read_text(encoding="utf-8"))
+        for key in ("task_index", "frame_index", "episode_index", "index"):
+            if isinstance(stats.get(key), dict):
+                return tuple(stats[key])
+    return st.DEFAULT_STATS
+
+
+def _write_episodes_file(src: Path, dst: Path, ep_stats: dict[int, dict[str, np.ndarray]]) -> None:
+    table = pq.read_table(src)
+    if not any(c.startswith("stats/") for c in table.column_names):
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+        return
+    episodes = table.column("episode_index").to_pylist()
+    names = next(iter(ep_stats.values())).keys() if ep_stats else ()
+    for name in names:
+        like = f"stats/task_index/{name}"
+        typ = table.schema.field(like).type if like in table.column_names else None
+        values = [ep_stats[int(e)][name].tolist() if int(e) in ep_stats else None for e in episodes]
+        if typ is None:
+            typ = pa.list_(pa.int64() if name in ("min", "max", "count") else pa.float64())
+        table = table.append_column(pa.field(f"stats/{layout.FEATURE}/{name}", typ), pa.array(values, type=typ))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, dst, **_writer_options(pq.ParquetFile(src).metadata))
+
+
+def _write_stats(src: Path, dst: Path, per_episode: list[dict[str, np.ndarray]]) -> None:
+    if not src.is_file():
+        return
+    stats = json.loads(src.read_text(encoding="utf-8"))
+    stats[layout.FEATURE] = st.to_json(st.aggregate(per_episode))
+    _write_json(dst, stats)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=4, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _copy_rest(src_root: Path, dst_root: Path, *, handled: set[str]) -> tuple[int, int]:
+    """Everything not rewritten: videos hard-linked (copied across filesystems), other files copied."""
+    linked = copied = 0
+    skip_dirs = {".cache", ".git", ".hub-pgen"}
+    for dirpath, dirnames, filenames in os.walk(src_root):
+        dirnames[:] = sorted(d for d in dirnames if d not in skip_dirs)
+        rel_dir = Path(dirpath).relative_to(src_root)
+        for name in sorted(filenames):
+            rel = (rel_dir / name).as_posix()
+            if rel in handled or rel in _REWRITTEN or rel.startswith(layout.EPISODES_DIR + "/"):
+                continue
+            src = Path(dirpath) / name
+            dst = dst_root / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            if rel.startswith(layout.VIDEO_DIR + "/"):
+                try:
+                    os.link(src, dst)
+                    linked += 1
+                    continue
+                except OSError:
+                    pass  # other filesystem, or links not allowed: copy
+            shutil.copy2(src, dst)
+            copied += 1
+    return linked, copied
+
+
+def _write_syn_annotations(
+    path: Path, samples: Sequence[Sample], records: dict[str, JournalRecord], assignment: TaskAssignment
+) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        for s in samples:
+            rec = records.get(s.sample_id)
+            if rec is None:
+                continue
+            d = rec.to_json()
+            d["task_index_high_level"] = assignment.by_sample.get(s.sample_id, layout.NO_TASK)
+            d.pop("fingerprint", None)
+            fh.write(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def write_jsonl_result(
+    samples: Sequence[Sample], bad_lines: Sequence[Any], records: dict[str, JournalRecord], staging: Path, *,
+    provenance: dict[str, Any],
+) -> int:
+    """``--input-jsonl`` runs have no dataset to extend: the result is the D_syn JSONL and provenance."""
+    path = staging / "syn_annotations.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        ids = [s.sample_id for s in samples] + [b.sample_id for b in bad_lines]
+        for sid in sorted(ids):
+            rec = records.get(sid)
+            if rec is not None:
+                d = rec.to_json()
+                d.pop("fingerprint", None)
+                fh.write(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n")
+    _write_json(staging / layout.PROVENANCE_PATH, provenance)
+    return 0

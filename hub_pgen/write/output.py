@@ -1,0 +1,184 @@
+"""Where a run's result goes, and how it gets there without ever being half-written.
+
+``OUT`` is the finished dataset and nothing else. While a run is in progress its state lives beside
+it in ``OUT.partial/``: ``run.json`` (the configuration and its fingerprint), ``journal.jsonl``
+(every finished sample) and ``staging/`` (the dataset being written). When the staging folder is
+complete it is renamed to ``OUT`` in one step, then ``OUT.partial/`` is removed. So at any kill:
+
+- ``OUT`` absent, ``OUT.partial`` present → rerun resumes from the journal;
+- ``OUT`` complete (its ``meta/hub_pgen.json`` has the same fingerprint) → rerun says so, cleans up;
+- ``OUT`` of another fingerprint → refused: two configurations never share a folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from hub_pgen import layout
+from hub_pgen.config import diff_identity
+from hub_pgen.errors import ConfigMismatchError, OutputError, OutputExistsError
+
+logger = logging.getLogger(__name__)
+
+State = Literal["fresh", "resume", "complete"]
+
+
+@dataclass(frozen=True)
+class OutputPaths:
+    output: Path
+    work: Path
+    journal: Path
+    run_file: Path
+    staging: Path
+
+    @classmethod
+    def for_output(cls, output: Path) -> OutputPaths:
+        output = Path(os.path.abspath(output))
+        work = output.with_name(output.name + layout.WORK_SUFFIX)
+        return cls(output, work, work / layout.JOURNAL_NAME, work / layout.RUN_NAME, work / layout.STAGING_NAME)
+
+
+def default_output_dir(source_name: str, fp: str, base: Path = Path("hub-pgen-out")) -> Path:
+    """Versioned by configuration: a different configuration gets a different folder."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in source_name) or "dataset"
+    return base / f"{safe}-pgen-{fp[:8]}"
+
+
+def read_output_fingerprint(output: Path) -> tuple[str, dict[str, Any]] | None:
+    prov = output / layout.PROVENANCE_PATH
+    if not prov.is_file():
+        return None
+    try:
+        d = json.loads(prov.read_text(encoding="utf-8"))
+        return str(d["fingerprint"]), d.get("identity", {})
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return None
+
+
+def inspect_output(
+    paths: OutputPaths, *, fingerprint: str, identity: dict[str, Any], source_root: Path | None
+) -> State:
+    """Decide fresh / resume / complete, or refuse with an error that says why and what to do."""
+    out = paths.output
+    if source_root is not None:
+        src = Path(os.path.abspath(source_root))
+        if out == src or src in out.parents or out in src.parents:
+            raise OutputError(
+                f"output {out} overlaps the source dataset {src}; the source is never written",
+                path=out,
+                hint="choose an --output-dir outside the source folder",
+            )
+    if out.exists() and not out.is_dir():
+        raise OutputExistsError(f"output {out} exists and is not a folder", path=out)
+    if out.is_dir() and any(out.iterdir()):
+        found = read_output_fingerprint(out)
+        if found is None:
+            raise OutputExistsError(
+                f"output folder {out} is not empty and is not a hub-pgen result",
+                path=out,
+                hint="choose a new --output-dir (hub-pgen never writes into a folder that holds something else)",
+            )
+        old_fp, old_identity = found
+        if old_fp != fingerprint:
+            raise ConfigMismatchError(out, diff_identity(old_identity, identity))
+        return "complete"
+    if paths.run_file.is_file():
+        try:
+            run = json.loads(paths.run_file.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            run = {}
+        if run.get("fingerprint") != fingerprint:
+            raise ConfigMismatchError(paths.work, diff_identity(run.get("identity", {}), identity))
+        return "resume"
+    if paths.work.exists() and any(paths.work.iterdir()):
+        raise OutputExistsError(
+            f"{paths.work} exists but holds no hub-pgen run state",
+            path=paths.work,
+            hint=f"remove {paths.work} or choose another --output-dir",
+        )
+    parent = out.parent
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot create {out}: {probe} is not writable", path=out, hint="choose a writable --output-dir")
+    return "fresh"
+
+
+def start_run(paths: OutputPaths, *, fingerprint: str, identity: dict[str, Any], started_at: str) -> str:
+    """Create the work folder and its ``run.json`` (kept on resume). Returns the run's start time."""
+    try:
+        paths.work.mkdir(parents=True, exist_ok=True)
+        if paths.run_file.is_file():
+            return json.loads(paths.run_file.read_text(encoding="utf-8")).get("started_at", started_at)
+        tmp = paths.run_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"fingerprint": fingerprint, "identity": identity, "started_at": started_at},
+                                  indent=2, sort_keys=True, default=str))
+        os.replace(tmp, paths.run_file)
+    except OSError as e:
+        raise OutputError(f"cannot create the run folder {paths.work}: {e.strerror or e}", path=paths.work,
+                          hint="choose a writable --output-dir") from e
+    return started_at
+
+
+def fresh_staging(paths: OutputPaths) -> Path:
+    """An empty staging folder; a half-written one from a killed run is discarded (writing is
+    deterministic, so writing again gives the same bytes)."""
+    if paths.staging.exists():
+        shutil.rmtree(paths.staging)
+    paths.staging.mkdir(parents=True)
+    return paths.staging
+
+
+def finalize(paths: OutputPaths) -> Path:
+    """Move the complete staging folder to ``OUT`` in one rename, then drop the work folder."""
+    _fsync_tree(paths.staging)
+    try:
+        if paths.output.is_dir():
+            paths.output.rmdir()  # only ever empty here (inspect_output refused anything else)
+        paths.output.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(paths.staging, paths.output)
+        _fsync_dir(paths.output.parent)
+    except OSError as e:
+        raise OutputError(f"cannot move the finished dataset to {paths.output}: {e.strerror or e}",
+                          path=paths.output) from e
+    cleanup_work(paths)
+    return paths.output
+
+
+def cleanup_work(paths: OutputPaths) -> None:
+    if paths.work.exists():
+        shutil.rmtree(paths.work, ignore_errors=True)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            try:
+                fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(dirpath))
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
