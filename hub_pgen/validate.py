@@ -1,0 +1,144 @@
+"""``hub-pgen validate DIR [--source SRC]``: check a dataset folder against the output contract.
+
+The same checks the tests rely on, and the gate the push path runs before anything leaves the
+machine. Every problem is collected (not just the first) so one run tells the whole story.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from hub_pgen import layout
+from hub_pgen.errors import HubPgenError, ValidationError
+
+
+def problems(root: Path, *, source: Path | None = None) -> list[str]:
+    root = Path(root)
+    found: list[str] = []
+    info_path = root / layout.INFO_PATH
+    if not info_path.is_file():
+        return [f"{layout.INFO_PATH} is missing"]
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        return [f"{layout.INFO_PATH} is not valid JSON ({e})"]
+    if info.get("codebase_version") != layout.CODEBASE_VERSION:
+        found.append(f"{layout.INFO_PATH}: codebase_version is {info.get('codebase_version')!r}, expected v3.0")
+    feature = info.get("features", {}).get(layout.FEATURE)
+    if feature is None:
+        found.append(f"{layout.INFO_PATH}: feature {layout.FEATURE!r} is missing")
+    elif feature.get("dtype") != "int64" or list(feature.get("shape", [])) != [1]:
+        found.append(f"{layout.INFO_PATH}: feature {layout.FEATURE!r} must be int64 of shape [1], got {feature}")
+    if not (root / layout.PROVENANCE_PATH).is_file():
+        found.append(f"{layout.PROVENANCE_PATH} is missing (the run did not finish)")
+    if not (root / layout.SYN_ANNOTATIONS_PATH).is_file():
+        found.append(f"{layout.SYN_ANNOTATIONS_PATH} is missing")
+
+    valid_indices: set[int] = set()
+    try:
+        tasks = pq.read_table(root / layout.TASKS_PATH).to_pandas()
+        if tasks["task_index"].duplicated().any():
+            found.append(f"{layout.TASKS_PATH}: task_index values are not unique")
+        if tasks.index.duplicated().any():
+            found.append(f"{layout.TASKS_PATH}: task strings are not unique")
+        if info.get("total_tasks") != len(tasks):
+            found.append(f"{layout.INFO_PATH}: total_tasks is {info.get('total_tasks')}, tasks.parquet has {len(tasks)} rows")
+        missing_cols = [c for c in layout.TASK_EXTRA_COLUMNS if c not in tasks.columns]
+        if missing_cols:
+            found.append(f"{layout.TASKS_PATH}: columns {missing_cols} are missing")
+        else:
+            valid_indices = set(int(i) for i in tasks.loc[tasks["user_prompt"].notna(), "task_index"])
+    except (OSError, KeyError, ValueError) as e:
+        found.append(f"{layout.TASKS_PATH} cannot be read ({e})")
+
+    found += _check_episodes_and_data(root, info, valid_indices)
+    stats_path = root / layout.STATS_PATH
+    if stats_path.is_file():
+        stats = json.loads(stats_path.read_text(encoding="utf-8"))
+        if layout.FEATURE not in stats:
+            found.append(f"{layout.STATS_PATH}: no stats for {layout.FEATURE!r}")
+    if source is not None:
+        found += _compare_with_source(root, Path(source))
+    return found
+
+
+def _check_episodes_and_data(root: Path, info: dict, valid: set[int]) -> list[str]:
+    found: list[str] = []
+    files = sorted((root / layout.EPISODES_DIR).glob("chunk-*/file-*.parquet"))
+    if not files:
+        return [f"{layout.EPISODES_DIR}: no episodes metadata"]
+    data_files: set[str] = set()
+    video_keys = [k for k, ft in info.get("features", {}).items() if ft.get("dtype") == "video"]
+    for path in files:
+        table = pq.read_table(path)
+        names = table.column_names
+        if any(c.startswith("stats/") for c in names) and not any(c.startswith(f"stats/{layout.FEATURE}/") for c in names):
+            found.append(f"{path.relative_to(root)}: no per-episode stats for {layout.FEATURE!r}")
+        for row in table.select([c for c in names if not c.startswith("stats/")]).to_pylist():
+            data_files.add(info["data_path"].format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]))
+            for key in video_keys:
+                rel = info["video_path"].format(video_key=key, chunk_index=row[f"videos/{key}/chunk_index"],
+                                                file_index=row[f"videos/{key}/file_index"])
+                if not (root / rel).is_file():
+                    found.append(f"{rel} is missing (episode {row['episode_index']})")
+    for rel in sorted(data_files):
+        path = root / rel
+        if not path.is_file():
+            found.append(f"{rel} is missing")
+            continue
+        schema = pq.read_schema(path)
+        if layout.FEATURE not in schema.names:
+            found.append(f"{rel}: column {layout.FEATURE!r} is missing")
+            continue
+        if str(schema.field(layout.FEATURE).type) != "int64":
+            found.append(f"{rel}: {layout.FEATURE} is {schema.field(layout.FEATURE).type}, expected int64")
+        values = pq.read_table(path, columns=[layout.FEATURE]).column(0).to_numpy()
+        bad = sorted(set(np.unique(values).tolist()) - valid - {layout.NO_TASK})
+        if bad:
+            found.append(f"{rel}: {layout.FEATURE} values {bad[:5]} point at no generated tasks row")
+    return sorted(set(found), key=found.index)
+
+
+def _compare_with_source(root: Path, source: Path) -> list[str]:
+    """Original columns and task rows unchanged (same files, same order)."""
+    found: list[str] = []
+    for path in sorted((source / layout.DATA_DIR).glob("chunk-*/file-*.parquet")):
+        rel = path.relative_to(source)
+        new_path = root / rel
+        if not new_path.is_file():
+            found.append(f"{rel} is missing")
+            continue
+        old, new = pq.read_table(path), pq.read_table(new_path)
+        if new.drop_columns([layout.FEATURE]).select(old.column_names) != old or new.column_names[:-1] != old.column_names:
+            found.append(f"{rel}: original columns or rows changed")
+    old_tasks = pq.read_table(source / layout.TASKS_PATH).to_pandas()
+    new_tasks = pq.read_table(root / layout.TASKS_PATH).to_pandas()
+    head = new_tasks.iloc[: len(old_tasks)]
+    if list(head.index) != list(old_tasks.index) or list(head["task_index"]) != list(old_tasks["task_index"]):
+        found.append(f"{layout.TASKS_PATH}: original rows changed")
+    return found
+
+
+def validate(root: Path, *, source: Path | None = None) -> None:
+    """Raise :class:`ValidationError` listing every problem; return quietly when the folder is good."""
+    found = problems(root, source=source)
+    if found:
+        raise ValidationError(root, found)
+
+
+def main(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(prog="hub-pgen validate", description=__doc__.splitlines()[0])
+    p.add_argument("path", type=Path, help="dataset folder made by hub-pgen")
+    p.add_argument("--source", type=Path, help="the source folder: also check original columns and rows are unchanged")
+    args = p.parse_args(argv)
+    if not args.path.is_dir():
+        raise HubPgenError(f"{args.path} is not a folder", hint="give the output folder of a hub-pgen run")
+    validate(args.path, source=args.source)
+    print(f"{args.path}: valid")
+    return 0
