@@ -1,0 +1,95 @@
+"""skills.json parsing: the defined behaviour for imperfect annotations, and clear errors."""
+
+import json
+import logging
+
+import pytest
+
+from hub_pgen.errors import SkillsError
+from hub_pgen.source.skills import load_skills, parse_skills
+
+
+def _doc(episodes, **extra):
+    return {"coarse_description": "pink lego brick into the box", "skill_to_task_index": {}, "episodes": episodes, **extra}
+
+
+def _ep(i, skills, description="put the brick in the box"):
+    return {"episode_index": i, "description": description, "skills": skills}
+
+
+def test_parses_and_sorts_skills(caplog):
+    raw = _doc({"0": _ep(0, [{"name": "b", "start": 1.0, "end": 2.0}, {"name": "a", "start": 0.0, "end": 1.0}])})
+    with caplog.at_level(logging.WARNING):
+        sk = parse_skills(raw)
+    assert [s.name for s in sk.episodes[0].skills] == ["a", "b"]
+    assert "not in time order" in caplog.text
+    assert sk.coarse_description == "pink lego brick into the box"
+
+
+def test_missing_description_is_none_and_coarse_kept():
+    sk = parse_skills(_doc({"3": _ep(3, [{"name": "a", "start": 0, "end": 1}], description=None)}))
+    assert sk.episodes[3].description is None
+
+
+@pytest.mark.parametrize(
+    "skill, fragment",
+    [
+        ({"name": "a", "start": 2.0, "end": 1.0}, "not after its start"),
+        ({"name": "a", "start": 1.0, "end": 1.0}, "not after its start"),
+        ({"name": "a", "start": -0.5, "end": 1.0}, "negative time"),
+        ({"name": "", "start": 0, "end": 1}, "'name' must be a non-empty string"),
+        ({"name": "a", "start": "0", "end": 1}, "'start' must be a finite number"),
+        ({"name": "a", "start": 0, "end": float("nan")}, "'end' must be a finite number"),
+        ({"name": "a", "start": 0}, "'end' must be a finite number"),
+    ],
+)
+def test_bad_skill_names_episode_and_position(skill, fragment):
+    with pytest.raises(SkillsError) as e:
+        parse_skills(_doc({"7": _ep(7, [{"name": "ok", "start": 0, "end": 0.1}, skill])}), path="meta/skills.json")
+    msg = str(e.value)
+    assert fragment in msg and "episode 7" in msg and "skills[1]" in msg and "meta/skills.json" in msg
+
+
+def test_unknown_episode_is_an_error():
+    with pytest.raises(SkillsError, match=r"episode 9.*unknown episode.*0-2"):
+        parse_skills(_doc({"9": _ep(9, [{"name": "a", "start": 0, "end": 1}])}), known_episodes={0, 1, 2})
+
+
+@pytest.mark.parametrize(
+    "raw, fragment",
+    [
+        ([], "must be a JSON object"),
+        ({"coarse_description": "x"}, "key 'episodes': missing"),
+        (_doc([]), "must be an object keyed by episode index"),
+        (_doc({"0": _ep(0, "nope")}), "key 'skills': missing or not a list"),
+        (_doc({"0": {"episode_index": 1, "skills": []}}), "disagree"),
+        (_doc({"x": {"skills": []}}), "disagree or are not integers"),
+        ({"episodes": {}, "skill_to_task_index": {"a": "1"}}, "skill_to_task_index"),
+    ],
+)
+def test_malformed_documents(raw, fragment):
+    with pytest.raises(SkillsError, match=fragment):
+        parse_skills(raw)
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(SkillsError, match="file not found") as e:
+        load_skills(tmp_path / "skills.json")
+    assert e.value.hint and "annotate" in e.value.hint
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"episodes": {"0": ')
+    with pytest.raises(SkillsError, match=r"not valid JSON \(line 1"):
+        load_skills(bad)
+    assert isinstance(e.value, ValueError)  # also a built-in
+
+
+def test_overlap_beyond_rounding_warns(caplog):
+    raw = _doc({"0": _ep(0, [{"name": "a", "start": 0, "end": 2.0}, {"name": "b", "start": 1.0, "end": 3.0}])})
+    with caplog.at_level(logging.WARNING):
+        parse_skills(raw)
+    assert "overlaps" in caplog.text
+    caplog.clear()
+    raw = _doc({"0": _ep(0, [{"name": "a", "start": 0, "end": 2.0004}, {"name": "b", "start": 2.0, "end": 3.0}])})
+    with caplog.at_level(logging.WARNING):
+        parse_skills(raw)
+    assert "overlaps" not in caplog.text
