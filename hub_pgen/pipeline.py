@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hub_pgen import __version__, layout
+from hub_pgen import __version__, faults, layout
 from hub_pgen.config import RunConfig, file_digest, fingerprint
 from hub_pgen.data import GenerationRequest, GenerationResult, JournalRecord, Sample, SourceDataset
 from hub_pgen.errors import FrameError, UsageError
@@ -264,13 +264,16 @@ def generate_all(
                 continue
             requests.append(GenerationRequest(sample, construct_prompt(sample), tuple(images),
                                               sample_seed(config.seed, sample.sample_id)))
+        faults.point("frames")
         if requests:
             results = backend.generate(requests)
+            faults.point("generate")
             sent += len(requests)
             if len(results) != len(requests):
                 raise RuntimeError(f"backend {backend.name} returned {len(results)} results for {len(requests)} requests")
             records += [to_record(req.sample, res, prep.fingerprint) for req, res in zip(requests, results)]
         writer.append(records)
+        faults.point("journal")
         for r in records:
             journal[r.sample_id] = r
         reporter.samples_advance(sum(r.status == "ok" for r in records), sum(r.status != "ok" for r in records))
@@ -327,6 +330,7 @@ def run(
     t0 = time.monotonic()
     reporter = reporter or NullReporter()
     prep = prepare(config, reporter)
+    faults.point("plan")
     if dry_run:
         return RunResult("dry-run", None, prep.fingerprint, samples=len(prep.samples),
                          plan_report=plan_report(config, prep), elapsed_s=time.monotonic() - t0)
@@ -364,6 +368,7 @@ def run(
     prov = provenance(config, prep, backend, journal, started)
     staging = out_mod.fresh_staging(paths)
     new_tasks = _write(prep, journal, staging, prov)
+    faults.point("finalize")
     out_mod.finalize(paths)
     records = [journal[s.sample_id] for s in prep.samples if s.sample_id in journal]
     failures = tuple(r for r in records if r.status != "ok") + tuple(

@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hub_pgen import layout
+from hub_pgen import faults, layout
 from hub_pgen.data import JournalRecord, Sample, SourceDataset
 from hub_pgen.errors import OutputError
 from hub_pgen.write import stats as st
@@ -126,6 +126,7 @@ def write_dataset(
     try:
         for rel in source.data_paths:
             _write_data_file(source.root / rel, staging / rel, per_episode)
+            faults.point("write.data")
         _write_tasks(source.root / layout.TASKS_PATH, staging / layout.TASKS_PATH, assignment.new_tasks)
         stat_names = _stat_names(source)
         ep_stats = {e: st.episode_stats(v, stat_names) for e, v in per_episode.items() if len(v)}
@@ -137,6 +138,7 @@ def write_dataset(
         info["features"] = {**source.info["features"], layout.FEATURE: dict(layout.FEATURE_SPEC)}
         info["total_tasks"] = len(source.tasks) + len(assignment.new_tasks)
         _write_json(staging / layout.INFO_PATH, info)
+        faults.point("write.meta")
         linked, copied = _copy_rest(source.root, staging, handled=set(source.data_paths))
         _write_syn_annotations(staging / layout.SYN_ANNOTATIONS_PATH, samples, records, assignment)
         (staging / layout.CARD_PATH).write_text(card, encoding="utf-8")

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from hub_pgen import layout
+from hub_pgen import faults, layout
 from hub_pgen.config import diff_identity
 from hub_pgen.errors import ConfigMismatchError, OutputError, OutputExistsError
 
@@ -148,6 +148,7 @@ def finalize(paths: OutputPaths) -> Path:
     except OSError as e:
         raise OutputError(f"cannot move the finished dataset to {paths.output}: {e.strerror or e}",
                           path=paths.output) from e
+    faults.point("cleanup")
     cleanup_work(paths)
     return paths.output
 

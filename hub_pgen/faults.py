@@ -1,0 +1,38 @@
+"""Named kill points for fault-injection tests.
+
+``HUB_PGEN_KILL_AT=point[:n]`` makes the process SIGKILL itself the n-th time (default 1st) it
+passes ``point``, so a test can stop a real run at an exact stage — planning, decoding, generating,
+journaling, writing, moving into place — and check that the rerun ends where an uninterrupted run
+does. Unset (always, outside tests), :func:`point` is one dict lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+
+ENV = "HUB_PGEN_KILL_AT"
+POINTS = (
+    "plan",  # after the plan is built
+    "frames",  # after a batch's images are decoded
+    "generate",  # after the backend answered a batch, before the journal has it
+    "journal",  # after a batch is in the journal
+    "write.data",  # after each data file is written to staging
+    "write.meta",  # after tasks/episodes/stats/info are written to staging
+    "finalize",  # staging complete, before the rename into place
+    "cleanup",  # after the rename, before the work folder is removed
+)
+_seen: Counter[str] = Counter()
+
+
+def point(name: str) -> None:
+    spec = os.environ.get(ENV)
+    if not spec:
+        return
+    target, _, nth = spec.partition(":")
+    if target != name:
+        return
+    _seen[name] += 1
+    if _seen[name] >= int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
