@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from hub_pgen.config import DEFAULT_MODEL
-from hub_pgen.generate.parse import parse_dialogue
 from hub_pgen.generate.prompt import PGEN_PROMPT_TEMPLATE, construct_prompt
 
 __all__ = ["PGEN_PROMPT_TEMPLATE", "construct_prompt", "call_qwen", "annotate_sample"]
@@ -43,6 +42,7 @@ def call_qwen(
 ) -> dict[str, str]:
     """Images (paths or PIL) + prompt → the parsed JSON object. The model is loaded once per process
     (``TransformersBackend.load`` caches it) and reused by every later call."""
+    from hub_pgen.generate.parse import parse_dialogue
     from hub_pgen.generate.qwen import TransformersBackend
 
     backend = TransformersBackend.load(model, **load_kwargs)
