@@ -276,7 +276,7 @@ def _copy_rest(src_root: Path, dst_root: Path, *, handled: set[str]) -> tuple[in
             rel = (rel_dir / name).as_posix()
             if rel in handled or rel in _REWRITTEN or rel.startswith(layout.EPISODES_DIR + "/"):
                 continue
-            src = Path(dirpath) / name
+            src = Path(os.path.realpath(Path(dirpath) / name))  # Hub cache files are symlinks into blobs/
             dst = dst_root / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             if rel.startswith(layout.VIDEO_DIR + "/"):
