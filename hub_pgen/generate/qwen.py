@@ -1,0 +1,598 @@
+"""The ``transformers`` backend: Qwen2-VL, Qwen2.5-VL, Qwen3-VL and Qwen3-VL-MoE as pgen.
+
+One :class:`TransformersBackend` per process and configuration (``load`` caches it, and the model
+under it is shared by every backend with the same weights/device/dtype). A batch of requests is one
+``model.generate`` call with left padding. What it guarantees, and why:
+
+- **Batching does not change the decoding.** Sampled rows draw from their own ``torch.Generator``
+  seeded by the request (not the global RNG), so an answer does not depend on its batch-mates, the
+  batch size or an OOM split, and the model's repetition penalty is applied by a processor that
+  skips left padding (transformers' own counts pad tokens, a Qwen stop token, so padded rows would
+  be penalised differently). In float32 batched greedy rows equal one-at-a-time rows (CPU and
+  CUDA, tested); in bfloat16 on a GPU the matmul kernels differ by batch shape, so a near-tie can
+  still flip a token — measured with random tiny models, not a property this code can remove.
+- **The assigned types come out.** With constrained decoding each row gets its own grammar, with
+  its scenario and response type as single-value enums (:mod:`hub_pgen.generate.constrained`).
+- **One bad sample never stops the run.** Answers that do not parse are retried (``max_retries``,
+  seed + attempt; a greedy run retries by sampling, as greedy would repeat itself), then returned
+  as failed results with the raw text. CUDA OOM halves the batch down to 1; at 1 the sample fails.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+
+from hub_pgen.data import GenerationRequest, GenerationResult
+from hub_pgen.errors import GenerationError, ModelLoadError
+from hub_pgen.generate.constrained import GrammarCache, PaddingAwareRepetitionPenalty, SeededSampler
+from hub_pgen.generate.parse import parse_dialogue
+from hub_pgen.plan.taxonomy import RESPONSE_TYPES, SCENARIO_TYPES
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe")
+RETRY_TEMPERATURE = 0.7  # a greedy run's retries sample at this temperature (seed + attempt)
+OOM_FAILURE = "CUDA out of memory at batch size 1"
+_DTYPES = {
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+}
+
+GenerateFn = Callable[..., torch.Tensor]  # called like ``model.generate(**inputs, **kwargs)``
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """What selects the weights in memory: two backends with equal options share one model."""
+
+    model: str
+    revision: str | None
+    device: str
+    dtype: str
+    attn_implementation: str | None
+    trust_remote_code: bool
+
+
+@dataclass(frozen=True)
+class GenerationOptions:
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    constrained: bool = True
+    max_retries: int = 2
+    max_pixels: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    processor: Any
+    options: LoadOptions
+    commit: str | None  # resolved Hub commit, None for a local folder
+    grammars: GrammarCache | None = None  # built on first constrained use, shared by its backends
+
+    @property
+    def family(self) -> str:
+        return str(getattr(self.model.config, "model_type", "unknown"))
+
+
+_MODELS: dict[LoadOptions, LoadedModel] = {}
+_BACKENDS: dict[tuple[LoadOptions, GenerationOptions], TransformersBackend] = {}
+
+
+def resolve_device(device: str | None) -> str:
+    if device:
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(dtype: str | None, device: str) -> str:
+    if dtype in (None, ""):
+        return "float32" if device == "cpu" else "bfloat16"
+    if dtype != "auto" and dtype not in _DTYPES:
+        raise ModelLoadError(
+            f"unknown dtype {dtype!r}; expected one of auto, {', '.join(sorted(_DTYPES))}",
+            hint="pass --dtype bfloat16 (GPU) or --dtype float32 (CPU)",
+        )
+    return dtype
+
+
+def load_model(options: LoadOptions) -> LoadedModel:
+    """Load (or reuse) the model and processor. Raises :class:`ModelLoadError` saying what failed."""
+    if options in _MODELS:
+        return _MODELS[options]
+    commit = _resolve_commit(options)
+    revision = commit or options.revision
+    torch_dtype: Any = "auto" if options.dtype == "auto" else _DTYPES[options.dtype]
+    kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": options.trust_remote_code}
+    try:
+        processor = transformers.AutoProcessor.from_pretrained(options.model, padding_side="left", **kwargs)
+        if options.attn_implementation:
+            kwargs["attn_implementation"] = options.attn_implementation
+        if options.device != "cpu":
+            kwargs["device_map"] = "auto" if options.device == "auto" else {"": options.device}
+        model = transformers.AutoModelForImageTextToText.from_pretrained(
+            options.model, dtype=torch_dtype, **kwargs
+        )
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ImportError... here
+        raise _load_error(options, exc) from exc
+    model.eval()
+    tokenizer = getattr(processor, "tokenizer", None)
+    if tokenizer is None or not hasattr(processor, "apply_chat_template"):
+        raise ModelLoadError(
+            f"{options.model}: AutoProcessor gave {type(processor).__name__}, not a vision-language "
+            "processor with a tokenizer",
+            hint="use a Qwen-VL Instruct checkpoint",
+        )
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    loaded = LoadedModel(model=model, processor=processor, options=options, commit=commit)
+    if loaded.family not in SUPPORTED_FAMILIES:
+        logger.warning(
+            "%s is a %s model; hub-pgen is tested with %s",
+            options.model,
+            loaded.family,
+            ", ".join(SUPPORTED_FAMILIES),
+        )
+    _MODELS[options] = loaded
+    logger.info("loaded %s (%s, %s, %s)", options.model, loaded.family, options.device, options.dtype)
+    return loaded
+
+
+def _resolve_commit(options: LoadOptions) -> str | None:
+    """The commit a Hub id resolves to, so model and processor load from one snapshot and provenance
+    can name it. None for a local folder."""
+    if Path(options.model).expanduser().exists():
+        return None
+    from transformers.utils.hub import cached_file, extract_commit_hash
+
+    try:
+        path = cached_file(
+            options.model,
+            "config.json",
+            revision=options.revision,
+            _raise_exceptions_for_missing_entries=True,
+        )
+    except Exception as exc:
+        raise _load_error(options, exc) from exc
+    return extract_commit_hash(path, None)
+
+
+def _load_error(options: LoadOptions, exc: BaseException) -> ModelLoadError:
+    where = options.model + (f"@{options.revision}" if options.revision else "")
+    local = Path(options.model).expanduser()
+    looks_local = local.is_absolute() or options.model.startswith((".", "~")) or options.model.count("/") > 1
+    if looks_local and not local.exists():
+        return ModelLoadError(
+            f"model folder {options.model} does not exist",
+            hint="pass a Hub id such as Qwen/Qwen3-VL-8B-Instruct, or an existing model folder",
+        )
+    if local.is_dir():
+        hint = (
+            "the folder needs config.json, the weights, and the processor files (tokenizer, "
+            "preprocessor/processor config, chat template) as save_pretrained writes them"
+        )
+    elif os.environ.get("HF_HUB_OFFLINE"):
+        hint = (
+            f"HF_HUB_OFFLINE is set and {options.model} is not in the cache: "
+            f"run `hf download {options.model}` first"
+        )
+    else:
+        hint = (
+            f"check the model id and network access; for a gated or private repo run `hf auth login`; "
+            f"to prefetch: `hf download {options.model}`"
+        )
+    return ModelLoadError(f"cannot load pgen model {where}: {type(exc).__name__}: {exc}", hint=hint)
+
+
+# --- the backend --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One model call: a prompt, its images, and what the grammar and sampler need."""
+
+    prompt: str
+    images: tuple[Any, ...]
+    seed: int
+    temperature: float
+    scenario_type: str | None = None
+    response_type: str | None = None
+
+
+@dataclass(frozen=True)
+class _Failed:
+    reason: str
+
+
+class TransformersBackend:
+    """Backend protocol implementation over a loaded Qwen-VL model. Build it with :meth:`load`; the
+    constructor only wires already-loaded objects (no I/O), which is what tests inject into."""
+
+    name = "transformers"
+    needs_images = True
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        options: GenerationOptions | None = None,
+        *,
+        generate_fn: GenerateFn | None = None,
+    ) -> None:
+        self.loaded = loaded
+        self.options = options or GenerationOptions()
+        self.model = loaded.model
+        self.processor = loaded.processor
+        self.tokenizer = loaded.processor.tokenizer
+        self.generate_fn: GenerateFn = generate_fn or self.model.generate
+        self.batch_cap: int | None = None  # lowered after a CUDA OOM
+        self._generation_config = self._base_generation_config()
+
+    # -- construction --------------------------------------------------------------------------
+
+    @classmethod
+    def load(
+        cls,
+        model: str,
+        *,
+        device: str | None = None,
+        dtype: str | None = None,
+        attn_implementation: str | None = None,
+        trust_remote_code: bool = False,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        constrained: bool = True,
+        max_retries: int = 2,
+        max_pixels: int | None = None,
+        revision: str | None = None,
+    ) -> TransformersBackend:
+        """Load ``model`` (Hub id or local folder) once per process; the same arguments return the
+        same instance, and other generation settings reuse the loaded weights."""
+        device = resolve_device(device)
+        load_opts = LoadOptions(
+            model=str(model),
+            revision=revision,
+            device=device,
+            dtype=resolve_dtype(dtype, device),
+            attn_implementation=attn_implementation,
+            trust_remote_code=trust_remote_code,
+        )
+        gen_opts = GenerationOptions(
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            constrained=constrained,
+            max_retries=max_retries,
+            max_pixels=max_pixels,
+        )
+        key = (load_opts, gen_opts)
+        if key not in _BACKENDS:
+            _BACKENDS[key] = cls(load_model(load_opts), gen_opts)
+        return _BACKENDS[key]
+
+    @staticmethod
+    def clear_cache() -> None:
+        """Forget loaded models (tests; freeing GPU memory between configurations)."""
+        _BACKENDS.clear()
+        _MODELS.clear()
+        gc.collect()
+
+    # -- Backend protocol ----------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        opts, load = self.options, self.loaded.options
+        identity: dict[str, Any] = {
+            "backend": self.name,
+            "model": load.model,
+            "revision": self.loaded.commit or load.revision,
+            "family": self.loaded.family,
+            "dtype": load.dtype,
+            "constrained": opts.constrained,
+            "max_new_tokens": opts.max_new_tokens,
+            "temperature": opts.temperature,
+            "top_p": opts.top_p if opts.temperature > 0 else None,
+            "max_pixels": opts.max_pixels,
+            "max_retries": opts.max_retries,
+            "retry_temperature": RETRY_TEMPERATURE if opts.temperature == 0 else None,
+        }
+        if opts.constrained:
+            grammars = self._grammar_cache()
+            identity["grammar"] = {
+                "max_prompt_chars": grammars.max_prompt_chars,
+                "max_utterance_chars": grammars.max_utterance_chars,
+            }
+        return {
+            "backend": self.name,
+            "identity": identity,
+            "runtime": {
+                "device": load.device,
+                "attn_implementation": load.attn_implementation
+                or getattr(self.model.config, "_attn_implementation", None),
+                "trust_remote_code": load.trust_remote_code,
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "batch_cap_after_oom": self.batch_cap,
+            },
+            "generation": asdict(opts),
+        }
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """One result per request, in order; failures are results, never exceptions."""
+        results: list[GenerationResult | None] = [None] * len(requests)
+        last: dict[int, tuple[str, str]] = {}
+        todo = list(range(len(requests)))
+        for attempt in range(self.options.max_retries + 1):
+            if not todo:
+                break
+            outputs = self._run([self._item(requests[i], attempt) for i in todo])
+            retry: list[int] = []
+            for i, out in zip(todo, outputs):
+                sample = requests[i].sample
+                if isinstance(out, _Failed):
+                    results[i] = GenerationResult(
+                        sample.sample_id, None, error=out.reason, attempts=attempt + 1
+                    )
+                    continue
+                try:
+                    dialogue = parse_dialogue(
+                        out, scenario_type=sample.scenario_type, response_type=sample.response_type
+                    )
+                except GenerationError as exc:
+                    logger.debug("sample %s attempt %d: %s", sample.sample_id, attempt + 1, exc)
+                    last[i] = (exc.message, out)
+                    retry.append(i)
+                    continue
+                results[i] = GenerationResult(sample.sample_id, dialogue, raw_text=out, attempts=attempt + 1)
+            todo = retry
+        for i in todo:
+            reason, raw = last[i]
+            results[i] = GenerationResult(
+                requests[i].sample.sample_id,
+                None,
+                raw_text=raw,
+                error=reason,
+                attempts=self.options.max_retries + 1,
+            )
+        return [r for r in results if r is not None]
+
+    def complete(
+        self,
+        images: Sequence[Any],
+        prompt: str,
+        *,
+        seed: int = 0,
+        scenario_type: str | None = None,
+        response_type: str | None = None,
+    ) -> str:
+        """The raw answer to one prompt (the seed API's ``call_qwen``). Constrained decoding pins the
+        types given; ``None`` allows any known type. Raises :class:`GenerationError` on CUDA OOM."""
+        item = _Item(prompt, tuple(images), seed, self.options.temperature, scenario_type, response_type)
+        out = self._run([item])[0]
+        if isinstance(out, _Failed):
+            raise GenerationError(out.reason, hint="lower --max-pixels or use a smaller model")
+        return out
+
+    # -- batching and OOM ----------------------------------------------------------------------
+
+    def _item(self, request: GenerationRequest, attempt: int) -> _Item:
+        temperature = self.options.temperature
+        if attempt > 0 and temperature == 0:
+            temperature = RETRY_TEMPERATURE
+        return _Item(
+            request.prompt,
+            tuple(request.images),
+            request.seed + attempt,
+            temperature,
+            request.sample.scenario_type,
+            request.sample.response_type,
+        )
+
+    def _run(self, items: list[_Item]) -> list[str | _Failed]:
+        """Generate for ``items`` in chunks no larger than the batch cap learnt from OOMs."""
+        out: list[str | _Failed] = []
+        start = 0
+        while start < len(items):
+            size = self.batch_cap or len(items)
+            out += self._run_chunk(items[start : start + size])
+            start += size
+        return out
+
+    def _run_chunk(self, items: list[_Item]) -> list[str | _Failed]:
+        try:
+            return self._generate_texts(items)
+        except Exception as exc:
+            if not is_oom(exc):
+                raise
+            _free_memory()
+            if len(items) == 1:
+                logger.warning("CUDA out of memory at batch size 1; recording the sample as failed")
+                return [_Failed(OOM_FAILURE)]
+            half = (len(items) + 1) // 2
+            self.batch_cap = min(self.batch_cap or half, half)
+            logger.warning(
+                "CUDA out of memory at batch size %d; retrying in batches of %d", len(items), self.batch_cap
+            )
+            return self._run(items)
+
+    # -- one generate call ---------------------------------------------------------------------
+
+    def _generate_texts(self, items: list[_Item]) -> list[str | _Failed]:
+        encoded, failed = self._encode(items)
+        ok_items = [it for i, it in enumerate(items) if i not in failed]
+        texts: list[str] = []
+        if ok_items:
+            inputs = encoded if not failed else self._encode(ok_items)[0]
+            inputs = inputs.to(self.model.device)
+            kwargs = self._generate_kwargs(ok_items, inputs)
+            with torch.inference_mode():
+                sequences = self.generate_fn(**inputs, **kwargs)
+            texts = self._decode(sequences, inputs["input_ids"].shape[1])
+        it = iter(texts)
+        return [failed[i] if i in failed else next(it) for i in range(len(items))]
+
+    def _encode(self, items: list[_Item]) -> tuple[Any, dict[int, _Failed]]:
+        """Chat-format every item (images first, then the prompt) and run the processor on the batch.
+        If the batch fails, encode items one by one so only the bad ones fail."""
+        try:
+            return self._processor_call(items), {}
+        except Exception as exc:
+            if is_oom(exc):
+                raise
+            if len(items) == 1:
+                return None, {0: _Failed(f"could not prepare the model input: {type(exc).__name__}: {exc}")}
+        failed: dict[int, _Failed] = {}
+        for i, item in enumerate(items):
+            bad = self._encode([item])[1]
+            if bad:
+                failed[i] = bad[0]
+        return None, failed
+
+    def _processor_call(self, items: list[_Item]) -> Any:
+        texts = [
+            self.processor.apply_chat_template(
+                chat_messages(len(it.images), it.prompt), tokenize=False, add_generation_prompt=True
+            )
+            for it in items
+        ]
+        images = [im for it in items for im in it.images]
+        # left padding here, not only at load: a processor built in code defaults to right padding
+        kwargs: dict[str, Any] = {
+            "text": texts,
+            "padding": True,
+            "padding_side": "left",
+            "return_tensors": "pt",
+        }
+        if images:
+            kwargs["images"] = images
+            if self.options.max_pixels is not None:
+                kwargs["images_kwargs"] = {"size": self._image_size()}
+        return self.processor(**kwargs)
+
+    def _image_size(self) -> dict[str, int]:
+        size = dict(getattr(self.processor.image_processor, "size", None) or {})
+        longest = int(self.options.max_pixels or size.get("longest_edge", 0))
+        shortest = min(int(size.get("shortest_edge", 56 * 56)), longest)
+        return {"shortest_edge": shortest, "longest_edge": longest}
+
+    def _generate_kwargs(self, items: list[_Item], inputs: Any) -> dict[str, Any]:
+        config = copy.deepcopy(self._generation_config)
+        config.max_new_tokens = self.options.max_new_tokens
+        processors: list[Any] = []
+        penalty = getattr(self.model.generation_config, "repetition_penalty", None)
+        if penalty not in (None, 1.0):
+            pad_lengths = (inputs["attention_mask"] == 0).sum(dim=1)
+            processors.append(PaddingAwareRepetitionPenalty(float(penalty), pad_lengths))
+        if self.options.constrained:
+            grammars = self._grammar_cache()
+            processors.append(grammars.processor([self._grammar_for(it) for it in items]))
+        temps = {it.temperature for it in items}
+        if temps != {0.0}:
+            if len(temps) != 1:
+                raise ValueError(f"one batch must share a temperature, got {sorted(temps)}")
+            processors.append(transformers.TemperatureLogitsWarper(temps.pop()))
+            if self.options.top_p < 1.0:
+                processors.append(transformers.TopPLogitsWarper(self.options.top_p))
+            processors.append(SeededSampler([it.seed & (2**63 - 1) for it in items], self.model.device))
+        return {"generation_config": config, "logits_processor": transformers.LogitsProcessorList(processors)}
+
+    def _grammar_for(self, item: _Item) -> Any:
+        scenarios = [item.scenario_type] if item.scenario_type else list(SCENARIO_TYPES)
+        responses = [item.response_type] if item.response_type else list(RESPONSE_TYPES)
+        return self._grammar_cache().grammar(scenarios, responses)
+
+    def _grammar_cache(self) -> GrammarCache:
+        if self.loaded.grammars is None:
+            logger.info(
+                "preparing JSON grammars for %s (once per model; ~30 s on 2 cores for a 150k vocabulary)",
+                self.loaded.options.model,
+            )
+            self.loaded.grammars = GrammarCache(
+                self.tokenizer, vocab_size=_lm_vocab_size(self.model), stop_token_ids=self._stop_ids()
+            )
+        return self.loaded.grammars
+
+    def _stop_ids(self) -> list[int]:
+        eos = self.model.generation_config.eos_token_id
+        ids = [eos] if isinstance(eos, int) else list(eos or [])
+        return ids or [self.tokenizer.eos_token_id]
+
+    def _base_generation_config(self) -> Any:
+        """The model's generation config with every decoding choice made here: greedy search (our
+        sampler does the sampling), our penalty processor, sampling knobs at their inert values so
+        the model's defaults neither apply nor warn."""
+        config = copy.deepcopy(self.model.generation_config)
+        config.do_sample = False
+        config.num_beams = 1
+        config.temperature, config.top_p, config.top_k = 1.0, 1.0, 50
+        config.repetition_penalty = 1.0
+        if config.pad_token_id is None:
+            config.pad_token_id = self.tokenizer.pad_token_id
+        return config
+
+    def _decode(self, sequences: torch.Tensor, prompt_len: int) -> list[str]:
+        stops = set(self._stop_ids())
+        texts = []
+        for row in sequences[:, prompt_len:].tolist():
+            cut = next((i for i, t in enumerate(row) if t in stops), len(row))
+            texts.append(self.tokenizer.decode(row[:cut], skip_special_tokens=True))
+        return texts
+
+
+def chat_messages(num_images: int, prompt: str) -> list[dict[str, Any]]:
+    """One user turn: the images, then the text, as Qwen-VL's chat format wants them."""
+    content: list[dict[str, Any]] = [{"type": "image"} for _ in range(num_images)]
+    content.append({"type": "text", "text": prompt})
+    return [{"role": "user", "content": content}]
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+def _free_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _lm_vocab_size(model: Any) -> int:
+    """Rows of the output layer (the model's padded vocabulary), the width of the logits to mask."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    if head is not None and getattr(head, "weight", None) is not None:
+        return int(head.weight.shape[0])
+    return int(model.config.get_text_config().vocab_size)
