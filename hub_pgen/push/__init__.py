@@ -1,0 +1,40 @@
+"""Push stage: a finished dataset folder to the Hugging Face Hub (:mod:`hub_pgen.push.hub`).
+
+:func:`push_result` is what the CLI calls after a run whose folder is complete; the work is in
+:func:`hub_pgen.push.hub.push_dataset`, which tests and other callers use directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from hub_pgen.push.hub import PushResult, RetryPolicy, check_complete, push_dataset
+
+if TYPE_CHECKING:
+    from hub_pgen.config import RunConfig
+    from hub_pgen.pipeline import RunResult
+    from hub_pgen.progress import Reporter
+
+__all__ = ["PushResult", "RetryPolicy", "check_complete", "push_dataset", "push_result"]
+
+
+def push_result(result: RunResult, config: RunConfig, reporter: Reporter | Any = None) -> RunResult:
+    """Validate the run's output folder against the contract, push it, and return the run result
+    with ``push`` filled in. ``--tag-version`` can only add tagging (main pushes always tag)."""
+    from hub_pgen.validate import validate
+
+    if result.output is None or config.push_to is None:
+        return result
+    if reporter is not None:
+        where = config.push_to + (f"@{config.branch}" if config.branch else "")
+        reporter.stage("push", f"{result.output} -> {where}")
+    pushed = push_dataset(
+        result.output,
+        config.push_to,
+        branch=config.branch,
+        private=config.private,
+        tag_version=True if config.tag_version else None,
+        validate=validate,
+    )
+    return replace(result, push=pushed)

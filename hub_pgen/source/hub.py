@@ -1,0 +1,456 @@
+"""Bring a LeRobot v3.0 dataset down from the Hugging Face Hub: pinned to one commit, only what the run needs.
+
+The revision is resolved to a commit sha once (:func:`resolve_revision`); every download after that
+asks for that sha, so a push to the source repo during a long run cannot mix two versions of the
+dataset. Downloads go through ``huggingface_hub.snapshot_download`` into the ordinary Hub cache
+(``HF_HOME`` / ``HF_HUB_CACHE``), in two steps, because which files are needed is only known from
+``meta/info.json``:
+
+1. :func:`download_meta` — ``meta/**`` (info, tasks, episodes, stats, skills);
+2. :func:`download_payload` — the data parquet files and the videos of the cameras asked for.
+
+Everything here reads ``HF_TOKEN``, ``HF_ENDPOINT``, ``HF_HOME``/``HF_HUB_CACHE`` and
+``HF_HUB_OFFLINE`` when called (not when imported), so a process that sets them late still gets
+what it asked for. Offline, the revision is resolved from the cache's ``refs/`` and a cold cache
+fails with a :class:`~hub_pgen.errors.HubError` that says so. Hub failures become ``HubError``\\ s
+naming the repo and the next step; the token never appears in a message (:func:`redact`).
+
+The small helpers the push side shares (:func:`make_api`, :func:`with_retries`,
+:func:`hub_errors`) live here too: one place decides how hub-pgen talks to the Hub.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import random
+import re
+import string
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from hub_pgen import __version__, layout
+from hub_pgen.errors import HubError
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
+
+    from hub_pgen.data import SourceDataset
+    from hub_pgen.progress import Reporter
+
+logger = logging.getLogger(__name__)
+
+REPO_TYPE = "dataset"
+DEFAULT_BRANCH = "main"
+VERSION_REF = layout.CODEBASE_VERSION  # LeRobot's rule: the "v3.0" tag (or branch) when present, else main
+META_PATTERNS = ("meta/*",)
+_SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+_TRUE = {"1", "on", "yes", "true"}
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class HubSnapshot:
+    """A dataset folder that came from the Hub: ``root`` holds the files of commit ``sha``."""
+
+    root: Path
+    repo_id: str
+    revision: str  # the ref used: as asked, or the default ("v3.0" tag, else "main")
+    sha: str  # the commit it resolved to
+
+    def __post_init__(self) -> None:
+        if not _SHA_RE.match(self.sha):
+            raise ValueError(f"HubSnapshot.sha must be a 40-hex commit id, got {self.sha!r}")
+
+
+# --- environment --------------------------------------------------------------------------------
+
+
+def is_offline() -> bool:
+    """``HF_HUB_OFFLINE`` as set now (huggingface_hub reads it once, at import)."""
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
+    return (env is not None and env.strip().lower() in _TRUE) or bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def default_cache_dir() -> Path:
+    """The Hub cache as the environment says now: ``HF_HUB_CACHE``, else ``$HF_HOME/hub``."""
+    from huggingface_hub import constants
+
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    return Path(constants.HF_HUB_CACHE)
+
+
+def make_api(token: str | bool | None = None, endpoint: str | None = None) -> HfApi:
+    """An ``HfApi`` for ``HF_ENDPOINT`` as set now; the token comes from ``HF_TOKEN``/login unless given."""
+    from huggingface_hub import HfApi
+
+    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
+    return HfApi(endpoint=endpoint.rstrip("/") if endpoint else None, token=token,
+                 library_name="hub-pgen", library_version=__version__)
+
+
+def redact(text: str, *secrets: str | None) -> str:
+    """``text`` without any token in it: the one given, ``HF_TOKEN``, or anything shaped like ``hf_…``."""
+    for s in (*secrets, os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN")):
+        if isinstance(s, str) and len(s) >= 4:
+            text = text.replace(s, "***")
+    return re.sub(r"\bhf_[A-Za-z0-9]{20,}\b", "hf_***", text)
+
+
+# --- retries and error translation -------------------------------------------------------------
+
+
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """Connection-level failures: huggingface_hub 1.x speaks ``httpx``, 2.x ``httpx2``."""
+    found: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for name in ("httpx", "httpx2"):
+        with contextlib.suppress(ImportError):
+            found.append(importlib.import_module(name).TransportError)
+    return tuple(found)
+
+
+def _status_of(error: BaseException) -> int | None:
+    response = getattr(error, "response", None)
+    return getattr(response, "status_code", None)
+
+
+def is_retryable(error: BaseException) -> bool:
+    """429 and 5xx answers, and connections that broke; never 4xx (retrying cannot fix those)."""
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    if isinstance(error, OfflineModeIsEnabled):
+        return False
+    status = _status_of(error)
+    if status is not None:
+        return status == 429 or 500 <= status < 600
+    return isinstance(error, transport_errors())
+
+
+def _retry_after(error: BaseException) -> float | None:
+    response = getattr(error, "response", None)
+    value = getattr(response, "headers", {}).get("Retry-After") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def with_retries(fn: Callable[[], T], *, what: str, attempts: int = 5, base_delay: float = 1.0,
+                 max_delay: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> T:
+    """Call ``fn`` until it succeeds, at most ``attempts`` times, backing off exponentially (with
+    jitter, honouring ``Retry-After``) on 429/5xx and broken connections. ``fn`` must be safe to
+    repeat: the push rebuilds its commit from the Hub's state on every attempt for that reason."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 — filtered by is_retryable, re-raised otherwise
+            if attempt >= attempts or not is_retryable(e):
+                raise
+            delay = min(max_delay, base_delay * 2 ** (attempt - 1)) * (1 + random.random() / 4)
+            hinted = _retry_after(e)
+            if hinted is not None:
+                delay = min(max_delay, max(delay, hinted))
+            logger.warning("%s failed (%s); retry %d/%d in %.2fs", what, redact(_short(e)), attempt,
+                           attempts - 1, delay)
+            sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    status = _status_of(error)
+    head = text[0] if text else type(error).__name__
+    return f"{type(error).__name__}: {head}" + (f" (HTTP {status})" if status and str(status) not in head else "")
+
+
+@contextlib.contextmanager
+def hub_errors(repo_id: str, *, action: str, revision: str | None = None, endpoint: str | None = None,
+               cache_dir: Path | None = None, token: str | bool | None = None) -> Iterator[None]:
+    """Turn huggingface_hub exceptions into :class:`HubError` s that say what to do next."""
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    secret = token if isinstance(token, str) else None
+    where = endpoint or "the Hub"
+    try:
+        yield
+    except HubError:
+        raise
+    except RevisionNotFoundError as e:
+        raise HubError(
+            f"{action}: revision {revision!r} does not exist in dataset repo {repo_id} on {where}",
+            repo_id=repo_id,
+            hint="pass an existing branch, tag or commit with --revision (or leave it out: the v3.0 tag, else main)",
+        ) from e
+    except RepositoryNotFoundError as e:
+        raise HubError(
+            f"{action}: dataset repo {repo_id} was not found on {where} "
+            "(or it is private or gated and the token cannot read it)",
+            repo_id=repo_id,
+            hint="check the repo id (OWNER/NAME, a dataset repo); for a private or gated dataset set HF_TOKEN "
+            "to a token with access, or run `hf auth login`",
+        ) from e
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as e:
+        what = f"{repo_id}" + (f"@{revision}" if revision else "")
+        cache = cache_dir or default_cache_dir()
+        if is_offline():
+            raise HubError(
+                f"{action}: HF_HUB_OFFLINE is set and {what} is not (or not completely) in the Hub cache {cache}",
+                repo_id=repo_id,
+                hint="run once with network access (same --repo-id and --revision) to fill the cache, "
+                "or unset HF_HUB_OFFLINE",
+            ) from e
+        raise HubError(
+            f"{action}: {where} could not be reached and {what} is not (completely) in the Hub cache {cache} "
+            f"({redact(_short(e), secret)})",
+            repo_id=repo_id,
+            hint="check the network and HF_ENDPOINT, then rerun the same command",
+        ) from e
+    except HfHubHTTPError as e:
+        status = _status_of(e)
+        if status in (401, 403):
+            hint = "the token cannot do this: use a token with write access to this namespace (HF_TOKEN)"
+        elif status in (409, 412):
+            hint = "the repo changed while hub-pgen worked on it (another push?); rerun the same command"
+        else:
+            hint = "the Hub had a problem; rerun the same command in a few minutes"
+        raise HubError(f"{action}: the Hub answered HTTP {status} for {repo_id}: {redact(_short(e), secret)}",
+                       repo_id=repo_id, hint=hint) from e
+    except transport_errors() as e:
+        raise HubError(
+            f"{action}: cannot reach {where} ({redact(_short(e), secret)})",
+            repo_id=repo_id,
+            hint="check the network and HF_ENDPOINT; with a warm cache, HF_HUB_OFFLINE=1 works without network",
+        ) from e
+
+
+# --- revisions ----------------------------------------------------------------------------------
+
+
+def _storage_folder(repo_id: str, cache_dir: Path) -> Path:
+    from huggingface_hub.file_download import repo_folder_name
+
+    return Path(cache_dir) / repo_folder_name(repo_id=repo_id, repo_type=REPO_TYPE)
+
+
+def _cached_ref(repo_id: str, ref: str, cache_dir: Path) -> str | None:
+    path = _storage_folder(repo_id, cache_dir) / "refs" / ref
+    if path.is_file():
+        sha = path.read_text(encoding="utf-8").strip()
+        return sha if _SHA_RE.match(sha) else None
+    return None
+
+
+def _remember_ref(repo_id: str, ref: str, sha: str, cache_dir: Path) -> None:
+    """Record ref → sha in the cache (as huggingface_hub does for the refs it resolves), so an
+    offline rerun finds the same commit. Best effort: a read-only cache only costs that."""
+    if ref == sha:
+        return
+    path = _storage_folder(repo_id, cache_dir) / "refs" / ref
+    try:
+        if path.is_file() and path.read_text(encoding="utf-8").strip() == sha:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(sha, encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        logger.debug("could not record %s -> %s in the cache: %s", ref, sha, e)
+
+
+def resolve_revision(repo_id: str, revision: str | None = None, *, api: HfApi | None = None,
+                     cache_dir: Path | None = None) -> tuple[str, str]:
+    """``(revision used, commit sha)``. ``None`` follows LeRobot: the ``v3.0`` tag (or branch) when
+    the repo has one, else ``main``. Offline, the answer comes from the cache's ``refs/``."""
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    if is_offline():
+        return _resolve_offline(repo_id, revision, cache_dir)
+    api = api or make_api()
+    with hub_errors(repo_id, action="resolve revision", revision=revision, endpoint=api.endpoint,
+                    cache_dir=cache_dir, token=api.token):
+        if revision is None:
+            refs = with_retries(lambda: api.list_repo_refs(repo_id, repo_type=REPO_TYPE), what="list refs")
+            for ref in list(refs.tags) + list(refs.branches):
+                if ref.name == VERSION_REF:
+                    used, sha = VERSION_REF, ref.target_commit
+                    break
+            else:
+                main = [b for b in refs.branches if b.name == DEFAULT_BRANCH]
+                used = DEFAULT_BRANCH
+                sha = main[0].target_commit if main else _info_sha(api, repo_id, None)
+        else:
+            used, sha = revision, _info_sha(api, repo_id, revision)
+    _remember_ref(repo_id, used, sha, cache_dir)
+    logger.info("%s: revision %s is commit %s", repo_id, used, sha)
+    return used, sha
+
+
+def _info_sha(api: HfApi, repo_id: str, revision: str | None) -> str:
+    info = with_retries(lambda: api.repo_info(repo_id, repo_type=REPO_TYPE, revision=revision), what="repo info")
+    if not info.sha:
+        raise HubError(f"the Hub gave no commit sha for {repo_id}@{revision or DEFAULT_BRANCH}", repo_id=repo_id)
+    return info.sha
+
+
+def _resolve_offline(repo_id: str, revision: str | None, cache_dir: Path) -> tuple[str, str]:
+    if revision is not None and _SHA_RE.match(revision):
+        return revision, revision
+    for ref in [revision] if revision is not None else [VERSION_REF, DEFAULT_BRANCH]:
+        sha = _cached_ref(repo_id, ref, cache_dir)
+        if sha is not None:
+            logger.info("%s: offline, revision %s is commit %s (from the cache)", repo_id, ref, sha)
+            return ref, sha
+    asked = revision or f"{VERSION_REF} or {DEFAULT_BRANCH}"
+    raise HubError(
+        f"HF_HUB_OFFLINE is set and the Hub cache ({cache_dir}) has never seen {repo_id}@{asked}",
+        repo_id=repo_id,
+        hint="run once with network access (same --repo-id and --revision) to fill the cache, or unset HF_HUB_OFFLINE",
+    )
+
+
+# --- downloads ----------------------------------------------------------------------------------
+
+
+def _pattern_escape(text: str) -> str:
+    """fnmatch has no escape character: wrap its specials in brackets."""
+    return re.sub(r"([\[\]*?])", r"[\1]", text)
+
+
+def _template_pattern(template: str, **known: str) -> str:
+    """``videos/{video_key}/chunk-{chunk_index:03d}/…`` → ``videos/<key>/chunk-*``: the template up
+    to its first unknown field, so a dataset with its own path layout still downloads right."""
+    out = ""
+    for literal, name, _spec, _conv in string.Formatter().parse(template):
+        out += _pattern_escape(literal)
+        if name is None:
+            continue
+        if name in known:
+            out += _pattern_escape(known[name])
+            continue
+        return out + "*"
+    return out
+
+
+def payload_patterns(info: dict[str, Any], cameras: Sequence[str] | None, *, videos: bool = True) -> list[str]:
+    """``allow_patterns`` for the data files and the videos of ``cameras`` (None: every video feature)."""
+    patterns = [_template_pattern(info.get("data_path") or layout.DEFAULT_DATA_PATH)]
+    if not videos:
+        return patterns
+    video_keys = [k for k, ft in info.get("features", {}).items() if ft.get("dtype") == "video"]
+    wanted = video_keys if cameras is None else [c for c in cameras if c in video_keys]
+    template = info.get("video_path") or layout.DEFAULT_VIDEO_PATH
+    patterns += [_template_pattern(template, video_key=key) for key in wanted]
+    return patterns
+
+
+def _snapshot(repo_id: str, sha: str, revision: str, patterns: Sequence[str], *, api: HfApi | None,
+              cache_dir: Path | None, local_dir: Path | None) -> Path:
+    from huggingface_hub import snapshot_download
+
+    api = api or make_api()
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    offline = is_offline()
+    with hub_errors(repo_id, action="download", revision=revision, endpoint=api.endpoint, cache_dir=cache,
+                    token=api.token):
+        root = with_retries(
+            lambda: snapshot_download(
+                repo_id,
+                repo_type=REPO_TYPE,
+                revision=sha,
+                cache_dir=str(cache),
+                local_dir=str(local_dir) if local_dir is not None else None,
+                allow_patterns=list(patterns),
+                endpoint=api.endpoint,
+                token=api.token,
+                library_name="hub-pgen",
+                library_version=__version__,
+                local_files_only=offline,
+            ),
+            what=f"download {repo_id}@{sha[:8]} {list(patterns)}",
+        )
+    return Path(root)
+
+
+def download_meta(repo_id: str, *, revision: str | None = None, api: HfApi | None = None,
+                  cache_dir: Path | None = None, local_dir: Path | None = None) -> HubSnapshot:
+    """Step 1: resolve the revision and fetch ``meta/**`` at that commit. Checks that the repo is a
+    LeRobot dataset with skills, so a wrong repo fails before any data comes down."""
+    used, sha = resolve_revision(repo_id, revision, api=api, cache_dir=cache_dir)
+    root = _snapshot(repo_id, sha, used, META_PATTERNS, api=api, cache_dir=cache_dir, local_dir=local_dir)
+    snap = HubSnapshot(root=root, repo_id=repo_id, revision=used, sha=sha)
+    where = f"dataset repo {repo_id} at {used} ({sha[:8]})"
+    if not (root / layout.INFO_PATH).is_file():
+        raise HubError(f"{where} has no {layout.INFO_PATH}: it is not a LeRobot dataset", repo_id=repo_id,
+                       hint="check --repo-id and --revision; LeRobot v2.1 datasets must be converted to v3.0 first")
+    if not (root / layout.SKILLS_PATH).is_file():
+        raise HubError(
+            f"{where} has no {layout.SKILLS_PATH}: hub-pgen needs the skill annotations",
+            repo_id=repo_id,
+            hint="annotate the dataset's skills first (meta/skills.json, see the README), or pass the --revision "
+            "that has them",
+        )
+    return snap
+
+
+def download_payload(snapshot: HubSnapshot, *, cameras: Sequence[str] | None = None, videos: bool = True,
+                     api: HfApi | None = None, cache_dir: Path | None = None,
+                     local_dir: Path | None = None) -> HubSnapshot:
+    """Step 2: the data parquet files, and the videos of ``cameras`` (None: all), at the same commit."""
+    from hub_pgen.source.lerobot import load_info
+
+    info = load_info(snapshot.root)
+    patterns = payload_patterns(info, cameras, videos=videos)
+    logger.info("%s@%s: downloading %s", snapshot.repo_id, snapshot.sha[:8], ", ".join(patterns))
+    root = _snapshot(snapshot.repo_id, snapshot.sha, snapshot.revision, patterns, api=api, cache_dir=cache_dir,
+                     local_dir=local_dir)
+    return HubSnapshot(root=root, repo_id=snapshot.repo_id, revision=snapshot.revision, sha=snapshot.sha)
+
+
+def download_source(repo_id: str, *, revision: str | None = None, cameras: Sequence[str] | None = None,
+                    videos: bool = True, cache_dir: Path | None = None, local_dir: Path | None = None,
+                    api: HfApi | None = None) -> HubSnapshot:
+    """Both steps: metadata, then data and the videos of ``cameras`` (None: every camera)."""
+    snap = download_meta(repo_id, revision=revision, api=api, cache_dir=cache_dir, local_dir=local_dir)
+    return download_payload(snap, cameras=cameras, videos=videos, api=api, cache_dir=cache_dir,
+                            local_dir=local_dir)
+
+
+def open_hub_source(repo_id: str, *, revision: str | None = None, cameras: Sequence[str] | None = None,
+                    reporter: Reporter | None = None, image_keys: Sequence[str] | None = None,
+                    num_views: int | None = None, videos: bool = True, api: HfApi | None = None,
+                    cache_dir: Path | None = None, local_dir: Path | None = None) -> SourceDataset:
+    """What the pipeline calls for ``--repo-id``: a :class:`SourceDataset` whose ``revision`` is the
+    resolved sha. ``image_keys``/``num_views`` are checked against ``info.json`` before any data or
+    video comes down (a typo costs seconds, not a download). ``cameras`` limits the videos fetched;
+    leave it None when the run writes a dataset, since the copy needs every camera's videos.
+    ``videos=False`` (e.g. ``--dry-run``) fetches metadata and data only."""
+    from hub_pgen.data import SourceDataset
+    from hub_pgen.plan.planner import choose_cameras
+    from hub_pgen.source.lerobot import load_info, load_source
+
+    snap = download_meta(repo_id, revision=revision, api=api, cache_dir=cache_dir, local_dir=local_dir)
+    info = load_info(snap.root)
+    if image_keys or num_views is not None:
+        stub = SourceDataset(root=snap.root, info=info, tasks=(), task_indices=(), episodes={})
+        choose_cameras(stub, image_keys=image_keys, num_views=num_views)  # raises UsageError early
+    if reporter is not None:
+        what = "data" + (" and videos" if videos else "")
+        reporter.stage("download", f"{repo_id}@{snap.revision} ({snap.sha[:8]}): {what}")
+    snap = download_payload(snap, cameras=cameras, videos=videos, api=api, cache_dir=cache_dir,
+                            local_dir=local_dir)
+    return load_source(snap.root, repo_id=repo_id, revision=snap.sha)

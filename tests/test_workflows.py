@@ -1,0 +1,182 @@
+"""The GitHub Actions workflows: parsed, checked for what they promise, and the pgen command line
+actually run (with a stand-in ``hub-pgen`` that records its arguments)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+yaml = pytest.importorskip("yaml")
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOWS = REPO / ".github" / "workflows"
+EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+# every workflow_dispatch input, and the CLI flag it must become
+INPUT_FLAGS = {
+    "repo-id": "--repo-id",
+    "revision": "--revision",
+    "push-to": "--push-to",
+    "branch": "--branch",
+    "model": "--model",
+    "batch-size": "--batch-size",
+    "sampling": "--sampling",
+}
+
+
+def load(name: str) -> dict[str, Any]:
+    return yaml.safe_load((WORKFLOWS / name).read_text(encoding="utf-8"))
+
+
+def triggers(wf: dict[str, Any]) -> Any:
+    """YAML 1.1 reads the key ``on`` as the boolean True."""
+    return wf.get("on", wf.get(True))
+
+
+def walk(node: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any]]:
+    yield path, node
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from walk(v, path + (k,))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from walk(v, path + (i,))
+
+
+def steps(wf: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for job in wf["jobs"].values() for s in job.get("steps", [])]
+
+
+def generate_step(wf: dict[str, Any]) -> dict[str, Any]:
+    found = [s for s in steps(wf) if "hub-pgen " in s.get("run", "")]
+    assert len(found) == 1, "exactly one step runs hub-pgen"
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def ci() -> dict[str, Any]:
+    return load("ci.yml")
+
+
+@pytest.fixture(scope="module")
+def pgen() -> dict[str, Any]:
+    return load("pgen.yml")
+
+
+# --- ci.yml -------------------------------------------------------------------------------------
+
+
+def test_ci_runs_the_suite_on_push_and_pull_request(ci):
+    on = triggers(ci)
+    assert "push" in on and "pull_request" in on
+    runs = [s.get("run", "") for s in steps(ci)]
+    assert any(r.strip() == "bash .ci/run" for r in runs)
+    py = [s for s in steps(ci) if str(s.get("uses", "")).startswith("actions/setup-python@")]
+    assert py and str(py[0]["with"]["python-version"]) == "3.12"
+
+
+def test_ci_caches_the_venv_and_pip(ci):
+    caches = [s for s in steps(ci) if str(s.get("uses", "")).startswith("actions/cache@")]
+    assert len(caches) == 1
+    paths = caches[0]["with"]["path"].split()
+    assert "~/.cache/hub-pgen" in paths and "~/.cache/pip" in paths
+    key = caches[0]["with"]["key"]
+    assert "hashFiles('pyproject.toml', 'scripts/test')" in key and "python-version" in key
+
+
+# --- pgen.yml -----------------------------------------------------------------------------------
+
+
+def test_pgen_is_dispatched_with_the_documented_inputs(pgen):
+    inputs = triggers(pgen)["workflow_dispatch"]["inputs"]
+    assert set(inputs) == set(INPUT_FLAGS) | {"runner-labels"}
+    assert inputs["repo-id"]["required"] is True
+    assert set(inputs["sampling"]["options"]) == {"segment", "interval", "frame"}
+    assert json.loads(inputs["runner-labels"]["default"]) == ["self-hosted", "gpu"]
+    (job,) = pgen["jobs"].values()
+    assert job["runs-on"] == "${{ fromJSON(inputs.runner-labels) }}"
+
+
+def test_every_input_reaches_the_cli_as_its_flag(pgen):
+    step = generate_step(pgen)
+    env, script = step["env"], step["run"]
+    for name, flag in INPUT_FLAGS.items():
+        var = [k for k, v in env.items() if v == f"${{{{ inputs.{name} }}}}"]
+        assert len(var) == 1, f"input {name} is not passed to the step through env"
+        assert re.search(rf'{re.escape(flag)} "\${var[0]}"', script), f"{flag} does not get ${var[0]}"
+    assert "--output-dir" in script
+
+
+def test_no_expression_is_expanded_inside_a_script(pgen, ci):
+    """``${{ inputs.x }}`` inside ``run:`` is pasted into the shell before it runs: a script injection."""
+    for wf in (pgen, ci):
+        for s in steps(wf):
+            assert not EXPR.search(s.get("run", "")), s.get("name")
+
+
+def test_secrets_are_only_referenced_from_env(pgen, ci):
+    for wf in (pgen, ci):
+        for path, node in walk(wf):
+            if isinstance(node, str) and "secrets." in node:
+                assert len(path) >= 2 and path[-2] == "env", f"secret used outside env at {path}"
+                assert EXPR.fullmatch(node.strip()), f"secret mixed into a longer value at {path}"
+    gen = generate_step(pgen)
+    assert gen["env"]["HF_TOKEN"] == "${{ secrets.HF_TOKEN }}"
+    assert pgen["permissions"] == {"contents": "read"} and ci["permissions"] == {"contents": "read"}
+
+
+def test_the_hub_cache_is_persistent_and_outside_the_workspace(pgen):
+    text = (WORKFLOWS / "pgen.yml").read_text()
+    assert "/opt/hf-cache" in text and "HF_HOME=" in text and "RUNNER_TOOL_CACHE" in text
+    assert "GITHUB_WORKSPACE" not in text
+
+
+def test_journal_and_provenance_are_uploaded(pgen):
+    uploads = [s for s in steps(pgen) if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    by_path = {p: s for s in uploads for p in s["with"]["path"].split()}
+    journal = [s for p, s in by_path.items() if p.endswith("meta/syn_annotations.jsonl")]
+    partial = [s for p, s in by_path.items() if p.endswith(".partial/journal.jsonl")]
+    report = [s for p, s in by_path.items() if p.endswith("meta/hub_pgen.json")]
+    assert journal and partial and report
+    assert journal[0]["if"] == "always()" and partial[0] is journal[0]
+    gen_index = steps(pgen).index(generate_step(pgen))
+    assert all(steps(pgen).index(s) > gen_index for s in uploads)
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize("given", [
+    {"repo-id": "lerobot/svla_so101_pickplace", "revision": "", "push-to": "", "branch": "",
+     "model": "Qwen/Qwen3-VL-8B-Instruct", "batch-size": "4", "sampling": "segment"},
+    {"repo-id": "a/b", "revision": "v3.0", "push-to": "me/out", "branch": "exp 1; rm -rf /",
+     "model": "Qwen/Qwen2.5-VL-7B-Instruct", "batch-size": "8", "sampling": "frame"},
+])
+def test_the_generate_script_builds_the_command_line(pgen, tmp_path, given):
+    """Run the step's script as Actions would (bash -eo pipefail) with a hub-pgen that records argv."""
+    step = generate_step(pgen)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "hub-pgen"
+    fake.write_text('#!/usr/bin/env python3\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n')
+    fake.chmod(0o755)
+    values = {f"inputs.{k}": v for k, v in given.items()} | {"secrets.HF_TOKEN": "not-a-real-token"}
+    env = {k: EXPR.sub(lambda m: values[m.group(1)], str(v)) for k, v in step["env"].items()}
+    env |= {"PATH": f"{bin_dir}:/usr/bin:/bin", "OUTPUT_DIR": str(tmp_path / "out")}
+    script = tmp_path / "step.sh"
+    script.write_text(step["run"])
+    proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], env=env,
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    argv = json.loads(proc.stdout)
+    pairs = dict(zip(argv[::2], argv[1::2]))
+    assert len(argv) == 2 * len(pairs)
+    for name, flag in INPUT_FLAGS.items():
+        if given[name]:
+            assert pairs[flag] == given[name]
+        else:
+            assert flag not in pairs
+    assert pairs["--output-dir"] == str(tmp_path / "out")
