@@ -136,6 +136,10 @@ class FrameError(HubPgenError, RuntimeError):
 
     exit_code = 3
 
+    def __init__(self, message: str, *, path: Path | str | None = None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = Path(path) if path is not None else None
+
 
 class ModelLoadError(HubPgenError, OSError):
     """The pgen model or its processor could not be loaded."""
