@@ -70,6 +70,9 @@ class RunConfig:
             raise UsageError(f"--max-pixels must be at least 784 (28x28), got {self.max_pixels}")
         if self.branch and not self.push_to:
             raise UsageError("--branch needs --push-to OWNER/NAME")
+        for flag, repo in (("--repo-id", self.repo_id), ("--push-to", self.push_to)):
+            if repo is not None:
+                check_repo_id(flag, repo)
         if self.input_jsonl is not None and self.push_to:
             raise UsageError("--push-to needs a dataset source (--root or --repo-id); --input-jsonl only makes a JSONL")
 
@@ -102,6 +105,19 @@ class RunConfig:
         for k, v in asdict(self).items():
             out[k] = str(v) if isinstance(v, Path) else (list(v) if isinstance(v, tuple) else v)
         return out
+
+
+def check_repo_id(flag: str, repo_id: str) -> None:
+    """``OWNER/NAME`` as the Hub accepts it (huggingface_hub's own rules), else a UsageError."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        if repo_id.count("/") != 1:
+            raise HFValidationError("it must have the form OWNER/NAME")
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise UsageError(f"{flag} {repo_id!r} is not a Hub repo id: {e}",
+                         hint=f"use {flag} OWNER/NAME, e.g. {flag} lerobot/svla_so101_pickplace") from None
 
 
 def fingerprint(identity: dict[str, Any]) -> str:

@@ -99,7 +99,8 @@ def make_backend(config: RunConfig) -> Backend:
     raise UsageError(f"unknown backend {config.backend!r}; choose template or transformers")
 
 
-def open_source(config: RunConfig, reporter: Reporter) -> SourceDataset:
+def open_source(config: RunConfig, reporter: Reporter, *, videos: bool = True) -> SourceDataset:
+    """The source dataset; from the Hub, ``videos=False`` (a dry run) fetches metadata and data only."""
     from hub_pgen.source.lerobot import load_source
 
     if config.root is not None:
@@ -108,7 +109,7 @@ def open_source(config: RunConfig, reporter: Reporter) -> SourceDataset:
 
     reporter.stage("download", f"{config.repo_id} metadata")
     return hub.open_hub_source(config.repo_id, revision=config.revision, cameras=None, reporter=reporter,
-                               image_keys=config.image_keys, num_views=config.num_image_views)
+                               image_keys=config.image_keys, num_views=config.num_image_views, videos=videos)
 
 
 def source_identity(source: SourceDataset) -> dict[str, Any]:
@@ -121,15 +122,15 @@ def source_identity(source: SourceDataset) -> dict[str, Any]:
     return {"local": digests}
 
 
-def prepare(config: RunConfig, reporter: Reporter) -> Prepared:
+def prepare(config: RunConfig, reporter: Reporter, *, videos: bool = True) -> Prepared:
     if config.input_jsonl is not None:
         return _prepare_jsonl(config)
     from hub_pgen.source.skills import load_skills
 
     reporter.stage("source", str(config.root or config.repo_id))
-    source = open_source(config, reporter)
+    source = open_source(config, reporter, videos=videos)
     skills = load_skills(source.root / layout.SKILLS_PATH, known_episodes=set(source.episodes))
-    cameras = planner.choose_cameras(source, image_keys=config.image_keys, num_views=config.num_image_views)
+    cameras = planner.choose_cameras(source, image_keys=config.image_keys, num_views=config.num_image_views, videos=videos)
     reporter.stage("plan", f"sampling={config.sampling}, cameras={', '.join(cameras) or '(none)'}")
     plan = planner.build_plan(
         source,
@@ -329,7 +330,7 @@ def run(
 ) -> RunResult:
     t0 = time.monotonic()
     reporter = reporter or NullReporter()
-    prep = prepare(config, reporter)
+    prep = prepare(config, reporter, videos=not dry_run)
     faults.point("plan")
     if dry_run:
         return RunResult("dry-run", None, prep.fingerprint, samples=len(prep.samples),

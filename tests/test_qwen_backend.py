@@ -40,7 +40,7 @@ torch.set_num_threads(2)
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _offline_hub(tmp_path_factory: pytest.TempPathFactory):
     """No test may reach the network or the user's Hub cache."""
     home = tmp_path_factory.mktemp("hf-home")
