@@ -130,7 +130,7 @@ def prepare(config: RunConfig, reporter: Reporter, *, videos: bool = True) -> Pr
     reporter.stage("source", str(config.root or config.repo_id))
     source = open_source(config, reporter, videos=videos)
     skills = load_skills(source.root / layout.SKILLS_PATH, known_episodes=set(source.episodes))
-    cameras = planner.choose_cameras(source, image_keys=config.image_keys, num_views=config.num_image_views, videos=videos)
+    cameras = planner.choose_cameras(source, image_keys=config.image_keys, num_views=config.num_image_views)
     reporter.stage("plan", f"sampling={config.sampling}, cameras={', '.join(cameras) or '(none)'}")
     plan = planner.build_plan(
         source,
