@@ -3,7 +3,8 @@
 :func:`iter_sample_images` streams ``(sample, images)`` in sample order. Video frames come from one
 :class:`~hub_pgen.frames.video.VideoCursor` per (camera, file) that decodes forward through the file,
 so the frames a plan needs from a file cost at most one pass over it (see ``docs/benchmarks.md``);
-only the cameras the samples name are opened. Image features come from the data parquet by global
+only the cameras the samples name are opened. Cameras decode in parallel, one thread each, a few
+samples ahead of the consumer. Image features come from the data parquet by global
 row; JSONL samples' image paths are opened with PIL. Whatever goes wrong for one sample (a missing
 file, a damaged video, no frame at that time) is yielded as that sample's :class:`FrameError`, and
 the stream goes on.
@@ -11,24 +12,29 @@ the stream goes on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from hub_pgen.data import ImageRef, Sample, SourceDataset
 from hub_pgen.errors import FrameError
 from hub_pgen.frames.images import ParquetImages, fit_pixels, open_image_file
-from hub_pgen.frames.video import VideoCursor
+from hub_pgen.frames.video import VideoCursor, frame_to_image
 
-__all__ = ["FrameSource", "VideoCursor", "iter_sample_images"]
+__all__ = ["FrameSource", "VideoCursor", "is_sparse", "iter_sample_images"]
 
 
 class FrameSource:
     """Resolves :class:`ImageRef` s to RGB PIL images, keeping one open video per camera."""
 
     def __init__(self, source: SourceDataset | None, *, base_dir: Path | None = None,
-                 max_pixels: int | None = None) -> None:
+                 max_pixels: int | None = None, sparse: bool = True) -> None:
+        """``sparse``: most wanted frames are far apart (one per skill segment, say), so videos are
+        decoded single-threaded, which makes each seek cheap; False suits plans that need most frames."""
         self.source = source
+        self.sparse = sparse
         self.base_dir = base_dir
         self.max_pixels = max_pixels
         self._cursors: dict[str, VideoCursor] = {}  # camera -> cursor on its current file
@@ -54,7 +60,11 @@ class FrameSource:
         cursor.close()
 
     def images(self, sample: Sample) -> list[Any]:
-        return [fit_pixels(self._image(sample, ref), self.max_pixels) for ref in sample.images]
+        """All of ``sample``'s images, in order (raises the first FrameError)."""
+        return [self.image(sample, ref) for ref in sample.images]
+
+    def image(self, sample: Sample, ref: ImageRef) -> Any:
+        return fit_pixels(self._image(sample, ref), self.max_pixels)
 
     def _image(self, sample: Sample, ref: ImageRef) -> Any:
         if ref.path is not None:
@@ -66,7 +76,7 @@ class FrameSource:
             span = episode.videos.get(ref.camera)
             if span is None:
                 raise FrameError(f"episode {episode.index} has no video for {ref.camera} in its metadata")
-            return self._video_frame(ref.camera, span.path, span.from_timestamp + ref.timestamp).to_image()
+            return frame_to_image(self._video_frame(ref.camera, span.path, span.from_timestamp + ref.timestamp))
         if ref.row is None:
             raise FrameError(f"sample {sample.sample_id}: image ref {ref} names neither a time nor a row")
         assert self._parquet is not None
@@ -83,7 +93,7 @@ class FrameSource:
         if cursor is None or cursor.path != path:
             if cursor is not None:
                 self._retire(cursor)
-            cursor = self._cursors[camera] = VideoCursor(path, self.source.fps)
+            cursor = self._cursors[camera] = VideoCursor(path, self.source.fps, threads=1 if self.sparse else None)
         try:
             return cursor.frame_at(t)
         except FrameError as e:
@@ -92,15 +102,83 @@ class FrameSource:
             raise
 
 
+DENSE_GAP_FRAMES = 8  # samples closer than this on average: decode forward with threads
+
+
+def is_sparse(samples: Sequence[Sample], source: SourceDataset | None) -> bool:
+    """Whether the plan's frames are far apart on average (mean gap > ``DENSE_GAP_FRAMES`` frames)."""
+    if source is None or not samples:
+        return True
+    episodes = {s.episode_index for s in samples if s.episode_index is not None}
+    frames = sum(source.episodes[e].length for e in episodes if e in source.episodes)
+    return frames > DENSE_GAP_FRAMES * len(samples)
+
+
 def iter_sample_images(
     samples: Iterable[Sample], *, source: SourceDataset | None, base_dir: Path | None = None,
-    max_pixels: int | None = None,
+    max_pixels: int | None = None, chunk: int = 16, ahead: int = 2, stats: dict[str, int] | None = None,
 ) -> Iterator[tuple[Sample, list[Any] | FrameError]]:
     """``(sample, [PIL.Image, ...])`` per sample, in order, or ``(sample, FrameError)`` when its
-    images cannot be produced. Videos stay open between samples and are closed at the end."""
-    with FrameSource(source, base_dir=base_dir, max_pixels=max_pixels) as frames:
-        for sample in samples:
+    images cannot be produced.
+
+    Each camera is a *lane*: one thread with its own :class:`FrameSource` (so its own open video),
+    working through the samples ``chunk`` at a time. Lanes run in parallel, and up to ``ahead``
+    chunks are decoded while the caller is busy with earlier ones (the model generating, say).
+    ``stats``, if given, receives ``decoded`` and ``seeks`` totals at the end.
+    """
+    if not isinstance(samples, Sequence):
+        samples = list(samples)
+    sparse = is_sparse(samples, source)
+    lanes: dict[str, FrameSource] = {}
+    workers: dict[str, ThreadPoolExecutor] = {}
+
+    def run_lane(name: str, items: list[tuple[int, int, Sample, ImageRef]]) -> dict[tuple[int, int], Any]:
+        frames = lanes[name]
+        out: dict[tuple[int, int], Any] = {}
+        for si, ri, sample, ref in items:
             try:
-                yield sample, frames.images(sample)
+                out[(si, ri)] = frames.image(sample, ref)
             except FrameError as e:
-                yield sample, e
+                out[(si, ri)] = e
+        return out
+
+    def submit(start: int) -> tuple[int, list[Future[dict[tuple[int, int], Any]]]]:
+        by_lane: dict[str, list[tuple[int, int, Sample, ImageRef]]] = {}
+        for si in range(start, min(start + chunk, len(samples))):
+            for ri, ref in enumerate(samples[si].images):
+                name = ref.camera if ref.path is None and ref.camera else "<files>"
+                by_lane.setdefault(name, []).append((si, ri, samples[si], ref))
+        futures = []
+        for name, items in by_lane.items():
+            if name not in lanes:
+                lanes[name] = FrameSource(source, base_dir=base_dir, max_pixels=max_pixels, sparse=sparse)
+                workers[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hub-pgen-frames-{name}")
+            futures.append(workers[name].submit(run_lane, name, items))
+        return start, futures
+
+    def collect(start: int, futures: list[Future[dict[tuple[int, int], Any]]]
+                ) -> Iterator[tuple[Sample, list[Any] | FrameError]]:
+        results: dict[tuple[int, int], Any] = {}
+        for f in futures:
+            results.update(f.result())
+        for si in range(start, min(start + chunk, len(samples))):
+            images = [results[(si, ri)] for ri in range(len(samples[si].images))]
+            error = next((im for im in images if isinstance(im, FrameError)), None)
+            yield samples[si], (error if error is not None else images)
+
+    queue: deque[tuple[int, list[Future[dict[tuple[int, int], Any]]]]] = deque()
+    try:
+        for start in range(0, len(samples), chunk):
+            queue.append(submit(start))
+            if len(queue) > ahead:
+                yield from collect(*queue.popleft())
+        while queue:
+            yield from collect(*queue.popleft())
+    finally:
+        for worker in workers.values():
+            worker.shutdown(wait=True, cancel_futures=True)
+        for frames in lanes.values():
+            frames.close()
+        if stats is not None:
+            stats["decoded"] = sum(f.decoded for f in lanes.values())
+            stats["seeks"] = sum(f.seeks for f in lanes.values())
