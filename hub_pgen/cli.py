@@ -173,11 +173,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_main(args: argparse.Namespace) -> int:
     from hub_pgen import pipeline
-    from hub_pgen.progress import make_reporter
+    from hub_pgen.progress import RichReporter, make_reporter, quiet_library_progress
     from hub_pgen.report import print_summary, write_step_summary
 
     config = config_from_args(args)
     reporter = make_reporter(quiet=args.quiet or args.json)
+    if not isinstance(reporter, RichReporter):
+        quiet_library_progress()
     try:
         result = pipeline.run(config, reporter=reporter, dry_run=args.dry_run)
         if config.push_to and result.state in ("written", "already-complete"):

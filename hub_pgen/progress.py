@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
 from typing import Protocol
@@ -113,9 +114,22 @@ def _fmt_eta(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def quiet_library_progress() -> None:
+    """No tqdm bars from huggingface_hub or transformers (downloads, checkpoint shards): in logs
+    and CI they are carriage-return noise; hub-pgen's own reporter says what is happening."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read by huggingface_hub at import
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
 def make_reporter(*, quiet: bool = False) -> Reporter:
     if quiet:
         return NullReporter()
-    if sys.stderr.isatty():
+    if sys.stderr.isatty() and os.environ.get("GITHUB_ACTIONS") != "true":
         return RichReporter()
-    return PlainReporter()
+    return PlainReporter()  # logs, pipes, CI: one plain line per event

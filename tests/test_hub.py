@@ -584,20 +584,34 @@ def test_redact_hides_tokens(monkeypatch):
 
 
 @pytest.mark.slow
-def test_cli_from_hub_to_hub(server, hub_env, source_dataset, tmp_path, capsys):
+def test_cli_from_hub_to_hub(server, hub_env, source_dataset, tmp_path, capsys, monkeypatch):
     from hub_pgen.cli import main
 
     sha = seed(server, "org/cli-src", source_dataset)
     out = tmp_path / "out"
+    summary = tmp_path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
     rc = main(["--repo-id", "org/cli-src", "--push-to", "me/cli-dst", "--backend", "template",
                "--output-dir", str(out), "--json"])
     assert rc == 0
-    result = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
     assert result["push"]["repo_id"] == "me/cli-dst" and result["push"]["tagged"]
-    prov = json.loads(server.files_at("me/cli-dst", "v3.0")[layout.PROVENANCE_PATH])
+    files = server.files_at("me/cli-dst", "v3.0")
+    prov = json.loads(files[layout.PROVENANCE_PATH])
     assert prov["source"]["repo_id"] == "org/cli-src" and prov["source"]["sha"] == sha
+    card = files[layout.CARD_PATH].decode()
+    assert "https://huggingface.co/datasets/org/cli-src" in card and sha in card  # link back, pinned sha
+    assert 'LeRobotDataset("me/cli-dst")' in card and '"seed": 0' in card  # how to load it; parameters
+    # in Actions: no progress bars from the libraries, and a Markdown job summary
+    assert "Fetching" not in captured.err and "\r" not in captured.err
+    text = summary.read_text()
+    assert text.startswith("## hub-pgen") and "| ok | " in text and "me/cli-dst" in text
     # and the same command again: nothing new is generated or pushed
     commits = len(server.history("me/cli-dst"))
     assert main(["--repo-id", "org/cli-src", "--push-to", "me/cli-dst", "--backend", "template",
-                 "--output-dir", str(out), "-q"]) == 0
+                 "--output-dir", str(out)]) == 0
     assert len(server.history("me/cli-dst")) == commits
+    err = capsys.readouterr().err  # plain progress lines, one per stage (no Rich live display)
+    assert "\x1b[" not in err and "\r" not in err and "push" in err and "already complete" in err

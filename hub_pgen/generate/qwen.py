@@ -130,6 +130,8 @@ def load_model(options: LoadOptions) -> LoadedModel:
     """Load (or reuse) the model and processor. Raises :class:`ModelLoadError` saying what failed."""
     if options in _MODELS:
         return _MODELS[options]
+    if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") == "1":  # non-interactive run: no shard bars
+        transformers.utils.logging.disable_progress_bar()
     commit = _resolve_commit(options)
     revision = commit or options.revision
     torch_dtype: Any = "auto" if options.dtype == "auto" else _DTYPES[options.dtype]

@@ -74,13 +74,19 @@ def render_card(provenance: dict[str, Any], examples: Sequence[JournalRecord], *
                 f"| {escape(r.skill_current)} | {escape(r.scenario_type)} / {escape(r.response_type)} | "
                 f"{escape(r.user_prompt)} | {escape(r.robot_utterance)} |"
             )
+    params = provenance.get("parameters") or {}
+    if params:
+        lines += ["", "<details><summary>All parameters of the run</summary>", "", "```json",
+                  # one JSON value per indented line: nothing in it can close the fence
+                  json.dumps(params, indent=2, sort_keys=True, default=str), "```", "", "</details>"]
+    repo = params.get("push_to") or "<this repo id>"
     lines += [
         "",
         "## Load it",
         "",
         "```python",
         "from lerobot.datasets.lerobot_dataset import LeRobotDataset",
-        "ds = LeRobotDataset(\"<this repo id>\")",
+        f"ds = LeRobotDataset({json.dumps(repo)}" + (f", revision={json.dumps(params['branch'])})" if params.get("branch") else ")"),
         f"item = ds[0]  # item['{layout.FEATURE}'] indexes ds.meta.tasks",
         "```",
         "",
