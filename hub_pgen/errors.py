@@ -175,3 +175,16 @@ class ValidationError(HubPgenError, ValueError):
         super().__init__(f"{path} fails validation ({len(problems)} problem(s)):\n{shown}")
         self.path = Path(path)
         self.problems = problems
+
+
+class Interrupted(HubPgenError):
+    """Ctrl-C or SIGTERM during generation: every finished sample is already in the journal."""
+
+    exit_code = 130
+
+    def __init__(self, done: int, total: int, journal: Path) -> None:
+        super().__init__(
+            f"interrupted: {done} of {total} samples are safe in the journal {journal}",
+            hint="rerun the same command to resume; finished samples are not generated again",
+        )
+        self.done, self.total, self.journal = done, total, Path(journal)

@@ -18,7 +18,7 @@ from typing import Any
 from hub_pgen import __version__, faults, layout
 from hub_pgen.config import RunConfig, file_digest, fingerprint
 from hub_pgen.data import GenerationRequest, GenerationResult, JournalRecord, Sample, SourceDataset
-from hub_pgen.errors import FrameError, UsageError
+from hub_pgen.errors import FrameError, Interrupted, UsageError
 from hub_pgen.generate.base import Backend
 from hub_pgen.generate.prompt import construct_prompt, prompt_template_hash
 from hub_pgen.journal import JournalWriter, load_journal
@@ -363,7 +363,10 @@ def run(
             writer.append(records)
             journal.update({r.sample_id: r for r in records})
         reporter.samples_start(len(prep.samples), resumed)
-        sent = generate_all(pending, prep, config, backend, writer, journal, reporter)
+        try:
+            sent = generate_all(pending, prep, config, backend, writer, journal, reporter)
+        except KeyboardInterrupt:
+            raise Interrupted(len(journal), len(prep.samples) + len(prep.bad_lines), paths.journal) from None
 
     reporter.stage("write", f"{paths.output}")
     prov = provenance(config, prep, backend, journal, started)
