@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+from pyarrow.compute import sum as pc_sum
 
 from hub_pgen import layout
 from hub_pgen.errors import HubPgenError, ValidationError
@@ -57,12 +58,21 @@ def problems(root: Path, *, source: Path | None = None) -> list[str]:
     except (OSError, KeyError, ValueError) as e:
         found.append(f"{layout.TASKS_PATH} cannot be read ({e})")
 
-    found += _check_episodes_and_data(root, info, valid_indices)
+    try:
+        found += _check_episodes_and_data(root, info, valid_indices)
+    except (KeyError, IndexError, ValueError) as e:  # info.json templates or episodes columns unusable
+        found.append(f"{layout.INFO_PATH} and {layout.EPISODES_DIR} do not fit together ({type(e).__name__}: {e})")
     stats_path = root / layout.STATS_PATH
-    if stats_path.is_file():
-        stats = json.loads(stats_path.read_text(encoding="utf-8"))
-        if layout.FEATURE not in stats:
-            found.append(f"{layout.STATS_PATH}: no stats for {layout.FEATURE!r}")
+    if not stats_path.is_file():
+        found.append(f"{layout.STATS_PATH} is missing")
+    else:
+        try:
+            stats = json.loads(stats_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            found.append(f"{layout.STATS_PATH} is not valid JSON ({e})")
+        else:
+            if layout.FEATURE not in stats:
+                found.append(f"{layout.STATS_PATH}: no stats for {layout.FEATURE!r}")
     if source is not None:
         found += _compare_with_source(root, Path(source))
     return found
@@ -75,9 +85,17 @@ def _check_episodes_and_data(root: Path, info: dict, valid: set[int]) -> list[st
         return [f"{layout.EPISODES_DIR}: no episodes metadata"]
     data_files: set[str] = set()
     video_keys = [k for k, ft in info.get("features", {}).items() if ft.get("dtype") == "video"]
+    episodes = frames = 0
     for path in files:
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except (OSError, ValueError) as e:
+            found.append(f"{path.relative_to(root)} cannot be read ({e})")
+            continue
         names = table.column_names
+        episodes += table.num_rows
+        if "length" in names:
+            frames += int(pc_sum(table.column("length")))
         if any(c.startswith("stats/") for c in names) and not any(c.startswith(f"stats/{layout.FEATURE}/") for c in names):
             found.append(f"{path.relative_to(root)}: no per-episode stats for {layout.FEATURE!r}")
         for row in table.select([c for c in names if not c.startswith("stats/")]).to_pylist():
@@ -87,12 +105,23 @@ def _check_episodes_and_data(root: Path, info: dict, valid: set[int]) -> list[st
                                                 file_index=row[f"videos/{key}/file_index"])
                 if not (root / rel).is_file():
                     found.append(f"{rel} is missing (episode {row['episode_index']})")
+    if info.get("total_episodes") != episodes:
+        found.append(f"{layout.INFO_PATH}: total_episodes is {info.get('total_episodes')}, "
+                     f"episodes metadata has {episodes}")
+    if frames and info.get("total_frames") != frames:
+        found.append(f"{layout.INFO_PATH}: total_frames is {info.get('total_frames')}, episode lengths sum to {frames}")
+    rows = 0
     for rel in sorted(data_files):
         path = root / rel
         if not path.is_file():
             found.append(f"{rel} is missing")
             continue
-        schema = pq.read_schema(path)
+        try:
+            schema = pq.read_schema(path)
+            rows += pq.ParquetFile(path).metadata.num_rows
+        except (OSError, ValueError) as e:
+            found.append(f"{rel} cannot be read ({e})")
+            continue
         if layout.FEATURE not in schema.names:
             found.append(f"{rel}: column {layout.FEATURE!r} is missing")
             continue
@@ -102,6 +131,8 @@ def _check_episodes_and_data(root: Path, info: dict, valid: set[int]) -> list[st
         bad = sorted(set(np.unique(values).tolist()) - valid - {layout.NO_TASK})
         if bad:
             found.append(f"{rel}: {layout.FEATURE} values {bad[:5]} point at no generated tasks row")
+    if frames and rows and rows != frames:
+        found.append(f"data files hold {rows} rows, episode lengths sum to {frames}")
     return sorted(set(found), key=found.index)
 
 
