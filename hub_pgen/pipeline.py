@@ -108,8 +108,11 @@ def open_source(config: RunConfig, reporter: Reporter, *, videos: bool = True) -
     from hub_pgen.source import hub
 
     reporter.stage("download", f"{config.repo_id} metadata")
-    return hub.open_hub_source(config.repo_id, revision=config.revision, cameras=None, reporter=reporter,
-                               image_keys=config.image_keys, num_views=config.num_image_views, videos=videos)
+    # first what generation looks at: the chosen cameras' videos (none for the template backend);
+    # the other cameras follow just before the dataset is written (fetch_remaining_videos)
+    return hub.open_hub_source(config.repo_id, revision=config.revision, reporter=reporter,
+                               image_keys=config.image_keys, num_views=config.num_image_views,
+                               videos=videos and config.backend != "template", only_cameras_used=True)
 
 
 def source_identity(source: SourceDataset) -> dict[str, Any]:
@@ -368,6 +371,11 @@ def run(
         except KeyboardInterrupt:
             raise Interrupted(len(journal), len(prep.samples) + len(prep.bad_lines), paths.journal) from None
 
+    if prep.source is not None and prep.source.repo_id:
+        from hub_pgen.source.hub import fetch_remaining_videos
+
+        reporter.stage("download", f"{prep.source.repo_id}: every camera's videos, for the new dataset")
+        fetch_remaining_videos(prep.source)
     reporter.stage("write", f"{paths.output}")
     prov = provenance(config, prep, backend, journal, started)
     staging = out_mod.fresh_staging(paths)

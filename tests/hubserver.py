@@ -131,13 +131,24 @@ class HubServer:
         self.user = user
         self.repos: dict[tuple[str, str], Repo] = {}
         self.blobs: dict[str, bytes] = {}
-        self.requests: list[Request] = []
+        self._requests: list[Request] = []
         self.auth_headers: list[str] = []
         self._faults: list[_Fault] = []
         self._lock = threading.RLock()
+        # requests being handled and not parked on a Hold: the log waits for them (a handler logs
+        # after its response is sent, so a client can be faster than the log)
+        self._busy = 0
+        self._settled = threading.Condition(self._lock)
         self._counter = 0
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+
+    @property
+    def requests(self) -> list[Request]:
+        """Every request so far, once those in flight have finished (parked ones excepted)."""
+        with self._settled:
+            self._settled.wait_for(lambda: self._busy <= 0, timeout=10)
+            return list(self._requests)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -198,7 +209,7 @@ class HubServer:
 
     def clear_log(self) -> None:
         with self._lock:
-            self.requests.clear()
+            self._requests.clear()
             self.auth_headers.clear()
 
     def clear_faults(self) -> None:
@@ -355,6 +366,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.hub.auth_headers.append(auth)
         self._authorized = self.hub.token is not None and auth == f"Bearer {self.hub.token}"
         status = 500
+        with self.hub._lock:
+            self.hub._busy += 1
         try:
             handler = self._match(method)
             fault = self.hub._take_fault(self._route["endpoint"])
@@ -394,15 +407,22 @@ class _Handler(BaseHTTPRequestHandler):
             status = 0
             self.close_connection = True
         finally:
-            with self.hub._lock:
-                self.hub.requests.append(Request(method, self._route["endpoint"], self._route["repo_id"],
-                                                 self._route["revision"], self._route["path"], status,
-                                                 self._authorized))
+            with self.hub._settled:
+                self.hub._requests.append(Request(method, self._route["endpoint"], self._route["repo_id"],
+                                                  self._route["revision"], self._route["path"], status,
+                                                  self._authorized))
+                self.hub._busy -= 1
+                self.hub._settled.notify_all()
 
     def _park(self, hold: Hold) -> None:
         self._held = hold
+        with self.hub._settled:
+            self.hub._busy -= 1  # a parked request does not hold up the log
+            self.hub._settled.notify_all()
         hold.reached.set()
         hold.released.wait(HOLD_TIMEOUT_S)
+        with self.hub._lock:
+            self.hub._busy += 1
 
     def _content_length(self) -> int:
         try:

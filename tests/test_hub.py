@@ -615,3 +615,46 @@ def test_cli_from_hub_to_hub(server, hub_env, source_dataset, tmp_path, capsys, 
     assert len(server.history("me/cli-dst")) == commits
     err = capsys.readouterr().err  # plain progress lines, one per stage (no Rich live display)
     assert "\x1b[" not in err and "\r" not in err and "push" in err and "already complete" in err
+
+
+def test_generation_downloads_only_the_chosen_cameras_and_the_rest_before_writing(server, hub_env, source_dataset,
+                                                                                 tmp_path):
+    from hub_pgen import pipeline
+    from hub_pgen.config import RunConfig
+    from hub_pgen.generate.template import TemplateBackend
+
+    seed(server, "org/two-cams", source_dataset)
+    seen: list[list[str]] = []
+
+    class Probe(TemplateBackend):
+        """Template answers, but needs images (so frames are decoded) and notes what was downloaded."""
+
+        needs_images = True
+
+        def generate(self, requests):
+            assert all(len(r.images) == 1 for r in requests)  # the up camera's frames, decoded
+            seen.append(server.downloaded("org/two-cams"))
+            return super().generate(requests)
+
+    config = RunConfig(repo_id="org/two-cams", output_dir=tmp_path / "out", image_keys=(CAMERAS[0],))
+    result = pipeline.run(config, backend=Probe())
+    assert result.state == "written" and result.ok == result.samples and seen
+    for got in seen:  # while generating: the chosen camera only
+        assert any(p.startswith(f"videos/{CAMERAS[0]}/") for p in got)
+        assert not any(p.startswith(f"videos/{CAMERAS[1]}/") for p in got), got
+    # and the new dataset is complete: the other camera came down before the write
+    assert any(p.startswith(f"videos/{CAMERAS[1]}/") for p in server.downloaded("org/two-cams"))
+    assert (tmp_path / "out" / "videos" / CAMERAS[1]).is_dir()
+    from hub_pgen.validate import validate
+
+    validate(tmp_path / "out")
+
+
+def test_a_dry_run_downloads_no_video(server, hub_env, source_dataset, capsys):
+    from hub_pgen.cli import main
+
+    seed(server, "org/dry", source_dataset)
+    assert main(["--repo-id", "org/dry", "--dry-run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["samples"] > 0
+    got = server.downloaded("org/dry")
+    assert any(p.startswith("data/") for p in got) and not any(p.startswith("videos/") for p in got), got

@@ -432,12 +432,14 @@ def download_source(repo_id: str, *, revision: str | None = None, cameras: Seque
 
 def open_hub_source(repo_id: str, *, revision: str | None = None, cameras: Sequence[str] | None = None,
                     reporter: Reporter | None = None, image_keys: Sequence[str] | None = None,
-                    num_views: int | None = None, videos: bool = True, api: HfApi | None = None,
-                    cache_dir: Path | None = None, local_dir: Path | None = None) -> SourceDataset:
+                    num_views: int | None = None, videos: bool = True, only_cameras_used: bool = False,
+                    api: HfApi | None = None, cache_dir: Path | None = None,
+                    local_dir: Path | None = None) -> SourceDataset:
     """What the pipeline calls for ``--repo-id``: a :class:`SourceDataset` whose ``revision`` is the
     resolved sha. ``image_keys``/``num_views`` are checked against ``info.json`` before any data or
     video comes down (a typo costs seconds, not a download). ``cameras`` limits the videos fetched;
-    leave it None when the run writes a dataset, since the copy needs every camera's videos.
+    ``only_cameras_used=True`` limits them to the cameras ``image_keys``/``num_views`` choose (the
+    rest can follow with :func:`fetch_remaining_videos` when the dataset is written).
     ``videos=False`` (e.g. ``--dry-run``) fetches metadata and data only."""
     from hub_pgen.data import SourceDataset
     from hub_pgen.plan.planner import choose_cameras
@@ -445,12 +447,27 @@ def open_hub_source(repo_id: str, *, revision: str | None = None, cameras: Seque
 
     snap = download_meta(repo_id, revision=revision, api=api, cache_dir=cache_dir, local_dir=local_dir)
     info = load_info(snap.root)
-    if image_keys or num_views is not None:
-        stub = SourceDataset(root=snap.root, info=info, tasks=(), task_indices=(), episodes={})
-        choose_cameras(stub, image_keys=image_keys, num_views=num_views)  # raises UsageError early
+    stub = SourceDataset(root=snap.root, info=info, tasks=(), task_indices=(), episodes={})
+    used = choose_cameras(stub, image_keys=image_keys, num_views=num_views)  # raises UsageError early
+    if only_cameras_used and cameras is None:
+        cameras = used
     if reporter is not None:
-        what = "data" + (" and videos" if videos else "")
+        what = "data" + ((f" and videos of {', '.join(cameras) or 'no camera'}" if cameras is not None
+                          else " and videos") if videos else "")
         reporter.stage("download", f"{repo_id}@{snap.revision} ({snap.sha[:8]}): {what}")
     snap = download_payload(snap, cameras=cameras, videos=videos, api=api, cache_dir=cache_dir,
                             local_dir=local_dir)
     return load_source(snap.root, repo_id=repo_id, revision=snap.sha)
+
+
+def fetch_remaining_videos(source: SourceDataset, *, api: HfApi | None = None, cache_dir: Path | None = None,
+                           local_dir: Path | None = None) -> None:
+    """Every camera's videos of a Hub source, at its pinned sha, into the same snapshot folder (files
+    already there are not fetched again). The new dataset is complete, so writing it needs them all."""
+    if not source.repo_id or not source.revision:
+        return
+    snap = HubSnapshot(root=source.root, repo_id=source.repo_id, revision=source.revision, sha=source.revision)
+    root = download_payload(snap, cameras=None, api=api, cache_dir=cache_dir, local_dir=local_dir).root
+    if root.resolve() != Path(source.root).resolve():
+        raise HubError(f"{source.repo_id}@{source.revision[:8]}: videos landed in {root}, not in {source.root}",
+                       repo_id=source.repo_id)
