@@ -110,3 +110,21 @@ def test_jsonl_input_with_a_missing_image_records_that_sample_and_goes_on(tiny, 
     rows = {r["episode_id"]: r for r in map(json.loads, next(out.glob("*.jsonl")).read_text().splitlines())}
     assert rows["e0"]["status"] == "ok"
     assert rows["e1"]["status"] == "failed" and "gone.png" in rows["e1"]["error"]
+
+
+@pytest.mark.slow
+def test_bench_gpu_pipeline_tiny_smoke(tmp_path):
+    """The GPU end-to-end benchmark runs (tiny model, CPU) and reports what docs/benchmarks.md uses."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "r.json"
+    p = subprocess.run([sys.executable, "scripts/bench_gpu_pipeline.py", "--tiny", "--model", "qwen2_vl_7b",
+                        "--episodes", "2", "--width", "96", "--height", "72", "--batch-sizes", "1,4",
+                        "--new-tokens", "8", "--json", str(out)],
+                       cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert [row["batch_size"] for row in r["rows"]] == [1, 4]
+    assert all(row["samples"] == 10 and row["in_generate_s"] > 0 for row in r["rows"])
+    assert r["images"] == 20 and r["frames_alone_s"] > 0

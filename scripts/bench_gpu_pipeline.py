@@ -1,0 +1,142 @@
+#!/usr/bin/env python
+"""End-to-end hub-pgen on a GPU: the whole pipeline (source, plan, frames from AV1 videos,
+generation, journal, write) with a real-size Qwen-VL architecture and random weights, by batch size.
+
+Reports, per batch size, end-to-end samples/s and the seconds spent outside the model's
+``generate`` (frames not hidden behind generation, journal, write), against the same plan's frames
+decoded alone (``iter_sample_images`` with no model) in the same invocation: it shows how much of the
+frames stage the decoding lanes hide behind the GPU. Random weights never write valid JSON, so every
+sample is a recorded failure; each answer is a fixed ``--new-tokens`` long (EOS ignored), as in
+``scripts/bench_gpu.py``, whose model builder this uses.
+
+    python scripts/bench_gpu_pipeline.py                      # Qwen2.5-VL-7B, 640x480, batch 1 and 16
+    python scripts/bench_gpu_pipeline.py --tiny --episodes 2 --batch-sizes 1,4   # CPU smoke check
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib.util
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _bench_gpu() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_gpu", ROOT / "scripts" / "bench_gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="qwen2_5_vl_7b", help="a scripts/bench_gpu.py SPECS name")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--frames", type=int, default=240)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--batch-sizes", default="1,16")
+    p.add_argument("--new-tokens", type=int, default=80)
+    p.add_argument("--sampling", default="segment", choices=("segment", "interval", "frame"))
+    p.add_argument("--tiny", action="store_true", help="tiny test model on CPU (smoke check)")
+    p.add_argument("--data-dir", type=Path)
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from hub_pgen import pipeline
+    from hub_pgen.config import RunConfig
+    from hub_pgen.example import build_example_dataset, svla_like_spec
+    from hub_pgen.frames import iter_sample_images
+    from hub_pgen.generate.qwen import GenerationOptions, TransformersBackend
+    from hub_pgen.progress import NullReporter
+
+    bench = _bench_gpu()
+    work = Path(tempfile.mkdtemp(prefix="bench-gpu-pipeline-"))
+    src = args.data_dir or work / "source"
+    t0 = time.perf_counter()
+    if not (src / "meta" / "info.json").is_file():
+        build_example_dataset(src, svla_like_spec(n_episodes=args.episodes, frames=args.frames,
+                                                  width=args.width, height=args.height))
+    build_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    if args.tiny:
+        loaded = bench.build_tiny(args.model, work / "tiny")
+    else:
+        loaded = bench.build_real(args.model, "cuda", torch.bfloat16)
+    load_s = time.perf_counter() - t0
+    cuda = loaded.options.device.startswith("cuda")
+    in_model = [0.0]
+
+    def generate(**kw: Any) -> Any:
+        kw["generation_config"] = copy.deepcopy(kw["generation_config"])
+        kw["generation_config"].min_new_tokens = args.new_tokens
+        start = time.perf_counter()
+        out = loaded.model.generate(**kw)
+        if cuda:
+            torch.cuda.synchronize()
+        in_model[0] += time.perf_counter() - start
+        return out
+
+    options = GenerationOptions(max_new_tokens=args.new_tokens, constrained=False, max_retries=0)
+    rows = []
+    frames_alone = None
+    for bs in [int(x) for x in args.batch_sizes.split(",")]:
+        config = RunConfig(root=src, output_dir=work / f"out-bs{bs}", batch_size=bs, backend="transformers",
+                           model=loaded.options.model, sampling=args.sampling, max_new_tokens=args.new_tokens,
+                           constrained=False, max_retries=0)
+        if frames_alone is None:  # the same plan's images, decoded with no model running
+            prep = pipeline.prepare(config, NullReporter())
+            t = time.perf_counter()
+            n_images = sum(len(imgs) for _, imgs in iter_sample_images(prep.samples, source=prep.source))
+            frames_alone = time.perf_counter() - t
+        backend = TransformersBackend(loaded, options, generate_fn=generate)
+        backend.generate(list(_warmup_requests(bs)))  # kernels, allocator
+        in_model[0] = 0.0
+        t = time.perf_counter()
+        result = pipeline.run(config, backend=backend)
+        total = time.perf_counter() - t
+        rows.append({
+            "batch_size": bs, "samples": result.samples, "seconds": round(total, 2),
+            "samples_per_s": round(result.samples / total, 3), "in_generate_s": round(in_model[0], 2),
+            "outside_generate_s": round(total - in_model[0], 2),
+        })
+        print(json.dumps(rows[-1]), flush=True)
+    out = {"model": args.model + ("-tiny" if args.tiny else ""), "device": torch.cuda.get_device_name() if cuda
+           else "cpu", "dataset": {"episodes": args.episodes, "frames": args.frames, "size": f"{args.width}x{args.height}",
+                                   "build_s": round(build_s, 1)},
+           "load_s": round(load_s, 1), "new_tokens": args.new_tokens, "sampling": args.sampling,
+           "frames_alone_s": round(frames_alone or 0.0, 3), "images": n_images, "rows": rows}
+    print(json.dumps(out, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2))
+    return 0
+
+
+def _warmup_requests(n: int) -> Any:
+    import numpy as np
+    from PIL import Image
+
+    from hub_pgen.data import GenerationRequest, Sample
+    from hub_pgen.generate.prompt import construct_prompt
+
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        s = Sample(f"warm-{i}", 0, "0", i, 0.0, "pick up the brick", (), "tidy up", "direct_request", "confirmation")
+        imgs = tuple(Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)) for _ in range(2))
+        yield GenerationRequest(s, construct_prompt(s), imgs, seed=i)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
