@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -90,12 +91,17 @@ def test_custom_code_in_a_model_folder_is_never_run_by_default(booby_trapped_mod
 
 
 def test_the_trap_is_real_custom_code_runs_with_trust_remote_code(booby_trapped_model):
-    """Proves the test above can fail: with the flag, transformers imports the folder's code."""
-    from hub_pgen.generate.qwen import TransformersBackend
+    """Proves the test above can fail: with the flag, transformers imports the folder's code. In a
+    subprocess: transformers registers remote classes process-wide, which would leak into later tests."""
+    import subprocess
+    import sys
 
     model, marker = booby_trapped_model
-    try:
-        TransformersBackend.load(str(model), device="cpu", trust_remote_code=True)
-    except Exception:
-        pass  # whatever happens after the import does not matter here
+    code = ("from hub_pgen.generate.qwen import TransformersBackend\n"
+            "try:\n"
+            f"    TransformersBackend.load({str(model)!r}, device='cpu', trust_remote_code=True)\n"
+            "except Exception:\n"
+            "    pass  # whatever happens after the import does not matter here\n")
+    subprocess.run([sys.executable, "-c", code], env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
+                   capture_output=True)
     assert marker.exists()
