@@ -21,7 +21,7 @@ CAMS = ("observation.images.up", "observation.images.side")
 
 
 def plan_samples(root: Path, strategy: str = "frame", cameras=CAMS, **kw):
-    source = load_source(root)
+    source = load_source(root, check_videos=cameras)
     skills = load_skills(root / "meta" / "skills.json", known_episodes=set(source.episodes))
     return source, build_plan(source, skills, strategy=strategy, cameras=cameras, **kw).samples
 

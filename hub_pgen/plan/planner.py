@@ -89,7 +89,8 @@ def choose_cameras(
         if unknown:
             raise UsageError(
                 f"--image-keys: camera(s) {unknown} do not exist in this dataset; "
-                f"available: {', '.join(available) or '(none)'}"
+                f"available: {', '.join(available) or '(none)'}",
+                hint="camera keys are the full feature names in meta/info.json, e.g. observation.images.up",
             )
         cams = tuple(image_keys)
     else:

@@ -457,7 +457,8 @@ def open_hub_source(repo_id: str, *, revision: str | None = None, cameras: Seque
         reporter.stage("download", f"{repo_id}@{snap.revision} ({snap.sha[:8]}): {what}")
     snap = download_payload(snap, cameras=cameras, videos=videos, api=api, cache_dir=cache_dir,
                             local_dir=local_dir)
-    return load_source(snap.root, repo_id=repo_id, revision=snap.sha)
+    present = (cameras if cameras is not None else None) if videos else ()
+    return load_source(snap.root, repo_id=repo_id, revision=snap.sha, check_videos=present)
 
 
 def fetch_remaining_videos(source: SourceDataset, *, api: HfApi | None = None, cache_dir: Path | None = None,
@@ -471,3 +472,6 @@ def fetch_remaining_videos(source: SourceDataset, *, api: HfApi | None = None, c
     if root.resolve() != Path(source.root).resolve():
         raise HubError(f"{source.repo_id}@{source.revision[:8]}: videos landed in {root}, not in {source.root}",
                        repo_id=source.repo_id)
+    from hub_pgen.source.lerobot import require_videos
+
+    require_videos(source)  # a file the metadata names but the repo lacks: say so before writing

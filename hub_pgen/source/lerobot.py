@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pyarrow as pa
@@ -43,12 +44,15 @@ def load_info(root: Path) -> dict[str, Any]:
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SourceError(f"{path} is not valid JSON: {e}", path=path) from e
+        raise SourceError(f"{path} is not valid JSON: {e}", path=path,
+                          hint="the file is damaged: download the dataset again") from e
     if not isinstance(info, dict):
         raise SourceError(f"{path} must hold a JSON object, got {type(info).__name__}", path=path)
     missing = [k for k in _REQUIRED_INFO_KEYS if k not in info]
     if missing:
-        raise SourceError(f"{path} lacks required key(s) {missing}", path=path)
+        raise SourceError(f"{path} lacks required key(s) {missing}", path=path,
+                          hint="a LeRobot v3.0 info.json has codebase_version, fps, features and data_path; "
+                               "the file may be damaged or from another tool")
     if info["codebase_version"] != layout.CODEBASE_VERSION:
         raise UnsupportedVersionError(info["codebase_version"], path=path)
     features = info["features"]
@@ -75,7 +79,8 @@ def load_tasks(root: Path) -> tuple[tuple[str, ...], tuple[int, ...]]:
     left unnamed (``__index_level_0__``) in others; both are read the same way."""
     path = root / layout.TASKS_PATH
     if not path.is_file():
-        raise SourceNotFoundError(f"{path} not found", path=path)
+        raise SourceNotFoundError(f"{path} not found", path=path,
+                                  hint="the dataset is incomplete: download it again")
     table = _read_parquet(path)
     names = table.column_names
     if "task_index" not in names:
@@ -122,8 +127,12 @@ def load_episodes(root: Path, info: dict[str, Any]) -> dict[int, Episode]:
     return dict(sorted(episodes.items()))
 
 
-def load_source(root: Path, *, repo_id: str | None = None, revision: str | None = None) -> SourceDataset:
-    """Read a dataset folder's metadata. Raises :class:`SourceError` naming the file at fault."""
+def load_source(root: Path, *, repo_id: str | None = None, revision: str | None = None,
+                check_videos: Sequence[str] | None = None) -> SourceDataset:
+    """Read a dataset folder's metadata. Raises :class:`SourceError` naming the file at fault.
+
+    Every data file must be there, and the video files of ``check_videos`` (None: every camera) —
+    a Hub source checks only the cameras it downloaded so far."""
     root = Path(root)
     if not root.is_dir():
         raise SourceNotFoundError(f"dataset folder {root} does not exist", path=root)
@@ -137,7 +146,7 @@ def load_source(root: Path, *, repo_id: str | None = None, revision: str | None 
                 f"episode {ep.index}: data file {data_file} is missing", path=data_file
             )
     logger.info("source %s: %d episodes, %d tasks, fps %s", root, len(episodes), len(tasks), info["fps"])
-    return SourceDataset(
+    source = SourceDataset(
         root=root,
         info=info,
         tasks=tasks,
@@ -146,6 +155,28 @@ def load_source(root: Path, *, repo_id: str | None = None, revision: str | None 
         repo_id=repo_id,
         revision=revision,
     )
+    require_videos(source, check_videos)
+    return source
+
+
+def require_videos(source: SourceDataset, keys: Sequence[str] | None = None) -> None:
+    """Raise :class:`SourceNotFoundError` listing the video files of ``keys`` (None: all) that the
+    episodes metadata names but the folder lacks: the new dataset would be incomplete."""
+    wanted = source.video_keys if keys is None else [k for k in keys if k in source.video_keys]
+    missing: dict[str, list[int]] = {}
+    for ep in source.episodes.values():
+        for key in wanted:
+            span = ep.videos.get(key)
+            if span is not None and not (source.root / span.path).is_file():
+                missing.setdefault(span.path, []).append(ep.index)
+    if missing:
+        shown = "; ".join(f"{p} (episodes {', '.join(map(str, eps))})" for p, eps in sorted(missing.items())[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        first = source.root / sorted(missing)[0]
+        raise SourceNotFoundError(
+            f"{len(missing)} video file(s) named by meta/episodes are missing under {source.root}: {shown}{more}",
+            path=first, hint="the dataset is incomplete: download it again (or copy the videos folder)",
+        )
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -176,9 +207,18 @@ def _pandas_index_columns(table: pa.Table) -> list[str]:
 
 def _format_path(template: str, path: Path, **kwargs: Any) -> str:
     try:
-        return template.format(**kwargs)
+        rel = template.format(**kwargs)
     except (KeyError, IndexError, ValueError) as e:
         raise SourceError(f"cannot fill path template {template!r} ({e})", path=path) from e
+    pure = PurePosixPath(rel)
+    if pure.is_absolute() or ".." in pure.parts or "\\" in rel or not pure.parts:
+        raise SourceError(
+            f"path template {template!r} in meta/info.json gives {rel!r}, which is not a path inside the dataset "
+            "folder; hub-pgen refuses to read or write outside it",
+            path=path, hint="fix data_path / video_path in meta/info.json (LeRobot's are relative, like "
+            f"{layout.DEFAULT_DATA_PATH!r})",
+        )
+    return rel
 
 
 def _episode_from_row(row: dict[str, Any], info: dict[str, Any], video_keys: list[str], path: Path) -> Episode:

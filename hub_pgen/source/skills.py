@@ -41,7 +41,9 @@ def load_skills(path: Path, *, known_episodes: set[int] | None = None) -> Skills
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise SkillsError(f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})", path=path) from e
+        raise SkillsError(f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})", path=path,
+                          hint="the file is damaged or truncated: write it again (see the skills.json format in "
+                               "README/SPEC)") from e
     except UnicodeDecodeError as e:
         raise SkillsError(f"not UTF-8 text ({e})", path=path) from e
     return parse_skills(raw, path=path, known_episodes=known_episodes)
