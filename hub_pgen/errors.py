@@ -79,6 +79,9 @@ class SkillsError(HubPgenError, ValueError):
             where += f", episode {episode}"
         if key is not None:
             where += f", key {key!r}"
+        if hint is None:
+            hint = ("correct meta/skills.json and rerun: each episode's skills need a name and "
+                    "0 <= start < end, in seconds from the episode's start")
         super().__init__(f"{where}: {message}", hint=hint)
         self.path = Path(path) if path is not None else None
         self.episode = episode

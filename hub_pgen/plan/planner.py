@@ -76,7 +76,8 @@ def parse_episode_list(text: str | None) -> tuple[int, ...] | None:
             else:
                 out.add(int(part))
         except ValueError:
-            raise UsageError(f"--episodes: {part!r} is not an index or a range like 3-5") from None
+            raise UsageError(f"--episodes: {part!r} is not an index or a range like 3-5",
+                             hint="give episode indices and ascending ranges, comma-separated: --episodes 0,3-5") from None
     return tuple(sorted(out))
 
 
@@ -172,7 +173,8 @@ def segment_dataset(
     if unknown:
         raise UsageError(
             f"--episodes: {unknown} not in the dataset (it has {len(source.episodes)} episodes, "
-            f"{min(source.episodes, default=0)}..{max(source.episodes, default=-1)})"
+            f"{min(source.episodes, default=0)}..{max(source.episodes, default=-1)})",
+            hint="list the dataset's episodes with --dry-run; indices are episode_index values",
         )
     times = read_frame_times(source, chosen)
     segments: list[Segment] = []

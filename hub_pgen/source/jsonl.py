@@ -47,7 +47,8 @@ def load_labeled_jsonl(path: Path) -> tuple[list[Sample], list[BadLine]]:
         except ValueError as e:
             bad.append(BadLine(n, str(e)))
     if not samples and not bad:
-        raise InputJsonlError("holds no samples", path=path)
+        raise InputJsonlError("holds no samples", path=path,
+                              hint="one JSON object per line, in the D_labeled format (see the README)")
     return samples, bad
 
 

@@ -117,7 +117,9 @@ def load_episodes(root: Path, info: dict[str, Any]) -> dict[int, Episode]:
                 if c not in table.column_names
             ]
         if missing:
-            raise SourceError(f"{path} lacks column(s) {missing}", path=path)
+            raise SourceError(f"{path} lacks column(s) {missing}", path=path,
+                              hint="meta/info.json and meta/episodes disagree (a feature without its episode "
+                                   "columns?): the dataset may be damaged; download it again")
         wanted = [c for c in table.column_names if not c.startswith("stats/")]
         for row in table.select(wanted).to_pylist():
             ep = _episode_from_row(row, info, video_keys, path)

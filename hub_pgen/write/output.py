@@ -75,7 +75,8 @@ def inspect_output(
                 hint="choose an --output-dir outside the source folder",
             )
     if out.exists() and not out.is_dir():
-        raise OutputExistsError(f"output {out} exists and is not a folder", path=out)
+        raise OutputExistsError(f"output {out} exists and is not a folder", path=out,
+                                hint="choose another --output-dir; hub-pgen never overwrites a file")
     if out.is_dir() and any(out.iterdir()):
         found = read_output_fingerprint(out)
         if found is None:
