@@ -211,9 +211,9 @@ MODEL_OUTPUT = {
     "never JSON": ("Sure! I would ask the robot to pick up the brick.", "no JSON object"),
     "truncated JSON": ('{"scenario_type": "direct_request", "response_type": "confirm', "cut off"),
     "JSON with wrong types": ('{"scenario_type": 3, "response_type": ["x"], "user_prompt": 1, "robot_utterance": null}',
-                              "must be"),
+                              "must be a string, got int"),
     "JSON with an unknown scenario type": ('{"scenario_type": "small_talk", "response_type": "confirmation", '
-                                           '"user_prompt": "hi", "robot_utterance": "hello"}', "scenario_type"),
+                                           '"user_prompt": "hi", "robot_utterance": "hello"}', "is not a known type"),
 }
 
 
