@@ -97,7 +97,7 @@ class FrameSource:
         try:
             return cursor.frame_at(t)
         except FrameError as e:
-            if cursor._container is None:  # could not even open: every later frame of it fails the same
+            if not cursor.is_open:  # could not even open: every later frame of it fails the same
                 self._broken[(camera, rel_path)] = e
             raise
 

@@ -76,6 +76,10 @@ class VideoCursor:
         self._frames = self._container.decode(self._stream)
         self._prev = self._cur = self._last_key = None
 
+    @property
+    def is_open(self) -> bool:
+        return self._container is not None
+
     def close(self) -> None:
         if self._container is not None:
             self._container.close()

@@ -457,8 +457,7 @@ def open_hub_source(repo_id: str, *, revision: str | None = None, cameras: Seque
         reporter.stage("download", f"{repo_id}@{snap.revision} ({snap.sha[:8]}): {what}")
     snap = download_payload(snap, cameras=cameras, videos=videos, api=api, cache_dir=cache_dir,
                             local_dir=local_dir)
-    present = (cameras if cameras is not None else None) if videos else ()
-    return load_source(snap.root, repo_id=repo_id, revision=snap.sha, check_videos=present)
+    return load_source(snap.root, repo_id=repo_id, revision=snap.sha, check_videos=cameras if videos else ())
 
 
 def fetch_remaining_videos(source: SourceDataset, *, api: HfApi | None = None, cache_dir: Path | None = None,
