@@ -472,3 +472,10 @@ def test_bench_gpu_help_works_without_a_gpu():
         timeout=120,
     )
     assert out.returncode == 0 and "--tiny" in out.stdout
+
+
+def test_clear_cache_forgets_models_and_backends(tiny_dirs):
+    first = load(tiny_dirs)
+    TransformersBackend.clear_cache()
+    second = load(tiny_dirs)
+    assert second is not first and second.loaded.model is not first.loaded.model
