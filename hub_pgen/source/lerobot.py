@@ -58,6 +58,9 @@ def load_info(root: Path) -> dict[str, Any]:
     features = info["features"]
     if not isinstance(features, dict):
         raise SourceError(f"{path}: 'features' must be an object", path=path)
+    bad = [k for k, ft in features.items() if not isinstance(ft, dict) or not isinstance(ft.get("dtype"), str)]
+    if bad:
+        raise SourceError(f"{path}: feature(s) {bad} must be objects with a 'dtype' string", path=path)
     missing = [k for k in _REQUIRED_FEATURES if k not in features]
     if missing:
         raise SourceError(
@@ -137,16 +140,14 @@ def load_source(root: Path, *, repo_id: str | None = None, revision: str | None 
     a Hub source checks only the cameras it downloaded so far."""
     root = Path(root)
     if not root.is_dir():
-        raise SourceNotFoundError(f"dataset folder {root} does not exist", path=root)
+        raise SourceNotFoundError(f"dataset folder {root} does not exist", path=root,
+                                  hint="point --root at the folder that holds meta/info.json, or use --repo-id")
     info = load_info(root)
     tasks, task_indices = load_tasks(root)
     episodes = load_episodes(root, info)
-    for ep in episodes.values():
-        data_file = root / ep.data_path
-        if not data_file.is_file():
-            raise SourceNotFoundError(
-                f"episode {ep.index}: data file {data_file} is missing", path=data_file
-            )
+    for rel in sorted({ep.data_path for ep in episodes.values()}):
+        check_data_file(root / rel, [e for e, ep in episodes.items() if ep.data_path == rel])
+    load_stats(root)
     logger.info("source %s: %d episodes, %d tasks, fps %s", root, len(episodes), len(tasks), info["fps"])
     source = SourceDataset(
         root=root,
@@ -159,6 +160,41 @@ def load_source(root: Path, *, repo_id: str | None = None, revision: str | None 
     )
     require_videos(source, check_videos)
     return source
+
+
+def check_data_file(path: Path, episodes: Sequence[int]) -> None:
+    """A data parquet the episodes metadata names must be there, readable (its footer: a truncated file
+    has none) and hold the columns hub-pgen reads; checked at load, before any output exists."""
+    which = f"episode(s) {', '.join(map(str, episodes))}"
+    if not path.is_file():
+        raise SourceNotFoundError(f"{which}: data file {path} is missing", path=path,
+                                  hint="the dataset is incomplete: download it again")
+    try:
+        names = pq.read_schema(path).names
+    except (pa.ArrowException, OSError) as e:
+        raise SourceError(f"{path} ({which}) is not a readable data parquet ({e})", path=path,
+                          hint="the file may be truncated: download the dataset again") from e
+    missing = [c for c in ("episode_index", "frame_index", "timestamp", "task_index") if c not in names]
+    if missing:
+        raise SourceError(f"{path} ({which}) lacks column(s) {missing}", path=path,
+                          hint="every LeRobot v3.0 data file has them: the file may be damaged; download it again")
+
+
+def load_stats(root: Path) -> dict[str, Any]:
+    """``meta/stats.json``: the new dataset extends it, so it must be there and hold a JSON object."""
+    path = root / layout.STATS_PATH
+    if not path.is_file():
+        raise SourceNotFoundError(f"{path} not found", path=path,
+                                  hint="the dataset is incomplete (LeRobot v3.0 datasets carry meta/stats.json): "
+                                       "download it again, or recompute the stats with lerobot")
+    try:
+        stats = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise SourceError(f"{path} is not valid JSON: {e}", path=path,
+                          hint="the file is damaged: download the dataset again") from e
+    if not isinstance(stats, dict):
+        raise SourceError(f"{path} must hold a JSON object, got {type(stats).__name__}", path=path)
+    return stats
 
 
 def require_videos(source: SourceDataset, keys: Sequence[str] | None = None) -> None:
@@ -211,7 +247,9 @@ def _format_path(template: str, path: Path, **kwargs: Any) -> str:
     try:
         rel = template.format(**kwargs)
     except (KeyError, IndexError, ValueError) as e:
-        raise SourceError(f"cannot fill path template {template!r} ({e})", path=path) from e
+        raise SourceError(f"meta/info.json: cannot fill path template {template!r} (unknown field {e})", path=path,
+                          hint="fix data_path / video_path in meta/info.json: LeRobot's use {chunk_index}, "
+                               "{file_index} and {video_key}") from e
     pure = PurePosixPath(rel)
     if pure.is_absolute() or ".." in pure.parts or "\\" in rel or not pure.parts:
         raise SourceError(
