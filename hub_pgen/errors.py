@@ -40,6 +40,9 @@ class SourceError(HubPgenError, ValueError):
     exit_code = 3
 
     def __init__(self, message: str, *, path: Path | str | None = None, hint: str | None = None) -> None:
+        if hint is None:
+            hint = ("the dataset is damaged or not a LeRobot v3.0 dataset: fix the file named above, or download "
+                    "the dataset again")
         super().__init__(message, hint=hint)
         self.path = Path(path) if path is not None else None
 
@@ -95,6 +98,8 @@ class InputJsonlError(HubPgenError, ValueError):
 
     def __init__(self, message: str, *, path: Path | str, line: int | None = None, hint: str | None = None):
         where = f"{path}:{line}" if line is not None else str(path)
+        if hint is None:
+            hint = "give a UTF-8 file with one JSON object per line, in the D_labeled format (see the README)"
         super().__init__(f"{where}: {message}", hint=hint)
         self.path = Path(path)
         self.line = line
@@ -109,6 +114,9 @@ class OutputError(HubPgenError, OSError):
     exit_code = 4
 
     def __init__(self, message: str, *, path: Path | str | None = None, hint: str | None = None) -> None:
+        if hint is None:
+            hint = ("choose an --output-dir that is writable and has free space; rerunning the same command "
+                    "resumes from the journal")
         HubPgenError.__init__(self, message, hint=hint)
         self.path = Path(path) if path is not None else None
 
