@@ -120,10 +120,10 @@ def write_dataset(
     provenance: dict[str, Any],
     card: str,
 ) -> WriteSummary:
-    staging.mkdir(parents=True, exist_ok=True)
     assignment = assign_task_indices(source.tasks, source.task_indices, samples, records)
     per_episode = frame_task_indices(source, samples, assignment)
     try:
+        staging.mkdir(parents=True, exist_ok=True)
         for rel in source.data_paths:
             _write_data_file(source.root / rel, staging / rel, per_episode)
             faults.point("write.data")
@@ -145,6 +145,7 @@ def write_dataset(
         provenance = {**provenance, "counts": {**provenance.get("counts", {}), "new_tasks": len(assignment.new_tasks)}}
         _write_json(staging / layout.PROVENANCE_PATH, provenance)  # last: marks the folder complete
     except OSError as e:
+        shutil.rmtree(staging, ignore_errors=True)  # leave the work folder as a resumable journal, nothing half-written
         raise OutputError(
             f"cannot write the new dataset under {staging}: {e.strerror or e}",
             path=staging,
@@ -312,14 +313,22 @@ def write_jsonl_result(
 ) -> int:
     """``--input-jsonl`` runs have no dataset to extend: the result is the D_syn JSONL and provenance."""
     path = staging / "syn_annotations.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
-        ids = [s.sample_id for s in samples] + [b.sample_id for b in bad_lines]
-        for sid in sorted(ids):
-            rec = records.get(sid)
-            if rec is not None:
-                d = rec.to_json()
-                d.pop("fingerprint", None)
-                fh.write(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n")
-    _write_json(staging / layout.PROVENANCE_PATH, provenance)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            ids = [s.sample_id for s in samples] + [b.sample_id for b in bad_lines]
+            for sid in sorted(ids):
+                rec = records.get(sid)
+                if rec is not None:
+                    d = rec.to_json()
+                    d.pop("fingerprint", None)
+                    fh.write(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n")
+        _write_json(staging / layout.PROVENANCE_PATH, provenance)
+    except OSError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OutputError(
+            f"cannot write the result under {staging}: {e.strerror or e}",
+            path=staging,
+            hint="free disk space or fix permissions, then rerun the same command: generated samples are kept",
+        ) from e
     return 0

@@ -131,9 +131,13 @@ def start_run(paths: OutputPaths, *, fingerprint: str, identity: dict[str, Any],
 def fresh_staging(paths: OutputPaths) -> Path:
     """An empty staging folder; a half-written one from a killed run is discarded (writing is
     deterministic, so writing again gives the same bytes)."""
-    if paths.staging.exists():
-        shutil.rmtree(paths.staging)
-    paths.staging.mkdir(parents=True)
+    try:
+        if paths.staging.exists():
+            shutil.rmtree(paths.staging)
+        paths.staging.mkdir(parents=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the staging folder {paths.staging}: {e.strerror or e}",
+                          path=paths.staging) from e
     return paths.staging
 
 
