@@ -133,6 +133,19 @@ def config_from_args(args: argparse.Namespace):
     )
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a record is logged, not when the handler was made: a
+    later ``main()`` in the same process (tests, notebooks) may have swapped it, and the old one closed."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def setup_logging(verbose: bool) -> None:
     level = logging.DEBUG if verbose else logging.INFO
     root = logging.getLogger("hub_pgen")
@@ -145,7 +158,7 @@ def setup_logging(verbose: bool) -> None:
         handler: logging.Handler = RichHandler(show_path=False, markup=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("[hub-pgen %(asctime)s] %(levelname)s %(message)s", "%H:%M:%S"))
     handler.setLevel(logging.WARNING if not verbose else logging.DEBUG)
     root.addHandler(handler)
