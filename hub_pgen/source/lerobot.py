@@ -35,19 +35,8 @@ _REQUIRED_EPISODE_COLUMNS = (
 
 def load_info(root: Path) -> dict[str, Any]:
     path = root / layout.INFO_PATH
-    if not path.is_file():
-        raise SourceNotFoundError(
-            f"{path} not found: {root} is not a LeRobot dataset folder",
-            path=path,
-            hint="point --root at the folder that holds meta/info.json, or use --repo-id",
-        )
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise SourceError(f"{path} is not valid JSON: {e}", path=path,
-                          hint="the file is damaged: download the dataset again") from e
-    if not isinstance(info, dict):
-        raise SourceError(f"{path} must hold a JSON object, got {type(info).__name__}", path=path)
+    info = _read_json_object(path, missing=f"{path} not found: {root} is not a LeRobot dataset folder",
+                             hint="point --root at the folder that holds meta/info.json, or use --repo-id")
     missing = [k for k in _REQUIRED_INFO_KEYS if k not in info]
     if missing:
         raise SourceError(f"{path} lacks required key(s) {missing}", path=path,
@@ -183,18 +172,23 @@ def check_data_file(path: Path, episodes: Sequence[int]) -> None:
 def load_stats(root: Path) -> dict[str, Any]:
     """``meta/stats.json``: the new dataset extends it, so it must be there and hold a JSON object."""
     path = root / layout.STATS_PATH
+    return _read_json_object(path, missing=f"{path} not found",
+                             hint="the dataset is incomplete (LeRobot v3.0 datasets carry meta/stats.json): "
+                                  "download it again, or recompute the stats with lerobot")
+
+
+def _read_json_object(path: Path, *, missing: str, hint: str) -> dict[str, Any]:
+    """A metadata file holding one JSON object; ``missing``/``hint`` say what its absence means."""
     if not path.is_file():
-        raise SourceNotFoundError(f"{path} not found", path=path,
-                                  hint="the dataset is incomplete (LeRobot v3.0 datasets carry meta/stats.json): "
-                                       "download it again, or recompute the stats with lerobot")
+        raise SourceNotFoundError(missing, path=path, hint=hint)
     try:
-        stats = json.loads(path.read_text(encoding="utf-8"))
+        obj = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SourceError(f"{path} is not valid JSON: {e}", path=path,
                           hint="the file is damaged: download the dataset again") from e
-    if not isinstance(stats, dict):
-        raise SourceError(f"{path} must hold a JSON object, got {type(stats).__name__}", path=path)
-    return stats
+    if not isinstance(obj, dict):
+        raise SourceError(f"{path} must hold a JSON object, got {type(obj).__name__}", path=path)
+    return obj
 
 
 def require_videos(source: SourceDataset, keys: Sequence[str] | None = None) -> None:
