@@ -29,13 +29,52 @@ EXIT_INTERRUPTED = 130
 EXIT_INTERNAL = 70
 
 
+USAGE = """%(prog)s (--root DIR | --repo-id OWNER/NAME | --input-jsonl FILE) [options]
+       %(prog)s demo [--output-dir DIR] [--backend template|transformers] [--model M]
+       %(prog)s validate DIR [--source SRC]"""
+
+EPILOG = """subcommands:
+  demo                  build a small example dataset and run the whole job on it, offline
+  validate DIR          check a dataset folder against the output contract (the push runs it first)
+
+meta/skills.json (required in the source dataset; times in seconds from the episode's start,
+a frame at t belongs to the skill with start <= t < end):
+  {"coarse_description": "pick up the cube and place it in the bin",
+   "skill_to_task_index": {"pick up the cube": 0},
+   "episodes": {"0": {"episode_index": 0, "description": "...",
+                      "skills": [{"name": "pick up the cube", "start": 0.0, "end": 2.5}, ...]}}}
+  The README's 'meta/skills.json' section has the details.
+
+exit codes:
+  0 ok, 2 bad arguments, 3 bad input data, 4 output folder problem (in use, another
+  configuration, not writable), 5 model loading, 6 Hub, 7 validation failed,
+  130 interrupted (rerun the same command to resume), 70 internal error
+
+environment:
+  HF_TOKEN, HF_HOME, HF_ENDPOINT, HF_HUB_OFFLINE   the Hugging Face Hub (huggingface_hub's own)
+  HUB_PGEN_DEBUG=1                                 print tracebacks of errors
+  GITHUB_STEP_SUMMARY                              (GitHub Actions) a Markdown job summary goes here"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments are a :class:`UsageError` (exit 2 with a TIP, and JSON with --json), not a bare exit."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{message}", hint=f"see {self.prog} --help")
+
+
 def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from hub_pgen.config import DEFAULT_MODEL
+    from hub_pgen.generate.registry import BACKENDS
+    from hub_pgen.generate.schema import DEFAULT_MAX_NEW_TOKENS
+
+    p = _Parser(
         prog=prog,
+        usage=USAGE,
         description="Generate Hi Robot-style user prompts and robot replies (pgen) for a skill-annotated "
         "LeRobot v3.0 dataset, and write them as a new, versioned LeRobot dataset.",
-        epilog="Subcommands: 'hub-pgen demo' runs everything offline on a generated example; "
-        "'hub-pgen validate DIR' checks a dataset folder against the output contract.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action="version", version=f"hub-pgen {__version__}")
     src = p.add_argument_group("source (one of)")
@@ -47,7 +86,12 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
     out.add_argument("--output-dir", type=Path,
                      help="folder of the new dataset (default: hub-pgen-out/<name>-pgen-<fingerprint>)")
     out.add_argument("--dry-run", action="store_true", help="print the plan and the cost; generate nothing")
-    out.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    out.add_argument("--json", action="store_true",
+                     help="print the result as JSON on stdout (errors too: state, exit_code, error, tip)")
+    out.add_argument("--wait", action="store_true",
+                     help="if another run is writing the same output folder, wait for it instead of stopping")
+    out.add_argument("--retry-failed", action="store_true",
+                     help="generate the failed samples of an existing result (or journal) again, same configuration")
     plan = p.add_argument_group("plan")
     plan.add_argument("--sampling", choices=("segment", "interval", "frame"), default="segment",
                       help="one sample per skill segment (default), every --sample-interval seconds, or every frame")
@@ -56,22 +100,27 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
     plan.add_argument("--image-keys", help="comma-separated camera keys to show the model (default: all, in info.json order)")
     plan.add_argument("--num-image-views-per-sample", type=int, metavar="N", help="show the first N cameras")
     plan.add_argument("--max-pixels", type=int, help="bound each image to this many pixels (aspect kept)")
-    plan.add_argument("--seed", type=int, default=0, help="seeds the scenario/response schedule and sampling")
+    plan.add_argument("--seed", type=int, default=0,
+                      help="seeds the scenario/response schedule and sampling (default: 0)")
     plan.add_argument("--scenario-mix", help="scenario weights, e.g. negative_task=2,direct_request=1 (default: all equal)")
     plan.add_argument("--response-mix", help="response weights, e.g. confirmation=1,clarification=1")
     gen = p.add_argument_group("generation")
-    gen.add_argument("--backend", choices=("transformers", "template"), default="transformers",
-                     help="transformers: a Qwen-VL model (default); template: offline, no model")
-    gen.add_argument("--model", action="append", help="Hub id or local folder of a Qwen-VL model (repeatable: last wins)")
+    gen.add_argument("--backend", choices=tuple(BACKENDS), default="transformers",
+                     help="; ".join(f"{name}: {spec.summary}" for name, spec in BACKENDS.items()))
+    gen.add_argument("--model", action="append",
+                     help=f"Hub id or local folder of a Qwen-VL model (repeatable: last wins; default: {DEFAULT_MODEL})")
     gen.add_argument("--model-revision", help="revision of --model on the Hub")
-    gen.add_argument("--batch-size", type=int, default=1)
-    gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy and deterministic (default)")
-    gen.add_argument("--top-p", type=float, default=1.0)
-    gen.add_argument("--max-new-tokens", type=int, default=256)
+    gen.add_argument("--batch-size", type=int, default=1, help="samples per generate() call (default: 1)")
+    gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy and deterministic (default: 0)")
+    gen.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling, in (0, 1] (default: 1)")
+    gen.add_argument("--max-new-tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS,
+                     help=f"token budget of one answer (default: {DEFAULT_MAX_NEW_TOKENS}); constrained answers "
+                          "always close within it")
     gen.add_argument("--no-constrained", dest="constrained", action="store_false",
                      help="turn off JSON-schema constrained decoding")
-    gen.add_argument("--max-retries", type=int, default=2, help="retries of a sample whose output is not valid")
-    gen.add_argument("--device", help="cuda, cuda:1, cpu, ... (default: cuda when available)")
+    gen.add_argument("--max-retries", type=int, default=2,
+                     help="retries of a sample whose output is not valid (default: 2)")
+    gen.add_argument("--device", help="cpu, cuda, cuda:N, or auto (every GPU; default: cuda when available, else cpu)")
     gen.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), help="default: bfloat16 on GPU, float32 on CPU")
     gen.add_argument("--attn-implementation", help="e.g. sdpa, flash_attention_2, eager")
     gen.add_argument("--trust-remote-code", action="store_true", help="allow model code from the Hub (off by default)")
@@ -170,6 +219,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv
     if argv and argv[0] == "demo":
         from hub_pgen.demo import main as demo_main
 
@@ -178,10 +228,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hub_pgen.validate import main as validate_main
 
         return _guarded(lambda: validate_main(argv[1:]), argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    setup_logging(args.verbose)
-    return _guarded(lambda: run_main(args), argv)
+
+    def parse_and_run() -> int:
+        args = build_parser().parse_args(argv)
+        setup_logging(args.verbose)
+        return run_main(args)
+
+    return _guarded(parse_and_run, argv, as_json=as_json)
 
 
 def run_main(args: argparse.Namespace) -> int:
@@ -194,7 +247,8 @@ def run_main(args: argparse.Namespace) -> int:
     if not isinstance(reporter, RichReporter):
         quiet_library_progress()
     try:
-        result = pipeline.run(config, reporter=reporter, dry_run=args.dry_run)
+        result = pipeline.run(config, reporter=reporter, dry_run=args.dry_run, wait=args.wait,
+                              retry_failed=args.retry_failed)
         if config.push_to and result.state in ("written", "already-complete"):
             from hub_pgen.push import push_result
 
@@ -211,25 +265,26 @@ def run_main(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guarded(fn, argv: Sequence[str]) -> int:
+def _guarded(fn, argv: Sequence[str], *, as_json: bool = False) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
         return fn()
     except HubPgenError as e:
-        _error(str(e), e.hint)
+        _error(str(e), e.hint, e.exit_code, as_json)
         if os.environ.get("HUB_PGEN_DEBUG"):
             traceback.print_exc()
         return e.exit_code
     except KeyboardInterrupt:
-        print(
-            "\nhub-pgen: interrupted. Every finished sample is in the journal (OUT.partial/journal.jsonl).\n"
-            f"TIP: rerun the same command to resume: hub-pgen {' '.join(argv)}",
-            file=sys.stderr,
-        )
+        message = "interrupted. Every finished sample is in the journal (OUT.partial/journal.jsonl)."
+        hint = f"rerun the same command to resume: hub-pgen {' '.join(argv)}"
+        if as_json:
+            _json_error(message, hint, EXIT_INTERRUPTED)
+        print(f"\nhub-pgen: {message}\nTIP: {hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:  # the one place unexpected errors are turned into an exit code
         _error(f"internal error: {type(e).__name__}: {e}",
-               "rerun with HUB_PGEN_DEBUG=1 for the traceback, and report it with the command you ran")
+               "rerun with HUB_PGEN_DEBUG=1 for the traceback, and report it with the command you ran",
+               EXIT_INTERNAL, as_json)
         if os.environ.get("HUB_PGEN_DEBUG"):
             traceback.print_exc()
         return EXIT_INTERNAL
@@ -244,10 +299,18 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _error(message: str, hint: str | None) -> None:
+def _error(message: str, hint: str | None, exit_code: int, as_json: bool = False) -> None:
+    if as_json:
+        _json_error(message, hint, exit_code)
     print(f"hub-pgen: error: {message}", file=sys.stderr)
     if hint:
         print(f"TIP: {hint}", file=sys.stderr)
+
+
+def _json_error(message: str, hint: str | None, exit_code: int) -> None:
+    """``--json``: the error on stdout as one JSON object, so a script reads errors as it reads results."""
+    print(json.dumps({"state": "error", "exit_code": exit_code, "error": message, "tip": hint}, indent=2,
+                     sort_keys=True), flush=True)
 
 
 if __name__ == "__main__":

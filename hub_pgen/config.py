@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from hub_pgen.errors import UsageError
+from hub_pgen.generate.schema import DEFAULT_MAX_NEW_TOKENS, BudgetTooSmall, answer_bounds
 
 BackendName = Literal["template", "transformers"]
 DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
+MIN_SAMPLE_INTERVAL_S = 1e-3  # below a millisecond every frame is a sample: use --sampling frame
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class RunConfig:
     model_revision: str | None = None
     temperature: float = 0.0
     top_p: float = 1.0
-    max_new_tokens: int = 256
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     constrained: bool = True
     max_retries: int = 2
     batch_size: int = 1
@@ -55,17 +58,52 @@ class RunConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Every option is checked here, before anything touches the disk or loads a model."""
+        from hub_pgen.generate.registry import get_backend
+
         sources = [x for x in (self.root, self.repo_id, self.input_jsonl) if x is not None]
         if len(sources) != 1:
             raise UsageError("give exactly one source: --root DIR, --repo-id OWNER/NAME, or --input-jsonl FILE")
+        spec = get_backend(self.backend)
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if self.temperature < 0:
-            raise UsageError(f"--temperature must be >= 0, got {self.temperature}")
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise UsageError(f"--temperature must be a number >= 0 (0 = greedy), got {self.temperature}")
+        if not math.isfinite(self.top_p) or not 0 < self.top_p <= 1:
+            raise UsageError(f"--top-p must be in (0, 1], got {self.top_p}",
+                             hint="--top-p 1 (the default) keeps every token; 0.9 keeps the likeliest 90%")
+        if self.max_new_tokens < 1:
+            raise UsageError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+        if spec.uses_model and self.constrained:
+            try:
+                answer_bounds(self.max_new_tokens)
+            except BudgetTooSmall as e:
+                raise UsageError(
+                    f"--max-new-tokens {self.max_new_tokens} is too small for a constrained JSON answer: it needs "
+                    f"at least {e.needed} tokens (up to that many bytes, and no tokenizer packs less than a byte "
+                    "into a token)",
+                    hint=f"use --max-new-tokens {e.needed} or more (default {DEFAULT_MAX_NEW_TOKENS}), or "
+                         "--no-constrained",
+                ) from None
         if self.max_retries < 0:
             raise UsageError(f"--max-retries must be >= 0, got {self.max_retries}")
-        if self.sampling == "interval" and (self.sample_interval is None or self.sample_interval <= 0):
-            raise UsageError("--sampling interval needs --sample-interval SECONDS > 0")
+        if self.sample_interval is not None:
+            if self.sampling != "interval":
+                raise UsageError(
+                    f"--sample-interval only applies to --sampling interval (this run samples by {self.sampling})",
+                    hint=f"add --sampling interval, or drop --sample-interval {self.sample_interval:g}",
+                )
+            if not math.isfinite(self.sample_interval) or self.sample_interval < MIN_SAMPLE_INTERVAL_S:
+                raise UsageError(
+                    f"--sample-interval must be a number of seconds >= {MIN_SAMPLE_INTERVAL_S:g}, got "
+                    f"{self.sample_interval}",
+                    hint="for a sample at every frame use --sampling frame",
+                )
+        if self.sampling == "interval" and self.sample_interval is None:
+            raise UsageError("--sampling interval needs --sample-interval SECONDS > 0",
+                             hint="e.g. --sampling interval --sample-interval 1.0")
+        if self.num_image_views is not None and self.num_image_views < 0:
+            raise UsageError(f"--num-image-views-per-sample must be >= 0, got {self.num_image_views}")
         if self.max_pixels is not None and self.max_pixels < 28 * 28:
             raise UsageError(f"--max-pixels must be at least 784 (28x28), got {self.max_pixels}")
         if self.branch and not self.push_to:
@@ -80,6 +118,9 @@ class RunConfig:
                  prompt_hash: str) -> dict[str, Any]:
         """Everything that changes what is generated — and nothing that does not (batch size,
         device, output path), so a run can resume with another batch size or on another machine."""
+        from hub_pgen.generate.registry import get_backend
+
+        model = get_backend(self.backend).uses_model
         return {
             "source": source_id,
             "sampling": self.sampling,
@@ -91,18 +132,24 @@ class RunConfig:
             "scenario_mix": self.scenario_mix,
             "response_mix": self.response_mix,
             "backend": backend_id,
-            "temperature": self.temperature,
-            "top_p": self.top_p if self.temperature > 0 else None,
-            "max_new_tokens": self.max_new_tokens if self.backend != "template" else None,
-            "constrained": self.constrained if self.backend != "template" else None,
-            "max_retries": self.max_retries if self.backend != "template" else None,
+            "temperature": self.temperature if model else None,
+            "top_p": self.top_p if model and self.temperature > 0 else None,
+            "max_new_tokens": self.max_new_tokens if model else None,
+            "constrained": self.constrained if model else None,
+            "max_retries": self.max_retries if model else None,
             "prompt_template": prompt_hash,
         }
 
     def parameters(self) -> dict[str, Any]:
-        """All parameters, JSON-ready, for provenance (paths as strings)."""
+        """The parameters that shaped the result, JSON-ready, for provenance (paths as strings):
+        the model options only when the backend runs a model."""
+        from hub_pgen.generate.registry import MODEL_OPTIONS, get_backend
+
+        model = get_backend(self.backend).uses_model
         out = {}
         for k, v in asdict(self).items():
+            if k in MODEL_OPTIONS and not model:
+                continue
             out[k] = str(v) if isinstance(v, Path) else (list(v) if isinstance(v, tuple) else v)
         return out
 

@@ -94,6 +94,7 @@ class SkillsFile:
     coarse_description: str | None
     skill_to_task_index: dict[str, int]
     episodes: dict[int, EpisodeSkills]
+    notices: tuple[Any, ...] = ()  # hub_pgen.notices.Notice: what was tolerated, by kind
 
 
 # --- plan -------------------------------------------------------------------------------------
@@ -179,6 +180,7 @@ class GenerationRequest:
     prompt: str
     images: tuple[Any, ...]  # PIL.Image.Image, one per ImageRef
     seed: int
+    first_attempt: int = 0  # tries this sample already had in earlier runs (--retry-failed continues after them)
 
 
 @dataclass(frozen=True)
@@ -225,11 +227,17 @@ class JournalRecord:
     raw_text: str | None = None
     attempts: int = 1
     fingerprint: str = ""
+    # earlier failed tries of this sample, oldest first: {"error", "attempts", "raw_text"} each
+    # (kept by --retry-failed, so a recovered sample still shows what went wrong before)
+    earlier: tuple[dict[str, Any], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["images"] = list(self.images)
         d["skill_history"] = list(self.skill_history)
+        d["earlier"] = [dict(e) for e in self.earlier]
+        if not d["earlier"]:
+            del d["earlier"]  # records that never failed keep the journal format they had
         return d
 
     @classmethod
@@ -238,7 +246,12 @@ class JournalRecord:
         kw = {k: v for k, v in d.items() if k in known}
         kw["images"] = tuple(kw.get("images", ()))
         kw["skill_history"] = tuple(kw.get("skill_history", ()))
+        kw["earlier"] = tuple(dict(e) for e in kw.get("earlier", ()) if isinstance(e, dict))
         return cls(**kw)
+
+    def as_earlier(self) -> dict[str, Any]:
+        """This (failed) record as an entry of a retried record's ``earlier`` list."""
+        return {"error": self.error, "attempts": self.attempts, "raw_text": self.raw_text}
 
     @property
     def dialogue(self) -> Dialogue | None:

@@ -139,6 +139,19 @@ class ConfigMismatchError(OutputExistsError):
         self.differences = differences
 
 
+class OutputBusyError(OutputError):
+    """Another run holds the output folder's lock."""
+
+    def __init__(self, work: Path | str, holder: str) -> None:
+        super().__init__(
+            f"{work} is in use by {holder}: another hub-pgen run is writing this output",
+            path=work,
+            hint="wait for that run to finish (it resumes and finishes the same work), or add --wait to "
+                 "start when it is done",
+        )
+        self.holder = holder
+
+
 # --- stages -----------------------------------------------------------------------------------
 
 

@@ -452,6 +452,8 @@ def _encode_video(path: Path, spec: ExampleSpec, frames: Iterator[np.ndarray], k
     at ``ts`` is found at ``from_timestamp + ts``; each episode starts on a keyframe."""
     import av
 
+    # SVT-AV1 prints a ~15-line banner per encoder to stderr unless told otherwise (1 = errors only)
+    os.environ.setdefault("SVT_LOG", "1")
     path.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(spec.fps, 1)
     with av.open(str(path), "w", format="mp4") as out:

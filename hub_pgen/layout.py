@@ -30,6 +30,8 @@ WORK_SUFFIX = ".partial"
 JOURNAL_NAME = "journal.jsonl"
 RUN_NAME = "run.json"
 STAGING_NAME = "staging"
+LOCK_NAME = "lock"  # flock'ed for the run's lifetime (hub_pgen.write.lock)
+PREVIOUS_NAME = "previous"  # --retry-failed: the earlier result, moved aside until the new one is in place
 
 # Float32 timestamps: a frame at ts belongs to a skill when start - EPS <= ts < end - EPS.
 TIME_EPS = 1e-4

@@ -7,6 +7,7 @@ only wires them and owns the loop that streams samples through frames, generatio
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import time
 import zlib
@@ -18,15 +19,18 @@ from typing import Any
 from hub_pgen import __version__, faults, layout
 from hub_pgen.config import RunConfig, file_digest, fingerprint
 from hub_pgen.data import GenerationRequest, GenerationResult, JournalRecord, Sample, SourceDataset
-from hub_pgen.errors import FrameError, Interrupted, UsageError
+from hub_pgen.errors import FrameError, Interrupted, SkillsError, UsageError
 from hub_pgen.generate.base import Backend
 from hub_pgen.generate.prompt import construct_prompt, prompt_template_hash
+from hub_pgen.generate.registry import get_backend
+from hub_pgen.notices import Notices
 from hub_pgen.journal import JournalWriter, load_journal
 from hub_pgen.plan import planner
 from hub_pgen.plan.taxonomy import assign_types, mix_report
 from hub_pgen.progress import NullReporter, Reporter
 from hub_pgen.write import output as out_mod
 from hub_pgen.write.card import render_card
+from hub_pgen.write.lock import RunLock
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +51,11 @@ class RunResult:
     elapsed_s: float = 0.0
     plan_report: dict[str, Any] | None = None
     push: Any = None
+    frames: int = 0  # frames of the new dataset
+    frames_labelled: int = 0  # of them, frames with a dialogue (task_index_high_level >= 0)
+    examples: tuple[JournalRecord, ...] = ()  # a few generated dialogues, to show the user
+    notices: tuple[str, ...] = ()  # tolerated input problems, one line per kind
+    retried: int = 0  # --retry-failed: earlier failures sent to the backend again
 
 
 @dataclass(frozen=True)
@@ -62,6 +71,7 @@ class Prepared:
     source_name: str
     plan: planner.Plan | None
     base_dir: Path | None
+    notices: tuple[str, ...] = ()
 
 
 # --- stages -------------------------------------------------------------------------------------
@@ -69,34 +79,11 @@ class Prepared:
 
 def backend_identity(config: RunConfig) -> dict[str, Any]:
     """Known before the model is loaded, so a mismatching output is refused before minutes of loading."""
-    if config.backend == "template":
-        return {"backend": "template", "version": 1}
-    return {"backend": "transformers", "model": config.model, "revision": config.model_revision, "dtype": config.dtype}
+    return get_backend(config.backend).identity(config)
 
 
 def make_backend(config: RunConfig) -> Backend:
-    if config.backend == "template":
-        from hub_pgen.generate.template import TemplateBackend
-
-        return TemplateBackend()
-    if config.backend == "transformers":
-        from hub_pgen.generate.qwen import TransformersBackend
-
-        return TransformersBackend.load(
-            config.model,
-            device=config.device,
-            dtype=config.dtype,
-            attn_implementation=config.attn_implementation,
-            trust_remote_code=config.trust_remote_code,
-            max_new_tokens=config.max_new_tokens,
-            temperature=config.temperature,
-            top_p=config.top_p,
-            constrained=config.constrained,
-            max_retries=config.max_retries,
-            max_pixels=config.max_pixels,
-            revision=config.model_revision,
-        )
-    raise UsageError(f"unknown backend {config.backend!r}; choose template or transformers")
+    return get_backend(config.backend).make(config)
 
 
 def open_source(config: RunConfig, reporter: Reporter, *, videos: bool = True) -> SourceDataset:
@@ -112,7 +99,7 @@ def open_source(config: RunConfig, reporter: Reporter, *, videos: bool = True) -
     # the other cameras follow just before the dataset is written (fetch_remaining_videos)
     return hub.open_hub_source(config.repo_id, revision=config.revision, reporter=reporter,
                                image_keys=config.image_keys, num_views=config.num_image_views,
-                               videos=videos and config.backend != "template", only_cameras_used=True)
+                               videos=videos and get_backend(config.backend).needs_images, only_cameras_used=True)
 
 
 def source_identity(source: SourceDataset) -> dict[str, Any]:
@@ -146,10 +133,34 @@ def prepare(config: RunConfig, reporter: Reporter, *, videos: bool = True) -> Pr
         scenario_mix=config.scenario_mix,
         response_mix=config.response_mix,
     )
+    if not plan.samples:
+        _no_samples(config, plan, skills)
+    notices = Notices(list(plan.notices))
+    notices.log()
     identity = config.identity(cameras=cameras, source_id=source_identity(source),
                                backend_id=backend_identity(config), prompt_hash=prompt_template_hash())
     name = (source.repo_id or source.root.name).split("/")[-1]
-    return Prepared(source, plan.samples, (), cameras, identity, fingerprint(identity), name, plan, None)
+    return Prepared(source, plan.samples, (), cameras, identity, fingerprint(identity), name, plan, None,
+                    tuple(notices.lines()))
+
+
+def _no_samples(config: RunConfig, plan: planner.Plan, skills: Any) -> None:
+    """A plan with nothing to generate would write a dataset of -1 and exit 0 (and push it)."""
+    annotated = sorted(e for e, ep in skills.episodes.items() if ep.skills)
+    shown = ", ".join(map(str, annotated[:10])) + (", …" if len(annotated) > 10 else "")
+    if config.episodes is not None and annotated:
+        raise UsageError(
+            f"--episodes: none of the chosen episodes has skills in {layout.SKILLS_PATH}, so there is nothing "
+            f"to generate",
+            hint=f"choose episodes that have skills ({shown})",
+        )
+    raise SkillsError(
+        "no skill covers any frame, so there is nothing to generate"
+        + (f" (skills start after their episodes end in {', '.join(map(str, annotated[:10]))})" if annotated else
+           ": no episode has skills"),
+        path=config.root and Path(config.root) / layout.SKILLS_PATH or layout.SKILLS_PATH,
+        hint="annotate the episodes' skills in meta/skills.json (format: see the README, 'meta/skills.json')",
+    )
 
 
 def _prepare_jsonl(config: RunConfig) -> Prepared:
@@ -266,8 +277,10 @@ def generate_all(
                 records.append(to_record(sample, GenerationResult(sample.sample_id, None, error=f"frames: {images}"),
                                          prep.fingerprint))
                 continue
+            before = journal.get(sample.sample_id)  # a failure being retried (--retry-failed)
+            tried = (before.attempts + sum(int(e.get("attempts") or 0) for e in before.earlier)) if before else 0
             requests.append(GenerationRequest(sample, construct_prompt(sample), tuple(images),
-                                              sample_seed(config.seed, sample.sample_id)))
+                                              sample_seed(config.seed, sample.sample_id), first_attempt=tried))
         faults.point("frames")
         if requests:
             results = backend.generate(requests)
@@ -276,12 +289,20 @@ def generate_all(
             if len(results) != len(requests):
                 raise RuntimeError(f"backend {backend.name} returned {len(results)} results for {len(requests)} requests")
             records += [to_record(req.sample, res, prep.fingerprint) for req, res in zip(requests, results)]
+        records = [_with_earlier(r, journal.get(r.sample_id)) for r in records]
         writer.append(records)
         faults.point("journal")
         for r in records:
             journal[r.sample_id] = r
         reporter.samples_advance(sum(r.status == "ok" for r in records), sum(r.status != "ok" for r in records))
     return sent
+
+
+def _with_earlier(record: JournalRecord, before: JournalRecord | None) -> JournalRecord:
+    """A retried sample's new record keeps the earlier failed tries (oldest first)."""
+    if before is None or before.status == "ok":
+        return record
+    return replace(record, earlier=before.earlier + (before.as_earlier(),))
 
 
 def provenance(config: RunConfig, prep: Prepared, backend: Backend | None, journal: dict[str, JournalRecord],
@@ -291,10 +312,13 @@ def provenance(config: RunConfig, prep: Prepared, backend: Backend | None, journ
     total = len(prep.samples) + len(prep.bad_lines)
     params = config.parameters()
     params.pop("output_dir", None)
-    if params.get("root"):
-        params["root"] = Path(params["root"]).name  # no local paths in a file that gets pushed
-    if params.get("input_jsonl"):
-        params["input_jsonl"] = Path(params["input_jsonl"]).name
+    # no local paths in a file that gets pushed: a folder is named by its last component
+    for key in ("root", "input_jsonl"):
+        if params.get(key):
+            params[key] = Path(params[key]).name
+    model = public_model_name(config.model) if get_backend(config.backend).uses_model else None
+    if "model" in params:
+        params["model"] = model
     return {
         "tool": {"name": "hub-pgen", "version": __version__},
         "created_at": started_at,
@@ -308,8 +332,9 @@ def provenance(config: RunConfig, prep: Prepared, backend: Backend | None, journ
         },
         "generation": {
             "backend": config.backend,
-            "model": config.model if config.backend != "template" else None,
-            "backend_details": backend.describe() if backend is not None else None,
+            "model": model,
+            "model_source": (None if model is None else "local folder" if model != config.model else "hub"),
+            "backend_details": _public_details(backend.describe(), config) if backend is not None else None,
             "prompt_template": prompt_template_hash(),
             "sampling": config.sampling,
             "sample_interval": config.sample_interval,
@@ -318,7 +343,23 @@ def provenance(config: RunConfig, prep: Prepared, backend: Backend | None, journ
         "parameters": params,
         "counts": {"samples": total, "ok": ok, "failed": total - ok},
         "mix": mix_report([(s.scenario_type, s.response_type) for s in prep.samples]),
+        "notices": list(prep.notices),
     }
+
+
+def public_model_name(model: str) -> str:
+    """A Hub id as it is; a local model folder by its folder name only (the path is the user's business,
+    and the provenance and card get pushed)."""
+    path = Path(model).expanduser()
+    looks_local = path.is_absolute() or model.startswith((".", "~")) or model.count("/") != 1 or path.exists()
+    return path.name if looks_local else model
+
+
+def _public_details(details: dict[str, Any], config: RunConfig) -> dict[str, Any]:
+    ident = details.get("identity")
+    if isinstance(ident, dict) and ident.get("model") == config.model:
+        details = {**details, "identity": {**ident, "model": public_model_name(config.model)}}
+    return details
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -330,36 +371,81 @@ def run(
     backend: Backend | None = None,
     reporter: Reporter | None = None,
     dry_run: bool = False,
+    wait: bool = False,
+    retry_failed: bool = False,
 ) -> RunResult:
+    """Run the whole job. ``wait``: if another run holds the output folder, wait for it instead of
+    refusing. ``retry_failed``: generate the failed samples of an existing result (or journal) again."""
     t0 = time.monotonic()
     reporter = reporter or NullReporter()
+    spec = get_backend(config.backend)
+    if backend is None:
+        spec.check(config)  # e.g. --device cuda without a GPU: before any download or folder
     prep = prepare(config, reporter, videos=not dry_run)
     faults.point("plan")
     if dry_run:
         return RunResult("dry-run", None, prep.fingerprint, samples=len(prep.samples),
-                         plan_report=plan_report(config, prep), elapsed_s=time.monotonic() - t0)
+                         plan_report=plan_report(config, prep), elapsed_s=time.monotonic() - t0,
+                         notices=prep.notices)
 
     output = config.output_dir or out_mod.default_output_dir(prep.source_name, prep.fingerprint)
     paths = out_mod.OutputPaths.for_output(output)
-    state = out_mod.inspect_output(paths, fingerprint=prep.fingerprint, identity=prep.identity,
-                                   source_root=prep.source.root if prep.source else None)
-    if state == "complete":
-        out_mod.cleanup_work(paths)
-        reporter.stage("done", f"{paths.output} is already complete for this configuration")
-        return _result_from_output("already-complete", paths.output, prep, t0)
+    source_root = prep.source.root if prep.source else None
+    # refuse another configuration's folder before taking anything (read-only)
+    out_mod.inspect_output(paths, fingerprint=prep.fingerprint, identity=prep.identity, source_root=source_root)
+    lock = RunLock(paths.work)
+    lock.acquire(wait=wait)
+    committed = False  # run.json written: from here on OUT.partial is a resumable run
+    try:
+        # again under the lock: a run that held it may have finished (or started) this folder
+        state = out_mod.inspect_output(paths, fingerprint=prep.fingerprint, identity=prep.identity,
+                                       source_root=source_root)
+        earlier: dict[str, JournalRecord] = {}
+        if state == "complete":
+            earlier = _earlier_records(paths.output, prep.fingerprint) if retry_failed else {}
+            if not any(r.status != "ok" for r in earlier.values()):
+                out_mod.cleanup_work(paths)
+                reporter.stage("done", f"{paths.output} is already complete for this configuration"
+                               + (" (no failed samples to retry)" if retry_failed else ""))
+                return _result_from_output("already-complete", paths.output, prep, t0)
+        elif state == "stale":
+            logger.info("%s holds a run of another configuration that generated nothing; replacing it", paths.work)
+            out_mod.discard_state(paths)
 
-    started = out_mod.start_run(paths, fingerprint=prep.fingerprint, identity=prep.identity,
-                                started_at=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat())
-    journal = load_journal(paths.journal, fingerprint=prep.fingerprint)
-    resumed = sum(1 for s in prep.samples if s.sample_id in journal)
-    pending = [s for s in prep.samples if s.sample_id not in journal]
-    if resumed:
-        reporter.stage("resume", f"{resumed} samples already in {paths.journal}")
-    reporter.stage("load", f"backend {config.backend}" + (f", model {config.model}" if config.backend != "template" else ""))
-    if backend is None:
-        backend = make_backend(config)
+        reporter.stage("load", f"backend {config.backend}"
+                       + (f", model {config.model}" if spec.uses_model else ""))
+        if backend is None:
+            backend = make_backend(config)  # before run.json: a typo in --model leaves nothing behind
+        started = out_mod.start_run(paths, fingerprint=prep.fingerprint, identity=prep.identity,
+                                    started_at=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat())
+        committed = True
+        return _generate_and_write(config, prep, paths, backend, reporter, t0, started,
+                                   earlier=earlier, retry_failed=retry_failed, replace_output=state == "complete")
+    finally:
+        if committed:
+            lock.release()
+        else:
+            lock.abandon()
 
+
+def _generate_and_write(
+    config: RunConfig, prep: Prepared, paths: out_mod.OutputPaths, backend: Backend, reporter: Reporter,
+    t0: float, started: str, *, earlier: dict[str, JournalRecord], retry_failed: bool, replace_output: bool,
+) -> RunResult:
+    journal = dict(earlier)
+    journal.update(load_journal(paths.journal, fingerprint=prep.fingerprint))
+    retry_ids = {sid for sid, r in journal.items() if r.status != "ok"} if retry_failed else set()
     with JournalWriter(paths.journal) as writer:
+        if earlier and not paths.journal.stat().st_size:
+            # --retry-failed on a finished result: its records are this run's journal from now on,
+            # so a kill mid-retry resumes here and loses nothing
+            writer.append([replace(r, fingerprint=prep.fingerprint) for r in earlier.values()])
+        resumed = sum(1 for s in prep.samples if s.sample_id in journal and s.sample_id not in retry_ids)
+        pending = [s for s in prep.samples if s.sample_id not in journal or s.sample_id in retry_ids]
+        if resumed:
+            reporter.stage("resume", f"{resumed} samples already in {paths.journal}")
+        if retry_ids:
+            reporter.stage("retry", f"{len(retry_ids)} failed sample(s) generated again")
         bad = [b for b in prep.bad_lines if b.sample_id not in journal]
         if bad:
             records = [_bad_line_record(b, prep.fingerprint) for b in bad]
@@ -378,10 +464,12 @@ def run(
         fetch_remaining_videos(prep.source)
     reporter.stage("write", f"{paths.output}")
     prov = provenance(config, prep, backend, journal, started)
+    if retry_ids:
+        prov["retried"] = _retry_history(paths.output, retry_ids, journal, started)
     staging = out_mod.fresh_staging(paths)
-    new_tasks = _write(prep, journal, staging, prov)
+    summary = _write(prep, journal, staging, prov)
     faults.point("finalize")
-    out_mod.finalize(paths)
+    out_mod.finalize(paths, replace=replace_output)
     records = [journal[s.sample_id] for s in prep.samples if s.sample_id in journal]
     failures = tuple(r for r in records if r.status != "ok") + tuple(
         journal[b.sample_id] for b in prep.bad_lines if b.sample_id in journal)
@@ -392,22 +480,68 @@ def run(
         failed=len(failures),
         resumed=resumed,
         generated=sent,
-        new_tasks=new_tasks,
+        new_tasks=summary.get("new_tasks", 0),
         mix=prov["mix"],
         failures=failures,
         elapsed_s=time.monotonic() - t0,
+        frames=summary.get("frames", 0),
+        frames_labelled=summary.get("frames_labelled", 0),
+        examples=_examples(records),
+        notices=prep.notices,
+        retried=len(retry_ids),
     )
 
 
-def _write(prep: Prepared, journal: dict[str, JournalRecord], staging: Path, prov: dict[str, Any]) -> int:
+def _earlier_records(output: Path, fp: str) -> dict[str, JournalRecord]:
+    """The records of a finished result (its D_syn file), as journal records of this configuration."""
+    out: dict[str, JournalRecord] = {}
+    for path in (output / layout.SYN_ANNOTATIONS_PATH, output / "syn_annotations.jsonl"):
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    rec = JournalRecord.from_json(json.loads(line))
+                    out[rec.sample_id] = replace(rec, fingerprint=fp, task_index_high_level=None)
+            break
+    return out
+
+
+def _retry_history(output: Path, retry_ids: set[str], journal: dict[str, JournalRecord], at: str) -> list[dict]:
+    """Every --retry-failed pass over this result: when, how many were retried, how many recovered."""
+    history: list[dict] = []
+    prov_path = output / layout.PROVENANCE_PATH
+    if prov_path.is_file():
+        try:
+            history = list(json.loads(prov_path.read_text(encoding="utf-8")).get("retried", []))
+        except (json.JSONDecodeError, AttributeError):
+            history = []
+    recovered = sum(1 for sid in retry_ids if journal.get(sid) is not None and journal[sid].status == "ok")
+    return history + [{"at": at, "retried": len(retry_ids), "recovered": recovered}]
+
+
+def _examples(records: Sequence[JournalRecord], n: int = 3) -> tuple[JournalRecord, ...]:
+    """A few dialogues from different skills, to show what was made."""
+    picked: list[JournalRecord] = []
+    seen: set[str] = set()
+    for r in records:
+        if r.status == "ok" and r.skill_current not in seen:
+            picked.append(r)
+            seen.add(r.skill_current)
+        if len(picked) >= n:
+            break
+    return tuple(picked)
+
+
+def _write(prep: Prepared, journal: dict[str, JournalRecord], staging: Path, prov: dict[str, Any]) -> dict[str, int]:
+    """Write the result into ``staging``; returns its counts (new tasks rows, frames, labelled frames)."""
     from hub_pgen.write.dataset import write_dataset, write_jsonl_result
 
     examples = [journal[s.sample_id] for s in prep.samples if s.sample_id in journal]
     if prep.source is None:
-        return write_jsonl_result(prep.samples, prep.bad_lines, journal, staging, provenance=prov)
+        write_jsonl_result(prep.samples, prep.bad_lines, journal, staging, provenance=prov)
+        return {}
     summary = write_dataset(prep.source, prep.samples, journal, staging, provenance=prov,
-                            card=render_card(prov, examples))
-    return summary.new_tasks
+                            card=lambda final: render_card(final, examples))
+    return {"new_tasks": summary.new_tasks, "frames": summary.frames, "frames_labelled": summary.frames_labelled}
 
 
 def _bad_line_record(bad: Any, fp: str) -> JournalRecord:
@@ -419,10 +553,13 @@ def _bad_line_record(bad: Any, fp: str) -> JournalRecord:
 
 
 def _result_from_output(state: str, output: Path, prep: Prepared, t0: float) -> RunResult:
-    import json
-
+    """What an already-complete output holds, from its provenance and its D_syn records."""
     prov = json.loads((output / layout.PROVENANCE_PATH).read_text(encoding="utf-8"))
     counts = prov.get("counts", {})
+    records = list(_earlier_records(output, prep.fingerprint).values())
+    failures = tuple(r for r in records if r.status != "ok")
     return RunResult(state, output, prep.fingerprint, samples=counts.get("samples", 0), ok=counts.get("ok", 0),
                      failed=counts.get("failed", 0), new_tasks=counts.get("new_tasks", 0), mix=prov.get("mix", {}),
-                     elapsed_s=time.monotonic() - t0)
+                     failures=failures, elapsed_s=time.monotonic() - t0, frames=counts.get("frames", 0),
+                     frames_labelled=counts.get("frames_labelled", 0), examples=_examples(records),
+                     notices=prep.notices)

@@ -15,6 +15,8 @@ from hub_pgen.pipeline import RunResult
 def result_json(result: RunResult) -> dict[str, Any]:
     d = asdict(result)
     d["failures"] = [{"sample_id": r.sample_id, "error": r.error} for r in result.failures]
+    d["examples"] = [{"sample_id": r.sample_id, "skill": r.skill_current, "user_prompt": r.user_prompt,
+                      "robot_utterance": r.robot_utterance} for r in result.examples]
     d["output"] = str(result.output) if result.output else None
     return d
 
@@ -33,10 +35,11 @@ def print_summary(result: RunResult) -> None:
         ("output", str(result.output)),
         ("samples", str(result.samples)),
         ("generated ok", str(result.ok)),
-        ("failed", str(result.failed)),
+        ("failed", str(result.failed) + ("  (rerun with --retry-failed to try them again)" if result.failed else "")),
         ("resumed from journal", str(result.resumed)),
         ("sent to the backend this run", str(result.generated)),
         ("new tasks rows", str(result.new_tasks)),
+        ("frames with a dialogue", f"{result.frames_labelled} of {result.frames}" if result.frames else "—"),
         ("fingerprint", result.fingerprint),
         ("seconds", f"{result.elapsed_s:.1f}"),
     ]
@@ -44,9 +47,18 @@ def print_summary(result: RunResult) -> None:
         rows.append((kind, ", ".join(f"{k} {v}" for k, v in counts.items())))
     for reason, n in _failure_reasons(result):
         rows.append(("failure", f"{n} × {reason}"))
+    if result.retried:
+        rows.append(("retried failures", str(result.retried)))
+    for line in result.notices:
+        rows.append(("warning", line))
     if result.push is not None:
         rows.append(("pushed", getattr(result.push, "url", str(result.push))))
     _table("hub-pgen summary", rows)
+    if result.examples:
+        print("\nA few generated dialogues:")
+        for r in result.examples:
+            print(f"  [{r.skill_current}] ({r.scenario_type}/{r.response_type})")
+            print(f"    user:  {r.user_prompt}\n    robot: {r.robot_utterance}")
 
 
 def _print_plan(report: dict[str, Any]) -> None:
@@ -88,6 +100,7 @@ def write_step_summary(result: RunResult, config: Any) -> None:
     source = config.repo_id or (config.root and config.root.name) or config.input_jsonl
     for k, v in (("source", source), ("result", result.state), ("samples", result.samples), ("ok", result.ok),
                  ("failed", result.failed), ("resumed", result.resumed), ("new tasks rows", result.new_tasks),
+                 ("frames with a dialogue", f"{result.frames_labelled} of {result.frames}"),
                  ("fingerprint", result.fingerprint)):
         lines.append(f"| {e(k)} | {e(v)} |")
     if result.push is not None:

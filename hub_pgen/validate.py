@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from pyarrow.compute import sum as pc_sum
 
 from hub_pgen import layout
-from hub_pgen.errors import HubPgenError, ValidationError
+from hub_pgen.errors import UsageError, ValidationError
 
 
 def problems(root: Path, *, source: Path | None = None) -> list[str]:
@@ -164,12 +164,18 @@ def validate(root: Path, *, source: Path | None = None) -> None:
 
 
 def main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(prog="hub-pgen validate", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="hub-pgen validate",
+        description="Check a dataset folder against hub-pgen's output contract: the same checks the push runs "
+                    "before anything leaves the machine. Exit 0: valid; 7: every problem listed; 2: bad arguments.")
     p.add_argument("path", type=Path, help="dataset folder made by hub-pgen")
     p.add_argument("--source", type=Path, help="the source folder: also check original columns and rows are unchanged")
     args = p.parse_args(argv)
     if not args.path.is_dir():
-        raise HubPgenError(f"{args.path} is not a folder", hint="give the output folder of a hub-pgen run")
+        raise UsageError(f"{args.path} is not a folder" + ("" if args.path.exists() else " (it does not exist)"),
+                         hint="give the output folder of a hub-pgen run, e.g. hub-pgen validate hub-pgen-out/NAME")
+    if args.source is not None and not args.source.is_dir():
+        raise UsageError(f"--source {args.source} is not a folder", hint="give the source dataset's folder")
     validate(args.path, source=args.source)
     print(f"{args.path}: valid")
     return 0

@@ -7,8 +7,9 @@ pick their favourite scenario type. With a grammar the model can only write the 
 scenario and response types the schedule assigned to *this* row (one grammar per batch row), and
 strings that must close: a ``pattern`` with a length bound and no control characters, quotes or
 backslashes. (xgrammar's ``maxLength`` lets control characters through, xgrammar#800, and
-unbounded strings from a weak model never close.) ``any_whitespace=False`` keeps the model from
-spending its token budget on spaces.
+unbounded strings from a weak model never close.) The bounds come from ``max_new_tokens``
+(:mod:`hub_pgen.generate.schema`), so the longest answer the grammar allows always fits the budget,
+whatever the tokenizer. ``any_whitespace=False`` keeps the model from spending its budget on spaces.
 
 Compiled grammars are cached per (tokenizer, types, bounds): there are only 5 x 3 type pairs.
 """
@@ -23,51 +24,16 @@ from typing import Any
 import torch
 import transformers
 
+from hub_pgen.generate.schema import (  # noqa: F401  (re-exported: the schema lives in schema.py)
+    KEYS,
+    AnswerBounds,
+    answer_bounds,
+    dialogue_schema,
+    string_pattern,
+)
+
 logger = logging.getLogger(__name__)
 
-KEYS: tuple[str, ...] = ("scenario_type", "response_type", "user_prompt", "robot_utterance")
-DEFAULT_MAX_PROMPT_CHARS = 240  # "one or two short sentences"
-DEFAULT_MAX_UTTERANCE_CHARS = 160  # "one short sentence"
-_SAFE_CHAR = r'[^\x00-\x1f"\\]'  # needs no JSON escape
-_MAX_REPEAT = 128
-
-
-def string_pattern(max_chars: int) -> str:
-    """A non-empty string of at most ``max_chars`` characters with nothing that needs escaping, so the
-    raw JSON text and the decoded value are the same and the string always closes."""
-    if max_chars < 1:
-        raise ValueError(f"max_chars must be >= 1, got {max_chars}")
-    # xgrammar 0.2.x crashes on a bounded repeat above 128 inside a JSON string (xgrammar#863), so
-    # longer bounds are written as consecutive repeats of at most 128 each: same language.
-    chunks = [f"{_SAFE_CHAR}{{1,{min(max_chars, _MAX_REPEAT)}}}"]
-    left = max_chars - _MAX_REPEAT
-    while left > 0:
-        chunks.append(f"{_SAFE_CHAR}{{0,{min(left, _MAX_REPEAT)}}}")
-        left -= _MAX_REPEAT
-    return "^" + "".join(chunks) + "$"
-
-
-def dialogue_schema(
-    scenario_types: Sequence[str],
-    response_types: Sequence[str],
-    *,
-    max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
-    max_utterance_chars: int = DEFAULT_MAX_UTTERANCE_CHARS,
-) -> dict[str, Any]:
-    """The JSON schema of one pgen answer. Pass one type each to pin the row's assigned types."""
-    if not scenario_types or not response_types:
-        raise ValueError("dialogue_schema needs at least one scenario type and one response type")
-    return {
-        "type": "object",
-        "properties": {
-            "scenario_type": {"type": "string", "enum": list(scenario_types)},
-            "response_type": {"type": "string", "enum": list(response_types)},
-            "user_prompt": {"type": "string", "pattern": string_pattern(max_prompt_chars)},
-            "robot_utterance": {"type": "string", "pattern": string_pattern(max_utterance_chars)},
-        },
-        "required": list(KEYS),
-        "additionalProperties": False,
-    }
 
 
 class GrammarCache:
@@ -77,34 +43,24 @@ class GrammarCache:
     the backend makes one at load time and keeps it.
     """
 
-    def __init__(
-        self,
-        tokenizer: Any,
-        *,
-        vocab_size: int,
-        stop_token_ids: Sequence[int],
-        max_prompt_chars: int = DEFAULT_MAX_PROMPT_CHARS,
-        max_utterance_chars: int = DEFAULT_MAX_UTTERANCE_CHARS,
-    ) -> None:
+    def __init__(self, tokenizer: Any, *, vocab_size: int, stop_token_ids: Sequence[int]) -> None:
         import xgrammar as xgr
 
         self.vocab_size = int(vocab_size)
-        self.max_prompt_chars = max_prompt_chars
-        self.max_utterance_chars = max_utterance_chars
         info = xgr.TokenizerInfo.from_huggingface(
             tokenizer, vocab_size=self.vocab_size, stop_token_ids=list(stop_token_ids)
         )
         self._compiler = xgr.GrammarCompiler(info)
-        self._compiled: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = {}
+        self._compiled: dict[tuple[tuple[str, ...], tuple[str, ...], AnswerBounds], Any] = {}
 
-    def grammar(self, scenario_types: Sequence[str], response_types: Sequence[str]) -> Any:
-        key = (tuple(scenario_types), tuple(response_types))
+    def grammar(self, scenario_types: Sequence[str], response_types: Sequence[str], bounds: AnswerBounds) -> Any:
+        key = (tuple(scenario_types), tuple(response_types), bounds)
         if key not in self._compiled:
             schema = dialogue_schema(
                 key[0],
                 key[1],
-                max_prompt_chars=self.max_prompt_chars,
-                max_utterance_chars=self.max_utterance_chars,
+                max_prompt_chars=bounds.max_prompt_chars,
+                max_utterance_chars=bounds.max_utterance_chars,
             )
             self._compiled[key] = self._compiler.compile_json_schema(
                 json.dumps(schema), any_whitespace=False, strict_mode=True

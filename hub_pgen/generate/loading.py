@@ -70,7 +70,34 @@ def clear_models() -> None:
     _MODELS.clear()
 
 
+DEVICE_HELP = "cpu, cuda, cuda:N (one GPU), or auto (spread over every GPU, else CPU; needs accelerate)"
+
+
+def check_device(device: str | None) -> None:
+    """Refuse a ``--device`` that cannot work here, before anything is loaded or written: a string
+    torch cannot parse is a usage error, a CUDA device on a machine without one a load error."""
+    from hub_pgen.errors import UsageError
+
+    if device in (None, "", "auto", "cpu"):
+        return
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"--device {device!r} is not a device torch knows", hint=f"use {DEVICE_HELP}") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ModelLoadError(f"--device {device}: {_no_cuda_reason()}", hint=_NO_CUDA_HINT)
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ModelLoadError(
+                f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                f"numbered 0..{torch.cuda.device_count() - 1}",
+                hint="pick an existing GPU, or --device auto to use all of them",
+            )
+
+
 def resolve_device(device: str | None) -> str:
+    """``None`` → one GPU when there is one, else the CPU; ``auto`` stays ``auto`` (accelerate's
+    ``device_map="auto"``: every GPU, spilling to the CPU)."""
     if device:
         return device
     return "cuda" if torch.cuda.is_available() else "cpu"
@@ -78,13 +105,31 @@ def resolve_device(device: str | None) -> str:
 
 def resolve_dtype(dtype: str | None, device: str) -> str:
     if dtype in (None, ""):
-        return "float32" if device == "cpu" else "bfloat16"
+        on_gpu = device != "cpu" and (device != "auto" or torch.cuda.is_available())
+        return "bfloat16" if on_gpu else "float32"
     if dtype != "auto" and dtype not in _DTYPES:
         raise ModelLoadError(
             f"unknown dtype {dtype!r}; expected one of auto, {', '.join(sorted(_DTYPES))}",
             hint="pass --dtype bfloat16 (GPU) or --dtype float32 (CPU)",
         )
     return dtype
+
+
+def from_pretrained_kwargs(options: LoadOptions, revision: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The keyword arguments of ``AutoProcessor.from_pretrained`` and of the model's
+    ``from_pretrained``, the same shape for every device: ``device_map`` is always given
+    (``{"": device}`` for one device, ``"auto"`` to spread), so the CPU tests load through exactly
+    the path a GPU run takes — accelerate included, which transformers 5 needs for any device_map."""
+    common: dict[str, Any] = {"revision": revision, "trust_remote_code": options.trust_remote_code}
+    processor_kwargs = {**common, "padding_side": "left"}
+    model_kwargs: dict[str, Any] = {
+        **common,
+        "dtype": "auto" if options.dtype == "auto" else _DTYPES[options.dtype],
+        "device_map": "auto" if options.device == "auto" else {"": options.device},
+    }
+    if options.attn_implementation:
+        model_kwargs["attn_implementation"] = options.attn_implementation
+    return processor_kwargs, model_kwargs
 
 
 def load_model(options: LoadOptions) -> LoadedModel:
@@ -94,18 +139,10 @@ def load_model(options: LoadOptions) -> LoadedModel:
     if os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS") == "1":  # non-interactive run: no shard bars
         transformers.utils.logging.disable_progress_bar()
     commit = _resolve_commit(options)
-    revision = commit or options.revision
-    torch_dtype: Any = "auto" if options.dtype == "auto" else _DTYPES[options.dtype]
-    kwargs: dict[str, Any] = {"revision": revision, "trust_remote_code": options.trust_remote_code}
+    processor_kwargs, model_kwargs = from_pretrained_kwargs(options, commit or options.revision)
     try:
-        processor = transformers.AutoProcessor.from_pretrained(options.model, padding_side="left", **kwargs)
-        if options.attn_implementation:
-            kwargs["attn_implementation"] = options.attn_implementation
-        if options.device != "cpu":
-            kwargs["device_map"] = "auto" if options.device == "auto" else {"": options.device}
-        model = transformers.AutoModelForImageTextToText.from_pretrained(
-            options.model, dtype=torch_dtype, **kwargs
-        )
+        processor = transformers.AutoProcessor.from_pretrained(options.model, **processor_kwargs)
+        model = transformers.AutoModelForImageTextToText.from_pretrained(options.model, **model_kwargs)
     except ModelLoadError:
         raise
     except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ImportError... here
@@ -153,6 +190,69 @@ def _resolve_commit(options: LoadOptions) -> str | None:
     return extract_commit_hash(path, None)
 
 
+_NO_CUDA_HINT = ("pass --device cpu (slow, for trying things out), or install a CUDA build of torch on a machine "
+                 "with an NVIDIA driver (`nvidia-smi` must work)")
+
+
+def _no_cuda_reason() -> str:
+    if torch.version.cuda is None:
+        return f"this torch ({torch.__version__}) is a CPU-only build"
+    return (f"torch {torch.__version__} is built for CUDA {torch.version.cuda}, but no CUDA device is usable "
+            "(no GPU, no NVIDIA driver, or CUDA_VISIBLE_DEVICES hides them)")
+
+
+def _first_line(exc: BaseException, limit: int = 300) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    while exc is not None and exc not in out:
+        out.append(exc)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return out
+
+
+def _known_cause(options: LoadOptions, exc: BaseException) -> tuple[str, str] | None:
+    """(what happened, TIP) for the causes users hit; None when the exception is not one of them."""
+    import re
+
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    chain = _chain(exc)
+    text = " ".join(str(e) for e in chain)
+    low = text.lower()
+    if any(isinstance(e, GatedRepoError) for e in chain) or "gated repo" in low:
+        return ("the model repo is gated",
+                f"accept its terms on https://huggingface.co/{options.model}, then `hf auth login` "
+                "(or set HF_TOKEN) with that account")
+    if any(isinstance(e, RevisionNotFoundError) for e in chain):
+        return (f"revision {options.revision!r} does not exist", "check --model-revision (a branch, tag or commit)")
+    if any(isinstance(e, RepositoryNotFoundError) for e in chain) or "is not a local folder and is not a valid model" in low:
+        return ("no such model repo (or it is private)",
+                "check the --model id (e.g. Qwen/Qwen2.5-VL-7B-Instruct); for a private repo `hf auth login`")
+    if any(s in low for s in ("unrecognized configuration class", "does not recognize this architecture",
+                              "unrecognized processing class", "unrecognized model")):
+        return ("this transformers cannot build that architecture",
+                f"hub-pgen runs Qwen-VL models ({', '.join(SUPPORTED_FAMILIES)}) through transformers "
+                f"{transformers.__version__}; pick a Qwen-VL Instruct checkpoint, or `pip install -U transformers` "
+                "for a newer one")
+    if any(s in low for s in ("found no nvidia driver", "not compiled with cuda", "cuda driver version is insufficient",
+                              "no cuda gpus are available", "cuda_visible_devices")):
+        return (_no_cuda_reason(), _NO_CUDA_HINT)
+    if "out of memory" in low:
+        return ("the model does not fit in the device's memory",
+                "use --device auto to spread it over every GPU, --dtype bfloat16, or a smaller model")
+    if isinstance(exc, ImportError) or ("requires" in low and "pip install" in low):
+        named = (re.search(r"requires `([A-Za-z0-9_.\-]+)`", text)
+                 or re.search(r"pip install (?:-U |--upgrade )?`?([A-Za-z][A-Za-z0-9_.\-]*)", text))
+        pkg = named.group(1) if named else getattr(exc, "name", None)
+        return ("a Python package the model needs is missing",
+                f"pip install {pkg}" if pkg else "install the package the message names, then rerun")
+    return None
+
+
 def _load_error(options: LoadOptions, exc: BaseException) -> ModelLoadError:
     where = options.model + (f"@{options.revision}" if options.revision else "")
     local = Path(options.model).expanduser()
@@ -162,6 +262,11 @@ def _load_error(options: LoadOptions, exc: BaseException) -> ModelLoadError:
             f"model folder {options.model} does not exist",
             hint="pass a Hub id such as Qwen/Qwen3-VL-8B-Instruct, or an existing model folder",
         )
+    known = _known_cause(options, exc)
+    if known is not None:
+        what, hint = known
+        return ModelLoadError(f"cannot load pgen model {where}: {what} ({type(exc).__name__}: {_first_line(exc)})",
+                              hint=hint)
     if local.is_dir():
         hint = (
             "the folder needs config.json, the weights, and the processor files (tokenizer, "

@@ -43,6 +43,7 @@ from hub_pgen.generate.loading import (  # noqa: F401  (re-exported: the backend
     resolve_dtype,
 )
 from hub_pgen.generate.parse import parse_dialogue
+from hub_pgen.generate.schema import DEFAULT_MAX_NEW_TOKENS, AnswerBounds, answer_bounds
 from hub_pgen.plan.taxonomy import RESPONSE_TYPES, SCENARIO_TYPES
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ GenerateFn = Callable[..., torch.Tensor]  # called like ``model.generate(**input
 
 @dataclass(frozen=True)
 class GenerationOptions:
-    max_new_tokens: int = 256
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     temperature: float = 0.0
     top_p: float = 1.0
     constrained: bool = True
@@ -74,6 +75,13 @@ class GenerationOptions:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+        if self.constrained:
+            answer_bounds(self.max_new_tokens)  # raises BudgetTooSmall (a ValueError) with the number needed
+
+    @property
+    def bounds(self) -> AnswerBounds:
+        """String bounds of a constrained answer: derived from the budget, so it always closes."""
+        return answer_bounds(self.max_new_tokens)
 
 
 _BACKENDS: dict[tuple[LoadOptions, GenerationOptions], TransformersBackend] = {}
@@ -133,7 +141,7 @@ class TransformersBackend:
         dtype: str | None = None,
         attn_implementation: str | None = None,
         trust_remote_code: bool = False,
-        max_new_tokens: int = 256,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
         temperature: float = 0.0,
         top_p: float = 1.0,
         constrained: bool = True,
@@ -191,11 +199,7 @@ class TransformersBackend:
             "retry_temperature": RETRY_TEMPERATURE if opts.temperature == 0 else None,
         }
         if opts.constrained:
-            grammars = self._grammar_cache()
-            identity["grammar"] = {
-                "max_prompt_chars": grammars.max_prompt_chars,
-                "max_utterance_chars": grammars.max_utterance_chars,
-            }
+            identity["grammar"] = asdict(opts.bounds)
         return {
             "backend": self.name,
             "identity": identity,
@@ -270,6 +274,7 @@ class TransformersBackend:
     # -- batching and OOM ----------------------------------------------------------------------
 
     def _item(self, request: GenerationRequest, attempt: int) -> _Item:
+        attempt += request.first_attempt  # a --retry-failed run goes on where the earlier tries stopped
         temperature = self.options.temperature
         if attempt > 0 and temperature == 0:
             temperature = RETRY_TEMPERATURE
@@ -393,7 +398,7 @@ class TransformersBackend:
     def _grammar_for(self, item: _Item) -> Any:
         scenarios = [item.scenario_type] if item.scenario_type else list(SCENARIO_TYPES)
         responses = [item.response_type] if item.response_type else list(RESPONSE_TYPES)
-        return self._grammar_cache().grammar(scenarios, responses)
+        return self._grammar_cache().grammar(scenarios, responses, self.options.bounds)
 
     def _grammar_cache(self) -> GrammarCache:
         if self.loaded.grammars is None:

@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from hub_pgen import layout
 from hub_pgen.data import ImageRef, Sample, SkillsFile, SourceDataset
 from hub_pgen.errors import SourceError, UsageError
+from hub_pgen.notices import Notice, Notices
 from hub_pgen.plan.taxonomy import assign_types
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class Plan:
     frames_total: int
     frames_in_skills: int
     episodes_without_skills: tuple[int, ...]
+    notices: tuple[Notice, ...] = ()  # tolerated input problems, by kind (hub_pgen.notices)
 
 
 def parse_episode_list(text: str | None) -> tuple[int, ...] | None:
@@ -99,6 +101,12 @@ def choose_cameras(
     if num_views is not None:
         if num_views < 0:
             raise UsageError(f"--num-image-views-per-sample must be >= 0, got {num_views}")
+        if num_views > len(cams):
+            raise UsageError(
+                f"--num-image-views-per-sample {num_views} asks for more cameras than there are: "
+                f"{len(cams)} ({', '.join(cams) or 'none'})",
+                hint=f"use --num-image-views-per-sample {len(cams)} or less (0 = text only)",
+            )
         cams = cams[:num_views]
     return cams
 
@@ -165,7 +173,8 @@ def frame_skill_positions(timestamps: np.ndarray, starts: Sequence[float], ends:
 
 
 def segment_dataset(
-    source: SourceDataset, skills: SkillsFile, *, episodes: Sequence[int] | None = None
+    source: SourceDataset, skills: SkillsFile, *, episodes: Sequence[int] | None = None,
+    notices: Notices | None = None,
 ) -> tuple[list[Segment], dict[int, int], tuple[int, ...]]:
     """Segments of the chosen episodes, frame counts per episode, and the episodes with no skills."""
     chosen = sorted(source.episodes) if episodes is None else list(episodes)
@@ -176,6 +185,7 @@ def segment_dataset(
             f"{min(source.episodes, default=0)}..{max(source.episodes, default=-1)})",
             hint="list the dataset's episodes with --dry-run; indices are episode_index values",
         )
+    notices = notices if notices is not None else Notices()
     times = read_frame_times(source, chosen)
     segments: list[Segment] = []
     lengths: dict[int, int] = {}
@@ -192,9 +202,11 @@ def segment_dataset(
         duration = len(ts) / source.fps
         for s in ep_skills.skills:
             if s.start >= duration - layout.TIME_EPS:
-                logger.warning("episode %d: skill %r starts at %.3f s, after the episode ends (%.3f s); it gets no frames", e, s.name, s.start, duration)
+                notices.add("a skill starts after its episode ends (it gets no frames)", e,
+                            f"episode {e}: {s.name!r} starts at {s.start:.3f} s, the episode ends at {duration:.3f} s")
             elif s.end > duration + 1.0 / source.fps:
-                logger.warning("episode %d: skill %r ends at %.3f s, past the episode's end (%.3f s); clipped", e, s.name, s.end, duration)
+                notices.add("a skill ends past its episode's end (clipped to the last frame)", e,
+                            f"episode {e}: {s.name!r} ends at {s.end:.3f} s, the episode at {duration:.3f} s")
         description = task_description_for(e, skills, source, first_task)
         row0 = source.episodes[e].dataset_from_index
         for start, end in _runs(owner):
@@ -292,7 +304,8 @@ def build_plan(
     scenario_mix: dict[str, float] | None = None,
     response_mix: dict[str, float] | None = None,
 ) -> Plan:
-    segments, lengths, without = segment_dataset(source, skills, episodes=episodes)
+    notices = Notices(list(skills.notices))
+    segments, lengths, without = segment_dataset(source, skills, episodes=episodes, notices=notices)
     samples = sample_segments(
         segments,
         strategy=strategy,
@@ -312,6 +325,7 @@ def build_plan(
         frames_total=sum(lengths.values()),
         frames_in_skills=sum(s.frame_end - s.frame_start for s in segments),
         episodes_without_skills=without,
+        notices=tuple(notices.items),
     )
 
 

@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 from hub_pgen import __version__, layout
 from hub_pgen.errors import HubError, OutputError, UsageError
+from hub_pgen.write.card import refresh_card
 from hub_pgen.source.hub import REPO_TYPE, hub_errors, make_api, redact, with_retries
 
 if TYPE_CHECKING:
@@ -145,6 +146,8 @@ def push_dataset(
         raise UsageError(f"--push-to needs OWNER/NAME, got {repo_id!r}", hint="e.g. --push-to your-username/my-dataset-pgen")
     folder = Path(folder)
     check_complete(folder)
+    # the card's load snippet names where the dataset goes, whatever the run was started with
+    refresh_card(folder, repo_id=repo_id, branch=branch)
     if validate is not None:
         validate(folder)
     target = branch or DEFAULT_BRANCH

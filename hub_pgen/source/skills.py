@@ -23,6 +23,7 @@ from typing import Any
 
 from hub_pgen.data import EpisodeSkills, Skill, SkillsFile
 from hub_pgen.errors import SkillsError
+from hub_pgen.notices import Notices
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +67,9 @@ def parse_skills(raw: Any, *, path: Path | str = "skills.json", known_episodes: 
             f"must be an object keyed by episode index, got {type(episodes_raw).__name__}", path=path, key="episodes"
         )
     episodes: dict[int, EpisodeSkills] = {}
+    notices = Notices()
     for key, entry in episodes_raw.items():
-        ep = _parse_episode(key, entry, path)
+        ep = _parse_episode(key, entry, path, notices)
         if ep.episode_index in episodes:
             raise SkillsError("episode listed twice", path=path, episode=ep.episode_index)
         if known_episodes is not None and ep.episode_index not in known_episodes:
@@ -82,10 +84,11 @@ def parse_skills(raw: Any, *, path: Path | str = "skills.json", known_episodes: 
         coarse_description=coarse.strip() if isinstance(coarse, str) and coarse.strip() else None,
         skill_to_task_index=dict(s2t),
         episodes=dict(sorted(episodes.items())),
+        notices=tuple(notices.items),
     )
 
 
-def _parse_episode(key: str, entry: Any, path: Path | str) -> EpisodeSkills:
+def _parse_episode(key: str, entry: Any, path: Path | str, notices: Notices) -> EpisodeSkills:
     if not isinstance(entry, dict):
         raise SkillsError(f"must be an object, got {type(entry).__name__}", path=path, episode=key)
     index = entry.get("episode_index", key)
@@ -107,14 +110,12 @@ def _parse_episode(key: str, entry: Any, path: Path | str) -> EpisodeSkills:
         raise SkillsError("missing or not a list", path=path, episode=index, key="skills")
     skills = [_parse_skill(i, s, index, path) for i, s in enumerate(skills_raw)]
     if any(a.start > b.start for a, b in zip(skills, skills[1:])):
-        logger.warning("%s, episode %d: skills are not in time order; sorting them by start", path, index)
+        notices.add("skills not in time order in meta/skills.json (sorted by start)", index)
         skills.sort(key=lambda s: (s.start, s.end))
     for a, b in zip(skills, skills[1:]):
         if b.start < a.end - ROUNDING_OVERLAP_S:
-            logger.warning(
-                "%s, episode %d: %r (%.3f-%.3f s) overlaps %r from %.3f s; the later skill owns the overlap",
-                path, index, a.name, a.start, a.end, b.name, b.start,
-            )
+            notices.add("skills overlap (the later skill owns the overlapped frames)", index,
+                        f"episode {index}: {a.name!r} ({a.start:.3f}-{a.end:.3f} s) and {b.name!r} from {b.start:.3f} s")
     return EpisodeSkills(
         episode_index=index,
         description=description.strip() if isinstance(description, str) and description.strip() else None,

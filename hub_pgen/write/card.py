@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import html
 import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from hub_pgen import layout
@@ -19,7 +21,13 @@ def escape(text: Any) -> str:
     return html.escape(str(text), quote=True).replace("|", "\\|").replace("\n", " ")
 
 
-def render_card(provenance: dict[str, Any], examples: Sequence[JournalRecord], *, limit: int = 8) -> str:
+def render_card(provenance: dict[str, Any], examples: Sequence[JournalRecord], *, limit: int = 8,
+                repo_id: str | None = None, branch: str | None = None) -> str:
+    """The card. ``repo_id``/``branch``: where it is being pushed (default: the run's ``--push-to``
+    and ``--branch``); without either the load snippet loads the local folder.
+
+    A pushed card names no local path: the source folder and a local model folder appear by name only
+    (as in the provenance), and the counts are the provenance's, written after the dataset was."""
     src = provenance.get("source", {})
     src_repo = src.get("repo_id")
     gen = provenance.get("generation", {})
@@ -59,6 +67,8 @@ def render_card(provenance: dict[str, Any], examples: Sequence[JournalRecord], *
         ("generated", counts.get("ok")),
         ("failed", counts.get("failed")),
         ("new tasks rows", counts.get("new_tasks")),
+        ("frames with a dialogue", f"{counts['frames_labelled']} of {counts['frames']}"
+         if "frames" in counts and "frames_labelled" in counts else None),
     ]
     lines += [f"| {escape(k)} | {escape(v) if v is not None else '—'} |" for k, v in rows]
     if mix:
@@ -79,14 +89,19 @@ def render_card(provenance: dict[str, Any], examples: Sequence[JournalRecord], *
         lines += ["", "<details><summary>All parameters of the run</summary>", "", "```json",
                   # one JSON value per indented line: nothing in it can close the fence
                   json.dumps(params, indent=2, sort_keys=True, default=str), "```", "", "</details>"]
-    repo = params.get("push_to") or "<this repo id>"
+    repo = repo_id or params.get("push_to")
+    branch = branch if repo_id else params.get("branch")
+    if repo:
+        load = f"ds = LeRobotDataset({json.dumps(repo)}" + (f", revision={json.dumps(branch)})" if branch else ")")
+    else:
+        load = 'ds = LeRobotDataset("local/dataset", root="path/to/this/folder")'
     lines += [
         "",
         "## Load it",
         "",
         "```python",
         "from lerobot.datasets.lerobot_dataset import LeRobotDataset",
-        f"ds = LeRobotDataset({json.dumps(repo)}" + (f", revision={json.dumps(params['branch'])})" if params.get("branch") else ")"),
+        load,
         f"item = ds[0]  # item['{layout.FEATURE}'] indexes ds.meta.tasks",
         "```",
         "",
@@ -114,3 +129,25 @@ def _yaml(obj: dict[str, Any]) -> str:
         else:
             out.append(f"{key}: {json.dumps(value)}")
     return "\n".join(out)
+
+
+def refresh_card(folder: Path, *, repo_id: str | None, branch: str | None) -> str:
+    """Render ``folder/README.md`` again from its provenance and D_syn records for where it is going
+    (the push target may not be the one the run was started with). Returns the card."""
+    prov = json.loads((folder / layout.PROVENANCE_PATH).read_text(encoding="utf-8"))
+    examples: list[JournalRecord] = []
+    syn = folder / layout.SYN_ANNOTATIONS_PATH
+    if syn.is_file():
+        with open(syn, encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    examples.append(JournalRecord.from_json(json.loads(line)))
+                if sum(r.status == "ok" for r in examples) >= 8:
+                    break
+    card = render_card(prov, examples, repo_id=repo_id, branch=branch)
+    path = folder / layout.CARD_PATH
+    if not path.is_file() or path.read_text(encoding="utf-8") != card:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(card, encoding="utf-8")
+        os.replace(tmp, path)
+    return card

@@ -12,7 +12,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,10 +118,16 @@ def write_dataset(
     staging: Path,
     *,
     provenance: dict[str, Any],
-    card: str,
+    card: Callable[[dict[str, Any]], str],
 ) -> WriteSummary:
+    """Write the new dataset into ``staging``. ``card`` renders the README from the final provenance
+    (counts included), so the card and ``meta/hub_pgen.json`` always agree."""
     assignment = assign_task_indices(source.tasks, source.task_indices, samples, records)
     per_episode = frame_task_indices(source, samples, assignment)
+    frames = sum(len(v) for v in per_episode.values())
+    labelled = sum(int((v != layout.NO_TASK).sum()) for v in per_episode.values())
+    provenance = {**provenance, "counts": {**provenance.get("counts", {}), "new_tasks": len(assignment.new_tasks),
+                                           "frames": frames, "frames_labelled": labelled}}
     try:
         staging.mkdir(parents=True, exist_ok=True)
         for rel in source.data_paths:
@@ -141,8 +147,7 @@ def write_dataset(
         faults.point("write.meta")
         linked, copied = _copy_rest(source.root, staging, handled=set(source.data_paths))
         _write_syn_annotations(staging / layout.SYN_ANNOTATIONS_PATH, samples, records, assignment)
-        (staging / layout.CARD_PATH).write_text(card, encoding="utf-8")
-        provenance = {**provenance, "counts": {**provenance.get("counts", {}), "new_tasks": len(assignment.new_tasks)}}
+        (staging / layout.CARD_PATH).write_text(card(provenance), encoding="utf-8")
         _write_json(staging / layout.PROVENANCE_PATH, provenance)  # last: marks the folder complete
     except OSError as e:
         shutil.rmtree(staging, ignore_errors=True)  # leave the work folder as a resumable journal, nothing half-written
@@ -151,8 +156,6 @@ def write_dataset(
             path=staging,
             hint="free disk space or fix permissions, then rerun the same command: generated samples are kept",
         ) from e
-    frames = sum(len(v) for v in per_episode.values())
-    labelled = sum(int((v != layout.NO_TASK).sum()) for v in per_episode.values())
     return WriteSummary(staging, len(assignment.new_tasks), frames, labelled, linked, copied)
 
 

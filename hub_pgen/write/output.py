@@ -7,7 +7,11 @@ complete it is renamed to ``OUT`` in one step, then ``OUT.partial/`` is removed.
 
 - ``OUT`` absent, ``OUT.partial`` present → rerun resumes from the journal;
 - ``OUT`` complete (its ``meta/hub_pgen.json`` has the same fingerprint) → rerun says so, cleans up;
-- ``OUT`` of another fingerprint → refused: two configurations never share a folder.
+- ``OUT`` of another fingerprint → refused: two configurations never share a folder;
+- ``OUT.partial`` of another fingerprint whose journal holds no sample (a run that stopped at model
+  loading, say) → ``stale``: it protects nothing and is replaced.
+
+``OUT.partial/lock`` is held by the running process (:mod:`hub_pgen.write.lock`): one run per folder.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from hub_pgen.errors import ConfigMismatchError, OutputError, OutputExistsError
 
 logger = logging.getLogger(__name__)
 
-State = Literal["fresh", "resume", "complete"]
+State = Literal["fresh", "resume", "complete", "stale"]
 
 
 @dataclass(frozen=True)
@@ -95,9 +99,14 @@ def inspect_output(
         except json.JSONDecodeError:
             run = {}
         if run.get("fingerprint") != fingerprint:
+            if not journal_has_records(paths.journal):
+                return "stale"
             raise ConfigMismatchError(paths.work, diff_identity(run.get("identity", {}), identity))
         return "resume"
-    if paths.work.exists() and any(paths.work.iterdir()):
+    if paths.work.is_file():
+        raise OutputExistsError(f"{paths.work} is a file, where hub-pgen keeps a run's state",
+                                path=paths.work, hint=f"remove {paths.work} or choose another --output-dir")
+    if paths.work.is_dir() and {p.name for p in paths.work.iterdir()} - {layout.LOCK_NAME}:
         raise OutputExistsError(
             f"{paths.work} exists but holds no hub-pgen run state",
             path=paths.work,
@@ -110,6 +119,22 @@ def inspect_output(
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputError(f"cannot create {out}: {probe} is not writable", path=out, hint="choose a writable --output-dir")
     return "fresh"
+
+
+def journal_has_records(journal: Path) -> bool:
+    """Whether a journal holds at least one whole line (a sample worth keeping)."""
+    try:
+        return b"\n" in journal.read_bytes()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return False
+
+
+def discard_state(paths: OutputPaths) -> None:
+    """Remove a stale run's state (run.json, empty journal, staging); the lock file stays."""
+    for p in (paths.run_file, paths.journal):
+        p.unlink(missing_ok=True)
+    if paths.staging.exists():
+        shutil.rmtree(paths.staging)
 
 
 def start_run(paths: OutputPaths, *, fingerprint: str, identity: dict[str, Any], started_at: str) -> str:
@@ -141,11 +166,17 @@ def fresh_staging(paths: OutputPaths) -> Path:
     return paths.staging
 
 
-def finalize(paths: OutputPaths) -> Path:
-    """Move the complete staging folder to ``OUT`` in one rename, then drop the work folder."""
+def finalize(paths: OutputPaths, *, replace: bool = False) -> Path:
+    """Move the complete staging folder to ``OUT`` in one rename, then drop the work folder.
+
+    ``replace`` (``--retry-failed``): ``OUT`` holds the earlier result of the same configuration; it
+    is moved into the work folder first, so a kill between the two renames leaves ``OUT.partial``
+    with the whole journal, and the rerun writes ``OUT`` again."""
     _fsync_tree(paths.staging)
     try:
-        if paths.output.is_dir():
+        if replace and paths.output.is_dir():
+            os.rename(paths.output, paths.work / layout.PREVIOUS_NAME)
+        elif paths.output.is_dir():
             paths.output.rmdir()  # only ever empty here (inspect_output refused anything else)
         paths.output.parent.mkdir(parents=True, exist_ok=True)
         os.rename(paths.staging, paths.output)
