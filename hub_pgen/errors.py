@@ -30,6 +30,9 @@ class UsageError(HubPgenError, ValueError):
 
     exit_code = 2
 
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint or "hub-pgen --help lists every option, its default and allowed values")
+
 
 # --- inputs -----------------------------------------------------------------------------------
 

@@ -3,16 +3,19 @@
 ``HUB_PGEN_KILL_AT=point[:n]`` makes the process SIGKILL itself the n-th time (default 1st) it
 passes ``point``, so a test can stop a real run at an exact stage — planning, decoding, generating,
 journaling, writing, moving into place — and check that the rerun ends where an uninterrupted run
-does. Unset (always, outside tests), :func:`point` is one dict lookup.
+does. ``HUB_PGEN_DELAY_AT=point:seconds`` sleeps there instead (each time), so a test can hold a run
+at a stage while it starts another. Unset (always, outside tests), :func:`point` is two dict lookups.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 from collections import Counter
 
 ENV = "HUB_PGEN_KILL_AT"
+DELAY_ENV = "HUB_PGEN_DELAY_AT"
 POINTS = (
     "plan",  # after the plan is built
     "frames",  # after a batch's images are decoded
@@ -27,6 +30,11 @@ _seen: Counter[str] = Counter()
 
 
 def point(name: str) -> None:
+    delay = os.environ.get(DELAY_ENV)
+    if delay:
+        target, _, seconds = delay.partition(":")
+        if target == name:
+            time.sleep(float(seconds or 1))
     spec = os.environ.get(ENV)
     if not spec:
         return

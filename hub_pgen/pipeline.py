@@ -140,7 +140,7 @@ def prepare(config: RunConfig, reporter: Reporter, *, videos: bool = True) -> Pr
     identity = config.identity(cameras=cameras, source_id=source_identity(source),
                                backend_id=backend_identity(config), prompt_hash=prompt_template_hash())
     name = (source.repo_id or source.root.name).split("/")[-1]
-    return Prepared(source, plan.samples, (), cameras, identity, fingerprint(identity), name, plan, None,
+    return Prepared(source, plan.samples, (), cameras, _public_identity(identity), fingerprint(identity), name, plan, None,
                     tuple(notices.lines()))
 
 
@@ -175,7 +175,7 @@ def _prepare_jsonl(config: RunConfig) -> Prepared:
     samples = [replace(s, scenario_type=a, response_type=b) for s, (a, b) in zip(samples, types)]
     identity = config.identity(cameras=(), source_id={"jsonl": file_digest(path)},
                                backend_id=backend_identity(config), prompt_hash=prompt_template_hash())
-    return Prepared(None, tuple(samples), tuple(bad), (), identity, fingerprint(identity), path.stem, None,
+    return Prepared(None, tuple(samples), tuple(bad), (), _public_identity(identity), fingerprint(identity), path.stem, None,
                     path.parent)
 
 
@@ -353,6 +353,15 @@ def public_model_name(model: str) -> str:
     path = Path(model).expanduser()
     looks_local = path.is_absolute() or model.startswith((".", "~")) or model.count("/") != 1 or path.exists()
     return path.name if looks_local else model
+
+
+def _public_identity(identity: dict[str, Any]) -> dict[str, Any]:
+    """The identity as written to files (run.json, provenance): a local model folder by name only.
+    The fingerprint is made from the full identity, so two folders of the same name still differ."""
+    backend = identity.get("backend")
+    if isinstance(backend, dict) and isinstance(backend.get("model"), str):
+        identity = {**identity, "backend": {**backend, "model": public_model_name(backend["model"])}}
+    return identity
 
 
 def _public_details(details: dict[str, Any], config: RunConfig) -> dict[str, Any]:

@@ -229,9 +229,13 @@ def training_corpus(seed: int = 0, n_lines: int = 400) -> list[str]:
     return lines
 
 
-def build_tokenizer(*, vocab_size: int = 640, regular_vocab: int | None = None, seed: int = 0) -> Any:
+def build_tokenizer(*, vocab_size: int = 640, regular_vocab: int | None = None, seed: int = 0,
+                    single_bytes: bool = False) -> Any:
     """A byte-level BPE ``Qwen2Tokenizer`` with Qwen's special tokens and eos ``<|im_end|>`` (as the
     Instruct checkpoints have it).
+
+    ``single_bytes``: no merges at all, every regular token is one byte — the worst case for a token
+    budget, which is what the constrained-JSON bound must survive.
 
     ``vocab_size`` is what BPE training aims at on the small corpus. ``regular_vocab`` pads the
     regular vocabulary with synthetic, merge-less tokens up to that many entries (the bench passes
@@ -252,7 +256,7 @@ def build_tokenizer(*, vocab_size: int = 640, regular_vocab: int | None = None, 
     )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
+        vocab_size=256 if single_bytes else vocab_size,
         show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
@@ -466,7 +470,7 @@ def generation_config(tokenizer: Any) -> Any:
     )
 
 
-def build_tiny_qwen(out_dir: Path, family: Family, *, seed: int = 0) -> Path:
+def build_tiny_qwen(out_dir: Path, family: Family, *, seed: int = 0, single_byte_tokens: bool = False) -> Path:
     """Save a tiny random-weight ``family`` model + processor folder at ``out_dir`` (a few MB).
 
     ``AutoModelForImageTextToText.from_pretrained(out_dir)`` and ``AutoProcessor.from_pretrained(out_dir)``
@@ -479,7 +483,7 @@ def build_tiny_qwen(out_dir: Path, family: Family, *, seed: int = 0) -> Path:
         raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer(seed=seed)
+    tokenizer = build_tokenizer(seed=seed, single_bytes=single_byte_tokens)
     processor = build_processor(family, tokenizer)
     config = tiny_config(family, tokenizer)
     saved_rng = torch.random.get_rng_state()
@@ -500,11 +504,12 @@ def _builder_hash() -> str:
     return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
 
 
-def tiny_model_dir(cache_root: Path, family: Family, *, seed: int = 0) -> Path:
+def tiny_model_dir(cache_root: Path, family: Family, *, seed: int = 0, single_byte_tokens: bool = False) -> Path:
     """Build once under ``cache_root`` and reuse (a marker file says the folder is complete)."""
-    folder = Path(cache_root) / f"tiny-{family}-s{seed}-{_builder_hash()}"
+    kind = "-bytes" if single_byte_tokens else ""
+    folder = Path(cache_root) / f"tiny-{family}{kind}-s{seed}-{_builder_hash()}"
     marker = folder / ".complete"
     if not marker.is_file():
-        build_tiny_qwen(folder, family, seed=seed)
+        build_tiny_qwen(folder, family, seed=seed, single_byte_tokens=single_byte_tokens)
         marker.write_text("ok\n")
     return folder

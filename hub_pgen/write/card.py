@@ -140,8 +140,10 @@ def refresh_card(folder: Path, *, repo_id: str | None, branch: str | None) -> st
     if syn.is_file():
         with open(syn, encoding="utf-8") as fh:
             for line in fh:
-                if line.strip():
+                try:
                     examples.append(JournalRecord.from_json(json.loads(line)))
+                except (ValueError, TypeError, AttributeError):
+                    continue  # not a whole D_syn record: nothing to show from it
                 if sum(r.status == "ok" for r in examples) >= 8:
                     break
     card = render_card(prov, examples, repo_id=repo_id, branch=branch)
