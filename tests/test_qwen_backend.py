@@ -229,7 +229,11 @@ def test_every_family_writes_schema_valid_dialogues_with_assigned_types(tiny_dir
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen3_vl"])
 @pytest.mark.parametrize("constrained", [True, False], ids=["constrained", "free"])
 def test_batched_greedy_equals_one_at_a_time(tiny_dirs, family, constrained):
-    backend = load(tiny_dirs, family, constrained=constrained, max_new_tokens=48, max_retries=0)
+    from hub_pgen.generate.schema import min_max_new_tokens
+
+    # constrained: the smallest budget a constrained answer accepts (answers then always close)
+    budget = min_max_new_tokens() if constrained else 48
+    backend = load(tiny_dirs, family, constrained=constrained, max_new_tokens=budget, max_retries=0)
     reqs = requests(6)
     batched = backend.generate(reqs)
     single = [backend.generate([r])[0] for r in reqs]
@@ -268,7 +272,8 @@ def test_grammars_compile_once_per_type_pair_and_are_shared_by_backends(tiny_dir
     backend = load(tiny_dirs)
     backend.generate(requests(4))
     compiled = backend._grammar_cache()._compiled
-    pairs = {((q.sample.scenario_type,), (q.sample.response_type,)) for q in requests(4)}
+    bounds = backend.options.bounds
+    pairs = {((q.sample.scenario_type,), (q.sample.response_type,), bounds) for q in requests(4)}
     assert pairs <= set(compiled)
     before = dict(compiled)
     backend.generate(requests(4))

@@ -52,7 +52,8 @@ def test_provenance_names_the_model_and_the_output_validates(qwen_run, example_r
     validate(qwen_run, source=example_root)
     prov = json.loads((qwen_run / "meta" / "hub_pgen.json").read_text())
     gen = prov["generation"]
-    assert gen["backend"] == "transformers" and gen["model"] == str(tiny)
+    assert gen["backend"] == "transformers" and gen["model"] == tiny.name  # a local folder: its name, not its path
+    assert gen["model_source"] == "local folder"
     assert gen["backend_details"]["identity"]["constrained"] is True
 
 

@@ -1,7 +1,6 @@
 """skills.json parsing: the defined behaviour for imperfect annotations, and clear errors."""
 
 import json
-import logging
 
 import pytest
 
@@ -17,12 +16,12 @@ def _ep(i, skills, description="put the brick in the box"):
     return {"episode_index": i, "description": description, "skills": skills}
 
 
-def test_parses_and_sorts_skills(caplog):
+def test_parses_and_sorts_skills():
     raw = _doc({"0": _ep(0, [{"name": "b", "start": 1.0, "end": 2.0}, {"name": "a", "start": 0.0, "end": 1.0}])})
-    with caplog.at_level(logging.WARNING):
-        sk = parse_skills(raw)
+    sk = parse_skills(raw)
     assert [s.name for s in sk.episodes[0].skills] == ["a", "b"]
-    assert "not in time order" in caplog.text
+    assert [(n.kind, n.episode) for n in sk.notices] == [("skills not in time order in meta/skills.json "
+                                                          "(sorted by start)", 0)]
     assert sk.coarse_description == "pink lego brick into the box"
 
 
@@ -83,13 +82,20 @@ def test_file_errors(tmp_path):
     assert isinstance(e.value, ValueError)  # also a built-in
 
 
-def test_overlap_beyond_rounding_warns(caplog):
+def test_overlap_beyond_rounding_warns():
     raw = _doc({"0": _ep(0, [{"name": "a", "start": 0, "end": 2.0}, {"name": "b", "start": 1.0, "end": 3.0}])})
-    with caplog.at_level(logging.WARNING):
-        parse_skills(raw)
-    assert "overlaps" in caplog.text
-    caplog.clear()
+    assert ["overlap" in n.kind for n in parse_skills(raw).notices] == [True]
     raw = _doc({"0": _ep(0, [{"name": "a", "start": 0, "end": 2.0004}, {"name": "b", "start": 2.0, "end": 3.0}])})
-    with caplog.at_level(logging.WARNING):
-        parse_skills(raw)
-    assert "overlaps" not in caplog.text
+    assert parse_skills(raw).notices == ()
+
+
+def test_notices_are_one_line_per_kind_with_a_count():
+    from hub_pgen.notices import Notices
+
+    notes = Notices()
+    for e in range(9):
+        notes.add("a skill ends past its episode's end", e, f"episode {e}: detail")
+    notes.add("skills overlap", 4, "episode 4: a and b")
+    lines = notes.lines()
+    assert len(lines) == 2
+    assert lines[0] == "a skill ends past its episode's end: 9 episode(s) (0, 1, 2, 3, 4, …); e.g. episode 0: detail"

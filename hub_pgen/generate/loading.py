@@ -232,8 +232,7 @@ def _known_cause(options: LoadOptions, exc: BaseException) -> tuple[str, str] | 
     if any(isinstance(e, RepositoryNotFoundError) for e in chain) or "is not a local folder and is not a valid model" in low:
         return ("no such model repo (or it is private)",
                 "check the --model id (e.g. Qwen/Qwen2.5-VL-7B-Instruct); for a private repo `hf auth login`")
-    if any(s in low for s in ("unrecognized configuration class", "does not recognize this architecture",
-                              "unrecognized processing class", "unrecognized model")):
+    if any(s in low for s in ("unrecognized configuration class", "does not recognize this architecture")):
         return ("this transformers cannot build that architecture",
                 f"hub-pgen runs Qwen-VL models ({', '.join(SUPPORTED_FAMILIES)}) through transformers "
                 f"{transformers.__version__}; pick a Qwen-VL Instruct checkpoint, or `pip install -U transformers` "
@@ -263,6 +262,8 @@ def _load_error(options: LoadOptions, exc: BaseException) -> ModelLoadError:
             hint="pass a Hub id such as Qwen/Qwen3-VL-8B-Instruct, or an existing model folder",
         )
     known = _known_cause(options, exc)
+    if local.is_dir() and not (local / "config.json").is_file():
+        known = None  # an incomplete folder says so below, whatever transformers tripped over first
     if known is not None:
         what, hint = known
         return ModelLoadError(f"cannot load pgen model {where}: {what} ({type(exc).__name__}: {_first_line(exc)})",

@@ -37,7 +37,9 @@ def load_skills(path: Path, *, known_episodes: set[int] | None = None) -> Skills
         raise SkillsError(
             "file not found: hub-pgen needs the skill annotation of each episode",
             path=path,
-            hint="annotate the dataset's skills first (meta/skills.json), or give --input-jsonl",
+            hint="annotate the dataset's skills first: meta/skills.json with, per episode, skills "
+                 "[{name, start, end}] in seconds from the episode's start (format: README, 'meta/skills.json'; "
+                 "hub-pgen --help shows an example), or give --input-jsonl",
         )
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))

@@ -46,7 +46,7 @@ class RunLock:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except OSError as e:
                 raise OutputError(f"cannot create the lock file {self.path}: {e.strerror or e}", path=self.path,
-                                  hint="choose an --output-dir whose parent folder is writable") from e
+                                  hint="choose a writable --output-dir") from e
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -73,7 +73,11 @@ class RunLock:
                                 ).encode())
 
     def release(self) -> None:
+        """Unlock, removing the lock file first (a run waiting on it notices and locks a new one), so a
+        stopped run leaves only its state: ``run.json`` and the journal."""
         if self._fd is not None:
+            if self._still_ours(self._fd):
+                self.path.unlink(missing_ok=True)
             os.close(self._fd)
             self._fd = None
 
@@ -82,7 +86,8 @@ class RunLock:
         before it wrote any state), and any parent folders this lock created."""
         try:
             if self.work.is_dir() and {p.name for p in self.work.iterdir()} <= {layout.LOCK_NAME}:
-                self.path.unlink(missing_ok=True)
+                if self._fd is not None and self._still_ours(self._fd):
+                    self.path.unlink(missing_ok=True)
                 self.work.rmdir()
                 for folder in self._created:  # deepest first
                     folder.rmdir()
@@ -109,7 +114,7 @@ class RunLock:
             self.work.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise OutputError(f"cannot create the run folder {self.work}: {e.strerror or e}", path=self.work,
-                              hint="choose an --output-dir whose parent folder is writable") from e
+                              hint="choose a writable --output-dir") from e
         self._created += [p for p in missing[1:] if p not in self._created]  # parents only; work itself is checked by abandon
 
     def _still_ours(self, fd: int) -> bool:

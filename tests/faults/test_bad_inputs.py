@@ -218,7 +218,7 @@ def test_a_skill_past_the_episode_end_is_clipped_with_a_warning(src, tmp_path, c
     rc, err = run_cli(src, out, capsys)
     assert rc == 0 and "error" not in err
     assert any("episode 1" in r.message and repr(name) in r.message and "ends at 30.000 s" in r.message
-               and "past the episode's end" in r.message and "clipped" in r.message for r in caplog.records)
+               and "past its episode's end" in r.message and "clipped" in r.message for r in caplog.records)
     data = pq.read_table(out / "data/chunk-000/file-000.parquet").to_pandas()
     last = data[data.episode_index == 1].sort_values("frame_index").iloc[-1]
     tasks = pq.read_table(out / TASKS).to_pandas()
