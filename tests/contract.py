@@ -9,7 +9,6 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 
 EPS = 1e-4

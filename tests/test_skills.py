@@ -1,6 +1,5 @@
 """skills.json parsing: the defined behaviour for imperfect annotations, and clear errors."""
 
-import json
 
 import pytest
 

@@ -128,7 +128,7 @@ def _parse_episode(key: str, entry: Any, path: Path | str, notices: Notices) -> 
 def _parse_skill(i: int, raw: Any, episode: int, path: Path | str) -> Skill:
     where = f"skills[{i}]"
     if not isinstance(raw, dict):
-        raise SkillsError(f"must be an object", path=path, episode=episode, key=where)
+        raise SkillsError("must be an object", path=path, episode=episode, key=where)
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
         raise SkillsError(f"'name' must be a non-empty string, got {name!r}", path=path, episode=episode, key=where)
