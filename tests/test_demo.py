@@ -19,6 +19,9 @@ def test_demo_runs_offline_and_its_output_loads_in_lerobot(tmp_path, no_network)
     assert p.returncode == 0, p.stderr[-2000:]
     out = tmp_path / "demo-out" / "dataset"
     assert "A few generated dialogues" in p.stdout and "user:" in p.stdout and str(out) in p.stdout
+    assert "Svt[" not in p.stderr  # no encoder banner before hub-pgen's own output
+    warnings = [line for line in p.stderr.splitlines() if "] WARNING" in line]
+    assert len(warnings) == 1 and "on purpose" in p.stderr  # the example's deliberate flaw, said so
     validate(out, source=tmp_path / "demo-out" / "source")
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 

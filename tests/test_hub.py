@@ -658,3 +658,21 @@ def test_a_dry_run_downloads_no_video(server, hub_env, source_dataset, capsys):
     assert json.loads(capsys.readouterr().out)["samples"] > 0
     got = server.downloaded("org/dry")
     assert any(p.startswith("data/") for p in got) and not any(p.startswith("videos/") for p in got), got
+
+
+def test_the_pushed_card_names_the_repo_it_went_to_and_the_provenance_counts(server, hub_env, source_dataset,
+                                                                              tmp_path):
+    """The run was made without --push-to (its card could not know the repo); the push renders the
+    card for where it goes, and its figures are the provenance's."""
+    import re
+
+    out = run_template(source_dataset, tmp_path / "out")
+    assert "local/dataset" in (out / layout.CARD_PATH).read_text()
+    push(out, "me/carded", branch="pgen-v1")
+    card = server.files_at("me/carded", "pgen-v1")[layout.CARD_PATH].decode()
+    assert 'LeRobotDataset("me/carded", revision="pgen-v1")' in card and "<this repo id>" not in card
+    assert card == (out / layout.CARD_PATH).read_text()  # the local folder says the same
+    counts = json.loads((out / layout.PROVENANCE_PATH).read_text())["counts"]
+    table = dict(re.findall(r"^\| (.+?) \| (.+?) \|$", card, re.M))
+    assert table["new tasks rows"] == str(counts["new_tasks"]) and table["samples"] == str(counts["samples"])
+    assert str(source_dataset.parent) not in card  # no local path in a public card

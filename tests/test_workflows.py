@@ -180,3 +180,12 @@ def test_the_generate_script_builds_the_command_line(pgen, tmp_path, given):
         else:
             assert flag not in pairs
     assert pairs["--output-dir"] == str(tmp_path / "out")
+
+
+def test_a_cached_runner_venv_still_gets_new_dependencies(pgen):
+    """A runner keeps its venv between runs; installing hub-pgen with --no-deps into it would skip
+    what a newer hub-pgen needs (accelerate was such a dependency: every GPU load failed without it)."""
+    install = next(s for s in steps(pgen) if s.get("name") == "Install hub-pgen")["run"]
+    last = [line.strip() for line in install.splitlines() if "pip install" in line][-1]
+    assert "--no-deps" not in last and last.endswith("install -q -e .")
+    assert "pip check" in install
