@@ -300,6 +300,9 @@ def _main_thread() -> bool:
 
 
 def _error(message: str, hint: str | None, exit_code: int, as_json: bool = False) -> None:
+    from hub_pgen.errors import scrub
+
+    message, hint = scrub(message), scrub(hint) if hint else hint
     if as_json:
         _json_error(message, hint, exit_code)
     print(f"hub-pgen: error: {message}", file=sys.stderr)

@@ -8,7 +8,16 @@ codes in one place (``hub_pgen.cli``); nothing else prints them.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+_URL_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
+
+
+def scrub(text: str) -> str:
+    """``text`` without credentials inside URLs (``https://user:pass@host`` → ``https://***@host``):
+    an ``HF_ENDPOINT`` may carry them, and messages end up in CI logs."""
+    return _URL_USERINFO.sub(r"\1***@", text)
 
 
 class HubPgenError(Exception):
@@ -58,10 +67,17 @@ class UnsupportedVersionError(SourceError):
     """``meta/info.json`` declares a codebase_version other than v3.0."""
 
     def __init__(self, version: object, *, path: Path | str | None = None) -> None:
+        if isinstance(version, str) and version.startswith(("v1.", "v2.")):
+            hint = "convert the dataset first: python -m lerobot.datasets.v30.convert_dataset_v21_to_v30 --repo-id=..."
+        elif isinstance(version, str) and version.startswith("v") and version > "v3.0":
+            hint = (f"{version} is newer than this hub-pgen knows: upgrade hub-pgen (pip install -U hub-pgen), or "
+                    "use a v3.0 revision of the dataset (--revision v3.0)")
+        else:
+            hint = "meta/info.json's codebase_version must be \"v3.0\": the file is damaged or not LeRobot's"
         super().__init__(
             f"{path}: codebase_version is {version!r}; hub-pgen reads LeRobot v3.0 datasets only",
             path=path,
-            hint="convert the dataset first: python -m lerobot.datasets.v30.convert_dataset_v21_to_v30 --repo-id=...",
+            hint=hint,
         )
         self.version = version
 

@@ -19,7 +19,7 @@ from typing import Any
 from hub_pgen import __version__, faults, layout
 from hub_pgen.config import RunConfig, file_digest, fingerprint
 from hub_pgen.data import GenerationRequest, GenerationResult, JournalRecord, Sample, SourceDataset
-from hub_pgen.errors import FrameError, Interrupted, SkillsError, UsageError
+from hub_pgen.errors import FrameError, Interrupted, SkillsError, UsageError, ValidationError
 from hub_pgen.generate.base import Backend
 from hub_pgen.generate.prompt import construct_prompt, prompt_template_hash
 from hub_pgen.generate.registry import get_backend
@@ -477,6 +477,8 @@ def _generate_and_write(
         prov["retried"] = _retry_history(paths.output, retry_ids, journal, started)
     staging = out_mod.fresh_staging(paths)
     summary = _write(prep, journal, staging, prov)
+    if prep.source is not None:
+        _check_staged(staging, paths)
     faults.point("finalize")
     out_mod.finalize(paths, replace=replace_output)
     records = [journal[s.sample_id] for s in prep.samples if s.sample_id in journal]
@@ -499,6 +501,21 @@ def _generate_and_write(
         notices=prep.notices,
         retried=len(retry_ids),
     )
+
+
+def _check_staged(staging: Path, paths: out_mod.OutputPaths) -> None:
+    """The folder about to become ``OUT`` passes ``hub-pgen validate`` — never "written" for a result
+    that the validator (and the push) would refuse. Costs a read of the metadata and of one int64
+    column per data file (docs/benchmarks.md)."""
+    import shutil
+
+    from hub_pgen.validate import problems
+
+    found = problems(staging)
+    if found:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ValidationError(staging, found + [f"(nothing was moved to {paths.output}; the journal is kept: "
+                                                "report this with the command you ran)"])
 
 
 def _earlier_records(output: Path, fp: str) -> dict[str, JournalRecord]:

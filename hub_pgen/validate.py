@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 from pyarrow.compute import sum as pc_sum
+from pyarrow.compute import unique as pc_unique
 
 from hub_pgen import layout
 from hub_pgen.errors import UsageError, ValidationError
+from hub_pgen.source.jsonfile import JsonProblem, read_strict
 
 
 def problems(root: Path, *, source: Path | None = None) -> list[str]:
@@ -26,9 +28,11 @@ def problems(root: Path, *, source: Path | None = None) -> list[str]:
     if not info_path.is_file():
         return [f"{layout.INFO_PATH} is missing"]
     try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+        info = read_strict(info_path)
+    except (json.JSONDecodeError, JsonProblem, UnicodeDecodeError) as e:
         return [f"{layout.INFO_PATH} is not valid JSON ({e})"]
+    if not isinstance(info, dict) or not isinstance(info.get("features", {}), dict):
+        return [f"{layout.INFO_PATH} must hold a JSON object with a 'features' object, got {type(info).__name__}"]
     if info.get("codebase_version") != layout.CODEBASE_VERSION:
         found.append(f"{layout.INFO_PATH}: codebase_version is {info.get('codebase_version')!r}, expected v3.0")
     feature = info.get("features", {}).get(layout.FEATURE)
@@ -67,11 +71,11 @@ def problems(root: Path, *, source: Path | None = None) -> list[str]:
         found.append(f"{layout.STATS_PATH} is missing")
     else:
         try:
-            stats = json.loads(stats_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
+            stats = read_strict(stats_path)
+        except (json.JSONDecodeError, JsonProblem, UnicodeDecodeError) as e:
             found.append(f"{layout.STATS_PATH} is not valid JSON ({e})")
         else:
-            if layout.FEATURE not in stats:
+            if not isinstance(stats, dict) or layout.FEATURE not in stats:
                 found.append(f"{layout.STATS_PATH}: no stats for {layout.FEATURE!r}")
     if source is not None:
         found += _compare_with_source(root, Path(source))
@@ -139,6 +143,7 @@ def _check_episodes_and_data(root: Path, info: dict, valid: set[int]) -> list[st
 def _compare_with_source(root: Path, source: Path) -> list[str]:
     """Original columns and task rows unchanged (same files, same order)."""
     found: list[str] = []
+    used: set[int] = set()
     for path in sorted((source / layout.DATA_DIR).glob("chunk-*/file-*.parquet")):
         rel = path.relative_to(source)
         new_path = root / rel
@@ -146,6 +151,8 @@ def _compare_with_source(root: Path, source: Path) -> list[str]:
             found.append(f"{rel} is missing")
             continue
         old, new = pq.read_table(path), pq.read_table(new_path)
+        if "task_index" in old.column_names:
+            used.update(int(i) for i in pc_unique(old.column("task_index")).to_pylist() if i is not None)
         if new.drop_columns([layout.FEATURE]).select(old.column_names) != old or new.column_names[:-1] != old.column_names:
             found.append(f"{rel}: original columns or rows changed")
     old_tasks = pq.read_table(source / layout.TASKS_PATH).to_pandas()
@@ -153,6 +160,13 @@ def _compare_with_source(root: Path, source: Path) -> list[str]:
     head = new_tasks.iloc[: len(old_tasks)]
     if list(head.index) != list(old_tasks.index) or list(head["task_index"]) != list(old_tasks["task_index"]):
         found.append(f"{layout.TASKS_PATH}: original rows changed")
+    # every task the source's frames name must still be the same string (not a generated dialogue)
+    before = {int(i): str(t) for t, i in zip(old_tasks.index, old_tasks["task_index"])}
+    after = {int(i): str(t) for t, i in zip(new_tasks.index, new_tasks["task_index"])}
+    lost = sorted(i for i in used if i not in before or after.get(i) != before[i])
+    if lost:
+        found.append(f"{layout.TASKS_PATH}: task_index {lost[:10]} used by the source's frames no longer names "
+                     "the source's task string")
     return found
 
 

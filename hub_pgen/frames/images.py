@@ -11,6 +11,18 @@ import pyarrow.parquet as pq
 
 from hub_pgen.errors import FrameError
 
+# Larger images than any camera makes (8K is 33 MP): a tiny file that claims more is a decompression
+# bomb, refused before its pixels are decoded; it fails its own sample only.
+MAX_IMAGE_PIXELS = 64_000_000
+
+
+def _decode(img: Any, what: str, path: Path) -> Any:
+    if img.width * img.height > MAX_IMAGE_PIXELS:
+        raise FrameError(f"{what} claims {img.width}x{img.height} pixels, more than any camera makes "
+                         f"(limit {MAX_IMAGE_PIXELS:,}); not decoded", path=path,
+                         hint="a corrupt or hostile image (a decompression bomb): replace it")
+    return img.convert("RGB")
+
 
 def fit_pixels(image: Any, max_pixels: int | None) -> Any:
     """``image`` (PIL) scaled down, aspect kept, so width x height <= ``max_pixels``."""
@@ -32,7 +44,11 @@ def open_image_file(path: str, base_dir: Path | None) -> Any:
         p = base_dir / p
     try:
         with Image.open(p) as img:
-            return img.convert("RGB")
+            return _decode(img, f"image {p}", p)
+    except FrameError:
+        raise
+    except Image.DecompressionBombError as e:
+        raise FrameError(f"image {p} is a decompression bomb: {e}", path=p, hint="replace the image") from e
     except FileNotFoundError as e:
         raise FrameError(f"image {p} does not exist", path=p,
                          hint="image paths in the JSONL are relative to the JSONL file's folder") from e
@@ -82,7 +98,9 @@ class ParquetImages:
                              path=self.root / data_path)
         try:
             with Image.open(io.BytesIO(data)) as img:
-                return img.convert("RGB")
-        except (UnidentifiedImageError, OSError, ValueError) as e:
+                return _decode(img, f"{camera} at row {row} of {data_path}", self.root / data_path)
+        except FrameError:
+            raise
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
             raise FrameError(f"{camera} at row {row} of {data_path} is not a readable image: {e}",
                              path=self.root / data_path) from e

@@ -61,6 +61,9 @@ class Plan:
     notices: tuple[Notice, ...] = ()  # tolerated input problems, by kind (hub_pgen.notices)
 
 
+MAX_EPISODE_RANGE = 1_000_000  # a range longer than this is a typo, not a dataset
+
+
 def parse_episode_list(text: str | None) -> tuple[int, ...] | None:
     """``"0,3-5"`` → (0, 3, 4, 5)."""
     if text is None or not text.strip():
@@ -72,10 +75,16 @@ def parse_episode_list(text: str | None) -> tuple[int, ...] | None:
         try:
             if sep:
                 a, b = int(lo), int(hi)
-                if b < a:
+                if b < a or a < 0:
                     raise ValueError
+                if b - a >= MAX_EPISODE_RANGE:
+                    raise UsageError(f"--episodes: the range {part} names {b - a + 1:,} episodes; a dataset has far "
+                                     "fewer", hint="give the episodes you want, e.g. --episodes 0-99 (or leave "
+                                                   "--episodes out for all of them)")
                 out.update(range(a, b + 1))
             else:
+                if int(part) < 0:
+                    raise ValueError
                 out.add(int(part))
         except ValueError:
             raise UsageError(f"--episodes: {part!r} is not an index or a range like 3-5",
@@ -180,8 +189,9 @@ def segment_dataset(
     chosen = sorted(source.episodes) if episodes is None else list(episodes)
     unknown = [e for e in chosen if e not in source.episodes]
     if unknown:
+        shown = ", ".join(map(str, unknown[:10])) + (f", … ({len(unknown)} in all)" if len(unknown) > 10 else "")
         raise UsageError(
-            f"--episodes: {unknown} not in the dataset (it has {len(source.episodes)} episodes, "
+            f"--episodes: {shown} not in the dataset (it has {len(source.episodes)} episodes, "
             f"{min(source.episodes, default=0)}..{max(source.episodes, default=-1)})",
             hint="list the dataset's episodes with --dry-run; indices are episode_index values",
         )

@@ -7,6 +7,7 @@ dataset is a parameter of the run (and is reported), not a habit of the model.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -40,8 +41,10 @@ def parse_mix(text: str | None, known: Mapping[str, str], *, flag: str) -> dict[
             value = float(weight) if weight else 1.0
         except ValueError:
             raise ValueError(f"{flag}: weight of {name!r} must be a number, got {weight!r}") from None
-        if value < 0:
-            raise ValueError(f"{flag}: weight of {name!r} must be >= 0, got {value}")
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{flag}: weight of {name!r} must be a finite number >= 0, got {weight!r}")
+        if name in weights:
+            raise ValueError(f"{flag}: {name!r} is given twice")
         weights[name] = value
     if not any(weights.values()):
         raise ValueError(f"{flag}: at least one type needs a weight above 0")

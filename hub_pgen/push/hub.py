@@ -99,16 +99,33 @@ def check_complete(folder: Path) -> None:
                           path=folder, hint="rerun the same hub-pgen command to rewrite the folder") from e
 
 
-def local_files(folder: Path) -> dict[str, Path]:
-    """Repo path → local file, for everything the push sends (sorted, POSIX paths)."""
+def local_files(folder: Path, *, links_out: bool = False) -> dict[str, Path]:
+    """Repo path → local file, for everything the push sends (sorted, POSIX paths). Only regular files
+    inside the folder are sent: a link that leaves it, or a FIFO, device or socket, stops the push
+    (``links_out=True`` lists links out too: a Hub snapshot's files link into the cache's blobs)."""
     out: dict[str, Path] = {}
+    outside: list[str] = []
+    real_folder = os.path.realpath(folder)
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
         rel_dir = Path(dirpath).relative_to(folder)
-        for name in sorted(filenames):
+        for name in sorted(filenames) + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
             if name in SKIP_FILES:
                 continue
-            out[(rel_dir / name).as_posix()] = Path(dirpath) / name
+            path = Path(dirpath) / name
+            rel = (rel_dir / name).as_posix()
+            target = os.path.realpath(path)
+            if not os.path.isfile(target) or not (links_out or target.startswith(real_folder + os.sep)):
+                outside.append(rel)
+                continue
+            out[rel] = path
+    if outside:
+        raise OutputError(
+            f"refusing to push {folder}: {len(outside)} entr(ies) are not regular files inside it: "
+            + ", ".join(outside[:5]) + (" …" if len(outside) > 5 else ""),
+            path=folder, hint="a dataset folder to push holds only its own files: remove links that leave it and "
+                              "special files",
+        )
     return out
 
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from hub_pgen import __version__, layout
-from hub_pgen.errors import HubError
+from hub_pgen.errors import HubError, scrub
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -104,7 +104,7 @@ def redact(text: str, *secrets: str | None) -> str:
     for s in (*secrets, os.environ.get("HF_TOKEN"), os.environ.get("HUGGING_FACE_HUB_TOKEN")):
         if isinstance(s, str) and len(s) >= 4:
             text = text.replace(s, "***")
-    return re.sub(r"\bhf_[A-Za-z0-9]{20,}\b", "hf_***", text)
+    return scrub(re.sub(r"\bhf_[A-Za-z0-9]{20,}\b", "hf_***", text))
 
 
 # --- retries and error translation -------------------------------------------------------------
@@ -236,6 +236,16 @@ def hub_errors(repo_id: str, *, action: str, revision: str | None = None, endpoi
             f"{action}: cannot reach {where} ({redact(_short(e), secret)})",
             repo_id=repo_id,
             hint="check the network and HF_ENDPOINT; with a warm cache, HF_HUB_OFFLINE=1 works without network",
+        ) from e
+    except (NotADirectoryError, FileExistsError, PermissionError) as e:
+        cache = Path(cache_dir or default_cache_dir())
+        touched = Path(str(e.filename)) if e.filename else None
+        if touched is None or not (touched == cache or cache in touched.parents or touched in cache.parents):
+            raise
+        raise HubError(
+            f"{action}: cannot use the Hub cache folder {cache} ({e.strerror}: {e.filename})",
+            repo_id=repo_id,
+            hint="set HF_HOME (or HF_HUB_CACHE) to a folder you can write; a file may stand where a folder must be",
         ) from e
 
 

@@ -44,6 +44,8 @@ def load_labeled_jsonl(path: Path) -> tuple[list[Sample], list[BadLine]]:
             samples.append(_sample(json.loads(line), n))
         except json.JSONDecodeError as e:
             bad.append(BadLine(n, f"not JSON ({e.msg} at column {e.colno})"))
+        except RecursionError:
+            bad.append(BadLine(n, "nested too deeply to be a sample"))
         except ValueError as e:
             bad.append(BadLine(n, str(e)))
     if not samples and not bad:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -18,6 +19,8 @@ import pyarrow.parquet as pq
 from hub_pgen import layout
 from hub_pgen.data import Episode, SourceDataset, VideoSpan
 from hub_pgen.errors import SourceError, SourceNotFoundError, UnsupportedVersionError
+from hub_pgen.source import checks
+from hub_pgen.source.jsonfile import JsonProblem, read_strict
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +64,12 @@ def load_info(root: Path) -> dict[str, Any]:
             path=path,
             hint="run hub-pgen on the original dataset, not on one of its outputs",
         )
-    if not isinstance(info["fps"], (int, float)) or info["fps"] <= 0:
-        raise SourceError(f"{path}: fps must be a positive number, got {info['fps']!r}", path=path)
+    fps = info["fps"]
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not math.isfinite(fps) or fps <= 0:
+        raise SourceError(f"{path}: fps must be a positive number, got {fps!r}", path=path)
+    if any(ft.get("dtype") == "video" for ft in features.values()) and not isinstance(info.get("video_path"), str):
+        raise SourceError(f"{path}: the dataset has video features but no 'video_path' template", path=path,
+                          hint=f"add \"video_path\": {layout.DEFAULT_VIDEO_PATH!r} (LeRobot's) to meta/info.json")
     return info
 
 
@@ -83,10 +90,18 @@ def load_tasks(root: Path) -> tuple[tuple[str, ...], tuple[int, ...]]:
         task_col = pandas_index[0] if pandas_index else None
     if task_col is None:
         raise SourceError(f"{path} has no task string index (columns: {names})", path=path)
+    for col in (task_col, "task_index"):
+        if table.column(col).null_count:
+            raise SourceError(f"{path}: column {col!r} has {table.column(col).null_count} empty (null) value(s)",
+                              path=path, hint="every task needs its string and its task_index: the file is damaged")
     tasks = tuple(str(t) for t in table.column(task_col).to_pylist())
     indices = tuple(int(i) for i in table.column("task_index").to_pylist())
     if len(set(indices)) != len(indices):
         raise SourceError(f"{path}: task_index values are not unique", path=path)
+    if len(set(tasks)) != len(tasks):
+        twice = sorted({t for t in tasks if tasks.count(t) > 1})[:3]
+        raise SourceError(f"{path}: task string(s) {twice} appear more than once", path=path,
+                          hint="LeRobot keys tasks by their string: each must be unique; the file is damaged")
     return tasks, indices
 
 
@@ -131,12 +146,17 @@ def load_source(root: Path, *, repo_id: str | None = None, revision: str | None 
     if not root.is_dir():
         raise SourceNotFoundError(f"dataset folder {root} does not exist", path=root,
                                   hint="point --root at the folder that holds meta/info.json, or use --repo-id")
+    # a Hub download's files are links into the cache folder of that repo (snapshots/<sha> -> blobs/)
+    hub_cache = [root.parents[1]] if repo_id and root.parent.name == "snapshots" else []
+    checks.check_tree(root, allowed=hub_cache)
     info = load_info(root)
     tasks, task_indices = load_tasks(root)
     episodes = load_episodes(root, info)
+    checks.check_counts(info, episodes, root / layout.INFO_PATH)
     for rel in sorted({ep.data_path for ep in episodes.values()}):
         check_data_file(root / rel, [e for e, ep in episodes.items() if ep.data_path == rel])
-    load_stats(root)
+    checks.check_frames(root, episodes, task_indices)
+    checks.check_stats(load_stats(root), root / layout.STATS_PATH)
     logger.info("source %s: %d episodes, %d tasks, fps %s", root, len(episodes), len(tasks), info["fps"])
     source = SourceDataset(
         root=root,
@@ -182,10 +202,13 @@ def _read_json_object(path: Path, *, missing: str, hint: str) -> dict[str, Any]:
     if not path.is_file():
         raise SourceNotFoundError(missing, path=path, hint=hint)
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        obj = read_strict(path)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise SourceError(f"{path} is not valid JSON: {e}", path=path,
                           hint="the file is damaged: download the dataset again") from e
+    except JsonProblem as e:
+        raise SourceError(f"{path}: {e}", path=path,
+                          hint="fix the file (or download the dataset again): LeRobot never writes this") from e
     if not isinstance(obj, dict):
         raise SourceError(f"{path} must hold a JSON object, got {type(obj).__name__}", path=path)
     return obj
@@ -256,6 +279,11 @@ def _format_path(template: str, path: Path, **kwargs: Any) -> str:
 
 
 def _episode_from_row(row: dict[str, Any], info: dict[str, Any], video_keys: list[str], path: Path) -> Episode:
+    empty = [k for k, v in row.items() if v is None and (k in _REQUIRED_EPISODE_COLUMNS or (
+        k.startswith("videos/") and k.split("/")[1] in video_keys and not k.endswith("to_timestamp")))]
+    if empty:
+        raise SourceError(f"{path}: episode {row.get('episode_index')!r} has empty (null) {empty}", path=path,
+                          hint="the episodes metadata is damaged: download the dataset again")
     index = int(row["episode_index"])
     data_path = _format_path(
         info["data_path"], path, chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"])

@@ -24,6 +24,7 @@ from typing import Any
 from hub_pgen.data import EpisodeSkills, Skill, SkillsFile
 from hub_pgen.errors import SkillsError
 from hub_pgen.notices import Notices
+from hub_pgen.source.jsonfile import JsonProblem, read_strict
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,10 @@ def load_skills(path: Path, *, known_episodes: set[int] | None = None) -> Skills
                  "hub-pgen --help shows an example), or give --input-jsonl",
         )
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        raw = read_strict(path)
+    except JsonProblem as e:
+        raise SkillsError(str(e), path=path,
+                          hint="fix meta/skills.json: each episode once, times as plain numbers in seconds") from e
     except json.JSONDecodeError as e:
         raise SkillsError(f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})", path=path,
                           hint="the file is damaged or truncated: write it again (see the skills.json format in "

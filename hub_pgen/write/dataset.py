@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from hub_pgen import faults, layout
 from hub_pgen.data import JournalRecord, Sample, SourceDataset
-from hub_pgen.errors import OutputError
+from hub_pgen.errors import OutputError, SourceError
 from hub_pgen.write import stats as st
 
 logger = logging.getLogger(__name__)
@@ -281,6 +281,9 @@ def _copy_rest(src_root: Path, dst_root: Path, *, handled: set[str]) -> tuple[in
             if rel in handled or rel in _REWRITTEN or rel.startswith(layout.EPISODES_DIR + "/"):
                 continue
             src = Path(os.path.realpath(Path(dirpath) / name))  # Hub cache files are symlinks into blobs/
+            if not src.is_file():  # checked at load (source/checks.py); a FIFO or device swapped in since
+                raise SourceError(f"{Path(dirpath) / name} is not a regular file; hub-pgen will not copy it",
+                                  path=Path(dirpath) / name, hint="remove it from the dataset folder and rerun")
             dst = dst_root / rel
             dst.parent.mkdir(parents=True, exist_ok=True)
             if rel.startswith(layout.VIDEO_DIR + "/"):

@@ -70,14 +70,19 @@ def inspect_output(
 ) -> State:
     """Decide fresh / resume / complete, or refuse with an error that says why and what to do."""
     out = paths.output
+    check_output_path(paths)
     if source_root is not None:
-        src = Path(os.path.abspath(source_root))
-        if out == src or src in out.parents or out in src.parents:
-            raise OutputError(
-                f"output {out} overlaps the source dataset {src}; the source is never written",
-                path=out,
-                hint="choose an --output-dir outside the source folder",
-            )
+        # resolved paths: a link to the source (or an output parent that links into it) is the source
+        src = Path(os.path.realpath(source_root))
+        for mine in (out, paths.work):
+            real = Path(os.path.realpath(mine))
+            if real == src or src in real.parents or real in src.parents:
+                raise OutputError(
+                    f"output {out} overlaps the source dataset {source_root}"
+                    + (f" (through links: it is {real})" if real != mine else "") + "; the source is never written",
+                    path=out,
+                    hint="choose an --output-dir outside the source folder",
+                )
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"output {out} exists and is not a folder", path=out,
                                 hint="choose another --output-dir; hub-pgen never overwrites a file")
@@ -119,6 +124,29 @@ def inspect_output(
     if not os.access(probe, os.W_OK | os.X_OK):
         raise OutputError(f"cannot create {out}: {probe} is not writable", path=out, hint="choose a writable --output-dir")
     return "fresh"
+
+
+def check_output_path(paths: OutputPaths) -> None:
+    """Names the file system will take, and no link where hub-pgen renames folders into place."""
+    out = paths.output
+    try:
+        name_max = os.pathconf(out.anchor or "/", "PC_NAME_MAX")
+        path_max = os.pathconf(out.anchor or "/", "PC_PATH_MAX")
+    except (OSError, ValueError):
+        name_max, path_max = 255, 4096
+    longest = max(len(os.fsencode(p)) for p in (paths.work, paths.staging)) + 64  # room for files inside
+    if len(os.fsencode(paths.work.name)) > name_max or longest > path_max:
+        raise OutputError(
+            f"output path {out} is too long for the file system once hub-pgen's work folder "
+            f"({paths.work.name}) and the dataset's files are added (names up to {name_max} bytes, paths up to "
+            f"{path_max})",
+            path=out, hint="choose a shorter --output-dir",
+        )
+    for p in (out, paths.work):
+        if p.is_symlink():
+            raise OutputError(f"{p} is a symbolic link; hub-pgen renames finished folders into place and will not "
+                              "write through a link", path=p,
+                              hint=f"give the real folder ({os.path.realpath(p)}) or another --output-dir")
 
 
 def journal_has_records(journal: Path) -> bool:

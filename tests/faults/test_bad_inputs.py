@@ -182,7 +182,7 @@ FATAL: dict[str, tuple[Callable[[Path], object], tuple[str, ...], int, tuple[str
     # arguments that do not fit the dataset
     "camera key that does not exist": (lambda r: None, ("--image-keys", "observation.images.wrist"), 2,
                                        ("--image-keys", "observation.images.wrist", "available", "observation.images.up")),
-    "episode that does not exist": (lambda r: None, ("--episodes", "0,9"), 2, ("--episodes", "[9]", "0..5")),
+    "episode that does not exist": (lambda r: None, ("--episodes", "0,9"), 2, ("--episodes", ": 9 not in the dataset", "0..5")),
     "bad --episodes syntax": (lambda r: None, ("--episodes", "3-1"), 2, ("--episodes", "'3-1'")),
 }
 
