@@ -86,6 +86,8 @@ def parse_episode_list(text: str | None) -> tuple[int, ...] | None:
                 if int(part) < 0:
                     raise ValueError
                 out.add(int(part))
+        except UsageError:
+            raise
         except ValueError:
             raise UsageError(f"--episodes: {part!r} is not an index or a range like 3-5",
                              hint="give episode indices and ascending ranges, comma-separated: --episodes 0,3-5") from None

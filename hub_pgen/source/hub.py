@@ -90,6 +90,22 @@ def default_cache_dir() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
+def check_cache_folders(cache_dir: Path | None = None) -> None:
+    """HF_HOME and the Hub cache must be folders (or creatable as folders) before any download."""
+    from huggingface_hub import constants
+
+    for folder in {Path(cache_dir or default_cache_dir()),
+                   Path(os.environ.get("HF_HOME") or constants.HF_HOME).expanduser()}:
+        probe = folder
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise HubError(
+                f"cannot use {folder} for the Hugging Face cache: {probe} is a file, not a folder",
+                hint="set HF_HOME (or HF_HUB_CACHE) to a folder you can write",
+            )
+
+
 def make_api(token: str | bool | None = None, endpoint: str | None = None) -> HfApi:
     """An ``HfApi`` for ``HF_ENDPOINT`` as set now; the token comes from ``HF_TOKEN``/login unless given."""
     from huggingface_hub import HfApi
@@ -455,6 +471,7 @@ def open_hub_source(repo_id: str, *, revision: str | None = None, cameras: Seque
     from hub_pgen.plan.planner import choose_cameras
     from hub_pgen.source.lerobot import load_info, load_source
 
+    check_cache_folders(cache_dir)
     snap = download_meta(repo_id, revision=revision, api=api, cache_dir=cache_dir, local_dir=local_dir)
     info = load_info(snap.root)
     stub = SourceDataset(root=snap.root, info=info, tasks=(), task_indices=(), episodes={})
