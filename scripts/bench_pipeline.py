@@ -68,9 +68,19 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"strategy": strategy + (f" {interval:g}s" if interval else ""), "samples": result.samples,
                      "seconds": round(seconds, 3), "x_copy": round(seconds / baseline, 2),
                      "samples_per_s": round(result.samples / seconds, 1)})
+    # what the load-time checks and the validation of the staged result cost, inside those runs
+    from hub_pgen.source.lerobot import load_source
+    from hub_pgen.validate import problems
+
+    last = work / f"out{n[0]}"
+    load_s = best(lambda: load_source(src))
+    validate_s = best(lambda: problems(last))
+    segment_s = rows[0]["seconds"]
     shutil.rmtree(work, ignore_errors=True)
     report = {"episodes": args.episodes, "frames_per_episode": args.frames, "build_s": round(build_s, 1),
-              "copytree_s": round(baseline, 3), "runs": rows}
+              "copytree_s": round(baseline, 3), "runs": rows,
+              "load_with_checks_s": round(load_s, 3), "validate_staged_s": round(validate_s, 3),
+              "validate_share_of_segment_run": round(validate_s / segment_s, 3)}
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -79,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'strategy':<14}{'samples':>9}{'seconds':>10}{'x copy':>9}{'samples/s':>12}")
         for r in rows:
             print(f"{r['strategy']:<14}{r['samples']:>9}{r['seconds']:>10.3f}{r['x_copy']:>9.2f}{r['samples_per_s']:>12.1f}")
+        print(f"inside each run: loading with every source check {load_s:.3f} s; validating the staged result "
+              f"{validate_s:.3f} s ({100 * validate_s / segment_s:.0f}% of the segment run)")
     return 0
 
 
