@@ -47,8 +47,9 @@ a frame at t belongs to the skill with start <= t < end):
 
 exit codes:
   0 ok, 2 bad arguments, 3 bad input data, 4 output folder problem (in use, another
-  configuration, not writable), 5 model loading, 6 Hub, 7 validation failed,
-  130 interrupted (rerun the same command to resume), 70 internal error
+  configuration, not writable), 5 model loading, 6 Hub, 7 validation failed, 8 every sample
+  failed (written, not pushed: --retry-failed), 130 interrupted (rerun the same command to
+  resume), 70 internal error
 
 environment:
   HF_TOKEN, HF_HOME, HF_ENDPOINT, HF_HUB_OFFLINE   the Hugging Face Hub (huggingface_hub's own)
@@ -60,7 +61,16 @@ class _Parser(argparse.ArgumentParser):
     """Bad arguments are a :class:`UsageError` (exit 2 with a TIP, and JSON with --json), not a bare exit."""
 
     def error(self, message: str):  # type: ignore[override]
-        raise UsageError(f"{message}", hint=f"see {self.prog} --help")
+        import difflib
+        import re
+
+        hint = f"see {self.prog} --help"
+        unknown = re.findall(r"(--[\w-]+)", message) if "unrecognized arguments" in message else []
+        flags = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        close = [m for u in unknown for m in difflib.get_close_matches(u.split("=")[0], flags, n=1)]
+        if close:
+            hint = f"did you mean {', '.join(close)}? ({hint})"
+        raise UsageError(f"{message}", hint=hint)
 
 
 def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
@@ -75,6 +85,7 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
         "LeRobot v3.0 dataset, and write them as a new, versioned LeRobot dataset.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # --retry must not silently mean --retry-failed
     )
     p.add_argument("--version", action="version", version=f"hub-pgen {__version__}")
     src = p.add_argument_group("source (one of)")
@@ -243,12 +254,19 @@ def run_main(args: argparse.Namespace) -> int:
     from hub_pgen.report import print_summary, write_step_summary
 
     config = config_from_args(args)
+    _warn_unused_model_options(args, config)
+    if not args.verbose:
+        from huggingface_hub.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()  # its own retry chatter; hub-pgen says what failed and what to do
     reporter = make_reporter(quiet=args.quiet or args.json)
     if not isinstance(reporter, RichReporter):
         quiet_library_progress()
     try:
         result = pipeline.run(config, reporter=reporter, dry_run=args.dry_run, wait=args.wait,
                               retry_failed=args.retry_failed)
+        if result.state in ("written", "already-complete") and result.samples and not result.ok:
+            _nothing_generated(result, config)
         if config.push_to and result.state in ("written", "already-complete"):
             from hub_pgen.push import push_result
 
@@ -263,6 +281,35 @@ def run_main(args: argparse.Namespace) -> int:
         print_summary(result)
     write_step_summary(result, config)
     return 0
+
+
+def _warn_unused_model_options(args: argparse.Namespace, config) -> None:
+    from hub_pgen.generate.registry import MODEL_OPTIONS, get_backend
+
+    if get_backend(config.backend).uses_model:
+        return
+    parser = build_parser()
+    given = [o for o in MODEL_OPTIONS if o != "model" and hasattr(args, o) and getattr(args, o) != parser.get_default(o)]
+    if args.model:
+        given.insert(0, "model")
+    if given:
+        logger.warning("--backend %s runs no model: %s ignored", config.backend,
+                       ", ".join("--" + o.replace("_", "-") for o in given))
+
+
+def _nothing_generated(result, config) -> None:
+    from collections import Counter
+
+    from hub_pgen.errors import NothingGeneratedError
+
+    reasons = Counter((r.error or "unknown").split(":")[0] for r in result.failures).most_common(2)
+    raise NothingGeneratedError(
+        f"every one of the {result.samples} samples failed ({'; '.join(f'{n} x {r}' for r, n in reasons)}); "
+        f"the result in {result.output} has no dialogue (-1 on every frame)"
+        + (" and was not pushed" if config.push_to else ""),
+        hint="see the failures' error and raw_text in meta/syn_annotations.jsonl; fix the cause (model, "
+             "--max-new-tokens, the input), then rerun the same command with --retry-failed",
+    )
 
 
 def _guarded(fn, argv: Sequence[str], *, as_json: bool = False) -> int:

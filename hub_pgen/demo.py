@@ -19,12 +19,18 @@ def main(argv: Sequence[str]) -> int:
     p = argparse.ArgumentParser(prog="hub-pgen demo", description=__doc__.splitlines()[0])
     p.add_argument("--output-dir", type=Path, default=Path("demo-out"),
                    help="where the example source and the new dataset go (default: demo-out)")
-    p.add_argument("--backend", choices=("template", "transformers"), default="template")
-    p.add_argument("--model", help="with --backend transformers: a local Qwen-VL folder or Hub id")
-    p.add_argument("--device", help="with --backend transformers: cpu, cuda, ...")
-    p.add_argument("--episodes", type=int, default=6, help="episodes in the generated example")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--backend", choices=("template", "transformers"), default="template",
+                   help="template: offline, no model (default); transformers: the Qwen-VL model given by --model")
+    p.add_argument("--model", help="with --backend transformers (required): a local Qwen-VL folder or Hub id")
+    p.add_argument("--device", help="with --backend transformers: cpu, cuda, cuda:N or auto")
+    p.add_argument("--episodes", type=int, default=6, help="episodes in the generated example (default: 6)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     args = p.parse_args(argv)
+    if args.backend == "transformers" and not args.model:
+        from hub_pgen.errors import UsageError
+
+        raise UsageError("hub-pgen demo --backend transformers needs --model (the demo downloads nothing by itself)",
+                         hint="e.g. --model Qwen/Qwen2.5-VL-3B-Instruct, or a local model folder")
 
     from hub_pgen import pipeline
     from hub_pgen.cli import setup_logging
@@ -51,5 +57,6 @@ def main(argv: Sequence[str]) -> int:
     validate(result.output, source=source)
     if not args.quiet:
         print_summary(result)
+        print(f"\nhub-pgen validate {result.output} --source {source}: valid")
         print(f"\nLoad it with lerobot:\n  LeRobotDataset('local/demo', root='{result.output}')")
     return 0

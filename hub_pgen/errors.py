@@ -198,6 +198,13 @@ class GenerationError(HubPgenError, RuntimeError):
         self.raw_text = raw_text
 
 
+class NothingGeneratedError(HubPgenError, RuntimeError):
+    """Every sample failed: the result is written (so ``--retry-failed`` can pick it up) but holds no
+    dialogue, and is not pushed."""
+
+    exit_code = 8
+
+
 class HubError(HubPgenError, OSError):
     """A Hugging Face Hub download or push failed."""
 
@@ -215,7 +222,9 @@ class ValidationError(HubPgenError, ValueError):
 
     def __init__(self, path: Path | str, problems: list[str]) -> None:
         shown = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{path} fails validation ({len(problems)} problem(s)):\n{shown}")
+        super().__init__(f"{path} fails validation ({len(problems)} problem(s)):\n{shown}",
+                         hint="a finished hub-pgen folder passes; this one was changed after the run, is "
+                              "unfinished, or was made by another tool: run hub-pgen again into a new --output-dir")
         self.path = Path(path)
         self.problems = problems
 

@@ -392,14 +392,17 @@ def run(
         spec.check(config)  # e.g. --device cuda without a GPU: before any download or folder
     prep = prepare(config, reporter, videos=not dry_run)
     faults.point("plan")
-    if dry_run:
-        return RunResult("dry-run", None, prep.fingerprint, samples=len(prep.samples),
-                         plan_report=plan_report(config, prep), elapsed_s=time.monotonic() - t0,
-                         notices=prep.notices)
-
     output = config.output_dir or out_mod.default_output_dir(prep.source_name, prep.fingerprint)
     paths = out_mod.OutputPaths.for_output(output)
     source_root = prep.source.root if prep.source else None
+    if dry_run:
+        report = plan_report(config, prep)
+        report.update(backend=config.backend,
+                      model=public_model_name(config.model) if spec.uses_model else None,
+                      output=str(paths.output), output_state=_output_state(paths, prep, source_root))
+        return RunResult("dry-run", None, prep.fingerprint, samples=len(prep.samples),
+                         plan_report=report, elapsed_s=time.monotonic() - t0, notices=prep.notices)
+
     # refuse another configuration's folder before taking anything (read-only)
     out_mod.inspect_output(paths, fingerprint=prep.fingerprint, identity=prep.identity, source_root=source_root)
     lock = RunLock(paths.work)
@@ -435,6 +438,20 @@ def run(
             lock.release()
         else:
             lock.abandon()
+
+
+def _output_state(paths: out_mod.OutputPaths, prep: Prepared, source_root: Path | None) -> str:
+    """What a real run would do with the output folder (read-only: for --dry-run)."""
+    from hub_pgen.errors import HubPgenError
+
+    try:
+        state = out_mod.inspect_output(paths, fingerprint=prep.fingerprint, identity=prep.identity,
+                                       source_root=source_root)
+    except HubPgenError as e:
+        return f"would be refused (exit {e.exit_code}): {e}"
+    return {"fresh": "new", "stale": "new (replaces a run that generated nothing)",
+            "resume": "would resume the interrupted run in its journal",
+            "complete": "already complete for this configuration (nothing to do)"}[state]
 
 
 def _generate_and_write(

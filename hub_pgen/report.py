@@ -18,6 +18,7 @@ def result_json(result: RunResult) -> dict[str, Any]:
     d["examples"] = [{"sample_id": r.sample_id, "skill": r.skill_current, "user_prompt": r.user_prompt,
                       "robot_utterance": r.robot_utterance} for r in result.examples]
     d["output"] = str(result.output) if result.output else None
+    d["exit_code"] = 0
     return d
 
 
@@ -61,14 +62,24 @@ def print_summary(result: RunResult) -> None:
             print(f"    user:  {r.user_prompt}\n    robot: {r.robot_utterance}")
 
 
+_PLAN_LABELS = {"episodes_without_skills": "episodes without skills (indices)",
+                "model_calls": "model calls (one per sample and try)"}
+
+
 def _print_plan(report: dict[str, Any]) -> None:
     rows = []
     for key, value in report.items():
+        if key == "mix" and isinstance(value, dict):
+            for kind, counts in value.items():
+                rows.append((kind.replace("_", " "), ", ".join(f"{k} {v}" for k, v in counts.items())))
+            continue
         if isinstance(value, dict):
-            value = ", ".join(f"{k}: {v}" if not isinstance(v, dict) else f"{k}: {v}" for k, v in value.items())
+            value = ", ".join(f"{k}: {v}" for k, v in value.items())
         elif isinstance(value, list):
             value = ", ".join(map(str, value)) or "(none)"
-        rows.append((key.replace("_", " "), str(value)))
+        elif value is None:
+            value = "—"
+        rows.append((_PLAN_LABELS.get(key, key.replace("_", " ")), str(value)))
     _table("hub-pgen plan (dry run: nothing generated)", rows)
 
 

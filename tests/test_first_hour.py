@@ -464,3 +464,63 @@ def test_source_is_unchanged_by_the_new_paths(example_root, tmp_path, capsys):
     assert cli(capsys, "--root", str(example_root), "--output-dir", str(out), "--backend", "template", "-q",
                "--retry-failed")[0] == 0
     assert tree_hashes(example_root) == before
+
+
+# --- found by trying it as a new user -------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_run_where_every_sample_fails_exits_8_and_is_not_pushed(example_root, tiny, tmp_path, capsys,
+                                                                  monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a push would fail with exit 6
+    out = tmp_path / "out"
+    rc, stdout, err = cli(capsys, "--root", str(example_root), "--output-dir", str(out), "--model", str(tiny),
+                          "--device", "cpu", "--episodes", "0", "--no-constrained", "--max-retries", "0",
+                          "--max-new-tokens", "8", "--push-to", "me/never", "--json")
+    assert rc == 8, err
+    doc = json.loads(stdout)
+    assert doc["exit_code"] == 8 and "every one of the" in doc["error"] and "--retry-failed" in doc["tip"]
+    assert "not pushed" in doc["error"]
+    assert (out / layout.PROVENANCE_PATH).is_file()  # written, so --retry-failed can pick it up
+
+
+def test_dry_run_says_what_would_happen_to_the_output_folder(example_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli(capsys, "--root", str(example_root), "--output-dir", str(out), "--backend", "template", "-q")[0] == 0
+    rc, stdout, _ = cli(capsys, "--root", str(example_root), "--output-dir", str(out), "--backend", "template",
+                        "--dry-run")
+    assert rc == 0 and re.search(r"output state\s+already complete", stdout)
+    rc, stdout, _ = cli(capsys, "--root", str(example_root), "--output-dir", str(out), "--backend", "template",
+                        "--seed", "3", "--dry-run", "--json")
+    report = json.loads(stdout)["plan_report"]
+    assert rc == 0 and report["output_state"].startswith("would be refused (exit 4)") and "seed" in report["output_state"]
+    assert report["backend"] == "template" and report["model"] is None
+
+
+def test_a_missing_model_folder_fails_before_anything_else(example_root, tmp_path, capsys):
+    rc, _, err = cli(capsys, "--root", str(example_root), "--output-dir", str(tmp_path / "out"), "--model",
+                     "./no/such/model", "--dry-run")
+    assert rc == 5 and "does not exist" in err
+    (tmp_path / "empty").mkdir()
+    rc, _, err = cli(capsys, "--root", str(example_root), "--output-dir", str(tmp_path / "out"), "--model",
+                     str(tmp_path / "empty"))
+    assert rc == 5 and "has no config.json" in err and not (tmp_path / "out.partial").exists()
+
+
+def test_model_options_with_the_template_backend_are_reported_as_ignored(example_root, tmp_path, capsys):
+    rc, _, err = cli(capsys, "--root", str(example_root), "--output-dir", str(tmp_path / "out"), "--backend",
+                     "template", "--device", "cuda", "--max-new-tokens", "50", "-q")
+    assert rc == 0
+    assert re.search(r"WARNING --backend template runs no model: --device, --max-new-tokens ignored", err), err
+
+
+def test_flag_abbreviations_are_refused_with_a_suggestion(capsys):
+    rc, _, err = cli(capsys, "--root", "x", "--retry")
+    assert rc == 2 and "did you mean --retry-failed" in err
+    rc, _, err = cli(capsys, "--root", "x", "--sampel", "frame")
+    assert rc == 2 and "did you mean --sampling" in err
+
+
+def test_the_transformers_demo_needs_a_model(tmp_path, capsys):
+    rc, _, err = cli(capsys, "demo", "--backend", "transformers", "--output-dir", str(tmp_path / "d"))
+    assert rc == 2 and "needs --model" in err and not (tmp_path / "d").exists()

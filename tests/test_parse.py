@@ -158,6 +158,7 @@ def test_string_pattern_bounds_length_and_forbids_escapes(n):
     # printable ASCII only: one byte a character, so the bound in characters is a bound in bytes (tokens)
     assert pattern.match("ASCII is fine: ok! (100%) [x] {y} ~"[:n])
     assert not pattern.match("Ü") and not pattern.match("—") and not pattern.match("\x7f")
+    assert not pattern.match(",") and not pattern.match(" hi")  # a letter first: no '","' answers
     # xgrammar#863: no single bounded repeat above 128
     assert all(int(m) <= 128 for m in re.findall(r",(\d+)\}", string_pattern(n)))
 
@@ -170,3 +171,11 @@ def test_schema_pins_assigned_types_and_requires_all_keys():
     assert schema["additionalProperties"] is False
     with pytest.raises(ValueError):
         dialogue_schema([], ["clarification"])
+
+
+@pytest.mark.parametrize("text", [",", "...!?", "  ;  "])
+def test_a_prompt_or_reply_without_words_is_not_an_answer(text):
+    with pytest.raises(GenerationError, match="has no words"):
+        parse_dialogue(json.dumps({**GOOD, "user_prompt": text}))
+    with pytest.raises(GenerationError, match="has no words"):
+        parse_dialogue(json.dumps({**GOOD, "robot_utterance": text}))

@@ -70,7 +70,7 @@ def clear_models() -> None:
     _MODELS.clear()
 
 
-DEVICE_HELP = "cpu, cuda, cuda:N (one GPU), or auto (spread over every GPU, else CPU; needs accelerate)"
+DEVICE_HELP = "cpu, cuda, cuda:N (one GPU), or auto (spread over every GPU, else CPU)"
 
 
 def check_device(device: str | None) -> None:
@@ -86,13 +86,36 @@ def check_device(device: str | None) -> None:
         raise UsageError(f"--device {device!r} is not a device torch knows", hint=f"use {DEVICE_HELP}") from None
     if parsed.type == "cuda":
         if not torch.cuda.is_available():
-            raise ModelLoadError(f"--device {device}: {_no_cuda_reason()}", hint=_NO_CUDA_HINT)
+            raise ModelLoadError(f"--device {device}: {_no_cuda_reason()}", hint=_no_cuda_hint())
         if parsed.index is not None and parsed.index >= torch.cuda.device_count():
             raise ModelLoadError(
                 f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
                 f"numbered 0..{torch.cuda.device_count() - 1}",
                 hint="pick an existing GPU, or --device auto to use all of them",
             )
+
+
+def looks_local(model: str) -> bool:
+    """A path rather than a Hub id (``OWNER/NAME``)."""
+    path = Path(model).expanduser()
+    return path.is_absolute() or model.startswith((".", "~")) or model.count("/") > 1 or path.exists()
+
+
+def check_local_model(model: str) -> None:
+    """A local model folder that is not there, or lacks its config, fails here, before any download
+    or output folder (the same mistake at load time costs the source download first)."""
+    if not looks_local(model):
+        return
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"model folder {model} does not exist",
+                             hint="pass a Hub id such as Qwen/Qwen3-VL-8B-Instruct, or an existing model folder")
+    if not path.is_dir() or not (path / "config.json").is_file():
+        raise ModelLoadError(
+            f"model folder {model} is incomplete: it has no config.json",
+            hint="the folder needs config.json, the weights, and the processor files (tokenizer, preprocessor/"
+                 "processor config, chat template) as save_pretrained writes them",
+        )
 
 
 def resolve_device(device: str | None) -> str:
@@ -190,8 +213,11 @@ def _resolve_commit(options: LoadOptions) -> str | None:
     return extract_commit_hash(path, None)
 
 
-_NO_CUDA_HINT = ("pass --device cpu (slow, for trying things out), or install a CUDA build of torch on a machine "
-                 "with an NVIDIA driver (`nvidia-smi` must work)")
+def _no_cuda_hint() -> str:
+    if torch.version.cuda is None:
+        return "pass --device cpu (slow, for trying things out), or install a CUDA build of torch on a GPU machine"
+    return ("pass --device cpu (slow, for trying things out), or run on a machine whose NVIDIA driver works "
+            "(`nvidia-smi` lists the GPU) and whose CUDA_VISIBLE_DEVICES shows it")
 
 
 def _no_cuda_reason() -> str:
@@ -239,7 +265,7 @@ def _known_cause(options: LoadOptions, exc: BaseException) -> tuple[str, str] | 
                 "for a newer one")
     if any(s in low for s in ("found no nvidia driver", "not compiled with cuda", "cuda driver version is insufficient",
                               "no cuda gpus are available", "cuda_visible_devices")):
-        return (_no_cuda_reason(), _NO_CUDA_HINT)
+        return (_no_cuda_reason(), _no_cuda_hint())
     if "out of memory" in low:
         return ("the model does not fit in the device's memory",
                 "use --device auto to spread it over every GPU, --dtype bfloat16, or a smaller model")

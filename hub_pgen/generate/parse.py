@@ -77,6 +77,8 @@ def validate_object(
             raise GenerationError(f"{key} is empty", raw_text=raw)
         if text.lower() in _PLACEHOLDERS:
             raise GenerationError(f"{key} is the template placeholder {text!r}, not an answer", raw_text=raw)
+        if key in ("user_prompt", "robot_utterance") and not any(c.isalpha() for c in text):
+            raise GenerationError(f"{key} has no words: {_short(repr(text))}", raw_text=raw)
         values[key] = text
     values["scenario_type"] = _check_type(
         "scenario_type", values["scenario_type"], SCENARIO_TYPES, scenario_type, raw

@@ -49,9 +49,10 @@ def _transformers_identity(config: RunConfig) -> dict[str, Any]:
 
 
 def _check_transformers(config: RunConfig) -> None:
-    from hub_pgen.generate.loading import check_device
+    from hub_pgen.generate.loading import check_device, check_local_model
 
     check_device(config.device)
+    check_local_model(config.model)
 
 
 def _make_transformers(config: RunConfig) -> Backend:

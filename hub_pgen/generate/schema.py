@@ -35,6 +35,7 @@ STOP_TOKENS = 1
 DEFAULT_MAX_NEW_TOKENS = 512  # >= default_max_new_tokens(): the default bounds fit any tokenizer
 # printable ASCII minus '"' (0x22) and '\' (0x5c): one byte each, and nothing needs a JSON escape
 SAFE_CHAR = r"[\x20\x21\x23-\x5b\x5d-\x7e]"
+FIRST_CHAR = "[A-Za-z]"
 _MAX_REPEAT = 128
 
 
@@ -101,14 +102,15 @@ def answer_bounds(max_new_tokens: int) -> AnswerBounds:
 
 
 def string_pattern(max_chars: int) -> str:
-    """A non-empty string of at most ``max_chars`` printable ASCII characters with nothing that needs
-    escaping, so the raw JSON text and the decoded value are the same and the string always closes."""
+    """A string of 1 to ``max_chars`` printable ASCII characters that starts with a letter and holds
+    nothing that needs escaping, so the raw JSON text and the decoded value are the same and the string
+    always closes. (A letter first: a weak model otherwise "answers" ``","``.)"""
     if max_chars < 1:
         raise ValueError(f"max_chars must be >= 1, got {max_chars}")
     # xgrammar 0.2.x crashes on a bounded repeat above 128 inside a JSON string (xgrammar#863), so
     # longer bounds are written as consecutive repeats of at most 128 each: same language.
-    chunks = [f"{SAFE_CHAR}{{1,{min(max_chars, _MAX_REPEAT)}}}"]
-    left = max_chars - _MAX_REPEAT
+    chunks = [FIRST_CHAR]
+    left = max_chars - 1
     while left > 0:
         chunks.append(f"{SAFE_CHAR}{{0,{min(left, _MAX_REPEAT)}}}")
         left -= _MAX_REPEAT

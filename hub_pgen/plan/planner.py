@@ -195,7 +195,7 @@ def segment_dataset(
         raise UsageError(
             f"--episodes: {shown} not in the dataset (it has {len(source.episodes)} episodes, "
             f"{min(source.episodes, default=0)}..{max(source.episodes, default=-1)})",
-            hint="list the dataset's episodes with --dry-run; indices are episode_index values",
+            hint="episodes are named by their episode_index, within the range above",
         )
     notices = notices if notices is not None else Notices()
     times = read_frame_times(source, chosen)

@@ -147,8 +147,12 @@ def _timestamps(r: Path, bad: Callable[[float], float]) -> None:
 
 
 def _episode_not_in_meta(r: Path) -> None:
-    edit_parquet(r / EPISODES_META, lambda t: t.filter(pa.compute.not_equal(t.column("episode_index"), 5)))
-    length5 = 60  # keep info.json's totals in step, so only the stray data rows are wrong
+    import pyarrow.compute as pc
+
+    meta = pq.read_table(r / EPISODES_META)
+    length5 = meta.filter(pc.equal(meta.column("episode_index"), 5)).column("length")[0].as_py()
+    edit_parquet(r / EPISODES_META, lambda t: t.filter(pc.not_equal(t.column("episode_index"), 5)))
+    # info.json's totals kept in step, so only the stray data rows are wrong
     edit_json(r / INFO, lambda o: o.update(total_episodes=5, total_frames=o["total_frames"] - length5))
 
 
