@@ -42,13 +42,12 @@ from hub_pgen.generate.loading import (  # noqa: F401  (re-exported: the backend
     resolve_device,
     resolve_dtype,
 )
-from hub_pgen.generate.parse import parse_dialogue
+from hub_pgen.generate.layer import RETRY_TEMPERATURE, Call, CallFailed, generate_with_retries
 from hub_pgen.generate.schema import DEFAULT_MAX_NEW_TOKENS, AnswerBounds, answer_bounds
 from hub_pgen.plan.taxonomy import RESPONSE_TYPES, SCENARIO_TYPES
 
 logger = logging.getLogger(__name__)
 
-RETRY_TEMPERATURE = 0.7  # a greedy run's retries sample at this temperature (seed + attempt)
 OOM_FAILURE = "CUDA out of memory at batch size 1"
 
 GenerateFn = Callable[..., torch.Tensor]  # called like ``model.generate(**inputs, **kwargs)``
@@ -88,23 +87,6 @@ _BACKENDS: dict[tuple[LoadOptions, GenerationOptions], TransformersBackend] = {}
 
 
 # --- the backend --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Item:
-    """One model call: a prompt, its images, and what the grammar and sampler need."""
-
-    prompt: str
-    images: tuple[Any, ...]
-    seed: int
-    temperature: float
-    scenario_type: str | None = None
-    response_type: str | None = None
-
-
-@dataclass(frozen=True)
-class _Failed:
-    reason: str
 
 
 class TransformersBackend:
@@ -216,43 +198,10 @@ class TransformersBackend:
         }
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        """One result per request, in order; failures are results, never exceptions."""
-        results: list[GenerationResult | None] = [None] * len(requests)
-        last: dict[int, tuple[str, str]] = {}
-        todo = list(range(len(requests)))
-        for attempt in range(self.options.max_retries + 1):
-            if not todo:
-                break
-            outputs = self._run([self._item(requests[i], attempt) for i in todo])
-            retry: list[int] = []
-            for i, out in zip(todo, outputs):
-                sample = requests[i].sample
-                if isinstance(out, _Failed):
-                    results[i] = GenerationResult(
-                        sample.sample_id, None, error=out.reason, attempts=attempt + 1
-                    )
-                    continue
-                try:
-                    dialogue = parse_dialogue(
-                        out, scenario_type=sample.scenario_type, response_type=sample.response_type
-                    )
-                except GenerationError as exc:
-                    logger.debug("sample %s attempt %d: %s", sample.sample_id, attempt + 1, exc)
-                    last[i] = (exc.message, out)
-                    retry.append(i)
-                    continue
-                results[i] = GenerationResult(sample.sample_id, dialogue, raw_text=out, attempts=attempt + 1)
-            todo = retry
-        for i in todo:
-            reason, raw = last[i]
-            results[i] = GenerationResult(
-                requests[i].sample.sample_id,
-                None,
-                raw_text=raw,
-                error=reason,
-                attempts=self.options.max_retries + 1,
-            )
-        return [r for r in results if r is not None]
+        """One result per request, in order; failures are results, never exceptions (the shared
+        layer, :mod:`hub_pgen.generate.layer`, parses, retries and enforces the assigned types)."""
+        return generate_with_retries(self._run, requests, temperature=self.options.temperature,
+                                     max_retries=self.options.max_retries)
 
     def complete(
         self,
@@ -265,31 +214,17 @@ class TransformersBackend:
     ) -> str:
         """The raw answer to one prompt (the seed API's ``call_qwen``). Constrained decoding pins the
         types given; ``None`` allows any known type. Raises :class:`GenerationError` on CUDA OOM."""
-        item = _Item(prompt, tuple(images), seed, self.options.temperature, scenario_type, response_type)
+        item = Call("complete", prompt, tuple(images), seed, self.options.temperature, scenario_type, response_type)
         out = self._run([item])[0]
-        if isinstance(out, _Failed):
+        if isinstance(out, CallFailed):
             raise GenerationError(out.reason, hint="lower --max-pixels or use a smaller model")
         return out
 
     # -- batching and OOM ----------------------------------------------------------------------
 
-    def _item(self, request: GenerationRequest, attempt: int) -> _Item:
-        attempt += request.first_attempt  # a --retry-failed run goes on where the earlier tries stopped
-        temperature = self.options.temperature
-        if attempt > 0 and temperature == 0:
-            temperature = RETRY_TEMPERATURE
-        return _Item(
-            request.prompt,
-            tuple(request.images),
-            request.seed + attempt,
-            temperature,
-            request.sample.scenario_type,
-            request.sample.response_type,
-        )
-
-    def _run(self, items: list[_Item]) -> list[str | _Failed]:
+    def _run(self, items: list[Call]) -> list[str | CallFailed]:
         """Generate for ``items`` in chunks no larger than the batch cap learnt from OOMs."""
-        out: list[str | _Failed] = []
+        out: list[str | CallFailed] = []
         start = 0
         while start < len(items):
             size = self.batch_cap or len(items)
@@ -297,7 +232,7 @@ class TransformersBackend:
             start += size
         return out
 
-    def _run_chunk(self, items: list[_Item]) -> list[str | _Failed]:
+    def _run_chunk(self, items: list[Call]) -> list[str | CallFailed]:
         try:
             return self._generate_texts(items)
         except Exception as exc:
@@ -306,7 +241,7 @@ class TransformersBackend:
             _free_memory()
             if len(items) == 1:
                 logger.warning("CUDA out of memory at batch size 1; recording the sample as failed")
-                return [_Failed(OOM_FAILURE)]
+                return [CallFailed(OOM_FAILURE)]
             half = (len(items) + 1) // 2
             self.batch_cap = min(self.batch_cap or half, half)
             logger.warning(
@@ -316,7 +251,7 @@ class TransformersBackend:
 
     # -- one generate call ---------------------------------------------------------------------
 
-    def _generate_texts(self, items: list[_Item]) -> list[str | _Failed]:
+    def _generate_texts(self, items: list[Call]) -> list[str | CallFailed]:
         encoded, failed = self._encode(items)
         ok_items = [it for i, it in enumerate(items) if i not in failed]
         texts: list[str] = []
@@ -330,7 +265,7 @@ class TransformersBackend:
         it = iter(texts)
         return [failed[i] if i in failed else next(it) for i in range(len(items))]
 
-    def _encode(self, items: list[_Item]) -> tuple[Any, dict[int, _Failed]]:
+    def _encode(self, items: list[Call]) -> tuple[Any, dict[int, CallFailed]]:
         """Chat-format every item (images first, then the prompt) and run the processor on the batch.
         If the batch fails, encode items one by one so only the bad ones fail."""
         try:
@@ -339,15 +274,15 @@ class TransformersBackend:
             if is_oom(exc):
                 raise
             if len(items) == 1:
-                return None, {0: _Failed(f"could not prepare the model input: {type(exc).__name__}: {exc}")}
-        failed: dict[int, _Failed] = {}
+                return None, {0: CallFailed(f"could not prepare the model input: {type(exc).__name__}: {exc}")}
+        failed: dict[int, CallFailed] = {}
         for i, item in enumerate(items):
             bad = self._encode([item])[1]
             if bad:
                 failed[i] = bad[0]
         return None, failed
 
-    def _processor_call(self, items: list[_Item]) -> Any:
+    def _processor_call(self, items: list[Call]) -> Any:
         texts = [
             self.processor.apply_chat_template(
                 chat_messages(len(it.images), it.prompt), tokenize=False, add_generation_prompt=True
@@ -374,7 +309,7 @@ class TransformersBackend:
         shortest = min(int(size.get("shortest_edge", 56 * 56)), longest)
         return {"shortest_edge": shortest, "longest_edge": longest}
 
-    def _generate_kwargs(self, items: list[_Item], inputs: Any) -> dict[str, Any]:
+    def _generate_kwargs(self, items: list[Call], inputs: Any) -> dict[str, Any]:
         config = copy.deepcopy(self._generation_config)
         config.max_new_tokens = self.options.max_new_tokens
         processors: list[Any] = []
@@ -395,7 +330,7 @@ class TransformersBackend:
             processors.append(SeededSampler([it.seed & (2**63 - 1) for it in items], self.model.device))
         return {"generation_config": config, "logits_processor": transformers.LogitsProcessorList(processors)}
 
-    def _grammar_for(self, item: _Item) -> Any:
+    def _grammar_for(self, item: Call) -> Any:
         scenarios = [item.scenario_type] if item.scenario_type else list(SCENARIO_TYPES)
         responses = [item.response_type] if item.response_type else list(RESPONSE_TYPES)
         return self._grammar_cache().grammar(scenarios, responses, self.options.bounds)
