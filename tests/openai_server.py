@@ -1,0 +1,262 @@
+"""A loopback stand-in for an OpenAI-compatible chat-completions server, for tests of the client backend.
+
+Real servers (vLLM, ``transformers serve``, llama.cpp, the OpenAI API) need a model and often a GPU;
+this one answers instantly on 127.0.0.1 (a free port), stdlib only, and lets a test choose how the
+"model" behaves and inject the faults a client must survive:
+
+- ``GET /health`` (200), ``GET /v1/models`` (the configured model names),
+  ``POST /v1/chat/completions`` (non-streaming; ``stream: true`` gets 400; an unknown model 404).
+- :attr:`OpenAIServer.mode`: ``"schema"`` (default) answers a JSON object that satisfies the request's
+  ``response_format.json_schema.schema`` (each property's first ``enum`` value, else a short ASCII
+  sentence that starts with a letter and differs per prompt: a hash of the messages is in it, so the
+  same prompt always gets the same answer); without a ``response_format``, the pgen object (types
+  taken from the prompt's ``"scenario_type": "..."`` lines when present). ``"fenced"``: that JSON inside
+  a ```json fence with prose around it. ``"ignore"``: prose, no JSON (a server that drops
+  ``response_format``, as ``transformers serve`` does).
+- :attr:`OpenAIServer.script`: entries consumed one per chat request, before normal handling: an int
+  status (429 comes with ``Retry-After: 0``; 200 means answer normally), ``"drop"`` (close the
+  connection without a response) or ``("sleep", seconds)`` (then answer normally).
+- :attr:`OpenAIServer.delay`: seconds every chat request waits before answering.
+- :attr:`OpenAIServer.api_key`: when set, ``/v1/*`` needs ``Authorization: Bearer <api_key>`` (else 401).
+
+For assertions: :attr:`requests` (per chat request: ``body`` (parsed JSON), ``status`` (``None`` when
+dropped), ``bytes`` (body size), ``images`` (``data:image/`` parts)), :attr:`images_seen` (their sum),
+:attr:`in_flight` and :attr:`max_in_flight`. A request is logged before its answer is sent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+PGEN_KEYS = ("scenario_type", "response_type", "user_prompt", "robot_utterance")
+SENTENCES = ("Please pick up the cup near camera {tag}.", "Sure, I will pick up the cup now {tag}.")
+
+
+class OpenAIServer:
+    """The stand-in. Use as a context manager, or :meth:`start` / :meth:`stop`."""
+
+    def __init__(self, *, models: Sequence[str] = ("tiny-pgen",), mode: str = "schema",
+                 api_key: str | None = None, delay: float = 0.0, script: Sequence[Any] = ()) -> None:
+        self.models = list(models)
+        self.mode = mode  # "schema" | "fenced" | "ignore"
+        self.api_key = api_key
+        self.delay = delay
+        self.script: list[Any] = list(script)
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the log and the counters (not the knobs)."""
+        with self._lock:
+            self.requests: list[dict[str, Any]] = []
+            self.images_seen = 0
+            self.in_flight = 0
+            self.max_in_flight = 0
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> OpenAIServer:
+        server = self
+
+        class Handler(_Handler):
+            stand_in = server
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                         name="openai-server", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+
+    def __enter__(self) -> OpenAIServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """The base URL a client takes, ending in ``/v1``."""
+        assert self._httpd is not None, "server not started"
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    # --- the "model" ------------------------------------------------------------------------
+
+    def answer(self, body: dict[str, Any]) -> str:
+        """The assistant text for one chat request, by :attr:`mode`."""
+        messages = body.get("messages") or []
+        tag = hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:6]
+        if self.mode == "ignore":
+            return f"Sure! Here is a dialogue: the user asks for the cup ({tag}), and the robot agrees."
+        fmt = body.get("response_format") or {}
+        schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
+        obj = _satisfy(schema, tag) if schema else _pgen_object(_text_of(messages), tag)
+        text = json.dumps(obj, separators=(",", ":"))
+        if self.mode == "fenced":
+            return f"Here is the dialogue you asked for:\n```json\n{text}\n```\nWant another one?"
+        if self.mode != "schema":
+            raise ValueError(f"unknown mode {self.mode!r}")
+        return text
+
+
+def _satisfy(schema: dict[str, Any], tag: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    strings = 0
+    for name, prop in (schema.get("properties") or {}).items():
+        if prop.get("enum"):
+            out[name] = prop["enum"][0]
+        elif prop.get("type") in ("integer", "number"):
+            out[name] = prop.get("minimum", 0)
+        elif prop.get("type") == "boolean":
+            out[name] = True
+        else:
+            text = SENTENCES[strings % len(SENTENCES)].format(tag=tag)
+            out[name] = text[: prop.get("maxLength", len(text))]
+            strings += 1
+    return out
+
+
+def _pgen_object(prompt: str, tag: str) -> dict[str, Any]:
+    """No response_format: the pgen answer, with the types the prompt assigns (else the first ones)."""
+    found = {k: m.group(1) for k in PGEN_KEYS[:2] if (m := re.search(rf'"{k}":\s*"(\w+)"', prompt))}
+    return {"scenario_type": found.get("scenario_type", "direct_request"),
+            "response_type": found.get("response_type", "confirmation"),
+            "user_prompt": SENTENCES[0].format(tag=tag), "robot_utterance": SENTENCES[1].format(tag=tag)}
+
+
+def _text_of(messages: list[dict[str, Any]]) -> str:
+    parts = []
+    for m in messages:
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(p.get("text", "") for p in content if isinstance(p, dict))
+    return "\n".join(parts)
+
+
+def _count_images(messages: list[Any]) -> int:
+    count = 0
+    for m in messages:
+        for p in m.get("content") if isinstance(m, dict) and isinstance(m.get("content"), list) else []:
+            image = p.get("image_url") if isinstance(p, dict) and p.get("type") == "image_url" else None
+            count += isinstance(image, dict) and str(image.get("url", "")).startswith("data:image/")
+    return count
+
+
+# --- HTTP -----------------------------------------------------------------------------------
+
+
+class _Handler(BaseHTTPRequestHandler):
+    stand_in: OpenAIServer
+    protocol_version = "HTTP/1.1"  # keep-alive, like real servers; every answer has a Content-Length
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read OpenAIServer.requests
+        pass
+
+    def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        kind = {401: "invalid_request_error", 404: "invalid_request_error", 429: "rate_limit_error"}.get(
+            status, "server_error" if status >= 500 else "invalid_request_error")
+        self._send_json(status, {"error": {"message": message, "type": kind, "code": status}}, headers)
+
+    def _authorized(self) -> bool:
+        key = self.stand_in.api_key
+        return key is None or self.headers.get("Authorization") == f"Bearer {key}"
+
+    def do_GET(self) -> None:
+        if self.path == "/health":
+            self._send_json(200, {"status": "ok"})
+        elif not self._authorized():
+            self._error(401, "Incorrect API key provided")
+        elif self.path == "/v1/models":
+            models = [{"id": m, "object": "model", "created": 0, "owned_by": "tests"}
+                      for m in self.stand_in.models]
+            self._send_json(200, {"object": "list", "data": models})
+        else:
+            self._error(404, f"no such endpoint: GET {self.path}")
+
+    def do_POST(self) -> None:
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path != "/v1/chat/completions":
+            return self._error(404, f"no such endpoint: POST {self.path}")
+        s = self.stand_in
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        messages = body.get("messages") if isinstance(body, dict) else None
+        images = _count_images(messages) if isinstance(messages, list) else 0
+        entry: dict[str, Any] = {"body": body, "status": None, "bytes": len(raw), "images": images}
+        with s._lock:
+            step = s.script.pop(0) if s.script else None
+            s.in_flight += 1
+            s.max_in_flight = max(s.max_in_flight, s.in_flight)
+            s.images_seen += images
+        status, text, headers = 200, "", {}
+        try:
+            time.sleep(s.delay)
+            if isinstance(step, tuple) and step[0] == "sleep":
+                time.sleep(step[1])
+            if step == "drop":
+                self.close_connection = True
+                return
+            if not self._authorized():
+                status, text = 401, "Incorrect API key provided"
+            elif isinstance(step, int) and step != 200:
+                status, text = step, f"scripted failure {step}"
+                headers = {"Retry-After": "0"} if step == 429 else {}
+            elif not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+                status, text = 400, "the body must be a JSON object with a list of messages"
+            elif body.get("stream"):
+                status, text = 400, "this stand-in does not stream"
+            elif body.get("model") not in s.models:
+                status, text = 404, f"The model {body.get('model')!r} does not exist"
+            else:
+                try:
+                    text = s.answer(body)
+                except ValueError as e:
+                    status, text = 500, str(e)
+        finally:
+            entry["status"] = None if step == "drop" else status
+            with s._lock:
+                s.in_flight -= 1
+                s.requests.append(entry)
+        if status != 200:
+            return self._error(status, text, headers)
+        self._send_json(200, {
+            "id": f"chatcmpl-{len(s.requests)}", "object": "chat.completion", "created": int(time.time()),
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": len(raw) // 4, "completion_tokens": len(text) // 4 + 1,
+                      "total_tokens": len(raw) // 4 + len(text) // 4 + 1},
+        })
