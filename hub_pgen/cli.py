@@ -135,6 +135,16 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
     gen.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), help="default: bfloat16 on GPU, float32 on CPU")
     gen.add_argument("--attn-implementation", help="e.g. sdpa, flash_attention_2, eager")
     gen.add_argument("--trust-remote-code", action="store_true", help="allow model code from the Hub (off by default)")
+    srv = p.add_argument_group("server (--backend openai)")
+    srv.add_argument("--base-url", metavar="URL",
+                     help="an OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (vllm serve, SGLang, TGI, "
+                          "transformers serve, Inference Endpoints); --model is the served name (default: the only "
+                          "one it lists)")
+    srv.add_argument("--api-key-env", metavar="VAR",
+                     help="environment variable holding the API key (default: OPENAI_API_KEY, else HF_TOKEN)")
+    srv.add_argument("--concurrency", type=int, default=16, help="requests in flight (default: 16)")
+    srv.add_argument("--request-timeout", type=float, default=300.0, metavar="S",
+                     help="seconds one request may take (default: 300)")
     push = p.add_argument_group("push")
     push.add_argument("--push-to", metavar="OWNER/NAME", help="push the new dataset to this Hub dataset repo")
     push.add_argument("--branch", help="push to this branch (created from main if absent); main is left untouched")
@@ -148,7 +158,7 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
 
 
 def config_from_args(args: argparse.Namespace):
-    from hub_pgen.config import DEFAULT_MODEL, RunConfig
+    from hub_pgen.config import RunConfig
     from hub_pgen.plan.planner import parse_episode_list
     from hub_pgen.plan.taxonomy import RESPONSE_TYPES, SCENARIO_TYPES, parse_mix
 
@@ -174,7 +184,7 @@ def config_from_args(args: argparse.Namespace):
         scenario_mix=scenario_mix,
         response_mix=response_mix,
         backend=args.backend,
-        model=args.model[-1] if args.model else DEFAULT_MODEL,
+        model=args.model[-1] if args.model else None,
         model_revision=args.model_revision,
         temperature=args.temperature,
         top_p=args.top_p,
@@ -186,6 +196,10 @@ def config_from_args(args: argparse.Namespace):
         dtype=args.dtype,
         attn_implementation=args.attn_implementation,
         trust_remote_code=args.trust_remote_code,
+        base_url=args.base_url,
+        api_key_env=args.api_key_env,
+        concurrency=args.concurrency,
+        request_timeout=args.request_timeout,
         push_to=args.push_to,
         branch=args.branch,
         private=args.private,
@@ -286,14 +300,15 @@ def run_main(args: argparse.Namespace) -> int:
 def _warn_unused_model_options(args: argparse.Namespace, config) -> None:
     from hub_pgen.generate.registry import MODEL_OPTIONS, get_backend
 
-    if get_backend(config.backend).uses_model:
-        return
+    spec = get_backend(config.backend)
     parser = build_parser()
-    given = [o for o in MODEL_OPTIONS if o != "model" and hasattr(args, o) and getattr(args, o) != parser.get_default(o)]
-    if args.model:
+    given = [o for o in MODEL_OPTIONS if o not in spec.options and o != "model"
+             and hasattr(args, o) and getattr(args, o) != parser.get_default(o)]
+    if args.model and "model" not in spec.options:
         given.insert(0, "model")
     if given:
-        logger.warning("--backend %s runs no model: %s ignored", config.backend,
+        logger.warning("--backend %s %s: %s ignored", config.backend,
+                       "runs no model" if not spec.uses_model else "does not use them",
                        ", ".join("--" + o.replace("_", "-") for o in given))
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from hub_pgen.errors import UsageError
+from hub_pgen.generate.registry import DEFAULT_MODEL  # noqa: F401  (re-exported)
 from hub_pgen.generate.schema import DEFAULT_MAX_NEW_TOKENS, BudgetTooSmall, answer_bounds
 
-BackendName = Literal["template", "transformers"]
-DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
+BackendName = Literal["template", "transformers", "openai"]
 MIN_SAMPLE_INTERVAL_S = 1e-3  # below a millisecond every frame is a sample: use --sampling frame
 
 
@@ -38,7 +38,7 @@ class RunConfig:
     response_mix: dict[str, float] | None = None
     # generate
     backend: BackendName = "transformers"
-    model: str = DEFAULT_MODEL
+    model: str | None = None  # None: the backend's default (transformers: DEFAULT_MODEL; openai: the served one)
     model_revision: str | None = None
     temperature: float = 0.0
     top_p: float = 1.0
@@ -50,6 +50,11 @@ class RunConfig:
     dtype: str | None = None
     attn_implementation: str | None = None
     trust_remote_code: bool = False
+    # openai
+    base_url: str | None = None
+    api_key_env: str | None = None
+    concurrency: int = 16
+    request_timeout: float = 300.0
     # push
     push_to: str | None = None
     branch: str | None = None
@@ -65,6 +70,12 @@ class RunConfig:
         if len(sources) != 1:
             raise UsageError("give exactly one source: --root DIR, --repo-id OWNER/NAME, or --input-jsonl FILE")
         spec = get_backend(self.backend)
+        if self.model is None and spec.default_model:
+            object.__setattr__(self, "model", spec.default_model)
+        if self.concurrency < 1:
+            raise UsageError(f"--concurrency must be >= 1, got {self.concurrency}")
+        if not math.isfinite(self.request_timeout) or self.request_timeout <= 0:
+            raise UsageError(f"--request-timeout must be a number of seconds > 0, got {self.request_timeout}")
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
         if not math.isfinite(self.temperature) or self.temperature < 0:
@@ -145,10 +156,10 @@ class RunConfig:
         the model options only when the backend runs a model."""
         from hub_pgen.generate.registry import MODEL_OPTIONS, get_backend
 
-        model = get_backend(self.backend).uses_model
+        used = get_backend(self.backend).options
         out = {}
         for k, v in asdict(self).items():
-            if k in MODEL_OPTIONS and not model:
+            if k in MODEL_OPTIONS and k not in used:
                 continue
             out[k] = str(v) if isinstance(v, Path) else (list(v) if isinstance(v, tuple) else v)
         return out

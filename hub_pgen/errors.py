@@ -215,6 +215,13 @@ class HubError(HubPgenError, OSError):
         self.repo_id = repo_id
 
 
+class ServerError(HubPgenError, ConnectionError):
+    """A model server (``--backend openai``) cannot be used: unreachable after retries, the key
+    refused, the path or model unknown. Every finished sample is in the journal."""
+
+    exit_code = 6
+
+
 class ValidationError(HubPgenError, ValueError):
     """A dataset folder does not meet the output contract (``hub-pgen validate``)."""
 

@@ -286,9 +286,11 @@ def generate_all(
             results = backend.generate(requests)
             faults.point("generate")
             sent += len(requests)
-            if len(results) != len(requests):
-                raise RuntimeError(f"backend {backend.name} returned {len(results)} results for {len(requests)} requests")
-            records += [to_record(req.sample, res, prep.fingerprint) for req, res in zip(requests, results)]
+            by_id = {res.sample_id: res for res in results}
+            missing = [req.sample.sample_id for req in requests if req.sample.sample_id not in by_id]
+            if missing:
+                raise RuntimeError(f"backend {backend.name} returned no result for {missing[:5]}")
+            records += [to_record(req.sample, by_id[req.sample.sample_id], prep.fingerprint) for req in requests]
         records = [_with_earlier(r, journal.get(r.sample_id)) for r in records]
         writer.append(records)
         faults.point("journal")
@@ -366,7 +368,7 @@ def _public_identity(identity: dict[str, Any]) -> dict[str, Any]:
 
 def _public_details(details: dict[str, Any], config: RunConfig) -> dict[str, Any]:
     ident = details.get("identity")
-    if isinstance(ident, dict) and ident.get("model") == config.model:
+    if isinstance(ident, dict) and config.model and ident.get("model") == config.model:
         details = {**details, "identity": {**ident, "model": public_model_name(config.model)}}
     return details
 
@@ -390,6 +392,7 @@ def run(
     spec = get_backend(config.backend)
     if backend is None:
         spec.check(config)  # e.g. --device cuda without a GPU: before any download or folder
+        config = spec.resolve(config)  # e.g. the served model's name
     prep = prepare(config, reporter, videos=not dry_run)
     faults.point("plan")
     output = config.output_dir or out_mod.default_output_dir(prep.source_name, prep.fingerprint)
@@ -488,8 +491,12 @@ def _generate_and_write(
 
         reporter.stage("download", f"{prep.source.repo_id}: every camera's videos, for the new dataset")
         fetch_remaining_videos(prep.source)
+    notes = list(getattr(backend, "notes", list)())  # what the backend noticed (a server ignoring the schema)
+    for line in notes:
+        logger.warning("%s", line)
     reporter.stage("write", f"{paths.output}")
     prov = provenance(config, prep, backend, journal, started)
+    prov["notices"] = list(prep.notices) + notes
     if retry_ids:
         prov["retried"] = _retry_history(paths.output, retry_ids, journal, started)
     staging = out_mod.fresh_staging(paths)
@@ -515,7 +522,7 @@ def _generate_and_write(
         frames=summary.get("frames", 0),
         frames_labelled=summary.get("frames_labelled", 0),
         examples=_examples(records),
-        notices=prep.notices,
+        notices=prep.notices + tuple(notes),
         retried=len(retry_ids),
     )
 

@@ -14,13 +14,19 @@ from typing import TYPE_CHECKING, Any
 
 from hub_pgen.errors import UsageError
 
+DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
+
 if TYPE_CHECKING:
     from hub_pgen.config import RunConfig
     from hub_pgen.generate.base import Backend
 
-# RunConfig fields that only mean something to a backend that runs a model
-MODEL_OPTIONS = ("model", "model_revision", "device", "dtype", "attn_implementation", "trust_remote_code",
-                 "temperature", "top_p", "max_new_tokens", "constrained", "max_retries", "batch_size")
+# RunConfig fields that belong to some backend: each backend declares the ones it uses; the others are
+# left out of its provenance and reported as ignored when given
+DECODING_OPTIONS = ("model", "temperature", "top_p", "max_new_tokens", "constrained", "max_retries", "batch_size")
+TRANSFORMERS_OPTIONS = (*DECODING_OPTIONS, "model_revision", "device", "dtype", "attn_implementation",
+                        "trust_remote_code")
+OPENAI_OPTIONS = (*DECODING_OPTIONS, "base_url", "api_key_env", "concurrency", "request_timeout")
+MODEL_OPTIONS = tuple(dict.fromkeys(TRANSFORMERS_OPTIONS + OPENAI_OPTIONS))  # every backend option
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,9 @@ class BackendSpec:
     identity: Callable[[RunConfig], dict[str, Any]]  # known before loading: refuses a mismatch early
     check: Callable[[RunConfig], None]  # before any side effect; may import heavy modules
     make: Callable[[RunConfig], Backend]
+    options: tuple[str, ...] = ()  # the RunConfig fields this backend uses (of MODEL_OPTIONS)
+    resolve: Callable[[RunConfig], RunConfig] = lambda config: config  # fill defaults that need a look
+    default_model: str | None = None  # --model when none is given (openai: asks the server)
 
 
 def _template_identity(config: RunConfig) -> dict[str, Any]:
@@ -74,6 +83,46 @@ def _make_transformers(config: RunConfig) -> Backend:
     )
 
 
+def _openai_identity(config: RunConfig) -> dict[str, Any]:
+    # the served model's name, not where the server is: a run resumes against another server of it
+    return {"backend": "openai", "model": config.model}
+
+
+def _check_openai(config: RunConfig) -> None:
+    from hub_pgen.generate.openai import api_key
+
+    if not config.base_url:
+        raise UsageError("--backend openai needs --base-url URL (an OpenAI-compatible server)",
+                         hint="e.g. --base-url http://127.0.0.1:8000/v1 for `vllm serve MODEL`")
+    api_key(config.api_key_env)  # a named variable that is not set: said now, not after the plan
+
+
+def _resolve_openai(config: RunConfig) -> RunConfig:
+    """Without --model, the one model the server lists."""
+    import dataclasses
+
+    if config.model:
+        return config
+    from hub_pgen.generate.openai import served_models
+
+    models = served_models(config.base_url, api_key_env=config.api_key_env, timeout=config.request_timeout)
+    if len(models) != 1:
+        raise UsageError(f"--model: {config.base_url} serves {len(models)} models ({', '.join(models) or 'none'}); "
+                         "say which", hint="add --model NAME, a name GET /v1/models lists")
+    return dataclasses.replace(config, model=models[0])
+
+
+def _make_openai(config: RunConfig) -> Backend:
+    from hub_pgen.generate.openai import OpenAIBackend, OpenAIOptions
+
+    return OpenAIBackend(OpenAIOptions(
+        base_url=config.base_url, model=config.model, api_key_env=config.api_key_env,
+        concurrency=config.concurrency, request_timeout=config.request_timeout,
+        max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
+        constrained=config.constrained, max_retries=config.max_retries,
+    ))
+
+
 BACKENDS: dict[str, BackendSpec] = {
     "transformers": BackendSpec(
         name="transformers",
@@ -83,6 +132,19 @@ BACKENDS: dict[str, BackendSpec] = {
         identity=_transformers_identity,
         check=_check_transformers,
         make=_make_transformers,
+        options=TRANSFORMERS_OPTIONS,
+        default_model=DEFAULT_MODEL,
+    ),
+    "openai": BackendSpec(
+        name="openai",
+        summary="any OpenAI-compatible server (vLLM, SGLang, TGI, transformers serve): --base-url",
+        uses_model=True,
+        needs_images=True,
+        identity=_openai_identity,
+        check=_check_openai,
+        make=_make_openai,
+        options=OPENAI_OPTIONS,
+        resolve=_resolve_openai,
     ),
     "template": BackendSpec(
         name="template",

@@ -1,0 +1,263 @@
+"""``--backend openai``: any OpenAI-compatible chat-completions server as pgen.
+
+vLLM (``vllm serve``), SGLang, TGI, ``transformers serve``, Hugging Face Inference Endpoints: one
+HTTP request per call, ``--concurrency`` of them in flight, images as base64 JPEG data URLs (camera
+order, already bounded by ``--max-pixels`` when the frames were decoded), and the same JSON schema
+the transformers backend enforces — assigned types pinned, string bounds from the token budget —
+as ``response_format: {"type": "json_schema", ...}``, which vLLM >= 0.12 and SGLang honour.
+
+Servers are not trusted: a server may ignore ``response_format`` (vLLM drops the removed
+``guided_json`` keys silently, ``transformers serve`` ignores it), so every answer goes through the
+shared layer's parser and validator, is retried with a new seed, and is counted: the run's summary
+says when most answers were not schema-valid. Transport trouble (429, 5xx, timeouts, dropped
+connections) is retried per request with exponential backoff and jitter; a server that stays
+unreachable stops the run with :class:`ServerError` (exit 6) — every finished sample is already in
+the journal, and rerunning the same command resumes. Needs only ``httpx`` (no torch, no
+transformers); the API key is read from the environment and never logged or written.
+
+Images are JPEG at quality 90: a 640x480 camera frame is ~40-70 KB (PNG: ~400-900 KB), and VLM
+processors resize and normalise far more than JPEG at 90 changes.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from hub_pgen.data import GenerationRequest, GenerationResult
+from hub_pgen.errors import ServerError, UsageError, scrub
+from hub_pgen.generate.layer import Call, CallFailed, generate_with_retries
+from hub_pgen.generate.schema import DEFAULT_MAX_NEW_TOKENS, answer_bounds, dialogue_schema
+from hub_pgen.plan.taxonomy import RESPONSE_TYPES, SCENARIO_TYPES
+
+logger = logging.getLogger(__name__)
+
+JPEG_QUALITY = 90
+RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+DEFAULT_KEY_ENVS = ("OPENAI_API_KEY", "HF_TOKEN")
+RETRY_SCALE_ENV = "HUB_PGEN_RETRY_SCALE"  # multiplies the backoff delays (tests shrink them)
+
+
+@dataclass(frozen=True)
+class OpenAIOptions:
+    base_url: str
+    model: str
+    api_key_env: str | None = None  # None: OPENAI_API_KEY, else HF_TOKEN, else no key
+    concurrency: int = 16
+    request_timeout: float = 300.0
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    temperature: float = 0.0
+    top_p: float = 1.0
+    constrained: bool = True
+    max_retries: int = 2
+    transport_attempts: int = 6  # tries of one HTTP request before the server counts as down
+    max_backoff: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise UsageError(f"--concurrency must be >= 1, got {self.concurrency}")
+        if not self.request_timeout > 0:
+            raise UsageError(f"--request-timeout must be > 0 seconds, got {self.request_timeout}")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise UsageError(f"--base-url must be an http(s) URL, got {scrub(self.base_url)!r}",
+                             hint="e.g. --base-url http://127.0.0.1:8000/v1 (vllm serve's default)")
+
+
+def api_key(env: str | None) -> str | None:
+    for name in (env,) if env else DEFAULT_KEY_ENVS:
+        value = os.environ.get(name or "")
+        if value:
+            return value
+    if env:
+        raise UsageError(f"--api-key-env {env}: the environment variable {env} is not set",
+                         hint=f"export {env}=... (the key is read from there, never from the command line)")
+    return None
+
+
+def _client(options: OpenAIOptions) -> Any:
+    import httpx
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # no per-request INFO lines
+    key = api_key(options.api_key_env)
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.Client(base_url=options.base_url.rstrip("/") + "/", headers=headers,
+                        timeout=httpx.Timeout(options.request_timeout, connect=min(10.0, options.request_timeout)),
+                        limits=httpx.Limits(max_connections=options.concurrency,
+                                            max_keepalive_connections=options.concurrency))
+
+
+def served_models(base_url: str, *, api_key_env: str | None = None, timeout: float = 30.0) -> list[str]:
+    """The model names ``GET {base_url}/models`` lists."""
+    options = OpenAIOptions(base_url=base_url, model="?", api_key_env=api_key_env, concurrency=1,
+                            request_timeout=timeout)
+    with _client(options) as client:
+        response = _request(client, "GET", "models", None, options)
+    data = response.json().get("data") if isinstance(response.json(), dict) else None
+    return [str(m.get("id")) for m in data or [] if isinstance(m, dict) and m.get("id")]
+
+
+def image_data_url(image: Any) -> str:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="JPEG", quality=JPEG_QUALITY)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+class OpenAIBackend:
+    """Backend protocol over an OpenAI-compatible server. The constructor does no I/O (a client may be
+    injected); :meth:`generate` sends ``--concurrency`` requests at a time."""
+
+    name = "openai"
+    needs_images = True
+
+    def __init__(self, options: OpenAIOptions, *, client: Any = None) -> None:
+        self.options = options
+        self._client = client
+        self._lock = threading.Lock()
+        self.answers = 0
+        self.invalid = 0
+
+    # -- Backend protocol ----------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        opts = self.options
+        return {
+            "backend": self.name,
+            "identity": {
+                "backend": self.name, "model": opts.model, "constrained": opts.constrained,
+                "max_new_tokens": opts.max_new_tokens, "temperature": opts.temperature,
+                "top_p": opts.top_p if opts.temperature > 0 else None, "max_retries": opts.max_retries,
+                "image_format": f"jpeg q{JPEG_QUALITY}",
+                "grammar": asdict(answer_bounds(opts.max_new_tokens)) if opts.constrained else None,
+            },
+            "runtime": {"concurrency": opts.concurrency, "request_timeout": opts.request_timeout,
+                        "answers": self.answers, "schema_invalid_answers": self.invalid},
+        }
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        return generate_with_retries(self._run, requests, temperature=self.options.temperature,
+                                     max_retries=self.options.max_retries, on_answer=self._count)
+
+    def notes(self) -> list[str]:
+        """What the summary should say about the server."""
+        if self.answers and self.invalid * 2 > self.answers and self.options.constrained:
+            return [f"{self.invalid} of {self.answers} answers were not schema-valid: does this server support "
+                    "response_format json_schema (vLLM >= 0.12, SGLang do; transformers serve does not)?"]
+        return []
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    # -- requests ------------------------------------------------------------------------------
+
+    def _count(self, raw: str, valid: bool) -> None:
+        with self._lock:
+            self.answers += 1
+            self.invalid += 0 if valid else 1
+
+    def _run(self, calls: list[Call]) -> list[str | CallFailed]:
+        if self._client is None:
+            self._client = _client(self.options)
+        if len(calls) == 1 or self.options.concurrency == 1:
+            return [self._one(c) for c in calls]
+        with ThreadPoolExecutor(max_workers=min(self.options.concurrency, len(calls)),
+                                thread_name_prefix="hub-pgen-openai") as pool:
+            return list(pool.map(self._one, calls))
+
+    def body(self, call: Call) -> dict[str, Any]:
+        opts = self.options
+        content: list[dict[str, Any]] = [{"type": "image_url", "image_url": {"url": image_data_url(im)}}
+                                         for im in call.images]
+        content.append({"type": "text", "text": call.prompt})
+        body: dict[str, Any] = {"model": opts.model, "messages": [{"role": "user", "content": content}],
+                                "max_tokens": opts.max_new_tokens, "temperature": call.temperature}
+        if call.temperature > 0:
+            body["seed"] = call.seed  # servers that honour it reproduce a sampled answer on resume
+            if opts.top_p < 1:
+                body["top_p"] = opts.top_p
+        if opts.constrained:
+            schema = dialogue_schema([call.scenario_type] if call.scenario_type else list(SCENARIO_TYPES),
+                                     [call.response_type] if call.response_type else list(RESPONSE_TYPES),
+                                     **asdict(answer_bounds(opts.max_new_tokens)))
+            body["response_format"] = {"type": "json_schema",
+                                       "json_schema": {"name": "pgen_dialogue", "strict": True, "schema": schema}}
+        return body
+
+    def _one(self, call: Call) -> str | CallFailed:
+        response = _request(self._client, "POST", "chat/completions", self.body(call), self.options)
+        if response.status_code >= 400:
+            return CallFailed(f"server answered HTTP {response.status_code}: {_detail(response)}")
+        try:
+            message = response.json()["choices"][0]["message"]
+        except (ValueError, KeyError, IndexError, TypeError):
+            return CallFailed(f"server answer is not a chat completion: {response.text[:200]!r}")
+        text = message.get("content") if isinstance(message, dict) else None
+        if not isinstance(text, str):
+            return CallFailed("server answered no text (content is null)")
+        return text
+
+
+def _detail(response: Any) -> str:
+    try:
+        body = response.json()
+        msg = body.get("error", body) if isinstance(body, dict) else body
+        if isinstance(msg, dict):
+            msg = msg.get("message", msg)
+        return scrub(str(msg))[:300]
+    except ValueError:
+        return scrub(response.text[:300])
+
+
+def _request(client: Any, method: str, path: str, body: dict[str, Any] | None, options: OpenAIOptions) -> Any:
+    """One HTTP request, tried again on 429/5xx/timeouts/dropped connections with backoff and jitter.
+    Returns the response (a 4xx that retrying cannot fix included); raises :class:`ServerError` when
+    the server stays unreachable, refuses the key, or does not know the path or model."""
+    import httpx
+
+    url = str(client.base_url).rstrip("/") + "/" + path
+    last = ""
+    for attempt in range(options.transport_attempts):
+        retry_after = None
+        try:
+            response = client.request(method, path, json=body)
+        except (httpx.TransportError, httpx.TimeoutException) as e:
+            last = f"{type(e).__name__}: {e}"
+        else:
+            if response.status_code in (401, 403):
+                raise ServerError(f"{scrub(url)} refused the API key (HTTP {response.status_code}: {_detail(response)})",
+                                  hint="set the key in OPENAI_API_KEY or HF_TOKEN, or name its variable with "
+                                       "--api-key-env")
+            if response.status_code == 404:
+                raise ServerError(f"{scrub(url)}: HTTP 404 ({_detail(response)})",
+                                  hint="check --base-url (it ends in /v1 for most servers) and --model (the "
+                                       "served model name: GET /v1/models lists them)")
+            if response.status_code not in RETRY_STATUSES:
+                return response
+            last = f"HTTP {response.status_code}: {_detail(response)}"
+            retry_after = _retry_after(response)
+        if attempt + 1 < options.transport_attempts:
+            delay = retry_after if retry_after is not None else min(options.max_backoff, 0.5 * 2 ** attempt)
+            delay *= float(os.environ.get(RETRY_SCALE_ENV, "1"))
+            delay = min(options.max_backoff, delay) * (0.5 + random.random() / 2)  # jitter: no thundering herd
+            logger.debug("%s %s: %s; retry %d in %.2fs", method, scrub(url), last, attempt + 1, delay)
+            time.sleep(delay)
+    raise ServerError(f"cannot reach {scrub(url)} after {options.transport_attempts} tries (last: {scrub(last)})",
+                      hint="check that the server is up (its /health) and --base-url; finished samples are in "
+                           "the journal: rerun the same command to resume")
+
+
+def _retry_after(response: Any) -> float | None:
+    try:
+        return max(0.0, float(response.headers.get("retry-after")))
+    except (TypeError, ValueError):
+        return None
