@@ -47,9 +47,9 @@ a frame at t belongs to the skill with start <= t < end):
 
 exit codes:
   0 ok, 2 bad arguments, 3 bad input data, 4 output folder problem (in use, another
-  configuration, not writable), 5 model loading, 6 Hub, 7 validation failed, 8 every sample
-  failed (written, not pushed: --retry-failed), 130 interrupted (rerun the same command to
-  resume), 70 internal error
+  configuration, not writable), 5 model loading, 6 Hub or model server, 7 validation
+  failed, 8 every sample failed (written, not pushed: --retry-failed), 130 interrupted
+  (rerun the same command to resume), 70 internal error
 
 environment:
   HF_TOKEN, HF_HOME, HF_ENDPOINT, HF_HUB_OFFLINE   the Hugging Face Hub (huggingface_hub's own)

@@ -121,7 +121,7 @@ def quiet_library_progress() -> None:
     from huggingface_hub.utils import disable_progress_bars
 
     disable_progress_bars()
-    if "transformers" in sys.modules:
+    if sys.modules.get("transformers") is not None:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()

@@ -51,9 +51,11 @@ def cli(capsys, *argv: str) -> tuple[int, str, str]:
 # --- the GPU load path, on CPU ------------------------------------------------------------------
 
 
-def test_accelerate_is_a_declared_dependency():
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert any(re.match(r"accelerate\b", d) for d in deps), deps
+def test_accelerate_is_declared_with_the_model_stack():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    stack = project["optional-dependencies"]["transformers"]
+    assert any(re.match(r"accelerate\b", d) for d in stack), stack
+    assert not any(re.match(r"(torch|transformers)\b", d) for d in project["dependencies"])  # openai needs neither
 
 
 def test_every_device_loads_with_the_same_from_pretrained_kwargs_shape():

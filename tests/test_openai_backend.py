@@ -187,3 +187,32 @@ def test_sigkill_mid_run_then_rerun_is_byte_identical_and_sends_nothing_twice(ex
     for rel in ("meta/tasks.parquet", "meta/info.json", "meta/stats.json", "data/chunk-000/file-000.parquet",
                 "data/chunk-000/file-001.parquet", layout.SYN_ANNOTATIONS_PATH):
         assert (out / rel).read_bytes() == (reference / rel).read_bytes(), rel
+
+
+BLOCK_MODEL_STACK = """
+import sys
+# as if not installed: `import torch` fails, importlib.util.find_spec("torch") is None
+for name in ("torch", "torchvision", "transformers", "accelerate", "xgrammar"):
+    sys.modules[name] = None
+"""
+
+
+def test_without_torch_or_transformers_openai_works_and_transformers_names_its_extra(example_root, server,
+                                                                                      tmp_path):
+    """As after `pip install hub-pgen` (no extra): the model stack cannot be imported at all."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(BLOCK_MODEL_STACK)
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site"), "HUB_PGEN_RETRY_SCALE": "0.01"}
+    probe = subprocess.run([sys.executable, "-c", "import importlib.util as u; print(u.find_spec('torch'))"],
+                           capture_output=True, text=True, env=env)
+    assert probe.stdout.strip() == "None", probe  # the blocker works
+    out = tmp_path / "out"
+    p = subprocess.run([sys.executable, "-m", "hub_pgen", *openai_run(example_root, out, server), "--episodes", "0,1",
+                        "-q"], capture_output=True, text=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr
+    validate(out, source=example_root)
+    p = subprocess.run([sys.executable, "-m", "hub_pgen", "--root", str(example_root), "--output-dir",
+                        str(tmp_path / "t"), "--model", "Qwen/Qwen2.5-VL-7B-Instruct"], capture_output=True,
+                       text=True, env=env, timeout=300)
+    assert p.returncode == 5 and 'pip install "hub-pgen[transformers]"' in p.stderr, p.stderr
+    assert not (tmp_path / "t").exists() and not (tmp_path / "t.partial").exists()

@@ -187,5 +187,5 @@ def test_a_cached_runner_venv_still_gets_new_dependencies(pgen):
     what a newer hub-pgen needs (accelerate was such a dependency: every GPU load failed without it)."""
     install = next(s for s in steps(pgen) if s.get("name") == "Install hub-pgen")["run"]
     last = [line.strip() for line in install.splitlines() if "pip install" in line][-1]
-    assert "--no-deps" not in last and last.endswith("install -q -e .")
+    assert "--no-deps" not in last and last.endswith('install -q -e ".[transformers]"')  # the model stack too
     assert "pip check" in install

@@ -57,7 +57,24 @@ def _transformers_identity(config: RunConfig) -> dict[str, Any]:
     return {"backend": "transformers", "model": config.model, "revision": config.model_revision, "dtype": config.dtype}
 
 
+def require_packages(backend: str, modules: tuple[str, ...], extra: str) -> None:
+    """A backend whose packages are missing stops before any output exists, naming the extra."""
+    import importlib.util
+
+    from hub_pgen.errors import ModelLoadError
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ModelLoadError(f"--backend {backend} needs {', '.join(missing)}, which this Python does not have",
+                             hint=f'pip install "hub-pgen[{extra}]" (or --backend openai with a model server, '
+                                  "which needs neither torch nor transformers)")
+
+
+TRANSFORMERS_MODULES = ("torch", "torchvision", "transformers", "accelerate", "xgrammar")
+
+
 def _check_transformers(config: RunConfig) -> None:
+    require_packages("transformers", TRANSFORMERS_MODULES, "transformers")
     from hub_pgen.generate.loading import check_device, check_local_model
 
     check_device(config.device)
