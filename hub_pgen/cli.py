@@ -116,8 +116,9 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
     plan.add_argument("--scenario-mix", help="scenario weights, e.g. negative_task=2,direct_request=1 (default: all equal)")
     plan.add_argument("--response-mix", help="response weights, e.g. confirmation=1,clarification=1")
     gen = p.add_argument_group("generation")
-    gen.add_argument("--backend", choices=tuple(BACKENDS), default="transformers",
-                     help="; ".join(f"{name}: {spec.summary}" for name, spec in BACKENDS.items()))
+    gen.add_argument("--backend", choices=tuple(BACKENDS),
+                     help="; ".join(f"{name}: {spec.summary}" for name, spec in BACKENDS.items())
+                     + " (default: transformers; openai with --base-url or --serve)")
     gen.add_argument("--model", action="append",
                      help=f"Hub id or local folder of a Qwen-VL model (repeatable: last wins; default: {DEFAULT_MODEL})")
     gen.add_argument("--model-revision", help="revision of --model on the Hub")
@@ -145,6 +146,17 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
     srv.add_argument("--concurrency", type=int, default=16, help="requests in flight (default: 16)")
     srv.add_argument("--request-timeout", type=float, default=300.0, metavar="S",
                      help="seconds one request may take (default: 300)")
+    srv.add_argument("--serve", choices=("vllm", "sglang"),
+                     help="start the servers (vllm serve / sglang) for --model, one per visible GPU, and stop them "
+                          "at the end (implies --backend openai)")
+    srv.add_argument("--serve-command", metavar="TEMPLATE",
+                     help='start servers with this command instead, e.g. "my-engine {model} --port {port}" '
+                          "({model}, {port} and {gpus_per_server} are filled in)")
+    srv.add_argument("--num-servers", type=int, metavar="N", help="servers to start (default: one per visible GPU)")
+    srv.add_argument("--gpus-per-server", type=int, default=1, metavar="G",
+                     help="GPUs of each started server, for tensor parallelism (default: 1)")
+    srv.add_argument("--serve-timeout", type=float, default=900.0, metavar="S",
+                     help="seconds a started server may take to answer /health (default: 900)")
     push = p.add_argument_group("push")
     push.add_argument("--push-to", metavar="OWNER/NAME", help="push the new dataset to this Hub dataset repo")
     push.add_argument("--branch", help="push to this branch (created from main if absent); main is left untouched")
@@ -183,7 +195,7 @@ def config_from_args(args: argparse.Namespace):
         seed=args.seed,
         scenario_mix=scenario_mix,
         response_mix=response_mix,
-        backend=args.backend,
+        backend=args.backend or ("openai" if args.base_url or args.serve or args.serve_command else "transformers"),
         model=args.model[-1] if args.model else None,
         model_revision=args.model_revision,
         temperature=args.temperature,
@@ -200,6 +212,11 @@ def config_from_args(args: argparse.Namespace):
         api_key_env=args.api_key_env,
         concurrency=args.concurrency,
         request_timeout=args.request_timeout,
+        serve=args.serve,
+        serve_command=args.serve_command,
+        num_servers=args.num_servers,
+        gpus_per_server=args.gpus_per_server,
+        serve_timeout=args.serve_timeout,
         push_to=args.push_to,
         branch=args.branch,
         private=args.private,

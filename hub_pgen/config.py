@@ -55,6 +55,11 @@ class RunConfig:
     api_key_env: str | None = None
     concurrency: int = 16
     request_timeout: float = 300.0
+    serve: str | None = None  # "vllm" | "sglang": start the servers (a preset of serve_command)
+    serve_command: str | None = None  # a template with {model} and {port}
+    num_servers: int | None = None  # None: one per visible GPU
+    gpus_per_server: int = 1
+    serve_timeout: float = 900.0
     # push
     push_to: str | None = None
     branch: str | None = None
@@ -72,6 +77,23 @@ class RunConfig:
         spec = get_backend(self.backend)
         if self.model is None and spec.default_model:
             object.__setattr__(self, "model", spec.default_model)
+        if self.serve is not None or self.serve_command is not None:
+            if self.backend != "openai":
+                raise UsageError("--serve / --serve-command start OpenAI-compatible servers: they go with "
+                                 "--backend openai", hint="add --backend openai (or leave --backend out)")
+            if self.base_url:
+                raise UsageError("give either --base-url (a server that runs) or --serve / --serve-command (servers "
+                                 "hub-pgen starts), not both")
+            if self.serve and self.serve_command:
+                raise UsageError("give either --serve or --serve-command, not both")
+            if self.serve_command is not None and "{port}" not in self.serve_command:
+                raise UsageError(f"--serve-command {self.serve_command!r} has no {{port}}",
+                                 hint='the command must listen on {port}, e.g. "vllm serve {model} --port {port}"')
+            if not self.model:
+                raise UsageError("--serve needs --model: the model the servers load",
+                                 hint="e.g. --serve vllm --model Qwen/Qwen2.5-VL-7B-Instruct")
+            if not math.isfinite(self.serve_timeout) or self.serve_timeout <= 0:
+                raise UsageError(f"--serve-timeout must be a number of seconds > 0, got {self.serve_timeout}")
         if self.concurrency < 1:
             raise UsageError(f"--concurrency must be >= 1, got {self.concurrency}")
         if not math.isfinite(self.request_timeout) or self.request_timeout <= 0:

@@ -30,6 +30,7 @@ WORK_SUFFIX = ".partial"
 JOURNAL_NAME = "journal.jsonl"
 RUN_NAME = "run.json"
 STAGING_NAME = "staging"
+SERVERS_NAME = "servers"  # logs of model servers the run started (kept when a server fails)
 LOCK_NAME = "lock"  # flock'ed for the run's lifetime (hub_pgen.write.lock)
 PREVIOUS_NAME = "previous"  # --retry-failed: the earlier result, moved aside until the new one is in place
 

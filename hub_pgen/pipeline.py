@@ -410,6 +410,7 @@ def run(
     out_mod.inspect_output(paths, fingerprint=prep.fingerprint, identity=prep.identity, source_root=source_root)
     lock = RunLock(paths.work)
     lock.acquire(wait=wait)
+    made: Backend | None = None  # a backend this run made (and so closes)
     committed = False  # run.json written: from here on OUT.partial is a resumable run
     try:
         # again under the lock: a run that held it may have finished (or started) this folder
@@ -431,12 +432,19 @@ def run(
                        + (f", model {config.model}" if spec.uses_model else ""))
         if backend is None:
             backend = make_backend(config)  # before run.json: a typo in --model leaves nothing behind
+            made = backend
+            start = getattr(backend, "start", None)
+            if start is not None:
+                start(paths.work / layout.SERVERS_NAME)  # self-started model servers: logs beside the journal
         started = out_mod.start_run(paths, fingerprint=prep.fingerprint, identity=prep.identity,
                                     started_at=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat())
         committed = True
         return _generate_and_write(config, prep, paths, backend, reporter, t0, started,
                                    earlier=earlier, retry_failed=retry_failed, replace_output=state == "complete")
     finally:
+        close = getattr(made, "close", None)
+        if close is not None:
+            close()  # connections, and servers this run started (also on Ctrl-C and errors)
         if committed:
             lock.release()
         else:

@@ -44,7 +44,8 @@ class OpenAIServer:
     """The stand-in. Use as a context manager, or :meth:`start` / :meth:`stop`."""
 
     def __init__(self, *, models: Sequence[str] = ("tiny-pgen",), mode: str = "schema",
-                 api_key: str | None = None, delay: float = 0.0, script: Sequence[Any] = ()) -> None:
+                 api_key: str | None = None, delay: float = 0.0, script: Sequence[Any] = (), port: int = 0) -> None:
+        self.port = port
         self.models = list(models)
         self.mode = mode  # "schema" | "fenced" | "ignore"
         self.api_key = api_key
@@ -70,7 +71,7 @@ class OpenAIServer:
         class Handler(_Handler):
             stand_in = server
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._httpd.daemon_threads = True
         threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                          name="openai-server", daemon=True).start()
@@ -260,3 +261,44 @@ class _Handler(BaseHTTPRequestHandler):
             "usage": {"prompt_tokens": len(raw) // 4, "completion_tokens": len(text) // 4 + 1,
                       "total_tokens": len(raw) // 4 + len(text) // 4 + 1},
         })
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run as a server process (what ``--serve-command`` starts in the tests): ``python
+    tests/openai_server.py --port P --model M``; ``--die-at-start`` exits 3 after a line of log,
+    ``--startup-delay S`` waits before listening, ``--pid-file F`` records this process's pid."""
+    import argparse
+    import os
+    import sys
+
+    p = argparse.ArgumentParser(description="OpenAI-compatible stand-in server")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--model", default="tiny-pgen")
+    p.add_argument("--mode", default="schema")
+    p.add_argument("--die-at-start", action="store_true")
+    p.add_argument("--startup-delay", type=float, default=0.0)
+    p.add_argument("--pid-file")
+    args = p.parse_args(argv)
+    if args.pid_file:
+        with open(args.pid_file, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+    print(f"stand-in: loading {args.model} on port {args.port}", flush=True)
+    if args.die_at_start:
+        print("stand-in: CUDA out of memory while loading the weights (simulated)", flush=True)
+        return 3
+    time.sleep(args.startup_delay)
+    server = OpenAIServer(models=[args.model], mode=args.mode, port=args.port).start()
+    print(f"stand-in: serving {server.url}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -31,12 +31,14 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from hub_pgen.data import GenerationRequest, GenerationResult
 from hub_pgen.errors import ServerError, UsageError, scrub
 from hub_pgen.generate.layer import Call, CallFailed, generate_with_retries
 from hub_pgen.generate.schema import DEFAULT_MAX_NEW_TOKENS, answer_bounds, dialogue_schema
+from hub_pgen.generate.servers import ServeOptions, ServerPool
 from hub_pgen.plan.taxonomy import RESPONSE_TYPES, SCENARIO_TYPES
 
 logger = logging.getLogger(__name__)
@@ -49,7 +51,7 @@ RETRY_SCALE_ENV = "HUB_PGEN_RETRY_SCALE"  # multiplies the backoff delays (tests
 
 @dataclass(frozen=True)
 class OpenAIOptions:
-    base_url: str
+    base_url: str  # with ``serve``: filled in when the servers are up
     model: str
     api_key_env: str | None = None  # None: OPENAI_API_KEY, else HF_TOKEN, else no key
     concurrency: int = 16
@@ -61,13 +63,14 @@ class OpenAIOptions:
     max_retries: int = 2
     transport_attempts: int = 6  # tries of one HTTP request before the server counts as down
     max_backoff: float = 30.0
+    serve: ServeOptions | None = None  # start the servers (hub_pgen.generate.servers) instead of base_url
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise UsageError(f"--concurrency must be >= 1, got {self.concurrency}")
         if not self.request_timeout > 0:
             raise UsageError(f"--request-timeout must be > 0 seconds, got {self.request_timeout}")
-        if not self.base_url.startswith(("http://", "https://")):
+        if self.serve is None and not self.base_url.startswith(("http://", "https://")):
             raise UsageError(f"--base-url must be an http(s) URL, got {scrub(self.base_url)!r}",
                              hint="e.g. --base-url http://127.0.0.1:8000/v1 (vllm serve's default)")
 
@@ -83,13 +86,13 @@ def api_key(env: str | None) -> str | None:
     return None
 
 
-def _client(options: OpenAIOptions) -> Any:
+def _client(options: OpenAIOptions, base_url: str | None = None) -> Any:
     import httpx
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # no per-request INFO lines
     key = api_key(options.api_key_env)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.Client(base_url=options.base_url.rstrip("/") + "/", headers=headers,
+    return httpx.Client(base_url=(base_url or options.base_url).rstrip("/") + "/", headers=headers,
                         timeout=httpx.Timeout(options.request_timeout, connect=min(10.0, options.request_timeout)),
                         limits=httpx.Limits(max_connections=options.concurrency,
                                             max_keepalive_connections=options.concurrency))
@@ -120,10 +123,20 @@ class OpenAIBackend:
 
     def __init__(self, options: OpenAIOptions, *, client: Any = None) -> None:
         self.options = options
-        self._client = client
+        self._clients: list[Any] = [client] if client is not None else []
         self._lock = threading.Lock()
+        self._next = 0
+        self.pool: ServerPool | None = None
         self.answers = 0
         self.invalid = 0
+        self.per_server: list[int] = []
+
+    def start(self, log_dir: Path) -> None:
+        """Start the servers ``serve`` asks for (logs in ``log_dir``); nothing when a URL was given."""
+        if self.options.serve is None or self.pool is not None:
+            return
+        self.pool = ServerPool(self.options.serve, log_dir)
+        self.pool.start()
 
     # -- Backend protocol ----------------------------------------------------------------------
 
@@ -139,7 +152,10 @@ class OpenAIBackend:
                 "grammar": asdict(answer_bounds(opts.max_new_tokens)) if opts.constrained else None,
             },
             "runtime": {"concurrency": opts.concurrency, "request_timeout": opts.request_timeout,
-                        "answers": self.answers, "schema_invalid_answers": self.invalid},
+                        "answers": self.answers, "schema_invalid_answers": self.invalid,
+                        "servers": len(self._urls()), "requests_per_server": list(self.per_server),
+                        "started_servers": None if self.pool is None else [
+                            {"pid": sv.process.pid, "gpus": list(sv.gpus)} for sv in self.pool.servers]},
         }
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
@@ -154,9 +170,12 @@ class OpenAIBackend:
         return []
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        """Close the connections, and stop the servers this backend started."""
+        for client in self._clients:
+            client.close()
+        self._clients = []
+        if self.pool is not None:
+            self.pool.stop()
 
     # -- requests ------------------------------------------------------------------------------
 
@@ -165,9 +184,22 @@ class OpenAIBackend:
             self.answers += 1
             self.invalid += 0 if valid else 1
 
+    def _urls(self) -> list[str]:
+        return self.pool.urls if self.pool is not None else [self.options.base_url]
+
+    def _client_for_next(self) -> tuple[int, Any]:
+        """Round robin over the servers: one client (connection pool) per server."""
+        with self._lock:
+            if not self._clients:
+                self._clients = [_client(self.options, url) for url in self._urls()]
+                self.per_server = [0] * len(self._clients)
+            i = self._next % len(self._clients)
+            self._next += 1
+            if i < len(self.per_server):
+                self.per_server[i] += 1
+            return i, self._clients[i]
+
     def _run(self, calls: list[Call]) -> list[str | CallFailed]:
-        if self._client is None:
-            self._client = _client(self.options)
         if len(calls) == 1 or self.options.concurrency == 1:
             return [self._one(c) for c in calls]
         with ThreadPoolExecutor(max_workers=min(self.options.concurrency, len(calls)),
@@ -194,7 +226,8 @@ class OpenAIBackend:
         return body
 
     def _one(self, call: Call) -> str | CallFailed:
-        response = _request(self._client, "POST", "chat/completions", self.body(call), self.options)
+        _, client = self._client_for_next()
+        response = _request(client, "POST", "chat/completions", self.body(call), self.options)
         if response.status_code >= 400:
             return CallFailed(f"server answered HTTP {response.status_code}: {_detail(response)}")
         try:

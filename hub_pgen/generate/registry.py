@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 DECODING_OPTIONS = ("model", "temperature", "top_p", "max_new_tokens", "constrained", "max_retries", "batch_size")
 TRANSFORMERS_OPTIONS = (*DECODING_OPTIONS, "model_revision", "device", "dtype", "attn_implementation",
                         "trust_remote_code")
-OPENAI_OPTIONS = (*DECODING_OPTIONS, "base_url", "api_key_env", "concurrency", "request_timeout")
+OPENAI_OPTIONS = (*DECODING_OPTIONS, "base_url", "api_key_env", "concurrency", "request_timeout", "serve",
+                  "serve_command", "num_servers", "gpus_per_server", "serve_timeout")
 MODEL_OPTIONS = tuple(dict.fromkeys(TRANSFORMERS_OPTIONS + OPENAI_OPTIONS))  # every backend option
 
 
@@ -108,9 +109,9 @@ def _openai_identity(config: RunConfig) -> dict[str, Any]:
 def _check_openai(config: RunConfig) -> None:
     from hub_pgen.generate.openai import api_key
 
-    if not config.base_url:
-        raise UsageError("--backend openai needs --base-url URL (an OpenAI-compatible server)",
-                         hint="e.g. --base-url http://127.0.0.1:8000/v1 for `vllm serve MODEL`")
+    if not config.base_url and not (config.serve or config.serve_command):
+        raise UsageError("--backend openai needs --base-url URL (an OpenAI-compatible server), or --serve vllm|sglang "
+                         "to start servers", hint="e.g. --base-url http://127.0.0.1:8000/v1 for `vllm serve MODEL`")
     api_key(config.api_key_env)  # a named variable that is not set: said now, not after the plan
 
 
@@ -118,7 +119,7 @@ def _resolve_openai(config: RunConfig) -> RunConfig:
     """Without --model, the one model the server lists."""
     import dataclasses
 
-    if config.model:
+    if config.model or not config.base_url:
         return config
     from hub_pgen.generate.openai import served_models
 
@@ -131,9 +132,15 @@ def _resolve_openai(config: RunConfig) -> RunConfig:
 
 def _make_openai(config: RunConfig) -> Backend:
     from hub_pgen.generate.openai import OpenAIBackend, OpenAIOptions
+    from hub_pgen.generate.servers import PRESETS, ServeOptions
 
+    serve = None
+    if config.serve or config.serve_command:
+        serve = ServeOptions(command=config.serve_command or PRESETS[config.serve], model=config.model,
+                             num_servers=config.num_servers, gpus_per_server=config.gpus_per_server,
+                             startup_timeout=config.serve_timeout)
     return OpenAIBackend(OpenAIOptions(
-        base_url=config.base_url, model=config.model, api_key_env=config.api_key_env,
+        base_url=config.base_url or "", model=config.model, api_key_env=config.api_key_env, serve=serve,
         concurrency=config.concurrency, request_timeout=config.request_timeout,
         max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
         constrained=config.constrained, max_retries=config.max_retries,

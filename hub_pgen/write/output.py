@@ -111,7 +111,7 @@ def inspect_output(
     if paths.work.is_file():
         raise OutputExistsError(f"{paths.work} is a file, where hub-pgen keeps a run's state",
                                 path=paths.work, hint=f"remove {paths.work} or choose another --output-dir")
-    if paths.work.is_dir() and {p.name for p in paths.work.iterdir()} - {layout.LOCK_NAME}:
+    if paths.work.is_dir() and {p.name for p in paths.work.iterdir()} - {layout.LOCK_NAME, layout.SERVERS_NAME}:
         raise OutputExistsError(
             f"{paths.work} exists but holds no hub-pgen run state",
             path=paths.work,

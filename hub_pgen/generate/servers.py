@@ -1,0 +1,192 @@
+"""Model servers started by hub-pgen (``--serve vllm|sglang`` or ``--serve-command``), one per GPU.
+
+Like ``lerobot-annotate``'s ``auto_serve``: when asked, hub-pgen starts the servers itself —
+by default one per visible GPU (``--num-servers N``; ``--gpus-per-server G`` for tensor-parallel
+models, each server seeing its own ``CUDA_VISIBLE_DEVICES``) — on free loopback ports, waits for
+``/health`` (or ``/v1/models``) with a timeout, and hands their URLs to the openai backend, which
+spreads requests across them. Each server's output goes to a log file (``OUT.partial/servers/``);
+a server that dies or never answers stops the run with :class:`ServerError` quoting the last lines
+of its log.
+
+No orphan holds a GPU: each server runs in its own process group (so stopping it stops its own
+children, vLLM's engine processes included), gets SIGTERM (then SIGKILL) when the run ends — also on
+Ctrl-C and SIGTERM — and, on Linux, is sent SIGTERM by the kernel if hub-pgen itself dies, even by
+``kill -9`` (``PR_SET_PDEATHSIG``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hub_pgen.errors import ServerError, UsageError, scrub
+
+logger = logging.getLogger(__name__)
+
+PRESETS = {
+    "vllm": "vllm serve {model} --host 127.0.0.1 --port {port} --tensor-parallel-size {gpus_per_server}",
+    "sglang": "python -m sglang.launch_server --model-path {model} --host 127.0.0.1 --port {port} --tp {gpus_per_server}",
+}
+LOG_TAIL = 20
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    command: str  # a template: {model}, {port}, {gpus_per_server}
+    model: str
+    num_servers: int | None = None  # None: one per visible GPU (at least one)
+    gpus_per_server: int = 1
+    startup_timeout: float = 900.0
+
+    def __post_init__(self) -> None:
+        if "{port}" not in self.command:
+            raise UsageError(f"--serve-command {self.command!r} has no {{port}}",
+                             hint="the command must listen on {port}, e.g. \"vllm serve {model} --port {port}\"")
+        if self.num_servers is not None and self.num_servers < 1:
+            raise UsageError(f"--num-servers must be >= 1, got {self.num_servers}")
+        if self.gpus_per_server < 1:
+            raise UsageError(f"--gpus-per-server must be >= 1, got {self.gpus_per_server}")
+
+
+def visible_gpus() -> list[str]:
+    """GPU ids this process may use: ``CUDA_VISIBLE_DEVICES``, else what ``nvidia-smi -L`` lists."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [g.strip() for g in env.split(",") if g.strip() and g.strip() != "-1"]
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [str(i) for i, line in enumerate(out.splitlines()) if line.startswith("GPU ")]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies (Linux), however it dies."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    process: subprocess.Popen
+    log: Path
+    gpus: tuple[str, ...] = ()
+
+    def tail(self, n: int = LOG_TAIL) -> str:
+        try:
+            lines = self.log.read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join("    " + line for line in lines[-n:]) or "    (the log is empty)"
+
+
+@dataclass
+class ServerPool:
+    options: ServeOptions
+    log_dir: Path
+    servers: list[Server] = field(default_factory=list)
+
+    @property
+    def urls(self) -> list[str]:
+        return [s.url for s in self.servers]
+
+    def start(self) -> list[str]:
+        """Start every server and wait until each answers; stop them all if one fails."""
+        gpus = visible_gpus()
+        n = self.options.num_servers or max(1, len(gpus) // self.options.gpus_per_server)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            for i in range(n):
+                share = tuple(gpus[i * self.options.gpus_per_server:(i + 1) * self.options.gpus_per_server])
+                self.servers.append(self._spawn(i, share))
+            for server in self.servers:
+                self._wait(server)
+        except BaseException:
+            self.stop()
+            raise
+        logger.info("%d server(s) up: %s", len(self.servers), ", ".join(self.urls))
+        return self.urls
+
+    def _spawn(self, i: int, gpus: Sequence[str]) -> Server:
+        port = free_port()
+        command = self.options.command.format(model=self.options.model, port=port,
+                                              gpus_per_server=self.options.gpus_per_server)
+        log = self.log_dir / f"server-{i}.log"
+        env = dict(os.environ)
+        if gpus:
+            env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
+        with open(log, "ab") as fh:
+            fh.write(f"$ {scrub(command)}\n".encode())
+            fh.flush()
+            try:
+                process = subprocess.Popen(shlex.split(command), stdout=fh, stderr=subprocess.STDOUT,
+                                           stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+                                           preexec_fn=_die_with_parent)
+            except OSError as e:
+                raise ServerError(f"cannot start the model server `{scrub(command)}`: {e.strerror or e}",
+                                  hint="is the engine installed (vllm / sglang) and on PATH? --serve-command "
+                                       "runs any other") from e
+        logger.info("started server %d (pid %d, port %d%s): %s", i, process.pid, port,
+                    f", GPUs {','.join(gpus)}" if gpus else "", scrub(command))
+        return Server(f"http://127.0.0.1:{port}/v1", port, process, log, tuple(gpus))
+
+    def _wait(self, server: Server) -> None:
+        import httpx
+
+        deadline = time.monotonic() + self.options.startup_timeout
+        base = f"http://127.0.0.1:{server.port}"
+        while True:
+            code = server.process.poll()
+            if code is not None:
+                raise ServerError(f"the model server on port {server.port} exited with code {code} before it was "
+                                  f"ready; the end of its log ({server.log}):\n{server.tail()}",
+                                  hint="fix what the log says (model name, GPU memory, engine flags) and rerun")
+            for path in ("/health", "/v1/models"):
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(base + path, timeout=2.0).status_code == 200:
+                        return
+            if time.monotonic() > deadline:
+                raise ServerError(f"the model server on port {server.port} did not answer within "
+                                  f"{self.options.startup_timeout:g} s; the end of its log ({server.log}):\n"
+                                  f"{server.tail()}", hint="a large model loads slowly: raise --serve-timeout")
+            time.sleep(0.25)
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM each server's process group, then SIGKILL what is left after ``grace`` seconds."""
+        for server in self.servers:
+            if server.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(server.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for server in self.servers:
+            try:
+                server.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(server.process.pid, signal.SIGKILL)
+                server.process.wait()
+        # the group may hold children that outlived their leader: end them too
+        for server in self.servers:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(server.process.pid, signal.SIGKILL)
