@@ -78,7 +78,7 @@ class RunConfig:
         if self.model is None and spec.default_model:
             object.__setattr__(self, "model", spec.default_model)
         if self.serve is not None or self.serve_command is not None:
-            if self.backend != "openai":
+            if not get_backend(self.backend).can_serve:
                 raise UsageError("--serve / --serve-command start OpenAI-compatible servers: they go with "
                                  "--backend openai", hint="add --backend openai (or leave --backend out)")
             if self.base_url:

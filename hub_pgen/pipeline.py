@@ -201,7 +201,7 @@ def plan_report(config: RunConfig, prep: Prepared) -> dict[str, Any]:
         samples_per_strategy=per_strategy,
         sampling=config.sampling,
         samples=len(plan.samples),
-        model_calls=len(plan.samples) if config.backend != "template" else 0,
+        model_calls=len(plan.samples) if get_backend(config.backend).uses_model else 0,
         batches=-(-len(plan.samples) // config.batch_size),
         mix=mix_report([(s.scenario_type, s.response_type) for s in plan.samples]),
     )
@@ -243,7 +243,7 @@ def to_record(sample: Sample, result: GenerationResult, fp: str) -> JournalRecor
 def iter_images(
     samples: Sequence[Sample], prep: Prepared, backend: Backend, max_pixels: int | None
 ) -> Iterator[tuple[Sample, list[Any] | FrameError]]:
-    if not getattr(backend, "needs_images", True):
+    if not backend.needs_images:
         for s in samples:
             yield s, []
         return

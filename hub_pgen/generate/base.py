@@ -18,6 +18,7 @@ class Backend(Protocol):
     """
 
     name: str
+    needs_images: bool  # frames are decoded and shown to it
 
     def describe(self) -> dict[str, Any]:
         """What identifies this backend's outputs (model id/revision, dtype, constrained, ...):
@@ -25,3 +26,7 @@ class Backend(Protocol):
         ...
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]: ...
+
+    # Optional hooks the pipeline calls when a backend has them: ``start(log_dir)`` once the output
+    # folder is locked (servers it starts), ``notes() -> list[str]`` after generation (what the
+    # summary should say, e.g. a server that ignored the schema), ``close()`` at the end, always.

@@ -42,6 +42,7 @@ class BackendSpec:
     options: tuple[str, ...] = ()  # the RunConfig fields this backend uses (of MODEL_OPTIONS)
     resolve: Callable[[RunConfig], RunConfig] = lambda config: config  # fill defaults that need a look
     default_model: str | None = None  # --model when none is given (openai: asks the server)
+    can_serve: bool = False  # talks to servers that --serve / --serve-command can start
 
 
 def _template_identity(config: RunConfig) -> dict[str, Any]:
@@ -169,6 +170,7 @@ BACKENDS: dict[str, BackendSpec] = {
         make=_make_openai,
         options=OPENAI_OPTIONS,
         resolve=_resolve_openai,
+        can_serve=True,
     ),
     "template": BackendSpec(
         name="template",
