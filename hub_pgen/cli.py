@@ -355,7 +355,9 @@ def _guarded(fn, argv: Sequence[str], *, as_json: bool = False) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         message = "interrupted. Every finished sample is in the journal (OUT.partial/journal.jsonl)."
-        hint = f"rerun the same command to resume: hub-pgen {' '.join(argv)}"
+        import shlex
+
+        hint = f"rerun the same command to resume: hub-pgen {shlex.join(argv)}"
         if as_json:
             _json_error(message, hint, EXIT_INTERRUPTED)
         print(f"\nhub-pgen: {message}\nTIP: {hint}", file=sys.stderr)

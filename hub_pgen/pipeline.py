@@ -269,7 +269,8 @@ def generate_all(
 ) -> int:
     """Stream pending samples through frames → backend → journal. Returns samples sent to the backend."""
     sent = 0
-    for batch in batched(iter_images(pending, prep, backend, config.max_pixels), config.batch_size):
+    per_call = get_backend(config.backend).samples_per_call(config)
+    for batch in batched(iter_images(pending, prep, backend, config.max_pixels), per_call):
         requests: list[GenerationRequest] = []
         records: list[JournalRecord] = []
         for sample, images in batch:
@@ -335,7 +336,8 @@ def provenance(config: RunConfig, prep: Prepared, backend: Backend | None, journ
         "generation": {
             "backend": config.backend,
             "model": model,
-            "model_source": (None if model is None else "local folder" if model != config.model else "hub"),
+            "model_source": (None if model is None else "local folder" if model != config.model
+                             else "server" if get_backend(config.backend).can_serve else "hub"),
             "backend_details": _public_details(backend.describe(), config) if backend is not None else None,
             "prompt_template": prompt_template_hash(),
             "sampling": config.sampling,
@@ -434,8 +436,8 @@ def run(
             backend = make_backend(config)  # before run.json: a typo in --model leaves nothing behind
             made = backend
             start = getattr(backend, "start", None)
-            if start is not None:
-                start(paths.work / layout.SERVERS_NAME)  # self-started model servers: logs beside the journal
+            if start is not None:  # servers it starts (logs beside the journal), and a first look at them
+                start(paths.work / layout.SERVERS_NAME, lambda msg: reporter.stage("serve", msg))
         started = out_mod.start_run(paths, fingerprint=prep.fingerprint, identity=prep.identity,
                                     started_at=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat())
         committed = True

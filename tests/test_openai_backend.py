@@ -117,6 +117,23 @@ def test_k_requests_are_in_flight(example_root, server, tmp_path, capsys):
     assert server.max_in_flight == 4
 
 
+def test_concurrency_does_not_wait_on_the_batch_size(example_root, server, tmp_path, capsys):
+    """--batch-size is the in-process model's knob; for a server, --concurrency alone sets what is in flight."""
+    server.delay = 0.3
+    rc, _, err = cli(capsys, "--root", str(example_root), "--output-dir", str(tmp_path / "out"), "--base-url",
+                     server.url, "--episodes", "0,1", "--concurrency", "4")
+    assert rc == 0, err
+    assert server.max_in_flight == 4
+
+
+def test_a_wrong_url_stops_before_anything_is_written(example_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc, _, err = cli(capsys, "--root", str(example_root), "--output-dir", str(out), "--base-url",
+                     "http://127.0.0.1:9/v1", "--model", "m")
+    assert rc == 6 and "cannot reach http://127.0.0.1:9/v1/models" in err
+    assert not out.exists() and not out.with_name("out.partial").exists()
+
+
 def test_the_api_key_is_sent_never_written(example_root, server, tmp_path, capsys, monkeypatch):
     server.api_key = "sk-test-0123456789"
     rc, _, err = cli(capsys, *openai_run(example_root, tmp_path / "no-key", server), "--episodes", "0")
@@ -169,7 +186,8 @@ def test_a_server_that_goes_down_stops_the_run_and_the_rerun_sends_only_what_is_
 def test_sigkill_mid_run_then_rerun_is_byte_identical_and_sends_nothing_twice(example_root, server, tmp_path):
     def run(out: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "hub_pgen", *openai_run(example_root, out, server,
-                                                                              "--batch-size", "4", "-q")],
+                                                                              "--batch-size", "4", "--concurrency",
+                                                                              "4", "-q")],
                               capture_output=True, text=True, env={**os.environ, **env}, timeout=300)
 
     reference = tmp_path / "ref"

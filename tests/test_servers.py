@@ -112,7 +112,7 @@ def test_no_server_outlives_hub_pgen(example_root, tmp_path, how):
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "hub_pgen",
                              *run_args(example_root, out, command(pid_file), "--num-servers", "2", "--batch-size",
-                                       "1", "-q")],
+                                       "1", "--concurrency", "1", "-q")],
                             env={**os.environ, "HUB_PGEN_DELAY_AT": "journal:0.5"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     journal = out.with_name("out.partial") / "journal.jsonl"
@@ -125,6 +125,8 @@ def test_no_server_outlives_hub_pgen(example_root, tmp_path, how):
     proc.send_signal(signal.SIGINT if how == "SIGINT" else signal.SIGKILL)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == (130 if how == "SIGINT" else -9), err
+    if how == "SIGINT":  # the resume hint can be pasted back: the template is quoted
+        assert "--serve-command '" in err
     assert wait_dead(started) == [], f"servers outlived hub-pgen after {how}"
     # and the rerun resumes with fresh servers
     rerun = subprocess.run([sys.executable, "-m", "hub_pgen", *run_args(example_root, out, command(pid_file),

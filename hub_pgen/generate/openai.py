@@ -131,12 +131,15 @@ class OpenAIBackend:
         self.invalid = 0
         self.per_server: list[int] = []
 
-    def start(self, log_dir: Path) -> None:
-        """Start the servers ``serve`` asks for (logs in ``log_dir``); nothing when a URL was given."""
-        if self.options.serve is None or self.pool is not None:
-            return
-        self.pool = ServerPool(self.options.serve, log_dir)
-        self.pool.start()
+    def start(self, log_dir: Path, report: Any = None) -> None:
+        """Start the servers ``serve`` asks for (logs in ``log_dir``), then look at each server once
+        (``GET models``): a wrong URL or a dead server stops the run before anything is committed."""
+        if self.options.serve is not None and self.pool is None:
+            self.pool = ServerPool(self.options.serve, log_dir)
+            self.pool.start(report)
+        for url in self._urls():
+            with _client(self.options, url) as client:
+                _request(client, "GET", "models", None, self.options)
 
     # -- Backend protocol ----------------------------------------------------------------------
 
@@ -285,8 +288,8 @@ def _request(client: Any, method: str, path: str, body: dict[str, Any] | None, o
             logger.debug("%s %s: %s; retry %d in %.2fs", method, scrub(url), last, attempt + 1, delay)
             time.sleep(delay)
     raise ServerError(f"cannot reach {scrub(url)} after {options.transport_attempts} tries (last: {scrub(last)})",
-                      hint="check that the server is up (its /health) and --base-url; finished samples are in "
-                           "the journal: rerun the same command to resume")
+                      hint="check that the server is up (its /health) and --base-url, then rerun the same command "
+                           "(whatever was finished is kept and not sent again)")
 
 
 def _retry_after(response: Any) -> float | None:

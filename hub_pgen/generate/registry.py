@@ -43,6 +43,9 @@ class BackendSpec:
     resolve: Callable[[RunConfig], RunConfig] = lambda config: config  # fill defaults that need a look
     default_model: str | None = None  # --model when none is given (openai: asks the server)
     can_serve: bool = False  # talks to servers that --serve / --serve-command can start
+    # samples handed to one generate() call: the batch for an in-process model; for a server, at least
+    # as many as may be in flight (else --concurrency would wait on --batch-size)
+    samples_per_call: Callable[[RunConfig], int] = lambda config: config.batch_size
 
 
 def _template_identity(config: RunConfig) -> dict[str, Any]:
@@ -133,11 +136,11 @@ def _resolve_openai(config: RunConfig) -> RunConfig:
 
 def _make_openai(config: RunConfig) -> Backend:
     from hub_pgen.generate.openai import OpenAIBackend, OpenAIOptions
-    from hub_pgen.generate.servers import PRESETS, ServeOptions
+    from hub_pgen.generate.servers import ServeOptions, preset
 
     serve = None
     if config.serve or config.serve_command:
-        serve = ServeOptions(command=config.serve_command or PRESETS[config.serve], model=config.model,
+        serve = ServeOptions(command=config.serve_command or preset(config.serve), model=config.model,
                              num_servers=config.num_servers, gpus_per_server=config.gpus_per_server,
                              startup_timeout=config.serve_timeout)
     return OpenAIBackend(OpenAIOptions(
@@ -171,6 +174,7 @@ BACKENDS: dict[str, BackendSpec] = {
         options=OPENAI_OPTIONS,
         resolve=_resolve_openai,
         can_serve=True,
+        samples_per_call=lambda config: max(config.batch_size, config.concurrency),
     ),
     "template": BackendSpec(
         name="template",

@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,9 +34,18 @@ from hub_pgen.errors import ServerError, UsageError, scrub
 logger = logging.getLogger(__name__)
 
 PRESETS = {
-    "vllm": "vllm serve {model} --host 127.0.0.1 --port {port} --tensor-parallel-size {gpus_per_server}",
-    "sglang": "python -m sglang.launch_server --model-path {model} --host 127.0.0.1 --port {port} --tp {gpus_per_server}",
+    "vllm": "{bin}vllm serve {model} --host 127.0.0.1 --port {port} --tensor-parallel-size {gpus_per_server}",
+    "sglang": "{python} -m sglang.launch_server --model-path {model} --host 127.0.0.1 --port {port} "
+              "--tp {gpus_per_server}",
 }
+
+
+def preset(name: str) -> str:
+    """A preset command for this interpreter: the engine from hub-pgen's own environment (a venv
+    that is not activated included), else from PATH."""
+    here = Path(sys.executable).parent
+    return PRESETS[name].replace("{python}", shlex.quote(sys.executable)).replace(
+        "{bin}", shlex.quote(str(here)) + "/" if (here / "vllm").exists() else "")
 LOG_TAIL = 20
 
 
@@ -111,21 +120,27 @@ class ServerPool:
     def urls(self) -> list[str]:
         return [s.url for s in self.servers]
 
-    def start(self) -> list[str]:
-        """Start every server and wait until each answers; stop them all if one fails."""
+    def start(self, report: Callable[[str], None] | None = None) -> list[str]:
+        """Start every server and wait until each answers; stop them all if one fails. ``report`` gets
+        a line per event a user waits on (a large model can take minutes to load)."""
+        report = report or (lambda msg: None)
         gpus = visible_gpus()
         n = self.options.num_servers or max(1, len(gpus) // self.options.gpus_per_server)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             for i in range(n):
                 share = tuple(gpus[i * self.options.gpus_per_server:(i + 1) * self.options.gpus_per_server])
-                self.servers.append(self._spawn(i, share))
+                server = self._spawn(i, share)
+                self.servers.append(server)
+                report(f"started server {i} (pid {server.process.pid}, port {server.port}"
+                       + (f", GPUs {','.join(share)}" if share else "") + f"), log {server.log}")
+            report(f"waiting for {n} server(s) to answer (up to {self.options.startup_timeout:g} s)")
             for server in self.servers:
                 self._wait(server)
         except BaseException:
             self.stop()
             raise
-        logger.info("%d server(s) up: %s", len(self.servers), ", ".join(self.urls))
+        report(f"{len(self.servers)} server(s) up: {', '.join(self.urls)}")
         return self.urls
 
     def _spawn(self, i: int, gpus: Sequence[str]) -> Server:
