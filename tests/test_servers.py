@@ -125,8 +125,6 @@ def test_no_server_outlives_hub_pgen(example_root, tmp_path, how):
     proc.send_signal(signal.SIGINT if how == "SIGINT" else signal.SIGKILL)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == (130 if how == "SIGINT" else -9), err
-    if how == "SIGINT":  # the resume hint can be pasted back: the template is quoted
-        assert "--serve-command '" in err
     assert wait_dead(started) == [], f"servers outlived hub-pgen after {how}"
     # and the rerun resumes with fresh servers
     rerun = subprocess.run([sys.executable, "-m", "hub_pgen", *run_args(example_root, out, command(pid_file),
@@ -134,3 +132,13 @@ def test_no_server_outlives_hub_pgen(example_root, tmp_path, how):
                            capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     assert wait_dead(pids(pid_file)) == []
+
+
+def test_the_resume_hint_can_be_pasted_back(capsys):
+    from hub_pgen.cli import _guarded
+
+    def interrupted() -> int:
+        raise KeyboardInterrupt
+
+    assert _guarded(interrupted, ["--root", "d", "--serve-command", "engine {model} --port {port}"]) == 130
+    assert "hub-pgen --root d --serve-command 'engine {model} --port {port}'" in capsys.readouterr().err
