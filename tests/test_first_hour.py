@@ -295,7 +295,7 @@ def test_two_runs_on_one_folder_one_refused_one_waiting_no_sample_twice(example_
     args = ["--root", str(example_root), "--output-dir", str(out), "--backend", "template", "--batch-size", "5",
             "--json"]
     # the first run holds the folder, pausing after each journaled batch
-    first = _start(args, {"HUB_PGEN_DELAY_AT": "journal:0.4"})
+    first = _start(args, {"HUB_PGEN_DELAY_AT": "journal:1.0"})
     _wait_for(partial(out) / "run.json")
     second = subprocess.run([sys.executable, "-m", "hub_pgen", *args], capture_output=True, text=True)
     assert second.returncode == 4, second.stderr
