@@ -79,7 +79,47 @@ SPECS: dict[str, dict[str, Any]] = {
         "min_pixels": 56 * 56,
         "max_pixels": 28 * 28 * 1280,
     },
+    # Qwen/Qwen3-VL-30B-A3B-Instruct (MoE: 128 experts, 8 active): ~31B parameters, ~3.3B active
+    "qwen3_vl_30b_a3b": {
+        "family": "qwen3_vl_moe",
+        "text": {
+            "hidden_size": 2048,
+            "intermediate_size": 6144,
+            "num_hidden_layers": 48,
+            "num_attention_heads": 32,
+            "num_key_value_heads": 4,
+            "head_dim": 128,
+            "vocab_size": 151936,
+            "rms_norm_eps": 1e-6,
+            "hidden_act": "silu",
+            "max_position_embeddings": 262144,
+            "num_experts": 128,
+            "num_experts_per_tok": 8,
+            "moe_intermediate_size": 768,
+            "decoder_sparse_step": 1,
+            "tie_word_embeddings": False,
+            "rope_parameters": {"rope_type": "default", "rope_theta": 5_000_000.0, "mrope_section": [24, 20, 20],
+                                "mrope_interleaved": True},
+        },
+        "vision": {
+            "depth": 27,
+            "hidden_size": 1152,
+            "intermediate_size": 4304,
+            "num_heads": 16,
+            "out_hidden_size": 2048,
+            "patch_size": 16,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+            "num_position_embeddings": 2304,
+            "deepstack_visual_indexes": [8, 16, 24],
+            "hidden_act": "gelu_pytorch_tanh",
+        },
+        "min_pixels": 64 * 64,
+        "max_pixels": 32 * 32 * 1280,
+    },
 }
+CONFIG_CLASSES = {"qwen2_vl": "Qwen2VLConfig", "qwen2_5_vl": "Qwen2_5_VLConfig", "qwen3_vl": "Qwen3VLConfig",
+                  "qwen3_vl_moe": "Qwen3VLMoeConfig"}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -142,8 +182,9 @@ def build_real(name: str, device: str, dtype: Any) -> Any:
         "eos_token_id": ids["eos_token_id"],
         "pad_token_id": ids["pad_token_id"],
     }
-    config_cls = transformers.Qwen2VLConfig if spec["family"] == "qwen2_vl" else transformers.Qwen2_5_VLConfig
-    config = config_cls(text_config=text, vision_config=spec["vision"], **tokens)
+    config_cls = getattr(transformers, CONFIG_CLASSES[spec["family"]])
+    extra = {"tie_word_embeddings": False} if spec["family"] == "qwen3_vl_moe" else {}
+    config = config_cls(text_config=text, vision_config=spec["vision"], **tokens, **extra)
     torch.manual_seed(0)
     with torch.device(device):
         model = transformers.AutoModelForImageTextToText.from_config(config, dtype=dtype)

@@ -47,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-sizes", default="1,16")
     p.add_argument("--new-tokens", type=int, default=80)
     p.add_argument("--sampling", default="segment", choices=("segment", "interval", "frame"))
+    p.add_argument("--cameras", type=int, default=2, help="camera views per sample (1 or 2; default 2)")
+    p.add_argument("--full-batches", type=int, default=0,
+                   help="per batch size, only the first episodes that give this many full batches (0: all); "
+                        "keeps batch 1 short and batch 64 full")
+    p.add_argument("--peak-tflops", type=float, default=790.0,
+                   help="the device's dense bf16 peak, for the compute-bound ceiling (H200: ~790)")
     p.add_argument("--tiny", action="store_true", help="tiny test model on CPU (smoke check)")
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--json", type=Path, help="also write the results here")
@@ -90,12 +96,15 @@ def main(argv: list[str] | None = None) -> int:
         return out
 
     options = GenerationOptions(max_new_tokens=args.new_tokens, constrained=False, max_retries=0)
+    ceiling = compute_ceiling(loaded, args)
+    print(json.dumps({"ceiling": ceiling}), flush=True)
     rows = []
     frames_alone = None
     for bs in [int(x) for x in args.batch_sizes.split(",")]:
         config = RunConfig(root=src, output_dir=work / f"out-bs{bs}", batch_size=bs, backend="transformers",
                            model=loaded.options.model, sampling=args.sampling, max_new_tokens=args.new_tokens,
-                           constrained=False, max_retries=0)
+                           constrained=False, max_retries=0, num_image_views=args.cameras,
+                           episodes=_episodes_for(src, args, bs) if args.full_batches else None)
         if frames_alone is None:  # the same plan's images, decoded with no model running
             prep = pipeline.prepare(config, NullReporter())
             t = time.perf_counter()
@@ -107,21 +116,78 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         result = pipeline.run(config, backend=backend)
         total = time.perf_counter() - t
+        rate = result.samples / total
         rows.append({
             "batch_size": bs, "samples": result.samples, "seconds": round(total, 2),
-            "samples_per_s": round(result.samples / total, 3), "in_generate_s": round(in_model[0], 2),
+            "samples_per_s": round(rate, 3), "in_generate_s": round(in_model[0], 2),
             "outside_generate_s": round(total - in_model[0], 2),
+            "fraction_of_ceiling": round(rate / ceiling["samples_per_s"], 4),
         })
         print(json.dumps(rows[-1]), flush=True)
     out = {"model": args.model + ("-tiny" if args.tiny else ""), "device": torch.cuda.get_device_name() if cuda
            else "cpu", "dataset": {"episodes": args.episodes, "frames": args.frames, "size": f"{args.width}x{args.height}",
                                    "build_s": round(build_s, 1)},
            "load_s": round(load_s, 1), "new_tokens": args.new_tokens, "sampling": args.sampling,
+           "cameras": args.cameras, "ceiling": ceiling,
            "frames_alone_s": round(frames_alone or 0.0, 3), "images": n_images, "rows": rows}
     print(json.dumps(out, indent=2))
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
     return 0
+
+
+def _episodes_for(src: Path, args: argparse.Namespace, batch: int) -> tuple[int, ...]:
+    """The first episodes whose samples fill ``args.full_batches`` batches of ``batch``."""
+    from hub_pgen import pipeline
+    from hub_pgen.config import RunConfig
+    from hub_pgen.progress import NullReporter
+
+    prep = pipeline.prepare(RunConfig(root=src, backend="template", sampling=args.sampling), NullReporter())
+    per_episode: dict[int, int] = {}
+    for sample in prep.samples:
+        per_episode[sample.episode_index] = per_episode.get(sample.episode_index, 0) + 1
+    chosen, total = [], 0
+    for episode, n in sorted(per_episode.items()):
+        if total >= args.full_batches * batch:
+            break
+        chosen.append(episode)
+        total += n
+    return tuple(chosen)
+
+
+def compute_ceiling(loaded: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The compute-bound ceiling: samples/s if every FLOP of a sample ran at the device's peak.
+
+    FLOPs of one sample = 2 x active language-model parameters x (prompt tokens + new tokens)
+    + 2 x vision-encoder parameters x image patches. Active parameters of an MoE count each expert
+    layer at ``num_experts_per_tok / num_experts``. Prompt tokens and patches are measured with the
+    processor on one sample of this size (images included). Attention's quadratic term, small at these
+    lengths, is left out, so the ceiling is a little high: fractions are a little low."""
+    import torch
+
+    from hub_pgen.generate.qwen import chat_messages
+    from hub_pgen.generate.prompt import construct_prompt
+
+    model, processor = loaded.model, loaded.processor
+    text_cfg = model.config.get_text_config()
+    experts = getattr(text_cfg, "num_experts", None)
+    share = (text_cfg.num_experts_per_tok / experts) if experts else 1.0
+    vision = sum(p.numel() for n, p in model.named_parameters() if "visual" in n)
+    expert = sum(p.numel() for n, p in model.named_parameters() if ".experts." in n or n.endswith(".experts"))
+    text = sum(p.numel() for p in model.parameters()) - vision
+    active = text - expert * (1 - share)
+    request = next(iter(_warmup_requests(1)))
+    images = list(request.images[: args.cameras])
+    chat = processor.apply_chat_template(chat_messages(len(images), construct_prompt(request.sample)),
+                                         tokenize=False, add_generation_prompt=True)
+    with torch.inference_mode():
+        enc = processor(text=[chat], images=images or None, return_tensors="pt")
+    prompt = int(enc["input_ids"].shape[1])
+    patches = int(enc["pixel_values"].shape[0]) if "pixel_values" in enc else 0
+    flops = 2 * active * (prompt + args.new_tokens) + 2 * vision * patches
+    return {"active_params_b": round(active / 1e9, 3), "vision_params_b": round(vision / 1e9, 3),
+            "prompt_tokens": prompt, "image_patches": patches, "gflops_per_sample": round(flops / 1e9, 1),
+            "peak_tflops": args.peak_tflops, "samples_per_s": round(args.peak_tflops * 1e12 / flops, 2)}
 
 
 def _warmup_requests(n: int) -> Any:

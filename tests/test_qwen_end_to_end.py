@@ -104,10 +104,12 @@ def test_bench_gpu_pipeline_tiny_smoke(tmp_path):
     out = tmp_path / "r.json"
     p = subprocess.run([sys.executable, "scripts/bench_gpu_pipeline.py", "--tiny", "--model", "qwen2_vl_7b",
                         "--episodes", "2", "--width", "96", "--height", "72", "--batch-sizes", "1,4",
-                        "--new-tokens", "8", "--json", str(out)],
+                        "--new-tokens", "8", "--cameras", "1", "--full-batches", "2", "--json", str(out)],
                        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     r = json.loads(out.read_text())
     assert [row["batch_size"] for row in r["rows"]] == [1, 4]
-    assert all(row["samples"] == 10 and row["in_generate_s"] > 0 for row in r["rows"])
-    assert r["images"] == 20 and r["frames_alone_s"] > 0
+    assert r["cameras"] == 1 and r["ceiling"]["prompt_tokens"] > 0 and r["ceiling"]["image_patches"] > 0
+    assert r["rows"][0]["samples"] < r["rows"][1]["samples"]  # --full-batches: fewer episodes for batch 1
+    assert [row["samples"] for row in r["rows"]] == [5, 10] and all(row["in_generate_s"] > 0 for row in r["rows"])
+    assert r["images"] == 5 and r["frames_alone_s"] > 0  # the first plan: 5 samples, one camera

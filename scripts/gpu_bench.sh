@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Issue 10's GPU figures for the in-process transformers backend, in one prepared run (< 8 minutes on
+# one H200): real-size Qwen2.5-VL-7B and Qwen3-VL-30B-A3B configs with random weights made on the GPU,
+# the whole pipeline on a 640x480 AV1 dataset (frames, generation, journal, write), batch 1 / 16 / 64,
+# 1 and 2 cameras, two full batches per batch size, 64 new tokens a sample. Each row reports
+# samples/s and the fraction of the compute-bound ceiling (scripts/bench_gpu_pipeline.py says how it is
+# computed). Results: $OUT/gpu_bench_*.json when $OUT is set (the device tool), else ./gpu_bench_*.json.
+#
+#   bash scripts/gpu_wheels.sh              # here, once: av and xgrammar for the GPU machine
+#   bash scripts/gpu_bench.sh               # there (device tool: carry [".whl"], timeout_s=560)
+#   bash scripts/gpu_bench.sh --tiny        # anywhere: the same steps with the tiny model on CPU
+set -uo pipefail
+cd "$(dirname "$0")/.."
+out=${OUT:-.}
+tiny=() batches=1,16,64 episodes=40 size=(--width 640 --height 480)
+if [ "${1:-}" = "--tiny" ]; then tiny=(--tiny) batches=1,4 episodes=3 size=(--width 96 --height 72); fi
+if ! python3 -c 'import av, xgrammar' 2>/dev/null && [ -d .whl ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/gpu-bench-site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/gpu-bench-site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONUNBUFFERED=1 SVT_LOG=1 HF_HUB_OFFLINE=1
+data=$(mktemp -d "${TMPDIR:-/tmp}/gpu-bench-data.XXXXXX")
+status=0
+run() {  # model cameras
+    local name=$1 cams=$2
+    echo "== $name, $cams camera(s), batches $batches"
+    timeout 300 python3 scripts/bench_gpu_pipeline.py "${tiny[@]}" --model "$name" --cameras "$cams" \
+        --episodes "$episodes" --frames 240 "${size[@]}" --batch-sizes "$batches" --full-batches 2 \
+        --new-tokens 64 --data-dir "$data/ds" --json "$out/gpu_bench_${name}_${cams}cam.json" || status=1
+}
+run qwen2_5_vl_7b 1
+run qwen2_5_vl_7b 2
+run qwen3_vl_30b_a3b 2
+rm -rf "$data"
+echo "gpu_bench: $([ $status = 0 ] && echo PASS || echo FAIL)"
+exit $status
