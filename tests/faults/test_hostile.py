@@ -295,7 +295,8 @@ def test_an_output_path_too_long_is_refused_before_generation(example_root, tmp_
 
 
 def test_credentials_in_hf_endpoint_are_never_printed(tmp_path):
-    env = {**os.environ, "HF_ENDPOINT": "http://hubuser:s3cretpass@127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")}
+    env = {**os.environ, "HF_ENDPOINT": "http://hubuser:s3cretpass@127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"),
+           "HUB_PGEN_RETRY_SCALE": "0.01"}
     env.pop("HF_HUB_OFFLINE", None)
     p = subprocess.run([sys.executable, "-m", "hub_pgen", "--repo-id", "me/data", "--backend", "template",
                         "--output-dir", str(tmp_path / "out")], capture_output=True, text=True, env=env, timeout=120)
