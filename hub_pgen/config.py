@@ -7,11 +7,14 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from hub_pgen.errors import UsageError
 from hub_pgen.generate.registry import DEFAULT_MODEL  # noqa: F401  (re-exported)
 from hub_pgen.generate.schema import DEFAULT_MAX_NEW_TOKENS, BudgetTooSmall, answer_bounds
+
+if TYPE_CHECKING:
+    from hub_pgen.generate.servers import ServeOptions
 
 BackendName = Literal["template", "transformers", "openai"]
 MIN_SAMPLE_INTERVAL_S = 1e-3  # below a millisecond every frame is a sample: use --sampling frame
@@ -78,7 +81,7 @@ class RunConfig:
         if self.model is None and spec.default_model:
             object.__setattr__(self, "model", spec.default_model)
         if self.serve is not None or self.serve_command is not None:
-            if not get_backend(self.backend).can_serve:
+            if not spec.can_serve:
                 raise UsageError("--serve / --serve-command start OpenAI-compatible servers: they go with "
                                  "--backend openai", hint="add --backend openai (or leave --backend out)")
             if self.base_url:
@@ -86,14 +89,7 @@ class RunConfig:
                                  "hub-pgen starts), not both")
             if self.serve and self.serve_command:
                 raise UsageError("give either --serve or --serve-command, not both")
-            if self.serve_command is not None and "{port}" not in self.serve_command:
-                raise UsageError(f"--serve-command {self.serve_command!r} has no {{port}}",
-                                 hint='the command must listen on {port}, e.g. "vllm serve {model} --port {port}"')
-            if not self.model:
-                raise UsageError("--serve needs --model: the model the servers load",
-                                 hint="e.g. --serve vllm --model Qwen/Qwen2.5-VL-7B-Instruct")
-            if not math.isfinite(self.serve_timeout) or self.serve_timeout <= 0:
-                raise UsageError(f"--serve-timeout must be a number of seconds > 0, got {self.serve_timeout}")
+            self.serve_options()  # the command template, server counts and timeout are checked there
         if self.concurrency < 1:
             raise UsageError(f"--concurrency must be >= 1, got {self.concurrency}")
         if not math.isfinite(self.request_timeout) or self.request_timeout <= 0:
@@ -146,6 +142,19 @@ class RunConfig:
                 check_repo_id(flag, repo)
         if self.input_jsonl is not None and self.push_to:
             raise UsageError("--push-to needs a dataset source (--root or --repo-id); --input-jsonl only makes a JSONL")
+
+    def serve_options(self) -> ServeOptions | None:
+        """The servers to start (``--serve`` / ``--serve-command``), checked; None for none."""
+        if not (self.serve or self.serve_command):
+            return None
+        from hub_pgen.generate.servers import ServeOptions, preset
+
+        if not self.model:
+            raise UsageError("--serve needs --model: the model the servers load",
+                             hint="e.g. --serve vllm --model Qwen/Qwen2.5-VL-7B-Instruct")
+        return ServeOptions(command=self.serve_command or preset(self.serve), model=self.model,
+                            num_servers=self.num_servers, gpus_per_server=self.gpus_per_server,
+                            startup_timeout=self.serve_timeout)
 
     def identity(self, *, cameras: tuple[str, ...], source_id: dict[str, Any], backend_id: dict[str, Any],
                  prompt_hash: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ FEATURE_SPEC = {"dtype": "int64", "shape": [1], "names": None}
 NO_TASK = -1  # "no generated task here": outside every skill, or generation failed
 SYN_ANNOTATIONS_PATH = "meta/syn_annotations.jsonl"
 PROVENANCE_PATH = "meta/hub_pgen.json"
+JSONL_RESULT_NAME = "syn_annotations.jsonl"  # the D_syn file of an --input-jsonl run (no dataset around it)
 CARD_PATH = "README.md"
 TASK_EXTRA_COLUMNS = ("user_prompt", "robot_utterance", "skill", "scenario_type", "response_type")
 

@@ -20,7 +20,7 @@ from hub_pgen import __version__, faults, layout
 from hub_pgen.config import RunConfig, file_digest, fingerprint
 from hub_pgen.data import GenerationRequest, GenerationResult, JournalRecord, Sample, SourceDataset
 from hub_pgen.errors import FrameError, Interrupted, SkillsError, UsageError, ValidationError
-from hub_pgen.generate.base import Backend
+from hub_pgen.generate.base import Backend, is_local_model
 from hub_pgen.generate.prompt import construct_prompt, prompt_template_hash
 from hub_pgen.generate.registry import get_backend
 from hub_pgen.notices import Notices
@@ -354,9 +354,7 @@ def provenance(config: RunConfig, prep: Prepared, backend: Backend | None, journ
 def public_model_name(model: str) -> str:
     """A Hub id as it is; a local model folder by its folder name only (the path is the user's business,
     and the provenance and card get pushed)."""
-    path = Path(model).expanduser()
-    looks_local = path.is_absolute() or model.startswith((".", "~")) or model.count("/") != 1 or path.exists()
-    return path.name if looks_local else model
+    return Path(model).expanduser().name if is_local_model(model) else model
 
 
 def _public_identity(identity: dict[str, Any]) -> dict[str, Any]:
@@ -553,16 +551,13 @@ def _check_staged(staging: Path, paths: out_mod.OutputPaths) -> None:
 
 
 def _earlier_records(output: Path, fp: str) -> dict[str, JournalRecord]:
-    """The records of a finished result (its D_syn file), as journal records of this configuration."""
-    out: dict[str, JournalRecord] = {}
-    for path in (output / layout.SYN_ANNOTATIONS_PATH, output / "syn_annotations.jsonl"):
+    """The records of a finished result (its D_syn file: the journal's lines, with task indices), as
+    journal records of this configuration."""
+    for path in (output / layout.SYN_ANNOTATIONS_PATH, output / layout.JSONL_RESULT_NAME):
         if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    rec = JournalRecord.from_json(json.loads(line))
-                    out[rec.sample_id] = replace(rec, fingerprint=fp, task_index_high_level=None)
-            break
-    return out
+            return {sid: replace(r, fingerprint=fp, task_index_high_level=None)
+                    for sid, r in load_journal(path).items()}
+    return {}
 
 
 def _retry_history(output: Path, retry_ids: set[str], journal: dict[str, JournalRecord], at: str) -> list[dict]:

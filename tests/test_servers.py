@@ -93,7 +93,7 @@ def test_a_server_that_never_answers_times_out_with_its_log(example_root, tmp_pa
 
 
 def test_usage_mistakes(example_root, tmp_path, capsys):
-    for extra, fragment in ((["--serve-command", "x --no-port"], "has no {port}"),
+    for extra, fragment in ((["--serve-command", "x --no-port", "--model", "m"], "has no {port}"),
                             (["--serve", "vllm"], "--serve needs --model"),
                             (["--serve", "vllm", "--model", "m", "--base-url", "http://h/v1"], "not both"),
                             (["--serve", "vllm", "--model", "m", "--backend", "transformers"], "--backend openai")):
@@ -142,3 +142,14 @@ def test_the_resume_hint_can_be_pasted_back(capsys):
 
     assert _guarded(interrupted, ["--root", "d", "--serve-command", "engine {model} --port {port}"]) == 130
     assert "hub-pgen --root d --serve-command 'engine {model} --port {port}'" in capsys.readouterr().err
+
+
+def test_server_counts_are_checked_before_anything_happens(example_root, tmp_path, capsys):
+    for extra, fragment in ((["--num-servers", "0"], "--num-servers"), (["--gpus-per-server", "0"], "--gpus-per-server"),
+                            (["--serve-timeout", "0"], "--serve-timeout")):
+        capsys.readouterr()
+        rc = main(["--root", str(example_root), "--output-dir", str(tmp_path / "o"), "--serve", "vllm", "--model", "m",
+                   *extra])
+        err = capsys.readouterr().err
+        assert rc == 2 and fragment in err, (extra, err)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "o.partial").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from hub_pgen.data import GenerationRequest, GenerationResult
@@ -30,3 +31,9 @@ class Backend(Protocol):
     # Optional hooks the pipeline calls when a backend has them: ``start(log_dir)`` once the output
     # folder is locked (servers it starts), ``notes() -> list[str]`` after generation (what the
     # summary should say, e.g. a server that ignored the schema), ``close()`` at the end, always.
+
+
+def is_local_model(model: str) -> bool:
+    """A model given as a path (a folder on disk) rather than a Hub id ``OWNER/NAME``."""
+    path = Path(model).expanduser()
+    return path.is_absolute() or model.startswith((".", "~")) or model.count("/") > 1 or path.exists()

@@ -18,6 +18,7 @@ import torch
 import transformers
 
 from hub_pgen.errors import ModelLoadError
+from hub_pgen.generate.base import is_local_model
 
 if TYPE_CHECKING:
     from hub_pgen.generate.constrained import GrammarCache
@@ -95,16 +96,10 @@ def check_device(device: str | None) -> None:
             )
 
 
-def looks_local(model: str) -> bool:
-    """A path rather than a Hub id (``OWNER/NAME``)."""
-    path = Path(model).expanduser()
-    return path.is_absolute() or model.startswith((".", "~")) or model.count("/") > 1 or path.exists()
-
-
 def check_local_model(model: str) -> None:
     """A local model folder that is not there, or lacks its config, fails here, before any download
     or output folder (the same mistake at load time costs the source download first)."""
-    if not looks_local(model):
+    if not is_local_model(model):
         return
     path = Path(model).expanduser()
     if not path.exists():
@@ -281,8 +276,7 @@ def _known_cause(options: LoadOptions, exc: BaseException) -> tuple[str, str] | 
 def _load_error(options: LoadOptions, exc: BaseException) -> ModelLoadError:
     where = options.model + (f"@{options.revision}" if options.revision else "")
     local = Path(options.model).expanduser()
-    looks_local = local.is_absolute() or options.model.startswith((".", "~")) or options.model.count("/") > 1
-    if looks_local and not local.exists():
+    if is_local_model(options.model) and not local.exists():
         return ModelLoadError(
             f"model folder {options.model} does not exist",
             hint="pass a Hub id such as Qwen/Qwen3-VL-8B-Instruct, or an existing model folder",

@@ -34,7 +34,6 @@ MODEL_OPTIONS = tuple(dict.fromkeys(TRANSFORMERS_OPTIONS + OPENAI_OPTIONS))  # e
 class BackendSpec:
     name: str
     summary: str  # one line for --help
-    uses_model: bool  # the MODEL_OPTIONS apply (identity, provenance, card)
     needs_images: bool  # frames are decoded and shown to it
     identity: Callable[[RunConfig], dict[str, Any]]  # known before loading: refuses a mismatch early
     check: Callable[[RunConfig], None]  # before any side effect; may import heavy modules
@@ -46,6 +45,11 @@ class BackendSpec:
     # samples handed to one generate() call: the batch for an in-process model; for a server, at least
     # as many as may be in flight (else --concurrency would wait on --batch-size)
     samples_per_call: Callable[[RunConfig], int] = lambda config: config.batch_size
+
+    @property
+    def uses_model(self) -> bool:
+        """It runs a model: the model options belong in its identity, provenance and card."""
+        return "model" in self.options
 
 
 def _template_identity(config: RunConfig) -> dict[str, Any]:
@@ -136,15 +140,9 @@ def _resolve_openai(config: RunConfig) -> RunConfig:
 
 def _make_openai(config: RunConfig) -> Backend:
     from hub_pgen.generate.openai import OpenAIBackend, OpenAIOptions
-    from hub_pgen.generate.servers import ServeOptions, preset
 
-    serve = None
-    if config.serve or config.serve_command:
-        serve = ServeOptions(command=config.serve_command or preset(config.serve), model=config.model,
-                             num_servers=config.num_servers, gpus_per_server=config.gpus_per_server,
-                             startup_timeout=config.serve_timeout)
     return OpenAIBackend(OpenAIOptions(
-        base_url=config.base_url or "", model=config.model, api_key_env=config.api_key_env, serve=serve,
+        base_url=config.base_url or "", model=config.model, api_key_env=config.api_key_env, serve=config.serve_options(),
         concurrency=config.concurrency, request_timeout=config.request_timeout,
         max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
         constrained=config.constrained, max_retries=config.max_retries,
@@ -155,7 +153,6 @@ BACKENDS: dict[str, BackendSpec] = {
     "transformers": BackendSpec(
         name="transformers",
         summary="a Qwen-VL model through transformers, in this process (default)",
-        uses_model=True,
         needs_images=True,
         identity=_transformers_identity,
         check=_check_transformers,
@@ -166,7 +163,6 @@ BACKENDS: dict[str, BackendSpec] = {
     "openai": BackendSpec(
         name="openai",
         summary="any OpenAI-compatible server (vLLM, SGLang, TGI, transformers serve): --base-url",
-        uses_model=True,
         needs_images=True,
         identity=_openai_identity,
         check=_check_openai,
@@ -179,7 +175,6 @@ BACKENDS: dict[str, BackendSpec] = {
     "template": BackendSpec(
         name="template",
         summary="offline and deterministic, no model (demos, tests, dry plumbing runs)",
-        uses_model=False,
         needs_images=False,
         identity=_template_identity,
         check=lambda config: None,

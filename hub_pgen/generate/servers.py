@@ -65,6 +65,8 @@ class ServeOptions:
             raise UsageError(f"--num-servers must be >= 1, got {self.num_servers}")
         if self.gpus_per_server < 1:
             raise UsageError(f"--gpus-per-server must be >= 1, got {self.gpus_per_server}")
+        if not self.startup_timeout > 0 or self.startup_timeout == float("inf"):
+            raise UsageError(f"--serve-timeout must be a number of seconds > 0, got {self.startup_timeout}")
 
 
 def visible_gpus() -> list[str]:

@@ -135,17 +135,9 @@ def refresh_card(folder: Path, *, repo_id: str | None, branch: str | None) -> st
     """Render ``folder/README.md`` again from its provenance and D_syn records for where it is going
     (the push target may not be the one the run was started with). Returns the card."""
     prov = json.loads((folder / layout.PROVENANCE_PATH).read_text(encoding="utf-8"))
-    examples: list[JournalRecord] = []
-    syn = folder / layout.SYN_ANNOTATIONS_PATH
-    if syn.is_file():
-        with open(syn, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    examples.append(JournalRecord.from_json(json.loads(line)))
-                except (ValueError, TypeError, AttributeError):
-                    continue  # not a whole D_syn record: nothing to show from it
-                if sum(r.status == "ok" for r in examples) >= 8:
-                    break
+    from hub_pgen.journal import load_journal
+
+    examples = list(load_journal(folder / layout.SYN_ANNOTATIONS_PATH).values())  # D_syn: the journal's lines
     card = render_card(prov, examples, repo_id=repo_id, branch=branch)
     path = folder / layout.CARD_PATH
     if not path.is_file() or path.read_text(encoding="utf-8") != card:

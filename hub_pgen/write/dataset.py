@@ -318,7 +318,7 @@ def write_jsonl_result(
     provenance: dict[str, Any],
 ) -> int:
     """``--input-jsonl`` runs have no dataset to extend: the result is the D_syn JSONL and provenance."""
-    path = staging / "syn_annotations.jsonl"
+    path = staging / layout.JSONL_RESULT_NAME
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", encoding="utf-8") as fh:
