@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -140,6 +141,8 @@ def test_interrupt_stops_cleanly_keeps_the_journal_and_says_how_to_resume(sig, e
     assert not out.exists()
     lines = journal.read_text().splitlines()
     assert len(lines) >= 3 and all(json.loads(line)["status"] == "ok" for line in lines)  # whole records only
+    said = int(re.search(r"interrupted: (\d+) of", err).group(1))
+    assert said in (len(lines), len(lines) - 1)  # what it says is safe is in the journal (an fsync may race it)
 
     capsys.readouterr()
     assert main(args(example_root, out, tiny, "--json")) == 0
