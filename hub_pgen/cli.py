@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hub_pgen import __version__
+from hub_pgen import __version__, layout
 from hub_pgen.errors import HubPgenError, UsageError
 
 logger = logging.getLogger("hub_pgen")
@@ -96,6 +96,9 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
     out = p.add_argument_group("output")
     out.add_argument("--output-dir", type=Path,
                      help="folder of the new dataset (default: hub-pgen-out/<name>-pgen-<fingerprint>)")
+    out.add_argument("--format", dest="output_format", choices=tuple(layout.FORMATS), default=layout.DEFAULT_FORMAT,
+                     help="both (default): task_index_high_level + tasks.parquet rows and lerobot's language columns; "
+                          "hirobot: the former only; lerobot-language: the latter only")
     out.add_argument("--dry-run", action="store_true", help="print the plan and the cost; generate nothing")
     out.add_argument("--json", action="store_true",
                      help="print the result as JSON on stdout (errors too: state, exit_code, error, tip)")
@@ -186,6 +189,7 @@ def config_from_args(args: argparse.Namespace):
         revision=args.revision,
         input_jsonl=args.input_jsonl,
         output_dir=args.output_dir,
+        output_format=args.output_format,
         sampling=args.sampling,
         sample_interval=args.sample_interval,
         episodes=parse_episode_list(args.episodes),

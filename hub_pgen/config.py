@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from hub_pgen import layout
 from hub_pgen.errors import UsageError
 from hub_pgen.generate.registry import DEFAULT_MODEL  # noqa: F401  (re-exported)
 from hub_pgen.generate.schema import DEFAULT_MAX_NEW_TOKENS, BudgetTooSmall, answer_bounds
@@ -29,6 +30,7 @@ class RunConfig:
     input_jsonl: Path | None = None
     # output
     output_dir: Path | None = None
+    output_format: str = layout.DEFAULT_FORMAT  # a key of layout.FORMATS
     # plan
     sampling: Literal["segment", "interval", "frame"] = "segment"
     sample_interval: float | None = None
@@ -78,6 +80,11 @@ class RunConfig:
         if len(sources) != 1:
             raise UsageError("give exactly one source: --root DIR, --repo-id OWNER/NAME, or --input-jsonl FILE")
         spec = get_backend(self.backend)
+        if self.output_format not in layout.FORMATS:
+            raise UsageError(f"--format must be one of {', '.join(layout.FORMATS)}, got {self.output_format!r}")
+        if self.input_jsonl is not None and self.output_format != layout.DEFAULT_FORMAT:
+            raise UsageError("--format shapes a dataset; --input-jsonl makes the D_syn JSONL alone",
+                             hint="drop --format, or give a dataset source (--root or --repo-id)")
         if self.model is None and spec.default_model:
             object.__setattr__(self, "model", spec.default_model)
         if self.serve is not None or self.serve_command is not None:
@@ -180,6 +187,7 @@ class RunConfig:
             "constrained": self.constrained if model else None,
             "max_retries": self.max_retries if model else None,
             "prompt_template": prompt_hash,
+            "format": self.output_format if self.input_jsonl is None else None,
         }
 
     def parameters(self) -> dict[str, Any]:

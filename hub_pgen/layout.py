@@ -37,3 +37,11 @@ PREVIOUS_NAME = "previous"  # --retry-failed: the earlier result, moved aside un
 
 # Float32 timestamps: a frame at ts belongs to a skill when start - EPS <= ts < end - EPS.
 TIME_EPS = 1e-4
+
+# What the new dataset carries (--format): the seed's columns, lerobot's language columns, or both.
+FORMATS = {
+    "both": ("hirobot", "language"),
+    "hirobot": ("hirobot",),  # task_index_high_level + appended tasks.parquet rows (lerobot feat/add-hirobot)
+    "lerobot-language": ("language",),  # language_persistent + language_events (lerobot >= 0.6.0)
+}
+DEFAULT_FORMAT = "both"

@@ -507,7 +507,7 @@ def _generate_and_write(
     if retry_ids:
         prov["retried"] = _retry_history(paths.output, retry_ids, journal, started)
     staging = out_mod.fresh_staging(paths)
-    summary = _write(prep, journal, staging, prov)
+    summary = _write(prep, journal, staging, prov, config.output_format)
     if prep.source is not None:
         _check_staged(staging, paths)
     faults.point("finalize")
@@ -529,7 +529,7 @@ def _generate_and_write(
         frames=summary.get("frames", 0),
         frames_labelled=summary.get("frames_labelled", 0),
         examples=_examples(records),
-        notices=prep.notices + tuple(notes),
+        notices=prep.notices + tuple(notes) + tuple(summary.get("notes", ())),
         retried=len(retry_ids),
     )
 
@@ -585,8 +585,10 @@ def _examples(records: Sequence[JournalRecord], n: int = 3) -> tuple[JournalReco
     return tuple(picked)
 
 
-def _write(prep: Prepared, journal: dict[str, JournalRecord], staging: Path, prov: dict[str, Any]) -> dict[str, int]:
-    """Write the result into ``staging``; returns its counts (new tasks rows, frames, labelled frames)."""
+def _write(prep: Prepared, journal: dict[str, JournalRecord], staging: Path, prov: dict[str, Any],
+           output_format: str) -> dict[str, Any]:
+    """Write the result into ``staging``; returns its counts (new tasks rows, frames, labelled frames)
+    and what to tell the user about the source's own language rows (``notes``)."""
     from hub_pgen.write.dataset import write_dataset, write_jsonl_result
 
     examples = [journal[s.sample_id] for s in prep.samples if s.sample_id in journal]
@@ -594,8 +596,14 @@ def _write(prep: Prepared, journal: dict[str, JournalRecord], staging: Path, pro
         write_jsonl_result(prep.samples, prep.bad_lines, journal, staging, provenance=prov)
         return {}
     summary = write_dataset(prep.source, prep.samples, journal, staging, provenance=prov,
-                            card=lambda final: render_card(final, examples))
-    return {"new_tasks": summary.new_tasks, "frames": summary.frames, "frames_labelled": summary.frames_labelled}
+                            card=lambda final: render_card(final, examples),
+                            segments=prep.plan.segments if prep.plan is not None else (),
+                            output_format=output_format)
+    notes = summary.language.lines() if summary.language is not None else []
+    for line in notes:
+        logger.warning("%s", line)
+    return {"new_tasks": summary.new_tasks, "frames": summary.frames, "frames_labelled": summary.frames_labelled,
+            "notes": notes}
 
 
 def _bad_line_record(bad: Any, fp: str) -> JournalRecord:

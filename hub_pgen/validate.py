@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow.compute import sum as pc_sum
 from pyarrow.compute import unique as pc_unique
 
+from hub_pgen import language as lang
 from hub_pgen import layout
 from hub_pgen.errors import UsageError, ValidationError
 from hub_pgen.source.jsonfile import JsonProblem, read_strict
@@ -35,13 +37,29 @@ def problems(root: Path, *, source: Path | None = None) -> list[str]:
         return [f"{layout.INFO_PATH} must hold a JSON object with a 'features' object, got {type(info).__name__}"]
     if info.get("codebase_version") != layout.CODEBASE_VERSION:
         found.append(f"{layout.INFO_PATH}: codebase_version is {info.get('codebase_version')!r}, expected v3.0")
-    feature = info.get("features", {}).get(layout.FEATURE)
-    if feature is None:
-        found.append(f"{layout.INFO_PATH}: feature {layout.FEATURE!r} is missing")
-    elif feature.get("dtype") != "int64" or list(feature.get("shape", [])) != [1]:
-        found.append(f"{layout.INFO_PATH}: feature {layout.FEATURE!r} must be int64 of shape [1], got {feature}")
-    if not (root / layout.PROVENANCE_PATH).is_file():
-        found.append(f"{layout.PROVENANCE_PATH} is missing (the run did not finish)")
+    features = info.get("features", {})
+    prov = _provenance(root, found)
+    fmt = prov.get("format", "hirobot") if prov is not None else None  # results before --format were hirobot
+    if fmt is not None and fmt not in layout.FORMATS:
+        found.append(f"{layout.PROVENANCE_PATH}: format {fmt!r} is none of {list(layout.FORMATS)}")
+        fmt = None
+    parts = layout.FORMATS[fmt] if fmt else ()
+    hirobot = "hirobot" in parts or layout.FEATURE in features
+    language = "language" in parts or any(c in features for c in lang.COLUMNS)
+    if not hirobot and not language:
+        found.append(f"{layout.INFO_PATH}: neither {layout.FEATURE!r} nor the language columns "
+                     f"{list(lang.COLUMNS)} are declared")
+    if hirobot:
+        feature = features.get(layout.FEATURE)
+        if feature is None:
+            found.append(f"{layout.INFO_PATH}: feature {layout.FEATURE!r} is missing")
+        elif feature.get("dtype") != "int64" or list(feature.get("shape", [])) != [1]:
+            found.append(f"{layout.INFO_PATH}: feature {layout.FEATURE!r} must be int64 of shape [1], got {feature}")
+    if language:
+        for column in lang.COLUMNS:
+            if features.get(column, {}).get("dtype") != "language":
+                found.append(f"{layout.INFO_PATH}: feature {column!r} must be declared with dtype 'language', "
+                             f"got {features.get(column)}")
     if not (root / layout.SYN_ANNOTATIONS_PATH).is_file():
         found.append(f"{layout.SYN_ANNOTATIONS_PATH} is missing")
 
@@ -55,15 +73,16 @@ def problems(root: Path, *, source: Path | None = None) -> list[str]:
         if info.get("total_tasks") != len(tasks):
             found.append(f"{layout.INFO_PATH}: total_tasks is {info.get('total_tasks')}, tasks.parquet has {len(tasks)} rows")
         missing_cols = [c for c in layout.TASK_EXTRA_COLUMNS if c not in tasks.columns]
-        if missing_cols:
+        if hirobot and missing_cols:
             found.append(f"{layout.TASKS_PATH}: columns {missing_cols} are missing")
-        else:
+        elif hirobot:
             valid_indices = set(int(i) for i in tasks.loc[tasks["user_prompt"].notna(), "task_index"])
     except (OSError, KeyError, ValueError) as e:
         found.append(f"{layout.TASKS_PATH} cannot be read ({e})")
 
     try:
-        found += _check_episodes_and_data(root, info, valid_indices)
+        found += _check_episodes_and_data(root, info, valid_indices if hirobot else None,
+                                          _expected_dialogues(root, prov) if language else None)
     except (KeyError, IndexError, ValueError) as e:  # info.json templates or episodes columns unusable
         found.append(f"{layout.INFO_PATH} and {layout.EPISODES_DIR} do not fit together ({type(e).__name__}: {e})")
     stats_path = root / layout.STATS_PATH
@@ -75,14 +94,107 @@ def problems(root: Path, *, source: Path | None = None) -> list[str]:
         except (json.JSONDecodeError, JsonProblem, UnicodeDecodeError) as e:
             found.append(f"{layout.STATS_PATH} is not valid JSON ({e})")
         else:
-            if not isinstance(stats, dict) or layout.FEATURE not in stats:
+            if hirobot and (not isinstance(stats, dict) or layout.FEATURE not in stats):
                 found.append(f"{layout.STATS_PATH}: no stats for {layout.FEATURE!r}")
     if source is not None:
         found += _compare_with_source(root, Path(source))
     return found
 
 
-def _check_episodes_and_data(root: Path, info: dict, valid: set[int]) -> list[str]:
+def _provenance(root: Path, found: list[str]) -> dict | None:
+    """``meta/hub_pgen.json`` (None, with the problem noted, when it is missing or unreadable)."""
+    path = root / layout.PROVENANCE_PATH
+    if not path.is_file():
+        found.append(f"{layout.PROVENANCE_PATH} is missing (the run did not finish)")
+        return None
+    try:
+        prov = read_strict(path)
+    except (json.JSONDecodeError, JsonProblem, UnicodeDecodeError) as e:
+        found.append(f"{layout.PROVENANCE_PATH} is not valid JSON ({e})")
+        return None
+    if not isinstance(prov, dict):
+        found.append(f"{layout.PROVENANCE_PATH} must hold a JSON object")
+        return None
+    return prov
+
+
+Expected = dict[tuple[int, int], tuple[str, str, float | None]]
+
+
+def _expected_dialogues(root: Path, prov: dict | None) -> Expected:
+    """The interjection + say pair each generated dialogue must have put on its frame: (episode,
+    frame) → (user prompt, robot utterance, frame timestamp), less those the provenance reports as
+    not added (their frame had a dialogue of the source's own)."""
+    skipped = set(((prov or {}).get("language") or {}).get("dialogues_not_added") or [])
+    out: Expected = {}
+    path = root / layout.SYN_ANNOTATIONS_PATH
+    if not path.is_file():
+        return out
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the D_syn file's own problems are the journal's business
+        if not isinstance(rec, dict) or rec.get("status") != "ok" or rec.get("episode_index") is None:
+            continue
+        e, f = rec.get("episode_index"), rec.get("frame_start", rec.get("frame_index"))
+        if not isinstance(e, int) or not isinstance(f, int) or f"episode {e} frame {f}" in skipped:
+            continue
+        out[(e, f)] = (rec.get("user_prompt"), rec.get("robot_utterance"), rec.get("timestamp"))
+    return out
+
+
+def _check_language(rel: str, table: pa.Table, expected: Expected) -> list[str]:
+    """lerobot's invariants on one data file's language columns, and every dialogue where it belongs."""
+    found: list[str] = []
+    missing = [c for c in lang.COLUMNS if c not in table.column_names]
+    if missing:
+        return [f"{rel}: column(s) {missing} are missing"]
+    episodes = table.column("episode_index").to_numpy()
+    frames = table.column("frame_index").to_numpy()
+    stamps = table.column("timestamp").to_numpy()
+    try:
+        rows = lang.read_file(table)
+    except lang.LanguageProblem as e:
+        return [f"{rel}: {e}"]
+    uniq, first = np.unique(episodes, return_index=True)
+    for e, i in zip(uniq.tolist(), first.tolist()):
+        where = f"{rel}: episode {e} frame {int(frames[i])}"
+        for row in rows.persistent.get(e, []):
+            found += [f"{where}: {lang.PERSISTENT} row {row}: {p}" for p in lang.row_problems(row, lang.PERSISTENT)]
+    for i, events in rows.events.items():
+        where = f"{rel}: episode {int(episodes[i])} frame {int(frames[i])}"
+        for row in events:
+            found += [f"{where}: {lang.EVENTS} row {row}: {p}" for p in lang.row_problems(row, lang.EVENTS)]
+        found += [f"{where}: {p}" for p in lang.frame_problems(events)]
+    # every generated dialogue on its frame (a dict lookup per dialogue, not a Python pass over the frames)
+    width = int(frames.max()) + 1 if len(frames) else 1
+    keys = episodes.astype(np.int64) * width + frames.astype(np.int64)
+    here = [k for k in expected if 0 <= k[1] < width and k[0] in set(uniq.tolist())]
+    if here:
+        want = np.array([e * width + f for e, f in here], dtype=np.int64)
+        order = np.argsort(keys, kind="stable")
+        j = np.minimum(np.searchsorted(keys[order], want), len(keys) - 1)
+        for (e, f), pos, hit in zip(here, order[j].tolist(), (keys[order][j] == want).tolist()):
+            if not hit:
+                continue
+            prompt, utterance, ts = expected.pop((e, f))
+            where = f"{rel}: episode {e} frame {f}"
+            events = rows.events.get(pos, [])
+            if ts is not None and float(np.float32(ts)) != float(stamps[pos]):
+                found.append(f"{where}: the dialogue's timestamp {ts} is not the frame's {float(stamps[pos])}")
+            if lang.dialogue_rows(prompt, utterance)[0] not in events or not any(
+                    lang.is_say(r) and r["tool_calls"][0]["function"]["arguments"].get("text") == utterance
+                    for r in events):
+                found.append(f"{where}: the generated dialogue is not in {lang.EVENTS} as an interjection + say pair")
+    return found
+
+
+def _check_episodes_and_data(root: Path, info: dict, valid: set[int] | None,
+                             dialogues: Expected | None) -> list[str]:
+    """Episodes metadata against the data files; ``valid``: the task indices task_index_high_level may
+    take (None: the format has no such column); ``dialogues``: what the language columns must hold
+    (None: the format has none)."""
     found: list[str] = []
     files = sorted((root / layout.EPISODES_DIR).glob("chunk-*/file-*.parquet"))
     if not files:
@@ -100,7 +212,8 @@ def _check_episodes_and_data(root: Path, info: dict, valid: set[int]) -> list[st
         episodes += table.num_rows
         if "length" in names:
             frames += int(pc_sum(table.column("length")))
-        if any(c.startswith("stats/") for c in names) and not any(c.startswith(f"stats/{layout.FEATURE}/") for c in names):
+        if valid is not None and any(c.startswith("stats/") for c in names) and not any(
+                c.startswith(f"stats/{layout.FEATURE}/") for c in names):
             found.append(f"{path.relative_to(root)}: no per-episode stats for {layout.FEATURE!r}")
         for row in table.select([c for c in names if not c.startswith("stats/")]).to_pylist():
             data_files.add(info["data_path"].format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]))
@@ -126,6 +239,12 @@ def _check_episodes_and_data(root: Path, info: dict, valid: set[int]) -> list[st
         except (OSError, ValueError) as e:
             found.append(f"{rel} cannot be read ({e})")
             continue
+        if dialogues is not None:
+            table = pq.read_table(path, columns=[c for c in ("episode_index", "frame_index", "timestamp", *lang.COLUMNS)
+                                                 if c in schema.names])
+            found += _check_language(rel, table, dialogues)
+        if valid is None:
+            continue
         if layout.FEATURE not in schema.names:
             found.append(f"{rel}: column {layout.FEATURE!r} is missing")
             continue
@@ -137,11 +256,15 @@ def _check_episodes_and_data(root: Path, info: dict, valid: set[int]) -> list[st
             found.append(f"{rel}: {layout.FEATURE} values {bad[:5]} point at no generated tasks row")
     if frames and rows and rows != frames:
         found.append(f"data files hold {rows} rows, episode lengths sum to {frames}")
+    if dialogues:
+        shown = ", ".join(f"episode {e} frame {f}" for e, f in list(dialogues)[:5])
+        found.append(f"{len(dialogues)} generated dialogue(s) name frames no data file has ({shown})")
     return sorted(set(found), key=found.index)
 
 
 def _compare_with_source(root: Path, source: Path) -> list[str]:
-    """Original columns and task rows unchanged (same files, same order)."""
+    """Original columns and task rows unchanged (same files, same order); a source's own language rows
+    all still there."""
     found: list[str] = []
     used: set[int] = set()
     for path in sorted((source / layout.DATA_DIR).glob("chunk-*/file-*.parquet")):
@@ -153,8 +276,25 @@ def _compare_with_source(root: Path, source: Path) -> list[str]:
         old, new = pq.read_table(path), pq.read_table(new_path)
         if "task_index" in old.column_names:
             used.update(int(i) for i in pc_unique(old.column("task_index")).to_pylist() if i is not None)
-        if new.drop_columns([layout.FEATURE]).select(old.column_names) != old or new.column_names[:-1] != old.column_names:
+        added = [c for c in new.column_names if c not in old.column_names]
+        plain = [c for c in old.column_names if c not in lang.COLUMNS]
+        if (sorted(added) != sorted(set(added) & {layout.FEATURE, *lang.COLUMNS})
+                or [c for c in new.column_names if c not in added] != old.column_names
+                or new.select(plain) != old.select(plain)):
             found.append(f"{rel}: original columns or rows changed")
+        if set(lang.COLUMNS) & set(old.column_names):
+            try:
+                before, after = lang.read_file(old), lang.read_file(new)
+            except lang.LanguageProblem as e:
+                found.append(f"{rel}: {e}")
+                continue
+            lost = sorted({e for e, rows in before.persistent.items() if any(r not in after.persistent.get(e, [])
+                                                                               for r in rows)})
+            if lost:
+                found.append(f"{rel}: the source's {lang.PERSISTENT} rows are gone in episode(s) {lost[:5]}")
+            lost = sorted(i for i, rows in before.events.items() if any(r not in after.events.get(i, []) for r in rows))
+            if lost:
+                found.append(f"{rel}: the source's {lang.EVENTS} rows are gone at {len(lost)} frame(s) (rows {lost[:5]})")
     old_tasks = pq.read_table(source / layout.TASKS_PATH).to_pandas()
     new_tasks = pq.read_table(root / layout.TASKS_PATH).to_pandas()
     head = new_tasks.iloc[: len(old_tasks)]

@@ -54,3 +54,19 @@ def tree_hashes(root: Path) -> dict[str, str]:
 
 def load_skills_json(root: Path) -> dict:
     return json.loads((Path(root) / "meta" / "skills.json").read_text())
+
+
+def language_rows(table, column: str) -> list[list[dict]]:
+    """Each frame's rows of a language column as plain Python: a per-frame oracle, independent of
+    hub_pgen.language.read_file's vectorised reading."""
+    from hub_pgen.language import normalize_row
+
+    return [[normalize_row(r, column) for r in (frame or [])] for frame in table.column(column).to_pylist()]
+
+
+def persistent_by_episode(table) -> dict[int, list[dict]]:
+    """Each episode's language_persistent rows, asserting they are the same on all its frames."""
+    out: dict[int, list[dict]] = {}
+    for e, rows in zip(table.column("episode_index").to_pylist(), language_rows(table, "language_persistent")):
+        assert out.setdefault(e, rows) == rows, f"episode {e}: language_persistent differs between frames"
+    return out

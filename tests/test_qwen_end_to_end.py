@@ -113,3 +113,44 @@ def test_bench_gpu_pipeline_tiny_smoke(tmp_path):
     assert r["rows"][0]["samples"] < r["rows"][1]["samples"]  # --full-batches: fewer episodes for batch 1
     assert [row["samples"] for row in r["rows"]] == [5, 10] and all(row["in_generate_s"] > 0 for row in r["rows"])
     assert r["images"] == 5 and r["frames_alone_s"] > 0  # the first plan: 5 samples, one camera
+
+
+def readme_train_snippet() -> str:
+    """The README's "Train on it" code, as users copy it."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Train on it", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_lerobot_renders_prompt_say_call_and_skill_at_a_sampled_frame(qwen_run, no_network, capsys):
+    """Issue 11: the README's snippet, run on a tiny-model output, renders with lerobot 0.6.1's own
+    ``render_sample`` the user prompt, the robot's say call and the active skill of that frame."""
+    code = readme_train_snippet()
+    assert 'root = "hub-pgen-out/' in code
+    code = code.replace(code.split("root = ", 1)[1].split("\n", 1)[0], repr(str(qwen_run)) + "  # the test's output")
+    scope: dict = {}
+    exec(compile(code, "README.md#train-on-it", "exec"), scope)
+    ds, i, item = scope["ds"], scope["i"], scope["item"]
+    e, f = int(item["episode_index"]), int(item["frame_index"])
+    rec = next(r for r in journal(qwen_run) if r["episode_index"] == e and r["frame_start"] == f)
+    assert rec["status"] == "ok" and i == int(ds.meta.episodes[e]["dataset_from_index"]) + f
+    assert scope["rendered"]["messages"] == [
+        {"role": "user", "content": rec["user_prompt"]},
+        {"role": "assistant", "content": rec["skill_current"], "tool_calls": [
+            {"type": "function", "function": {"name": "say", "arguments": {"text": rec["robot_utterance"]}}}]},
+    ]
+    assert scope["rendered"]["target_message_indices"] == [1]
+    hl = scope["high_level"]
+    assert (hl.user_prompt, hl.robot_utterance, hl.skill) == (rec["user_prompt"], rec["robot_utterance"],
+                                                               rec["skill_current"])
+    assert rec["user_prompt"] in capsys.readouterr().out
+    # the next frame of that segment: no interjection, so this recipe renders nothing to train on there,
+    # while the skill is still the active subtask
+    from lerobot.datasets.language_render import active_at
+
+    later = ds[i + 1]
+    assert scope["render_sample"](recipe=scope["recipe"], persistent=later["language_persistent"],
+                                  events=later["language_events"], t=float(later["timestamp"]),
+                                  sample_idx=i + 1) is None
+    assert active_at(float(later["timestamp"]), persistent=later["language_persistent"],
+                     style="subtask")["content"] == rec["skill_current"]

@@ -13,6 +13,9 @@ seconds, not the GPU hours of a generation whose result would then fail ``valida
   frames use names a row of ``tasks.parquet`` (else hub-pgen's new dialogues would take those
   indices and the original labels would silently point at generated text).
 - :func:`check_stats`: the stats hub-pgen extends carry ``count`` (LeRobot's aggregation needs it).
+- :func:`check_language`: language columns a source already has (lerobot-annotate's) are declared in
+  ``info.json``, readable as lerobot's rows, the same persistent rows on every frame of an episode,
+  and every row keeps lerobot's invariants — hub-pgen keeps them, so it must not pass on broken ones.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from hub_pgen import language as lang
 from hub_pgen import layout
 from hub_pgen.data import Episode
 from hub_pgen.errors import SourceError
@@ -183,3 +187,43 @@ def check_stats(stats: dict[str, Any], path: Path) -> None:
                 raise SourceError(f"{path}: the stats of {key!r} lack 'count' (LeRobot aggregates stats by count)",
                                   path=path, hint="recompute meta/stats.json with lerobot, or download the dataset again")
             return
+
+
+def check_language(root: Path, info: dict[str, Any], data_paths: Sequence[str]) -> None:
+    """A source's own language columns (see the module docstring); nothing to do when it has none."""
+    declared = [c for c in lang.COLUMNS if c in info.get("features", {})]
+    for rel in data_paths:
+        path = root / rel
+        names = pq.read_schema(path).names
+        present = [c for c in lang.COLUMNS if c in names]
+        if not declared and not present:
+            continue
+        undeclared = sorted(set(present) - set(declared))
+        if undeclared:
+            raise SourceError(f"{path}: column(s) {undeclared} are not declared in meta/info.json", path=path,
+                              hint='lerobot refuses undeclared language columns: add {"dtype": "language", "shape": '
+                                   '[1], "names": null} features for them, or drop the columns')
+        missing = sorted(set(declared) - set(present))
+        if missing:
+            raise SourceError(f"{path}: meta/info.json declares {missing}, the data file has no such column",
+                              path=path, hint="the dataset is damaged or half-annotated: annotate it again, or "
+                                              "remove the features from meta/info.json")
+        table = pq.read_table(path, columns=["episode_index", "frame_index", *present])
+        try:
+            rows = lang.read_file(table)
+        except lang.LanguageProblem as e:
+            raise SourceError(f"{path}: {e}", path=path,
+                              hint="hub-pgen keeps a source's language rows and will not copy broken ones: "
+                                   "annotate the dataset again, or drop its language columns") from None
+        frames = table.column("frame_index").to_numpy()
+        episodes = table.column("episode_index").to_numpy()
+        first = {int(e): int(frames[i]) for e, i in zip(*np.unique(episodes, return_index=True))}
+        found = [(e, first[e], lang.PERSISTENT, r) for e, rs in rows.persistent.items() for r in rs]
+        found += [(int(episodes[i]), int(frames[i]), lang.EVENTS, r) for i, rs in rows.events.items() for r in rs]
+        for episode, frame, column, row in found:
+            bad = lang.row_problems(row, column)
+            if bad:
+                raise SourceError(f"{path}: episode {episode} frame {frame}: a {column} row breaks lerobot's rules "
+                                  f"({'; '.join(bad)}): {row}", path=path,
+                                  hint="hub-pgen keeps a source's language rows and will not copy broken ones: "
+                                       "fix or re-annotate the dataset")

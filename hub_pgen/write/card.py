@@ -45,15 +45,23 @@ def render_card(provenance: dict[str, Any], examples: Sequence[JournalRecord], *
     origin = (
         f"[{escape(src_repo)}](https://huggingface.co/datasets/{src_repo})" if src_repo else f"`{escape(src.get('root', '?'))}`"
     )
-    lines.append(
-        f"This dataset is {origin} with one new per-frame feature, `{layout.FEATURE}`, made by "
-        f"hub-pgen {escape(provenance.get('tool', {}).get('version', ''))}. "
-        "For each sampled moment of each annotated skill, a vision-language model (`pgen` in "
-        "Hi Robot, Shi et al. 2025) imagined a user prompt that would lead to that skill and the robot's reply. "
-        f"Each distinct dialogue is a new row of `meta/tasks.parquet`; `{layout.FEATURE}` points at it "
-        f"(`{layout.NO_TASK}` = no dialogue: frame outside every skill, or generation failed). "
-        "Every other file and column is the source's, unchanged; videos are the source's files."
-    )
+    parts = layout.FORMATS.get(provenance.get("format", "hirobot"), ("hirobot",))
+    made = (f"made by hub-pgen {escape(provenance.get('tool', {}).get('version', ''))}. "
+            "For each sampled moment of each annotated skill, a vision-language model (`pgen` in "
+            "Hi Robot, Shi et al. 2025) imagined a user prompt that would lead to that skill and the robot's reply.")
+    hirobot = (f"Each distinct dialogue is a new row of `meta/tasks.parquet`; `{layout.FEATURE}` points at it "
+               f"(`{layout.NO_TASK}` = no dialogue: frame outside every skill, or generation failed).")
+    language = ("lerobot's language columns carry the same: each skill is a `subtask` row of "
+                "`language_persistent`, each dialogue the user's `interjection` and the robot's `say` call in "
+                "`language_events` on the frame the model saw (render them with "
+                "`lerobot.datasets.language_render.render_sample`).")
+    if parts == ("language",):
+        intro = f"This dataset is {origin} with lerobot's language columns, {made} {language}"
+    else:
+        both = " and lerobot's language columns" if "language" in parts else ""
+        intro = (f"This dataset is {origin} with a new per-frame feature, `{layout.FEATURE}`{both}, {made} "
+                 f"{hirobot}" + (f" {language[0].upper()}{language[1:]}" if "language" in parts else ""))
+    lines.append(intro + " Every other file and column is the source's, unchanged; videos are the source's files.")
     lines += ["", "## Provenance", "", "| | |", "|---|---|"]
     rows = [
         ("source", src_repo or src.get("root")),
@@ -102,7 +110,8 @@ def render_card(provenance: dict[str, Any], examples: Sequence[JournalRecord], *
         "```python",
         "from lerobot.datasets.lerobot_dataset import LeRobotDataset",
         load,
-        f"item = ds[0]  # item['{layout.FEATURE}'] indexes ds.meta.tasks",
+        "item = ds[0]" + (f"  # item['{layout.FEATURE}'] indexes ds.meta.tasks" if "hirobot" in parts
+                          else "  # item['language_events'], item['language_persistent']"),
         "```",
         "",
         f"`meta/syn_annotations.jsonl` holds every generated sample (D_syn), and `{layout.PROVENANCE_PATH}` "

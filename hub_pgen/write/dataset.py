@@ -23,8 +23,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hub_pgen import faults, layout
+from hub_pgen import language as lang
 from hub_pgen.data import JournalRecord, Sample, SourceDataset
 from hub_pgen.errors import OutputError, SourceError
+from hub_pgen.write import language as lang_w
 from hub_pgen.write import stats as st
 
 logger = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ class WriteSummary:
     frames_labelled: int
     files_linked: int
     files_copied: int
+    language: lang_w.LanguageCounts | None = None  # None: the format has no language columns
 
 
 def assign_task_indices(
@@ -119,34 +122,62 @@ def write_dataset(
     *,
     provenance: dict[str, Any],
     card: Callable[[dict[str, Any]], str],
+    segments: Sequence[Any] = (),
+    output_format: str = layout.DEFAULT_FORMAT,
 ) -> WriteSummary:
     """Write the new dataset into ``staging``. ``card`` renders the README from the final provenance
-    (counts included), so the card and ``meta/hub_pgen.json`` always agree."""
-    assignment = assign_task_indices(source.tasks, source.task_indices, samples, records)
+    (counts included), so the card and ``meta/hub_pgen.json`` always agree. ``segments`` (the plan's)
+    become the ``subtask`` rows of the language columns; ``output_format`` is a key of layout.FORMATS."""
+    parts = layout.FORMATS[output_format]
+    hirobot, language = "hirobot" in parts, "language" in parts
+    assignment = (assign_task_indices(source.tasks, source.task_indices, samples, records) if hirobot
+                  else TaskAssignment(by_sample={}, new_tasks=()))
     per_episode = frame_task_indices(source, samples, assignment)
     frames = sum(len(v) for v in per_episode.values())
     labelled = sum(int((v != layout.NO_TASK).sum()) for v in per_episode.values())
-    provenance = {**provenance, "counts": {**provenance.get("counts", {}), "new_tasks": len(assignment.new_tasks),
-                                           "frames": frames, "frames_labelled": labelled}}
+    lplan = lang_w.plan_language(segments, samples, records) if language else None
+    lcounts = lang_w.LanguageCounts()
+    provenance = {**provenance, "format": output_format,
+                  "counts": {**provenance.get("counts", {}), "new_tasks": len(assignment.new_tasks),
+                             "frames": frames, "frames_labelled": labelled}}
     try:
         staging.mkdir(parents=True, exist_ok=True)
         for rel in source.data_paths:
-            _write_data_file(source.root / rel, staging / rel, per_episode)
+            _write_data_file(source.root / rel, staging / rel, per_episode if hirobot else None, lplan, lcounts)
             faults.point("write.data")
-        _write_tasks(source.root / layout.TASKS_PATH, staging / layout.TASKS_PATH, assignment.new_tasks)
-        stat_names = _stat_names(source)
-        ep_stats = {e: st.episode_stats(v, stat_names) for e, v in per_episode.items() if len(v)}
-        for path in sorted((source.root / layout.EPISODES_DIR).glob("chunk-*/file-*.parquet")):
-            rel = path.relative_to(source.root).as_posix()
-            _write_episodes_file(path, staging / rel, ep_stats)
-        _write_stats(source.root / layout.STATS_PATH, staging / layout.STATS_PATH, list(ep_stats.values()))
+        episode_files = sorted((source.root / layout.EPISODES_DIR).glob("chunk-*/file-*.parquet"))
+        if hirobot:
+            _write_tasks(source.root / layout.TASKS_PATH, staging / layout.TASKS_PATH, assignment.new_tasks)
+            stat_names = _stat_names(source)
+            ep_stats = {e: st.episode_stats(v, stat_names) for e, v in per_episode.items() if len(v)}
+            for path in episode_files:
+                rel = path.relative_to(source.root).as_posix()
+                _write_episodes_file(path, staging / rel, ep_stats)
+            _write_stats(source.root / layout.STATS_PATH, staging / layout.STATS_PATH, list(ep_stats.values()))
+        else:  # the language columns have no stats in lerobot: metadata as the source has it
+            for path in [source.root / layout.TASKS_PATH, source.root / layout.STATS_PATH, *episode_files]:
+                if path.is_file():
+                    dst = staging / path.relative_to(source.root)
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(path, dst)
         info = dict(source.info)
-        info["features"] = {**source.info["features"], layout.FEATURE: dict(layout.FEATURE_SPEC)}
-        info["total_tasks"] = len(source.tasks) + len(assignment.new_tasks)
+        features = dict(source.info["features"])
+        if hirobot:
+            features[layout.FEATURE] = dict(layout.FEATURE_SPEC)
+            info["total_tasks"] = len(source.tasks) + len(assignment.new_tasks)
+        if language:
+            for column in lang.COLUMNS:
+                features[column] = dict(lang.FEATURE_SPEC)
+            tools = list(info.get("tools") or [])
+            if not any(isinstance(t, dict) and (t.get("function") or {}).get("name") == "say" for t in tools):
+                info["tools"] = tools + [lang.SAY_TOOL_SCHEMA]
+            provenance["language"] = lcounts.as_dict()
+        info["features"] = features
         _write_json(staging / layout.INFO_PATH, info)
         faults.point("write.meta")
         linked, copied = _copy_rest(source.root, staging, handled=set(source.data_paths))
-        _write_syn_annotations(staging / layout.SYN_ANNOTATIONS_PATH, samples, records, assignment)
+        _write_syn_annotations(staging / layout.SYN_ANNOTATIONS_PATH, samples, records,
+                               assignment if hirobot else None)
         (staging / layout.CARD_PATH).write_text(card(provenance), encoding="utf-8")
         _write_json(staging / layout.PROVENANCE_PATH, provenance)  # last: marks the folder complete
     except OSError as e:
@@ -156,23 +187,39 @@ def write_dataset(
             path=staging,
             hint="free disk space or fix permissions, then rerun the same command: generated samples are kept",
         ) from e
-    return WriteSummary(staging, len(assignment.new_tasks), frames, labelled, linked, copied)
+    return WriteSummary(staging, len(assignment.new_tasks), frames, labelled, linked, copied,
+                        lcounts if language else None)
 
 
 # --- files ------------------------------------------------------------------------------------
 
 
-def _write_data_file(src: Path, dst: Path, per_episode: dict[int, np.ndarray]) -> None:
+def _write_data_file(src: Path, dst: Path, per_episode: dict[int, np.ndarray] | None,
+                     lplan: lang_w.LanguagePlan | None, lcounts: lang_w.LanguageCounts) -> None:
+    """The source file with ``task_index_high_level`` appended (``per_episode`` given) and the language
+    columns replaced or appended (``lplan`` given); every other column, row and its order kept."""
     table = pq.read_table(src)
     meta = pq.ParquetFile(src).metadata
-    episodes = table.column("episode_index").to_numpy()
-    frames = table.column("frame_index").to_numpy()
-    values = np.full(len(table), layout.NO_TASK, dtype=np.int64)
-    for e in np.unique(episodes):
-        mask = episodes == e
-        values[mask] = per_episode[int(e)][frames[mask]]
-    table = table.append_column(pa.field(layout.FEATURE, pa.int64()), pa.array(values, type=pa.int64()))
-    table = table.replace_schema_metadata(_with_hf_feature(table.schema.metadata))
+    added: dict[str, dict[str, Any]] = {}
+    if per_episode is not None:
+        episodes = table.column("episode_index").to_numpy()
+        frames = table.column("frame_index").to_numpy()
+        values = np.full(len(table), layout.NO_TASK, dtype=np.int64)
+        for e in np.unique(episodes):
+            mask = episodes == e
+            values[mask] = per_episode[int(e)][frames[mask]]
+        table = table.append_column(pa.field(layout.FEATURE, pa.int64()), pa.array(values, type=pa.int64()))
+        added[layout.FEATURE] = {"dtype": "int64", "_type": "Value"}
+    if lplan is not None:
+        columns = lang_w.language_columns(table, lplan, lcounts)
+        for name, array in zip(lang.COLUMNS, columns):
+            field = pa.field(name, array.type)
+            if name in table.column_names:
+                table = table.set_column(table.column_names.index(name), field, array)
+            else:
+                table = table.append_column(field, array)
+            added[name] = lang.hf_feature(name)
+    table = table.replace_schema_metadata(_with_hf_features(table.schema.metadata, added))
     dst.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, dst, **_writer_options(meta))
 
@@ -189,13 +236,14 @@ def _writer_options(meta: pq.FileMetaData) -> dict[str, Any]:
     return opts
 
 
-def _with_hf_feature(metadata: dict[bytes, bytes] | None) -> dict[bytes, bytes] | None:
+def _with_hf_features(metadata: dict[bytes, bytes] | None,
+                      added: dict[str, dict[str, Any]]) -> dict[bytes, bytes] | None:
     """Datasets-style ``huggingface`` schema metadata lists every column's feature; add ours."""
-    if not metadata or b"huggingface" not in metadata:
+    if not metadata or b"huggingface" not in metadata or not added:
         return metadata
     try:
         hf = json.loads(metadata[b"huggingface"])
-        hf.setdefault("info", {}).setdefault("features", {})[layout.FEATURE] = {"dtype": "int64", "_type": "Value"}
+        hf.setdefault("info", {}).setdefault("features", {}).update(added)
     except (json.JSONDecodeError, AttributeError):
         return metadata
     return {**metadata, b"huggingface": json.dumps(hf).encode()}
@@ -299,8 +347,9 @@ def _copy_rest(src_root: Path, dst_root: Path, *, handled: set[str]) -> tuple[in
 
 
 def _write_syn_annotations(
-    path: Path, samples: Sequence[Sample], records: dict[str, JournalRecord], assignment: TaskAssignment
+    path: Path, samples: Sequence[Sample], records: dict[str, JournalRecord], assignment: TaskAssignment | None
 ) -> None:
+    """One line per sample; ``task_index_high_level`` is null when the format has no such column."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
         for s in samples:
@@ -308,7 +357,8 @@ def _write_syn_annotations(
             if rec is None:
                 continue
             d = rec.to_json()
-            d["task_index_high_level"] = assignment.by_sample.get(s.sample_id, layout.NO_TASK)
+            d["task_index_high_level"] = (assignment.by_sample.get(s.sample_id, layout.NO_TASK)
+                                          if assignment is not None else None)
             d.pop("fingerprint", None)
             fh.write(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n")
 
