@@ -9,7 +9,15 @@ frames stage the decoding lanes hide behind the GPU. Random weights never write 
 sample is a recorded failure; each answer is a fixed ``--new-tokens`` long (EOS ignored), as in
 ``scripts/bench_gpu.py``, whose model builder this uses.
 
+``--cache static`` measures transformers' static KV cache instead of its default dynamic one: the
+script sets ``cache_implementation="static"`` on the generation config of each ``generate`` call
+(nothing in hub_pgen changes). On CUDA, transformers then ``torch.compile``s the decode step itself
+(``CompileConfig()``: inductor, mode "reduce-overhead"); on CPU it does not. Each row reports the
+warm-up call's seconds (where the first compile lands) and the graphs dynamo compiled during the
+timed run (recompiles for a new batch size or a longer cache).
+
     python scripts/bench_gpu_pipeline.py                      # Qwen2.5-VL-7B, 640x480, batch 1 and 16
+    python scripts/bench_gpu_pipeline.py --cache static --batch-sizes 16,64   # the static-cache arm
     python scripts/bench_gpu_pipeline.py --tiny --episodes 2 --batch-sizes 1,4   # CPU smoke check
 """
 
@@ -53,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
                         "keeps batch 1 short and batch 64 full")
     p.add_argument("--peak-tflops", type=float, default=790.0,
                    help="the device's dense bf16 peak, for the compute-bound ceiling (H200: ~790)")
+    p.add_argument("--cache", default="dynamic", choices=("dynamic", "static"),
+                   help="KV cache of generate: transformers' default (dynamic) or "
+                        "cache_implementation='static' (auto-compiled by transformers on CUDA)")
     p.add_argument("--tiny", action="store_true", help="tiny test model on CPU (smoke check)")
     p.add_argument("--data-dir", type=Path)
     p.add_argument("--json", type=Path, help="also write the results here")
@@ -88,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     def generate(**kw: Any) -> Any:
         kw["generation_config"] = copy.deepcopy(kw["generation_config"])
         kw["generation_config"].min_new_tokens = args.new_tokens
+        if args.cache == "static":
+            kw["generation_config"].cache_implementation = "static"
         start = time.perf_counter()
         out = loaded.model.generate(**kw)
         if cuda:
@@ -98,8 +111,19 @@ def main(argv: list[str] | None = None) -> int:
     options = GenerationOptions(max_new_tokens=args.new_tokens, constrained=False, max_retries=0)
     ceiling = compute_ceiling(loaded, args)
     print(json.dumps({"ceiling": ceiling}), flush=True)
-    rows = []
-    frames_alone = None
+    rows: list[dict[str, Any]] = []
+    frames_alone, n_images = None, 0
+
+    def summary() -> dict[str, Any]:
+        return {"model": args.model + ("-tiny" if args.tiny else ""),
+                "device": torch.cuda.get_device_name() if cuda else "cpu",
+                "dataset": {"episodes": args.episodes, "frames": args.frames,
+                            "size": f"{args.width}x{args.height}", "build_s": round(build_s, 1)},
+                "load_s": round(load_s, 1), "new_tokens": args.new_tokens, "sampling": args.sampling,
+                "cache": args.cache, "compiled": hasattr(loaded.model, "_compiled_call"),
+                "cameras": args.cameras, "ceiling": ceiling,
+                "frames_alone_s": round(frames_alone or 0.0, 3), "images": n_images, "rows": rows}
+
     for bs in [int(x) for x in args.batch_sizes.split(",")]:
         config = RunConfig(root=src, output_dir=work / f"out-bs{bs}", batch_size=bs, backend="transformers",
                            model=loaded.options.model, sampling=args.sampling, max_new_tokens=args.new_tokens,
@@ -111,29 +135,36 @@ def main(argv: list[str] | None = None) -> int:
             n_images = sum(len(imgs) for _, imgs in iter_sample_images(prep.samples, source=prep.source))
             frames_alone = time.perf_counter() - t
         backend = TransformersBackend(loaded, options, generate_fn=generate)
-        backend.generate(list(_warmup_requests(bs)))  # kernels, allocator
+        t = time.perf_counter()
+        backend.generate(list(_warmup_requests(bs, args.cameras)))  # kernels, allocator; static: compile
+        warmup_s = time.perf_counter() - t
         in_model[0] = 0.0
+        graphs = _compiled_graphs()
         t = time.perf_counter()
         result = pipeline.run(config, backend=backend)
         total = time.perf_counter() - t
         rate = result.samples / total
         rows.append({
-            "batch_size": bs, "samples": result.samples, "seconds": round(total, 2),
+            "batch_size": bs, "cache": args.cache, "warmup_s": round(warmup_s, 2),
+            "graphs_compiled_in_run": _compiled_graphs() - graphs,
+            "samples": result.samples, "seconds": round(total, 2),
             "samples_per_s": round(rate, 3), "in_generate_s": round(in_model[0], 2),
             "outside_generate_s": round(total - in_model[0], 2),
             "fraction_of_ceiling": round(rate / ceiling["samples_per_s"], 4),
         })
         print(json.dumps(rows[-1]), flush=True)
-    out = {"model": args.model + ("-tiny" if args.tiny else ""), "device": torch.cuda.get_device_name() if cuda
-           else "cpu", "dataset": {"episodes": args.episodes, "frames": args.frames, "size": f"{args.width}x{args.height}",
-                                   "build_s": round(build_s, 1)},
-           "load_s": round(load_s, 1), "new_tokens": args.new_tokens, "sampling": args.sampling,
-           "cameras": args.cameras, "ceiling": ceiling,
-           "frames_alone_s": round(frames_alone or 0.0, 3), "images": n_images, "rows": rows}
-    print(json.dumps(out, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
+        if args.json:  # after every row: a run cut short by a timeout keeps the rows it finished
+            args.json.write_text(json.dumps(summary(), indent=2))
+    print(json.dumps(summary(), indent=2))
     return 0
+
+
+def _compiled_graphs() -> int:
+    """Graphs torch.compile (dynamo) has compiled in this process so far: with the static cache on CUDA,
+    transformers compiles the decode step, and a new batch size or a longer cache compiles again."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])
 
 
 def _episodes_for(src: Path, args: argparse.Namespace, batch: int) -> tuple[int, ...]:
@@ -190,7 +221,7 @@ def compute_ceiling(loaded: Any, args: argparse.Namespace) -> dict[str, Any]:
             "peak_tflops": args.peak_tflops, "samples_per_s": round(args.peak_tflops * 1e12 / flops, 2)}
 
 
-def _warmup_requests(n: int) -> Any:
+def _warmup_requests(n: int, cameras: int = 2) -> Any:
     import numpy as np
     from PIL import Image
 
@@ -200,7 +231,8 @@ def _warmup_requests(n: int) -> Any:
     rng = np.random.default_rng(0)
     for i in range(n):
         s = Sample(f"warm-{i}", 0, "0", i, 0.0, "pick up the brick", (), "tidy up", "direct_request", "confirmation")
-        imgs = tuple(Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)) for _ in range(2))
+        imgs = tuple(Image.fromarray(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8))
+                     for _ in range(cameras))
         yield GenerationRequest(s, construct_prompt(s), imgs, seed=i)
 
 
