@@ -96,7 +96,7 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
     out = p.add_argument_group("output")
     out.add_argument("--output-dir", type=Path,
                      help="folder of the new dataset (default: hub-pgen-out/<name>-pgen-<fingerprint>)")
-    out.add_argument("--format", dest="output_format", choices=tuple(layout.FORMATS), default=layout.DEFAULT_FORMAT,
+    out.add_argument("--format", dest="output_format", choices=tuple(layout.FORMATS), default=None,
                      help="both (default): task_index_high_level + tasks.parquet rows and lerobot's language columns; "
                           "hirobot: the former only; lerobot-language: the latter only")
     out.add_argument("--dry-run", action="store_true", help="print the plan and the cost; generate nothing")
@@ -106,6 +106,13 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
                      help="if another run is writing the same output folder, wait for it instead of stopping")
     out.add_argument("--retry-failed", action="store_true",
                      help="generate the failed samples of an existing result (or journal) again, same configuration")
+    sk = p.add_argument_group("skills")
+    sk.add_argument("--skills", choices=("auto", "file", "language", "annotate"), default="auto",
+                    help="where each episode's skills come from: meta/skills.json (file), lerobot's subtask rows in "
+                         "language_persistent (language), or the model labels them first (annotate); auto (default): "
+                         "file, else language, else an error naming annotate")
+    sk.add_argument("--min-skill-seconds", type=float, default=1.0, metavar="S",
+                    help="--skills annotate: the shortest skill (a shorter span joins its neighbour; default 1)")
     plan = p.add_argument_group("plan")
     plan.add_argument("--sampling", choices=("segment", "interval", "frame"), default="segment",
                       help="one sample per skill segment (default), every --sample-interval seconds, or every frame")
@@ -183,13 +190,18 @@ def config_from_args(args: argparse.Namespace):
     except ValueError as e:
         raise UsageError(str(e)) from None
     keys = tuple(k.strip() for k in args.image_keys.split(",") if k.strip()) if args.image_keys else None
+    if args.input_jsonl is not None and args.output_format is not None:
+        raise UsageError("--format shapes a dataset; --input-jsonl makes the D_syn JSONL alone",
+                         hint="drop --format, or give a dataset source (--root or --repo-id)")
     return RunConfig(
         root=args.root,
         repo_id=args.repo_id,
         revision=args.revision,
         input_jsonl=args.input_jsonl,
         output_dir=args.output_dir,
-        output_format=args.output_format,
+        output_format=args.output_format or layout.DEFAULT_FORMAT,
+        skills=args.skills,
+        min_skill_seconds=args.min_skill_seconds,
         sampling=args.sampling,
         sample_interval=args.sample_interval,
         episodes=parse_episode_list(args.episodes),

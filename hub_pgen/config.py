@@ -31,6 +31,9 @@ class RunConfig:
     # output
     output_dir: Path | None = None
     output_format: str = layout.DEFAULT_FORMAT  # a key of layout.FORMATS
+    # skills
+    skills: str = "auto"  # auto | file | language | annotate (hub_pgen.skills)
+    min_skill_seconds: float = 1.0  # --skills annotate: no labelled skill is shorter
     # plan
     sampling: Literal["segment", "interval", "frame"] = "segment"
     sample_interval: float | None = None
@@ -97,6 +100,15 @@ class RunConfig:
             if self.serve and self.serve_command:
                 raise UsageError("give either --serve or --serve-command, not both")
             self.serve_options()  # the command template, server counts and timeout are checked there
+        from hub_pgen.skills import SOURCES
+
+        if self.skills not in SOURCES:
+            raise UsageError(f"--skills must be one of {', '.join(SOURCES)}, got {self.skills!r}")
+        if not math.isfinite(self.min_skill_seconds) or self.min_skill_seconds <= 0:
+            raise UsageError(f"--min-skill-seconds must be a number of seconds > 0, got {self.min_skill_seconds}")
+        if self.input_jsonl is not None and self.skills != "auto":
+            raise UsageError("--skills chooses where a dataset's skills come from; --input-jsonl samples carry "
+                             "their own", hint="drop --skills, or give a dataset source (--root or --repo-id)")
         if self.concurrency < 1:
             raise UsageError(f"--concurrency must be >= 1, got {self.concurrency}")
         if not math.isfinite(self.request_timeout) or self.request_timeout <= 0:
@@ -164,7 +176,7 @@ class RunConfig:
                             startup_timeout=self.serve_timeout)
 
     def identity(self, *, cameras: tuple[str, ...], source_id: dict[str, Any], backend_id: dict[str, Any],
-                 prompt_hash: str) -> dict[str, Any]:
+                 prompt_hash: str, skills_id: dict[str, Any] | None = None) -> dict[str, Any]:
         """Everything that changes what is generated — and nothing that does not (batch size,
         device, output path), so a run can resume with another batch size or on another machine."""
         from hub_pgen.generate.registry import get_backend
@@ -188,6 +200,7 @@ class RunConfig:
             "max_retries": self.max_retries if model else None,
             "prompt_template": prompt_hash,
             "format": self.output_format if self.input_jsonl is None else None,
+            "skills": skills_id,  # where the skills came from (file/language: their digest; annotate: how)
         }
 
     def parameters(self) -> dict[str, Any]:

@@ -52,6 +52,7 @@ class SourceDataset:
     episodes: dict[int, Episode]
     repo_id: str | None = None
     revision: str | None = None  # resolved commit sha when it came from the Hub
+    language: Any = None  # hub_pgen.language.SourceLanguage: the source's own language rows, if any
 
     @property
     def fps(self) -> float:

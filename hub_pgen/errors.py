@@ -227,11 +227,14 @@ class ValidationError(HubPgenError, ValueError):
 
     exit_code = 7
 
-    def __init__(self, path: Path | str, problems: list[str]) -> None:
+    def __init__(self, path: Path | str, problems: list[str], *, source: Path | str | None = None) -> None:
         shown = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"{path} fails validation ({len(problems)} problem(s)):\n{shown}",
-                         hint="a finished hub-pgen folder passes; this one was changed after the run, is "
-                              "unfinished, or was made by another tool: run hub-pgen again into a new --output-dir")
+        hint = ("a finished hub-pgen folder passes; this one was changed after the run, is unfinished, or was made "
+                "by another tool: run hub-pgen again into a new --output-dir")
+        if source is not None:
+            hint = (f"check that --source {source} is the dataset this folder was made from (meta/hub_pgen.json "
+                    "names it); if it is, " + hint[0].lower() + hint[1:])
+        super().__init__(f"{path} fails validation ({len(problems)} problem(s)):\n{shown}", hint=hint)
         self.path = Path(path)
         self.problems = problems
 
@@ -241,9 +244,9 @@ class Interrupted(HubPgenError):
 
     exit_code = 130
 
-    def __init__(self, done: int, total: int, journal: Path) -> None:
+    def __init__(self, done: int, total: int, journal: Path, what: str = "samples") -> None:
         super().__init__(
-            f"interrupted: {done} of {total} samples are safe in the journal {journal}",
-            hint="rerun the same command to resume; finished samples are not generated again",
+            f"interrupted: {done} of {total} {what} are safe in the journal {journal}",
+            hint=f"rerun the same command to resume; finished {what} are not generated again",
         )
         self.done, self.total, self.journal = done, total, Path(journal)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -159,6 +159,19 @@ class FileLanguage:
     events: dict[int, list[Row]]  # row position in the file → its rows, only frames with events
     has_persistent: bool
     has_events: bool
+
+
+@dataclass(frozen=True)
+class SourceLanguage:
+    """What a source's own language columns hold that the run must respect: the frames that already
+    carry a dialogue (an interjection or a ``say`` call) and each episode's ``subtask`` rows."""
+
+    dialogue_frames: frozenset[tuple[int, int]] = frozenset()  # (episode, frame_index)
+    subtasks: dict[int, tuple[tuple[float, str], ...]] = field(default_factory=dict)  # episode → (timestamp, text)
+
+
+def is_dialogue(row: Row) -> bool:
+    return row.get("style") == "interjection" or is_say(row)
 
 
 def read_file(table: pa.Table) -> FileLanguage:

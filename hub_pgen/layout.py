@@ -21,6 +21,7 @@ FEATURE = "task_index_high_level"
 FEATURE_SPEC = {"dtype": "int64", "shape": [1], "names": None}
 NO_TASK = -1  # "no generated task here": outside every skill, or generation failed
 SYN_ANNOTATIONS_PATH = "meta/syn_annotations.jsonl"
+SKILL_ANNOTATIONS_PATH = "meta/hub_pgen_skills.jsonl"  # --skills annotate: each episode's segmentation
 PROVENANCE_PATH = "meta/hub_pgen.json"
 JSONL_RESULT_NAME = "syn_annotations.jsonl"  # the D_syn file of an --input-jsonl run (no dataset around it)
 CARD_PATH = "README.md"
@@ -29,6 +30,7 @@ TASK_EXTRA_COLUMNS = ("user_prompt", "robot_utterance", "skill", "scenario_type"
 # Work state of a run in progress lives beside the output folder, never inside the source.
 WORK_SUFFIX = ".partial"
 JOURNAL_NAME = "journal.jsonl"
+SKILLS_JOURNAL_NAME = "skills.jsonl"  # --skills annotate: one line per segmented episode
 RUN_NAME = "run.json"
 STAGING_NAME = "staging"
 SERVERS_NAME = "servers"  # logs of model servers the run started (kept when a server fails)

@@ -19,7 +19,7 @@ from typing import Any
 from hub_pgen import __version__, faults, layout
 from hub_pgen.config import RunConfig, file_digest, fingerprint
 from hub_pgen.data import GenerationRequest, GenerationResult, JournalRecord, Sample, SourceDataset
-from hub_pgen.errors import FrameError, Interrupted, SkillsError, UsageError, ValidationError
+from hub_pgen.errors import FrameError, Interrupted, SkillsError, SourceError, UsageError, ValidationError
 from hub_pgen.generate.base import Backend, is_local_model
 from hub_pgen.generate.prompt import construct_prompt, prompt_template_hash
 from hub_pgen.generate.registry import get_backend
@@ -56,6 +56,9 @@ class RunResult:
     examples: tuple[JournalRecord, ...] = ()  # a few generated dialogues, to show the user
     notices: tuple[str, ...] = ()  # tolerated input problems, one line per kind
     retried: int = 0  # --retry-failed: earlier failures sent to the backend again
+    output_format: str | None = None  # --format of the dataset (None: a JSONL result)
+    skills: dict[str, Any] | None = None  # where the skills came from (meta/hub_pgen.json → skills)
+    language: dict[str, Any] | None = None  # what the language columns got (meta/hub_pgen.json → language)
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,9 @@ class Prepared:
     plan: planner.Plan | None
     base_dir: Path | None
     notices: tuple[str, ...] = ()
+    skills: Any = None  # hub_pgen.skills.SkillSet the plan was made from (None: JSONL, or not labelled yet)
+    annotate: bool = False  # --skills annotate: the model labels the skills after the folder is locked
+    skill_records: Any = None  # --skills annotate: each episode's SegmentRecord, by episode
 
 
 # --- stages -------------------------------------------------------------------------------------
@@ -115,51 +121,91 @@ def source_identity(source: SourceDataset) -> dict[str, Any]:
 def prepare(config: RunConfig, reporter: Reporter, *, videos: bool = True) -> Prepared:
     if config.input_jsonl is not None:
         return _prepare_jsonl(config)
-    from hub_pgen.source.skills import load_skills
+    from hub_pgen import skills as skills_mod
+    from hub_pgen.skills import annotate, sheets
 
     reporter.stage("source", str(config.root or config.repo_id))
     source = open_source(config, reporter, videos=videos)
-    skills = load_skills(source.root / layout.SKILLS_PATH, known_episodes=set(source.episodes))
+    skill_set = skills_mod.resolve(config.skills, source)
     cameras = planner.choose_cameras(source, image_keys=config.image_keys, num_views=config.num_image_views)
-    reporter.stage("plan", f"sampling={config.sampling}, cameras={', '.join(cameras) or '(none)'}")
+    name = (source.repo_id or source.root.name).split("/")[-1]
+    if skill_set is None:  # --skills annotate: labelled once the output is locked and the backend is up
+        unknown = [e for e in (config.episodes or ()) if e not in source.episodes]
+        if unknown:
+            raise UsageError(f"--episodes: {', '.join(map(str, unknown[:10]))} not in the dataset (it has "
+                             f"{len(source.episodes)} episodes)", hint="episodes are named by their episode_index")
+        if not cameras and get_backend(config.backend).needs_images:
+            raise UsageError("--skills annotate shows the model contact sheets of a camera, and this run shows none",
+                             hint="drop --num-image-views-per-sample 0 (or give --image-keys), or use "
+                                  "--backend template")
+        skills_id = {"source": "annotate", "camera": cameras[0] if cameras else None,
+                     "min_skill_seconds": config.min_skill_seconds, "sheets": sheets.PARAMS,
+                     "prompt": annotate.PROMPT_VERSION}
+        identity = config.identity(cameras=cameras, source_id=source_identity(source),
+                                   backend_id=backend_identity(config), prompt_hash=prompt_template_hash(),
+                                   skills_id=skills_id)
+        return Prepared(source, (), (), cameras, _public_identity(identity), fingerprint(identity), name, None, None,
+                        annotate=True)
+    identity = config.identity(cameras=cameras, source_id=source_identity(source),
+                               backend_id=backend_identity(config), prompt_hash=prompt_template_hash(),
+                               skills_id=skill_set.identity())
+    prep = Prepared(source, (), (), cameras, _public_identity(identity), fingerprint(identity), name, None, None,
+                    skills=skill_set)
+    return plan_samples(config, prep, skill_set, reporter)
+
+
+def plan_samples(config: RunConfig, prep: Prepared, skill_set: Any, reporter: Reporter) -> Prepared:
+    """``prep`` with the plan made from ``skill_set`` (read from the dataset, or just labelled)."""
+    reporter.stage("plan", f"sampling={config.sampling}, cameras={', '.join(prep.cameras) or '(none)'}, "
+                           f"skills from {skill_set.origin}")
     plan = planner.build_plan(
-        source,
-        skills,
+        prep.source,
+        skill_set.skills,
         strategy=config.sampling,
         interval=config.sample_interval,
         episodes=config.episodes,
-        cameras=cameras,
+        cameras=prep.cameras,
         seed=config.seed,
         scenario_mix=config.scenario_mix,
         response_mix=config.response_mix,
     )
     if not plan.samples:
-        _no_samples(config, plan, skills)
+        _no_samples(config, plan, skill_set)
     notices = Notices(list(plan.notices))
     notices.log()
-    identity = config.identity(cameras=cameras, source_id=source_identity(source),
-                               backend_id=backend_identity(config), prompt_hash=prompt_template_hash())
-    name = (source.repo_id or source.root.name).split("/")[-1]
-    return Prepared(source, plan.samples, (), cameras, _public_identity(identity), fingerprint(identity), name, plan, None,
-                    tuple(notices.lines()))
+    return replace(prep, samples=plan.samples, plan=plan, notices=prep.notices + tuple(notices.lines()),
+                   skills=skill_set)
 
 
-def _no_samples(config: RunConfig, plan: planner.Plan, skills: Any) -> None:
+def _no_samples(config: RunConfig, plan: planner.Plan, skill_set: Any) -> None:
     """A plan with nothing to generate would write a dataset of -1 and exit 0 (and push it)."""
+    skills = skill_set.skills
+    if plan.taken:
+        raise SourceError(
+            f"every sampled frame ({len(plan.taken)}) already has a dialogue in the source's language_events, "
+            "so there is nothing to generate",
+            path=config.root, hint="hub-pgen adds dialogues only where a frame has none: run it on the original "
+                                   "dataset, or sample other frames (e.g. --sampling interval --sample-interval 0.5)")
     annotated = sorted(e for e, ep in skills.episodes.items() if ep.skills)
     shown = ", ".join(map(str, annotated[:10])) + (", …" if len(annotated) > 10 else "")
+    where = {"file": layout.SKILLS_PATH, "language": "language_persistent (its subtask rows)",
+             "annotate": "the skills the model labelled"}[skill_set.origin]
     if config.episodes is not None and annotated:
         raise UsageError(
-            f"--episodes: none of the chosen episodes has skills in {layout.SKILLS_PATH}, so there is nothing "
-            f"to generate",
+            f"--episodes: none of the chosen episodes has skills in {where}, so there is nothing to generate",
             hint=f"choose episodes that have skills ({shown})",
         )
+    if skill_set.origin == "annotate":
+        raise SkillsError("the model labelled no usable skills for any episode, so there is nothing to generate",
+                          path=layout.SKILL_ANNOTATIONS_PATH,
+                          hint="every episode's answer and why it was refused is in OUT.partial/skills.jsonl; try "
+                               "another --model, or rerun with --retry-failed to ask again")
     raise SkillsError(
         "no skill covers any frame, so there is nothing to generate"
         + (f" (skills start after their episodes end in {', '.join(map(str, annotated[:10]))})" if annotated else
            ": no episode has skills"),
         path=config.root and Path(config.root) / layout.SKILLS_PATH or layout.SKILLS_PATH,
-        hint="annotate the episodes' skills in meta/skills.json (format: see the README, 'meta/skills.json')",
+        hint=f"the skills came from {where}: fix them there, or let the model label them: --skills annotate",
     )
 
 
@@ -182,6 +228,12 @@ def _prepare_jsonl(config: RunConfig) -> Prepared:
 def plan_report(config: RunConfig, prep: Prepared) -> dict[str, Any]:
     """What ``--dry-run`` prints: the plan under every strategy, and the cost of the chosen one."""
     report: dict[str, Any] = {"fingerprint": prep.fingerprint, "cameras": list(prep.cameras)}
+    if prep.source is not None:
+        report["format"] = config.output_format
+        report["skills"] = prep.skills.origin if prep.skills is not None else "annotate"
+    if prep.annotate:
+        report.update(_labelling_cost(config, prep))
+        return report
     if prep.plan is None:
         report.update(samples=len(prep.samples), bad_lines=len(prep.bad_lines), model_calls=len(prep.samples))
         return report
@@ -201,6 +253,7 @@ def plan_report(config: RunConfig, prep: Prepared) -> dict[str, Any]:
         samples_per_strategy=per_strategy,
         sampling=config.sampling,
         samples=len(plan.samples),
+        **({"kept_source_dialogues": len(plan.taken)} if plan.taken else {}),
         model_calls=len(plan.samples) if get_backend(config.backend).uses_model else 0,
         batches=-(-len(plan.samples) // config.batch_size),
         mix=mix_report([(s.scenario_type, s.response_type) for s in plan.samples]),
@@ -344,7 +397,9 @@ def provenance(config: RunConfig, prep: Prepared, backend: Backend | None, journ
             "cameras": list(prep.cameras),
         },
         "parameters": params,
-        "counts": {"samples": total, "ok": ok, "failed": total - ok},
+        "counts": {"samples": total, "ok": ok, "failed": total - ok,
+                   # planned frames left to the dialogue the source already had there (not generated)
+                   "kept_source_dialogues": len(prep.plan.taken) if prep.plan is not None else 0},
         "mix": mix_report([(s.scenario_type, s.response_type) for s in prep.samples]),
         "notices": list(prep.notices),
     }
@@ -438,6 +493,9 @@ def run(
         started = out_mod.start_run(paths, fingerprint=prep.fingerprint, identity=prep.identity,
                                     started_at=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat())
         committed = True
+        if prep.annotate:
+            prep = _label_skills(config, prep, paths, backend, reporter, retry_failed=retry_failed,
+                                 from_output=state == "complete")
         return _generate_and_write(config, prep, paths, backend, reporter, t0, started,
                                    earlier=earlier, retry_failed=retry_failed, replace_output=state == "complete")
     finally:
@@ -448,6 +506,94 @@ def run(
             lock.release()
         else:
             lock.abandon()
+
+
+def _label_skills(config: RunConfig, prep: Prepared, paths: out_mod.OutputPaths, backend: Backend, reporter: Reporter,
+                  *, retry_failed: bool, from_output: bool) -> Prepared:
+    """--skills annotate: each episode's skills from the model (or from the journal of an earlier
+    try), then the plan made from them."""
+    from hub_pgen.skills import SkillSet
+    from hub_pgen.skills.annotate import AnnotateOptions, annotate_episodes, load_records
+
+    journal_path = paths.work / layout.SKILLS_JOURNAL_NAME
+    done = load_records(journal_path, fingerprint=prep.fingerprint)
+    earlier: dict[int, Any] = {}
+    if from_output and not done:  # --retry-failed on a finished result: its labels, as they were
+        earlier = {e: replace(r, fingerprint=prep.fingerprint) for e, r in
+                   load_records(paths.output / layout.SKILL_ANNOTATIONS_PATH, fingerprint=None).items()}
+        done = dict(earlier)
+    if retry_failed:
+        done = {e: r for e, r in done.items() if r.status == "ok"}
+    episodes = list(config.episodes) if config.episodes is not None else sorted(prep.source.episodes)
+    pending = [e for e in episodes if e not in done]
+    reporter.stage("skills", f"{len(episodes) - len(pending)} episode(s) labelled already, {len(pending)} to label "
+                             f"with the {config.backend} backend")
+    options = AnnotateOptions(camera=prep.cameras[0] if prep.cameras else None,
+                              min_seconds=config.min_skill_seconds, seed=config.seed,
+                              temperature=config.temperature, max_retries=config.max_retries,
+                              batch_size=config.batch_size)
+    with JournalWriter(journal_path) as writer:
+        if earlier and not journal_path.stat().st_size:
+            writer.append([earlier[e] for e in sorted(earlier)])
+        try:
+            result = annotate_episodes(prep.source, episodes, backend, options, done=done, append=writer.append,
+                                       fingerprint=prep.fingerprint)
+        except KeyboardInterrupt:
+            raise Interrupted(len(load_records(journal_path, fingerprint=None)), len(episodes), journal_path,
+                              "labelled episodes") from None
+    failed = sorted(e for e, r in result.records.items() if r.status != "ok" and e in set(episodes))
+    notices = Notices()
+    for e in failed:
+        notices.add("the model labelled no usable skills for an episode (it gets no samples)", e,
+                    str(result.records[e].error)[:160])
+    for e, r in sorted(result.records.items()):
+        for repair in r.repairs:
+            notices.add(f"a labelled episode was repaired: {repair}", e)
+    notices.log()
+    prep = replace(prep, skill_records=result.records, notices=prep.notices + tuple(notices.lines()))
+    return plan_samples(config, prep, SkillSet(result.skills, "annotate"), reporter)
+
+
+def _labelling_cost(config: RunConfig, prep: Prepared) -> dict[str, Any]:
+    """--dry-run of --skills annotate: what the labelling asks of the model, before any sample exists."""
+    import math
+
+    from hub_pgen.skills import sheets
+    from hub_pgen.skills.annotate import episode_requests
+
+    episodes = list(config.episodes) if config.episodes is not None else sorted(prep.source.episodes)
+    requests = episode_requests(prep.source, episodes, config.min_skill_seconds)
+    per_episode = [sheets.sheets_needed(len(r.times)) for r in requests]
+    camera = prep.cameras[0] if prep.cameras else None
+    shape = (prep.source.features.get(camera) or {}).get("shape") if camera else None
+    tokens = None
+    if shape and len(shape) == 3:  # [height, width, channels]: a full sheet at 28 px a token (Qwen2/2.5-VL)
+        tile_h = max(1, round(int(shape[0]) * sheets.TILE_WIDTH / int(shape[1])))
+        tokens = math.ceil(sheets.COLUMNS * sheets.TILE_WIDTH / 28) * math.ceil(sheets.ROWS * tile_h / 28)
+    uses_model = get_backend(config.backend).uses_model
+    return {
+        "episodes_to_label": len(requests),
+        "labelling_camera": camera,
+        "frames_shown_per_episode": f"{min((len(r.times) for r in requests), default=0)}-"
+                                    f"{max((len(r.times) for r in requests), default=0)}",
+        "contact_sheets": sum(per_episode),
+        "image_tokens_per_sheet": tokens,
+        "labelling_model_calls": len(requests) if uses_model else 0,
+        "samples": "after labelling: one per skill (segment sampling), or per --sample-interval",
+        "max_skills_per_episode": max((r.max_skills() for r in requests), default=0),
+    }
+
+
+def _skills_provenance(prep: Prepared) -> dict[str, Any]:
+    out: dict[str, Any] = {"source": prep.skills.origin,
+                           "episodes_with_skills": sum(1 for ep in prep.skills.skills.episodes.values() if ep.skills),
+                           "skills": sum(len(ep.skills) for ep in prep.skills.skills.episodes.values())}
+    if prep.skill_records is not None:
+        records = prep.skill_records.values()
+        out.update(labelled=sum(r.status == "ok" for r in records),
+                   failed=sorted(r.episode_index for r in records if r.status != "ok"),
+                   repaired=sum(1 for r in records if r.repairs), file=layout.SKILL_ANNOTATIONS_PATH)
+    return out
 
 
 def _output_state(paths: out_mod.OutputPaths, prep: Prepared, source_root: Path | None) -> str:
@@ -504,6 +650,8 @@ def _generate_and_write(
     reporter.stage("write", f"{paths.output}")
     prov = provenance(config, prep, backend, journal, started)
     prov["notices"] = list(prep.notices) + notes
+    if prep.skills is not None:
+        prov["skills"] = _skills_provenance(prep)
     if retry_ids:
         prov["retried"] = _retry_history(paths.output, retry_ids, journal, started)
     staging = out_mod.fresh_staging(paths)
@@ -531,6 +679,9 @@ def _generate_and_write(
         examples=_examples(records),
         notices=prep.notices + tuple(notes) + tuple(summary.get("notes", ())),
         retried=len(retry_ids),
+        output_format=config.output_format if prep.source is not None else None,
+        language=summary.get("language"),
+        skills=prov.get("skills"),
     )
 
 
@@ -595,15 +746,21 @@ def _write(prep: Prepared, journal: dict[str, JournalRecord], staging: Path, pro
     if prep.source is None:
         write_jsonl_result(prep.samples, prep.bad_lines, journal, staging, provenance=prov)
         return {}
+    from hub_pgen import skills as skills_mod
+
+    origin = prep.skills.origin if prep.skills is not None else "file"
     summary = write_dataset(prep.source, prep.samples, journal, staging, provenance=prov,
                             card=lambda final: render_card(final, examples),
                             segments=prep.plan.segments if prep.plan is not None else (),
-                            output_format=output_format)
+                            output_format=output_format,
+                            skills_json=None if origin == "file" else skills_mod.to_json(prep.skills.skills),
+                            skill_records=[r.to_json() for _, r in sorted((prep.skill_records or {}).items())])
     notes = summary.language.lines() if summary.language is not None else []
+    language = summary.language.as_dict() if summary.language is not None else None
     for line in notes:
         logger.warning("%s", line)
     return {"new_tasks": summary.new_tasks, "frames": summary.frames, "frames_labelled": summary.frames_labelled,
-            "notes": notes}
+            "notes": notes, "language": language}
 
 
 def _bad_line_record(bad: Any, fp: str) -> JournalRecord:
@@ -624,4 +781,6 @@ def _result_from_output(state: str, output: Path, prep: Prepared, t0: float) -> 
                      failed=counts.get("failed", 0), new_tasks=counts.get("new_tasks", 0), mix=prov.get("mix", {}),
                      failures=failures, elapsed_s=time.monotonic() - t0, frames=counts.get("frames", 0),
                      frames_labelled=counts.get("frames_labelled", 0), examples=_examples(records),
-                     notices=prep.notices)
+                     notices=prep.notices,
+                     output_format=prov.get("format", "hirobot") if prep.source is not None else None,
+                     language=prov.get("language"), skills=prov.get("skills"))

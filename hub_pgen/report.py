@@ -27,6 +27,15 @@ def _failure_reasons(result: RunResult, limit: int = 5) -> list[tuple[str, int]]
     return reasons.most_common(limit)
 
 
+def _skills_line(skills: dict[str, Any]) -> str:
+    where = {"file": "meta/skills.json", "language": "lerobot's subtask rows (language_persistent)",
+             "annotate": "the model (--skills annotate)"}.get(skills.get("source"), str(skills.get("source")))
+    line = f"{where}: {skills.get('skills', 0)} skill(s) in {skills.get('episodes_with_skills', 0)} episode(s)"
+    if skills.get("source") == "annotate":
+        line += f"; {len(skills.get('failed', []))} episode(s) not labelled, {skills.get('repaired', 0)} repaired"
+    return line
+
+
 def print_summary(result: RunResult) -> None:
     if result.state == "dry-run":
         _print_plan(result.plan_report or {})
@@ -39,7 +48,11 @@ def print_summary(result: RunResult) -> None:
         ("failed", str(result.failed) + ("  (rerun with --retry-failed to try them again)" if result.failed else "")),
         ("resumed from journal", str(result.resumed)),
         ("sent to the backend this run", str(result.generated)),
-        ("new tasks rows", str(result.new_tasks)),
+        *([("format", result.output_format)] if result.output_format else []),
+        *([("skills from", _skills_line(result.skills))] if result.skills else []),
+        *([("new tasks rows", str(result.new_tasks))] if result.output_format != "lerobot-language" else []),
+        *([("language rows added", f"{result.language['dialogues']} dialogue(s) (interjection + say), "
+                                   f"{result.language['subtask_rows']} subtask(s)")] if result.language else []),
         ("frames with a dialogue", f"{result.frames_labelled} of {result.frames}" if result.frames else "—"),
         ("fingerprint", result.fingerprint),
         ("seconds", f"{result.elapsed_s:.1f}"),

@@ -314,7 +314,7 @@ def validate(root: Path, *, source: Path | None = None) -> None:
     """Raise :class:`ValidationError` listing every problem; return quietly when the folder is good."""
     found = problems(root, source=source)
     if found:
-        raise ValidationError(root, found)
+        raise ValidationError(root, found, source=source)
 
 
 def main(argv: Sequence[str]) -> int:

@@ -116,20 +116,28 @@ class OpenAIServer:
 
 
 def _satisfy(schema: dict[str, Any], tag: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    strings = 0
-    for name, prop in (schema.get("properties") or {}).items():
+    """A minimal object the schema allows: each property's first ``enum`` value, numbers at their
+    minimum, arrays of ``minItems`` (at least one) items, nested objects the same way, strings from
+    SENTENCES cut to ``maxLength``."""
+    strings = [0]
+
+    def value(prop: dict[str, Any]) -> Any:
         if prop.get("enum"):
-            out[name] = prop["enum"][0]
-        elif prop.get("type") in ("integer", "number"):
-            out[name] = prop.get("minimum", 0)
-        elif prop.get("type") == "boolean":
-            out[name] = True
-        else:
-            text = SENTENCES[strings % len(SENTENCES)].format(tag=tag)
-            out[name] = text[: prop.get("maxLength", len(text))]
-            strings += 1
-    return out
+            return prop["enum"][0]
+        kind = prop.get("type")
+        if kind in ("integer", "number"):
+            return prop.get("minimum", 0)
+        if kind == "boolean":
+            return True
+        if kind == "object":
+            return {name: value(sub) for name, sub in (prop.get("properties") or {}).items()}
+        if kind == "array":
+            return [value(prop.get("items") or {}) for _ in range(max(1, prop.get("minItems", 1)))]
+        text = SENTENCES[strings[0] % len(SENTENCES)].format(tag=tag)
+        strings[0] += 1
+        return text[: prop.get("maxLength", len(text))]
+
+    return value({**schema, "type": "object"})
 
 
 def _pgen_object(prompt: str, tag: str) -> dict[str, Any]:

@@ -157,10 +157,28 @@ def test_format_is_part_of_the_configuration(outputs, example_root, capsys):
 def test_format_with_input_jsonl_is_a_usage_error(tmp_path, capsys):
     src = tmp_path / "in.jsonl"
     src.write_text("")
-    assert main(["--input-jsonl", str(src), "--backend", "template", "--format", "hirobot", "-q"]) == 2
-    assert "--format shapes a dataset" in capsys.readouterr().err
+    for fmt in ("hirobot", "both"):  # even the default, when given: the user meant something by it
+        assert main(["--input-jsonl", str(src), "--backend", "template", "--format", fmt, "-q"]) == 2
+        assert "--format shapes a dataset" in capsys.readouterr().err
     assert main(["--root", str(tmp_path), "--format", "lerobot", "-q"]) == 2
     assert "invalid choice: 'lerobot'" in capsys.readouterr().err
+
+
+def test_summary_json_and_dry_run_name_the_format_and_the_language_rows(example_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["--root", str(example_root), "--output-dir", str(out), "--backend", "template", "--format",
+            "lerobot-language"]
+    assert main([*args, "--dry-run", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["plan_report"]["format"] == "lerobot-language"
+    assert main([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["output_format"] == "lerobot-language" and result["new_tasks"] == 0
+    assert result["language"]["dialogues"] == result["ok"] == 25 and result["language"]["subtask_rows"] == 25
+    assert result["frames_labelled"] == 245  # the frames the dialogues cover, as with the seed's column
+    assert main(args) == 0  # already complete: the summary from the provenance
+    shown = capsys.readouterr().out
+    assert "lerobot-language" in shown and "25 dialogue(s) (interjection + say), 25 subtask(s)" in shown
+    assert "new tasks rows" not in shown and "245 of 298" in shown
 
 
 # --- the helper that resolves task_index_high_level ------------------------------------------------
@@ -259,26 +277,52 @@ def test_a_sources_language_rows_are_kept_and_conflicts_are_reported(annotated, 
     assert [r["content"] for r in ev[i0] if r["style"] == "interjection"] == ["Actually, wait a moment."]
     i1 = int(np.flatnonzero((eps == e1) & (frames == f1))[0])
     assert sorted(r["role"] for r in ev[i1]) == ["assistant", "user"] and all(r["style"] == "vqa" for r in ev[i1])
-    prov = json.loads((out / "meta" / "hub_pgen.json").read_text())["language"]
-    assert prov["episodes_with_source_subtasks"] == [0]
-    assert prov["dialogues_not_added"] == [f"episode {e0} frame {f0}"]
-    assert prov["kept_source_rows"] == {"persistent": 3, "events": 4}
+    prov = json.loads((out / "meta" / "hub_pgen.json").read_text())
+    lang_prov = prov["language"]
+    assert lang_prov["episodes_with_source_subtasks"] == [0]
+    assert lang_prov["dialogues_not_added"] == [] and prov["counts"]["kept_source_dialogues"] == 1
+    assert lang_prov["kept_source_rows"] == {"persistent": 3, "events": 4}
     assert "kept the source's language rows: 3 persistent, 4 events" in err
-    assert "1 dialogue(s) not added to language_events" in err and "episode(s) already had subtask rows" in err
-    # every other dialogue is there, and the journal still has the one that was not added
+    assert "a sampled frame already has a dialogue in the source's language_events" in err
+    assert "episode(s) already had subtask rows" in err
+    # the frame with lerobot-annotate's dialogue got no sample (no model time spent on it), so the seed's
+    # column has no generated dialogue starting there either; every other dialogue is in both formats
     recs = [r for r in records(out) if r["status"] == "ok"]
-    assert prov["dialogues"] == len(recs) - 1
+    assert (e0, f0) not in {(r["episode_index"], r["frame_start"]) for r in recs}
+    assert lang_prov["dialogues"] == len(recs) == prov["counts"]["samples"]
     assert before.num_rows == after.num_rows
 
 
 def test_rerunning_on_a_lerobot_language_output_adds_no_row_twice(outputs, tmp_path, capsys):
     first = outputs["lerobot-language"]
+    # the same sampling: every sampled frame already has its dialogue, nothing to do, nothing written
     again = tmp_path / "again"
-    assert run(first, again, "--format", "lerobot-language") == 0
-    assert "were already in the source" in capsys.readouterr().err
-    assert data_table(again).select(list(lang.COLUMNS)) == data_table(first).select(list(lang.COLUMNS))
-    prov = json.loads((again / "meta" / "hub_pgen.json").read_text())["language"]
-    assert prov["dialogues"] == prov["subtask_rows"] == 0 and prov["already_there"] > 0
+    assert run(first, again, "--format", "lerobot-language") == 3
+    err = capsys.readouterr().err
+    assert "every sampled frame (25) already has a dialogue in the source's language_events" in err
+    assert "--sampling interval" in err and not again.exists() and not Path(f"{again}.partial").exists()
+    # denser sampling: the frames that had a dialogue keep it, the others get one; no subtask twice
+    denser = tmp_path / "denser"
+    assert run(first, denser, "--format", "both", "--sampling", "interval", "--sample-interval", "0.1") == 0
+    validate(denser, source=first)
+    table = data_table(denser)
+    events = language_rows(table, lang.EVENTS)
+    old_events = language_rows(data_table(first), lang.EVENTS)
+    assert all(old in new for old_rows, new in zip(old_events, events) for old in old_rows)
+    assert all(sum(r["style"] == "interjection" for r in ev) <= 1 for ev in events)
+    assert persistent_by_episode(table) == persistent_by_episode(data_table(first))
+    prov = json.loads((denser / "meta" / "hub_pgen.json").read_text())
+    assert prov["counts"]["kept_source_dialogues"] == 25 and prov["language"]["subtask_rows"] == 0
+    assert prov["language"]["already_there"] == 25 and prov["language"]["dialogues"] == prov["counts"]["ok"] > 0
+    # where both formats are written they agree on every generated dialogue's frame
+    high = HighLevelTasks.from_root(denser)
+    col = table.column(FEATURE).to_numpy()
+    for r in (r for r in records(denser) if r["status"] == "ok"):
+        i = next(i for i, (e, f) in enumerate(zip(table.column("episode_index").to_pylist(),
+                                                    table.column("frame_index").to_pylist()))
+                 if (e, f) == (r["episode_index"], r["frame_start"]))
+        said = [x["content"] for x in events[i] if x["style"] == "interjection"]
+        assert said == [high.lookup(int(col[i])).user_prompt]
 
 
 def _rewrite(path: Path, column: str, change) -> None:

@@ -12,9 +12,9 @@ really shifts B's ``task_index`` (B's second task goes from 1 to 6). Measured wi
 - the language columns are identical per frame (``tools`` leaves info.json, lerobot falls back to
   the same ``say`` schema), lerobot loads the merged folder and renders interjection/say/subtask;
 - ``hub-pgen validate`` rejects the merged folder, hub-pgen refuses it as a source (it has
-  ``task_index_high_level``); merging ``--format lerobot-language`` outputs gives a source hub-pgen
-  accepts only once given a merged ``meta/skills.json`` (the merge drops it), and then its new
-  ``task_index_high_level`` dialogues disagree with the language rows already there;
+  ``task_index_high_level``); merged ``--format lerobot-language`` outputs are a source whose skills
+  hub-pgen reads from the subtask rows, and whose every sampled frame already carries its dialogue:
+  nothing to add, exit 3;
 - merging the *sources* (plus their skills.json) and running hub-pgen once gives a valid output
   whose two formats agree.
 
@@ -224,31 +224,23 @@ def test_hub_pgen_refuses_the_merged_folder_as_a_source(m, capsys):
     assert not (m.base / "rerun").exists()
 
 
-def test_rerun_on_merged_lerobot_language_outputs_needs_skills_and_keeps_the_old_dialogues(m, capsys):
+def test_rerun_on_merged_lerobot_language_outputs_finds_nothing_to_add(m, capsys):
     la, lb = m.base / "lang_a", m.base / "lang_b"
     assert _run(m.src_a, la, "--format", "lerobot-language") == 0
     assert _run(m.src_b, lb, "--format", "lerobot-language") == 0
     merged = _merge([la, lb], m.base / "lang_merged")
     assert FEATURE not in _info(merged)["features"] and list(_tasks(merged).index) == list(TASKS)
     assert not (merged / "meta" / "skills.json").exists()  # the merge drops it
-    assert _run(merged, m.base / "lang_rerun0") == 3
-    assert "skills.json" in capsys.readouterr().err
-
-    _merged_skills(m.src_a, m.src_b, merged)
+    # the merged subtask rows are the skills (--skills auto), and every segment's first frame already
+    # carries its dialogue: nothing to add, nothing written (the two formats can never disagree)
     out = m.base / "lang_rerun"
-    assert _run(merged, out) == 0
-    assert problems(out, source=merged) == []
-    table, before = _data(out), _data(merged)
-    # the language rows are the merged ones, untouched: hub-pgen adds no second dialogue at a frame
-    for col in lang.COLUMNS:
-        assert language_rows(table, col) == language_rows(before, col)
-    # task_index_high_level holds the new run's dialogues: at every event frame, not the one spoken there
-    t = _tasks(out)
-    prompt = dict(zip(t["task_index"], t["user_prompt"]))
-    hl = table.column(FEATURE).to_pylist()
-    events = language_rows(table, lang.EVENTS)
-    pairs = [(prompt.get(hl[i]), _interjection(rows)) for i, rows in enumerate(events) if rows]
-    assert len(pairs) == 15 and sum(x == y for x, y in pairs) == 0
+    assert _run(merged, out) == 3
+    err = capsys.readouterr().err
+    assert "every sampled frame (15) already has a dialogue in the source's language_events" in err
+    assert not out.exists()
+    _merged_skills(m.src_a, m.src_b, merged)  # with the skills.json the merge dropped: the same
+    assert _run(merged, out, "--skills", "file") == 3
+    assert "every sampled frame (15) already has a dialogue" in capsys.readouterr().err
 
 
 def test_merging_the_sources_then_running_once_keeps_both_formats_in_step(m):

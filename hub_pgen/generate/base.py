@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from hub_pgen.data import GenerationRequest, GenerationResult
+from hub_pgen.generate.layer import Call, CallFailed
 
 
 @runtime_checkable
@@ -27,6 +28,12 @@ class Backend(Protocol):
         ...
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]: ...
+
+    def complete_calls(self, calls: list[Call]) -> list[str | CallFailed]:
+        """One raw answer (or failure) per call, in order, under each call's own ``schema`` when it
+        has one: what another stage (the skills stage's segmentation) asks the model; that stage
+        parses, validates and retries."""
+        ...
 
     # Optional hooks the pipeline calls when a backend has them: ``start(log_dir)`` once the output
     # folder is locked (servers it starts), ``notes() -> list[str]`` after generation (what the

@@ -52,6 +52,14 @@ class GrammarCache:
         )
         self._compiler = xgr.GrammarCompiler(info)
         self._compiled: dict[tuple[tuple[str, ...], tuple[str, ...], AnswerBounds], Any] = {}
+        self._by_schema: dict[str, Any] = {}
+
+    def for_schema(self, schema: dict[str, Any]) -> Any:
+        """The compiled grammar of any JSON schema (another stage's answer), compiled once."""
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._by_schema:
+            self._by_schema[key] = self._compiler.compile_json_schema(key, any_whitespace=False, strict_mode=True)
+        return self._by_schema[key]
 
     def grammar(self, scenario_types: Sequence[str], response_types: Sequence[str], bounds: AnswerBounds) -> Any:
         key = (tuple(scenario_types), tuple(response_types), bounds)

@@ -36,6 +36,11 @@ class Call:
     temperature: float
     scenario_type: str | None = None
     response_type: str | None = None
+    # a call for another answer than a pgen dialogue (the skills stage's segmentation): the JSON schema
+    # to enforce instead of the dialogue's, its token budget, and what a model-free backend answers
+    schema: dict[str, Any] | None = None
+    max_new_tokens: int | None = None
+    offline: Callable[[], str] | None = None
 
 
 @dataclass(frozen=True)

@@ -202,6 +202,9 @@ class OpenAIBackend:
                 self.per_server[i] += 1
             return i, self._clients[i]
 
+    def complete_calls(self, calls: list[Call]) -> list[str | CallFailed]:
+        return self._run(list(calls))
+
     def _run(self, calls: list[Call]) -> list[str | CallFailed]:
         if len(calls) == 1 or self.options.concurrency == 1:
             return [self._one(c) for c in calls]
@@ -215,12 +218,16 @@ class OpenAIBackend:
                                          for im in call.images]
         content.append({"type": "text", "text": call.prompt})
         body: dict[str, Any] = {"model": opts.model, "messages": [{"role": "user", "content": content}],
-                                "max_tokens": opts.max_new_tokens, "temperature": call.temperature}
+                                "max_tokens": call.max_new_tokens or opts.max_new_tokens,
+                                "temperature": call.temperature}
         if call.temperature > 0:
             body["seed"] = call.seed  # servers that honour it reproduce a sampled answer on resume
             if opts.top_p < 1:
                 body["top_p"] = opts.top_p
-        if opts.constrained:
+        if opts.constrained and call.schema is not None:
+            body["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": call.schema.get("title", "answer"), "strict": True, "schema": call.schema}}
+        elif opts.constrained:
             schema = dialogue_schema([call.scenario_type] if call.scenario_type else list(SCENARIO_TYPES),
                                      [call.response_type] if call.response_type else list(RESPONSE_TYPES),
                                      **asdict(answer_bounds(opts.max_new_tokens)))

@@ -220,6 +220,9 @@ class TransformersBackend:
             raise GenerationError(out.reason, hint="lower --max-pixels or use a smaller model")
         return out
 
+    def complete_calls(self, calls: list[Call]) -> list[str | CallFailed]:
+        return self._run(list(calls))
+
     # -- batching and OOM ----------------------------------------------------------------------
 
     def _run(self, items: list[Call]) -> list[str | CallFailed]:
@@ -311,7 +314,7 @@ class TransformersBackend:
 
     def _generate_kwargs(self, items: list[Call], inputs: Any) -> dict[str, Any]:
         config = copy.deepcopy(self._generation_config)
-        config.max_new_tokens = self.options.max_new_tokens
+        config.max_new_tokens = max(it.max_new_tokens or self.options.max_new_tokens for it in items)
         processors: list[Any] = []
         penalty = getattr(self.model.generation_config, "repetition_penalty", None)
         if penalty not in (None, 1.0):
@@ -331,6 +334,8 @@ class TransformersBackend:
         return {"generation_config": config, "logits_processor": transformers.LogitsProcessorList(processors)}
 
     def _grammar_for(self, item: Call) -> Any:
+        if item.schema is not None:
+            return self._grammar_cache().for_schema(item.schema)
         scenarios = [item.scenario_type] if item.scenario_type else list(SCENARIO_TYPES)
         responses = [item.response_type] if item.response_type else list(RESPONSE_TYPES)
         return self._grammar_cache().grammar(scenarios, responses, self.options.bounds)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hub_pgen.data import Dialogue, GenerationRequest, GenerationResult
+from hub_pgen.generate.layer import Call, CallFailed
 
 _LEADING = re.compile(r"^(the\s+)?robot(\s+arm)?\s+", re.IGNORECASE)
 
@@ -134,3 +135,9 @@ class TemplateBackend:
             )
             results.append(GenerationResult(sample_id=s.sample_id, dialogue=dialogue, raw_text=""))
         return results
+
+    def complete_calls(self, calls: list[Call]) -> list[str | CallFailed]:
+        """Calls that carry their own model-free answer (the skills stage's equal spans); nothing
+        else can be answered without a model."""
+        return [c.offline() if c.offline is not None else
+                CallFailed("the template backend answers only calls that carry an offline answer") for c in calls]

@@ -59,6 +59,7 @@ class Plan:
     frames_in_skills: int
     episodes_without_skills: tuple[int, ...]
     notices: tuple[Notice, ...] = ()  # tolerated input problems, by kind (hub_pgen.notices)
+    taken: tuple[str, ...] = ()  # samples not planned: their frame already has a dialogue in the source
 
 
 MAX_EPISODE_RANGE = 1_000_000  # a range longer than this is a typo, not a dataset
@@ -328,6 +329,18 @@ def build_plan(
         scenario_mix=scenario_mix,
         response_mix=response_mix,
     )
+    # a frame whose source language_events already carry a dialogue (lerobot-annotate's, or an earlier
+    # run's) keeps it and gets none generated: two on one frame make lerobot's resolvers ambiguous, and
+    # the seed's column would then disagree with the language columns (types are assigned first, so
+    # the other samples keep theirs)
+    held = source.language.dialogue_frames if source.language is not None else frozenset()
+    taken = tuple(s.sample_id for s in samples if (s.episode_index, s.frame_start) in held)
+    for s in samples:
+        if (s.episode_index, s.frame_start) in held:
+            notices.add("a sampled frame already has a dialogue in the source's language_events (kept; none "
+                        "generated there)", s.episode_index, s.sample_id)
+    if taken:
+        samples = [s for s in samples if (s.episode_index, s.frame_start) not in held]
     return Plan(
         samples=tuple(samples),
         segments=tuple(segments),
@@ -338,6 +351,7 @@ def build_plan(
         frames_in_skills=sum(s.frame_end - s.frame_start for s in segments),
         episodes_without_skills=without,
         notices=tuple(notices.items),
+        taken=taken,
     )
 
 

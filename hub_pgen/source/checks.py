@@ -189,15 +189,20 @@ def check_stats(stats: dict[str, Any], path: Path) -> None:
             return
 
 
-def check_language(root: Path, info: dict[str, Any], data_paths: Sequence[str]) -> None:
-    """A source's own language columns (see the module docstring); nothing to do when it has none."""
+def check_language(root: Path, info: dict[str, Any], data_paths: Sequence[str]) -> lang.SourceLanguage | None:
+    """A source's own language columns (see the module docstring), and what the run must respect in
+    them; None when it has none."""
     declared = [c for c in lang.COLUMNS if c in info.get("features", {})]
+    dialogue_frames: set[tuple[int, int]] = set()
+    subtasks: dict[int, tuple[tuple[float, str], ...]] = {}
+    seen = False
     for rel in data_paths:
         path = root / rel
         names = pq.read_schema(path).names
         present = [c for c in lang.COLUMNS if c in names]
         if not declared and not present:
             continue
+        seen = True
         undeclared = sorted(set(present) - set(declared))
         if undeclared:
             raise SourceError(f"{path}: column(s) {undeclared} are not declared in meta/info.json", path=path,
@@ -227,3 +232,13 @@ def check_language(root: Path, info: dict[str, Any], data_paths: Sequence[str]) 
                                   f"({'; '.join(bad)}): {row}", path=path,
                                   hint="hub-pgen keeps a source's language rows and will not copy broken ones: "
                                        "fix or re-annotate the dataset")
+            if column == lang.EVENTS and lang.is_dialogue(row):
+                dialogue_frames.add((episode, frame))
+        for e, rs in rows.persistent.items():
+            subs = tuple(sorted((float(r["timestamp"]), r["content"]) for r in rs
+                                if r.get("style") == "subtask" and r.get("content")))
+            if subs:
+                subtasks[e] = subs
+    if not seen:
+        return None
+    return lang.SourceLanguage(frozenset(dialogue_frames), subtasks)

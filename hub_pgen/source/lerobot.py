@@ -157,7 +157,7 @@ def load_source(root: Path, *, repo_id: str | None = None, revision: str | None 
         check_data_file(root / rel, [e for e, ep in episodes.items() if ep.data_path == rel])
     checks.check_frames(root, episodes, task_indices)
     checks.check_stats(load_stats(root), root / layout.STATS_PATH)
-    checks.check_language(root, info, sorted({ep.data_path for ep in episodes.values()}))
+    language = checks.check_language(root, info, sorted({ep.data_path for ep in episodes.values()}))
     logger.info("source %s: %d episodes, %d tasks, fps %s", root, len(episodes), len(tasks), info["fps"])
     source = SourceDataset(
         root=root,
@@ -167,6 +167,7 @@ def load_source(root: Path, *, repo_id: str | None = None, revision: str | None 
         episodes=episodes,
         repo_id=repo_id,
         revision=revision,
+        language=language,
     )
     require_videos(source, check_videos)
     return source

@@ -32,7 +32,7 @@ from hub_pgen.write import stats as st
 logger = logging.getLogger(__name__)
 
 _REWRITTEN = {layout.INFO_PATH, layout.STATS_PATH, layout.TASKS_PATH, layout.CARD_PATH,
-              layout.SYN_ANNOTATIONS_PATH, layout.PROVENANCE_PATH}
+              layout.SYN_ANNOTATIONS_PATH, layout.PROVENANCE_PATH, layout.SKILL_ANNOTATIONS_PATH}
 
 
 @dataclass(frozen=True)
@@ -124,15 +124,19 @@ def write_dataset(
     card: Callable[[dict[str, Any]], str],
     segments: Sequence[Any] = (),
     output_format: str = layout.DEFAULT_FORMAT,
+    skills_json: dict[str, Any] | None = None,
+    skill_records: Sequence[dict[str, Any]] = (),
 ) -> WriteSummary:
     """Write the new dataset into ``staging``. ``card`` renders the README from the final provenance
     (counts included), so the card and ``meta/hub_pgen.json`` always agree. ``segments`` (the plan's)
-    become the ``subtask`` rows of the language columns; ``output_format`` is a key of layout.FORMATS."""
+    become the ``subtask`` rows of the language columns; ``output_format`` is a key of layout.FORMATS.
+    ``skills_json``: the skills the run used when they did not come from the source's ``skills.json``
+    (written as ``meta/skills.json``); ``skill_records``: the model's labels of ``--skills annotate``."""
     parts = layout.FORMATS[output_format]
     hirobot, language = "hirobot" in parts, "language" in parts
-    assignment = (assign_task_indices(source.tasks, source.task_indices, samples, records) if hirobot
-                  else TaskAssignment(by_sample={}, new_tasks=()))
-    per_episode = frame_task_indices(source, samples, assignment)
+    labels = assign_task_indices(source.tasks, source.task_indices, samples, records)
+    per_episode = frame_task_indices(source, samples, labels)  # also counts the frames with a dialogue
+    assignment = labels if hirobot else TaskAssignment(by_sample={}, new_tasks=())
     frames = sum(len(v) for v in per_episode.values())
     labelled = sum(int((v != layout.NO_TASK).sum()) for v in per_episode.values())
     lplan = lang_w.plan_language(segments, samples, records) if language else None
@@ -175,7 +179,16 @@ def write_dataset(
         info["features"] = features
         _write_json(staging / layout.INFO_PATH, info)
         faults.point("write.meta")
-        linked, copied = _copy_rest(source.root, staging, handled=set(source.data_paths))
+        handled = set(source.data_paths)
+        if skills_json is not None:
+            _write_json(staging / layout.SKILLS_PATH, skills_json)
+            handled.add(layout.SKILLS_PATH)
+        if skill_records:
+            with open(staging / layout.SKILL_ANNOTATIONS_PATH, "w", encoding="utf-8") as fh:
+                for rec in skill_records:
+                    fh.write(json.dumps({k: v for k, v in rec.items() if k != "fingerprint"}, ensure_ascii=False,
+                                        sort_keys=True) + "\n")
+        linked, copied = _copy_rest(source.root, staging, handled=handled)
         _write_syn_annotations(staging / layout.SYN_ANNOTATIONS_PATH, samples, records,
                                assignment if hirobot else None)
         (staging / layout.CARD_PATH).write_text(card(provenance), encoding="utf-8")

@@ -1,0 +1,115 @@
+"""Skills stage: where each episode's skills come from (``--skills auto|file|language|annotate``).
+
+- ``file``: ``meta/skills.json`` (the seed's format; :mod:`hub_pgen.source.skills` reads it).
+- ``language``: the ``subtask`` rows of lerobot's ``language_persistent`` (what ``lerobot-annotate``
+  writes): each row is a skill from its timestamp to the next row's, the last to the episode's end.
+- ``annotate``: the model labels them, episode by episode (:mod:`hub_pgen.skills.annotate`); this
+  runs after the output folder is locked and the backend is up, with its own journal.
+- ``auto`` (default): the first of ``file`` and ``language`` that the dataset has, else an error
+  that names ``--skills annotate`` and what it costs.
+
+The new dataset carries the skills the run used: ``meta/skills.json`` in the seed's format (the
+source's own file, byte for byte, when that is where they came from).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from hub_pgen import layout
+from hub_pgen.data import EpisodeSkills, Skill, SkillsFile, SourceDataset
+from hub_pgen.errors import SkillsError
+
+SOURCES = ("auto", "file", "language", "annotate")
+DEFAULT_SOURCE = "auto"
+
+
+@dataclass(frozen=True)
+class SkillSet:
+    skills: SkillsFile
+    origin: str  # "file" | "language" | "annotate"
+
+    def identity(self) -> dict[str, Any]:
+        """What goes into the configuration fingerprint: where the skills came from and what they are."""
+        return {"source": self.origin, "digest": digest(self.skills)}
+
+
+def resolve(choice: str, source: SourceDataset) -> SkillSet | None:
+    """The skills of ``file`` / ``language`` / ``auto``; None for ``annotate`` (labelled later, by the model)."""
+    from hub_pgen.source.skills import load_skills
+
+    path = source.root / layout.SKILLS_PATH
+    if choice == "annotate":
+        return None
+    if choice == "file" or (choice == "auto" and path.is_file()):
+        return SkillSet(load_skills(path, known_episodes=set(source.episodes)), "file")
+    found = from_language(source)
+    if found is not None:
+        return SkillSet(found, "language")
+    episodes = len(source.episodes)
+    if choice == "language":
+        raise SkillsError("the dataset's language_persistent has no subtask rows"
+                          + ("" if source.language is not None else " (it has no language columns at all)"),
+                          path=source.root / layout.DATA_DIR,
+                          hint=f"let the model label the skills: --skills annotate ({episodes} episode(s), one model "
+                               "call each), or give meta/skills.json and --skills file")
+    raise SkillsError(
+        "the dataset has no skill annotation: no meta/skills.json and no subtask rows in language_persistent",
+        path=path,
+        hint=f"add --skills annotate: the model first labels each episode's skills from contact sheets of its frames "
+             f"({episodes} episode(s), one model call each, about 1,000 image tokens per 10 s of video; "
+             "--dry-run shows the plan), or write meta/skills.json (format: README, 'meta/skills.json')",
+    )
+
+
+def from_language(source: SourceDataset) -> SkillsFile | None:
+    """Skills from the source's ``subtask`` rows; None when it has none."""
+    subtasks = source.language.subtasks if source.language is not None else {}
+    if not subtasks:
+        return None
+    episodes: dict[int, EpisodeSkills] = {}
+    for e, rows in sorted(subtasks.items()):
+        if e not in source.episodes:
+            continue
+        end = source.episodes[e].length / source.fps  # the last frame's timestamp + one frame
+        times = [t for t, _ in rows]
+        if len(set(times)) != len(times):
+            t = next(t for t in times if times.count(t) > 1)
+            raise SkillsError(f"two subtask rows start at {t:g} s", path=source.root / layout.DATA_DIR, episode=e,
+                              hint="lerobot's own resolver (active_at) refuses that too: fix the episode's "
+                                   "language_persistent, or use --skills annotate")
+        bounds = times[1:] + [max(end, times[-1] + 1.0 / source.fps)]
+        skills = tuple(Skill(name, t, b) for (t, name), b in zip(rows, bounds))
+        episodes[e] = EpisodeSkills(e, None, skills)
+    if not episodes:
+        return None
+    return SkillsFile(None, skill_index(episodes.values()), episodes)
+
+
+def skill_index(episodes: Any) -> dict[str, int]:
+    """``skill_to_task_index``: each distinct skill name, numbered in order of first appearance."""
+    out: dict[str, int] = {}
+    for ep in sorted(episodes, key=lambda ep: ep.episode_index):
+        for s in ep.skills:
+            out.setdefault(s.name, len(out))
+    return out
+
+
+def to_json(skills: SkillsFile) -> dict[str, Any]:
+    """``meta/skills.json`` in the seed's format."""
+    return {
+        "coarse_description": skills.coarse_description,
+        "skill_to_task_index": dict(skills.skill_to_task_index) or skill_index(skills.episodes.values()),
+        "episodes": {
+            str(e): {"episode_index": e, "description": ep.description,
+                     "skills": [{"name": s.name, "start": s.start, "end": s.end} for s in ep.skills]}
+            for e, ep in sorted(skills.episodes.items())
+        },
+    }
+
+
+def digest(skills: SkillsFile) -> str:
+    return hashlib.sha256(json.dumps(to_json(skills), sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,427 @@
+"""``--skills annotate``: the model labels each episode's skills before any dialogue is generated.
+
+The Hi Robot pipeline has two steps: label the skills, then write the dialogues. For a dataset that
+carries neither ``meta/skills.json`` nor lerobot subtask rows, this is the first step. For each
+episode the model sees contact sheets of one camera (:mod:`hub_pgen.skills.sheets`), the task,
+and is asked for ``{"skills": [{"name", "start", "end"}, ...]}`` under a JSON schema:
+
+- ``name``: printable ASCII starting with a letter, at most 60 characters (the seed's style: "robot
+  arm picks up pink lego brick");
+- ``start`` / ``end``: one of the times printed on the tiles (an ``enum``), so a boundary is always
+  a frame the model saw, and every answer has a bounded length: the call's token budget is the
+  answer's longest possible byte length plus a stop token, whatever the tokenizer.
+
+Every answer, constrained or not, is then validated and repaired where that is safe — times snapped
+to the nearest shown frame and clipped to the episode, spans sorted and stitched end to start so
+they cover the episode from its first frame to its end (as lerobot's plan module stitches its
+spans), a span shorter than ``--min-skill-seconds`` merged into its neighbour — and what was
+repaired is recorded. An answer with no JSON, no skills or no names is retried with a new seed (as
+dialogues are), then recorded as a failure; that episode gets no skills and no samples.
+
+Each episode's result is one line of its own journal (``OUT.partial/skills.jsonl``), so a killed
+run resumes without asking the model again, and the dataset comes out the same bytes. The
+template backend answers with equal spans named from the task, through the same checks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from hub_pgen import faults
+from hub_pgen.data import EpisodeSkills, ImageRef, Sample, Skill, SkillsFile, SourceDataset
+from hub_pgen.errors import GenerationError
+from hub_pgen.generate.layer import RETRY_TEMPERATURE, Call, CallFailed
+from hub_pgen.generate.parse import extract_object
+from hub_pgen.generate.schema import string_pattern
+from hub_pgen.skills import sheets
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_TITLE = "hub_pgen_skills"
+MAX_SKILLS = 12
+MAX_NAME_CHARS = 60
+DEFAULT_MIN_SKILL_SECONDS = 1.0
+PROMPT_VERSION = 1  # part of the fingerprint: a changed prompt is another configuration
+
+PROMPT = """You are labelling the skills of one episode of a robot demonstration, to train a robot policy.
+Task of the episode: {task}
+The images are contact sheets of the episode's frames in time order (left to right, then top to bottom). \
+Each frame shows its time in seconds in its top-left corner. The episode runs from {first} s to {end} s.
+Split the whole episode into the consecutive skills the robot performs, in order. For each skill give:
+- "name": what the robot arm does, lower case, at most {name_chars} characters, like \
+"robot arm picks up pink lego brick";
+- "start" and "end": times in seconds, chosen from the times shown on the frames (or {end} for the end).
+The first skill starts at {first}, each next skill starts where the previous one ended, the last one ends \
+at {end}, and each lasts at least {min_s} s. Use at most {max_skills} skills.
+Answer with one JSON object and nothing else: {{"skills": [{{"name": "...", "start": {first}, "end": ...}}, ...]}}"""
+
+
+class SegmentationError(ValueError):
+    """An answer that is not a usable segmentation (the reason is the message)."""
+
+
+@dataclass(frozen=True)
+class EpisodeRequest:
+    """What the model is asked about one episode."""
+
+    episode_index: int
+    task: str
+    times: tuple[float, ...]  # the shown frames' timestamps, as the parquet has them
+    frames: tuple[int, ...]  # their frame indices
+    end: float  # the episode's end: its last frame's timestamp plus one frame
+    min_seconds: float
+    row_start: int = 0  # global index of the episode's first row (image features stored in the parquet)
+
+    @property
+    def sample_id(self) -> str:
+        return f"ep{self.episode_index:06d}-skills"
+
+    @property
+    def decimals(self) -> int:
+        """Two decimals, or three where two would print two frames the same (above 100 fps)."""
+        return 2 if len({round(t, 2) for t in self.bounds}) == len(self.bounds) else 3
+
+    @property
+    def bounds(self) -> tuple[float, ...]:
+        """Where a skill may start or end: the shown frames, and the episode's end."""
+        return (*self.times, self.end) if self.end > self.times[-1] else self.times
+
+    def labels(self) -> list[float]:
+        return [round(t, self.decimals) for t in self.bounds]
+
+    def max_skills(self) -> int:
+        span = self.end - self.times[0]
+        return max(1, min(MAX_SKILLS, len(self.bounds) - 1, math.floor(span / self.min_seconds + 1e-9)))
+
+    def schema(self) -> dict[str, Any]:
+        labels = self.labels()
+        return {
+            "title": SCHEMA_TITLE,
+            "type": "object",
+            "properties": {"skills": {
+                "type": "array", "minItems": 1, "maxItems": self.max_skills(),
+                "items": {
+                    "type": "object",
+                    "properties": {"name": {"type": "string", "pattern": string_pattern(MAX_NAME_CHARS)},
+                                   "start": {"enum": labels[:-1]}, "end": {"enum": labels[1:]}},
+                    "required": ["name", "start", "end"],
+                    "additionalProperties": False,
+                }}},
+            "required": ["skills"],
+            "additionalProperties": False,
+        }
+
+    def max_new_tokens(self) -> int:
+        """The longest answer the schema allows, in bytes (no token holds less than a byte), plus a stop
+        token: ``{"skills":[`` + items ``{"name":"…","start":T,"end":T}`` joined by commas + ``]}``."""
+        longest = max(len(json.dumps(v)) for v in self.labels())
+        item = len('{"name":""') + MAX_NAME_CHARS + len(',"start":') + longest + len(',"end":') + longest + 1
+        return len('{"skills":[') + self.max_skills() * (item + 1) + len("]}") + 1
+
+    def prompt(self) -> str:
+        labels = self.labels()
+        return PROMPT.format(task=self.task or "(not given)", first=labels[0], end=labels[-1],
+                             name_chars=MAX_NAME_CHARS, min_s=f"{self.min_seconds:g}", max_skills=self.max_skills())
+
+    def offline_answer(self) -> str:
+        """The template backend's answer: equal spans, named from the task's clauses."""
+        names = _task_clauses(self.task)
+        labels, bounds = self.labels(), self.bounds
+        n = max(1, min(len(names), self.max_skills()))
+        while True:  # as many equal spans as there are names, each at least --min-skill-seconds
+            cuts = sorted({round(j * (len(labels) - 1) / n) for j in range(n + 1)})
+            if n == 1 or all(bounds[b] - bounds[a] >= self.min_seconds for a, b in zip(cuts[:-1], cuts[1:])):
+                break
+            n -= 1
+        skills = [{"name": names[k], "start": labels[a], "end": labels[b]}
+                  for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:]))]
+        return json.dumps({"skills": skills}, separators=(",", ":"))
+
+
+def _task_clauses(task: str) -> list[str]:
+    parts = [p.strip(" .") for p in re.split(r",\s*(?:and\s+)?then\s+|\s+and\s+then\s+|\s+then\s+|,\s*|\s+and\s+",
+                                              task or "") if p.strip(" .")]
+    if len(parts) < 2:
+        what = (task or "the task").strip(" .")
+        parts = [f"move towards {what}", what, f"finish {what}"]
+    return [_safe_name(p) for p in parts]
+
+
+def _safe_name(text: str) -> str:
+    text = re.sub(r"[^\x20\x21\x23-\x5b\x5d-\x7e]", " ", text.lower())
+    text = re.sub(r"\s+", " ", text).strip()
+    if not text[:1].isalpha():
+        text = "do " + text
+    return text[:MAX_NAME_CHARS].rstrip()
+
+
+# --- parsing and repairing an answer -------------------------------------------------------------
+
+
+def parse_segmentation(raw: str, req: EpisodeRequest) -> tuple[tuple[Skill, ...], tuple[str, ...]]:
+    """The episode's skills in ``raw`` and what was repaired; :class:`SegmentationError` when unusable."""
+    try:
+        obj = extract_object(raw)
+    except GenerationError as e:
+        raise SegmentationError(e.message) from None
+    items = obj.get("skills")
+    if not isinstance(items, list) or not items:
+        raise SegmentationError('the answer has no "skills" list')
+    repairs: list[str] = []
+    spans: list[tuple[str, float, float]] = []
+    bounds = np.asarray(req.bounds, dtype=np.float64)
+    for item in items:
+        if not isinstance(item, dict):
+            raise SegmentationError(f"a skill is not an object: {item!r}")
+        name = item.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise SegmentationError(f"a skill has no name: {item!r}")
+        clean = re.sub(r"\s+", " ", name).strip()
+        if len(clean) > MAX_NAME_CHARS:
+            clean = clean[:MAX_NAME_CHARS].rstrip()
+            repairs.append("name shortened")
+        try:
+            start, end = float(item["start"]), float(item["end"])
+        except (KeyError, TypeError, ValueError):
+            raise SegmentationError(f"a skill's start/end are not numbers: {item!r}") from None
+        if not (math.isfinite(start) and math.isfinite(end)):
+            raise SegmentationError(f"a skill's start/end are not finite: {item!r}")
+        snapped = [float(bounds[int(np.argmin(np.abs(bounds - v)))]) for v in (start, end)]
+        if any(abs(a - b) > 10 ** -req.decimals for a, b in zip(snapped, (start, end))):
+            repairs.append("time snapped to a shown frame")
+        spans.append((clean, *snapped))
+    ordered = sorted(spans, key=lambda s: (s[1], s[2]))
+    if ordered != spans:
+        repairs.append("skills sorted by start")
+    spans = ordered
+    # stitch: one after the other, from the first frame to the episode's end
+    first, last = float(bounds[0]), float(bounds[-1])
+    starts = [first] + [s[1] for s in spans[1:]]
+    ends = starts[1:] + [last]
+    if starts[0] != spans[0][1] or any(e != s[2] for e, s in zip(ends, spans)):
+        repairs.append("spans stitched end to start over the whole episode")
+    stitched = [(name, a, b) for (name, _, _), a, b in zip(spans, starts, ends) if b > a]
+    if len(stitched) < len(spans):
+        repairs.append("empty spans dropped")
+    if not stitched:
+        raise SegmentationError("no skill spans any time")
+    # a span shorter than the minimum joins its neighbour (the previous one; the first joins the next)
+    while len(stitched) > 1:
+        short = next((i for i, (_, a, b) in enumerate(stitched) if b - a < req.min_seconds - 1e-9), None)
+        if short is None:
+            break
+        name, a, b = stitched.pop(short)
+        if short == 0:
+            n2, _, b2 = stitched[0]
+            stitched[0] = (n2, a, b2)
+        else:
+            n0, a0, _ = stitched[short - 1]
+            stitched[short - 1] = (n0, a0, b)
+        repairs.append(f"a span under {req.min_seconds:g} s merged into its neighbour")
+    skills = tuple(Skill(name, a, b) for name, a, b in stitched)
+    return skills, tuple(dict.fromkeys(repairs))
+
+
+# --- the journal of one run's segmentations -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SegmentRecord:
+    """One line of ``OUT.partial/skills.jsonl`` and of the new dataset's ``meta/hub_pgen_skills.jsonl``."""
+
+    sample_id: str
+    episode_index: int
+    status: Literal["ok", "failed"]
+    skills: tuple[dict[str, Any], ...] = ()  # {"name", "start", "end"}
+    repairs: tuple[str, ...] = ()
+    raw_text: str | None = None
+    error: str | None = None
+    attempts: int = 1
+    frames_shown: int = 0
+    fingerprint: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["skills"], d["repairs"] = [dict(s) for s in self.skills], list(self.repairs)
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> SegmentRecord:
+        kw = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        kw["skills"] = tuple(dict(s) for s in kw.get("skills", ()))
+        kw["repairs"] = tuple(kw.get("repairs", ()))
+        return cls(**kw)
+
+    def episode_skills(self) -> EpisodeSkills:
+        return EpisodeSkills(self.episode_index, None,
+                             tuple(Skill(s["name"], float(s["start"]), float(s["end"])) for s in self.skills))
+
+
+# --- the stage ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AnnotateOptions:
+    camera: str | None  # the camera whose frames the sheets show (None: a model-free backend)
+    min_seconds: float = DEFAULT_MIN_SKILL_SECONDS
+    seed: int = 0
+    temperature: float = 0.0
+    max_retries: int = 2
+    batch_size: int = 1
+
+
+@dataclass
+class AnnotateResult:
+    skills: SkillsFile
+    records: dict[int, SegmentRecord] = field(default_factory=dict)
+    asked: int = 0  # episodes sent to the model by this run (the others came from the journal)
+
+
+def episode_requests(source: SourceDataset, episodes: Sequence[int], min_seconds: float) -> list[EpisodeRequest]:
+    from hub_pgen.plan.planner import read_frame_times
+
+    times = read_frame_times(source, episodes)
+    out = []
+    for e in episodes:
+        ts, first_task = times[e]
+        if len(ts) == 0:
+            continue
+        shown = sheets.sheet_times(ts)
+        index = {float(t): i for i, t in enumerate(ts)}
+        ep = source.episodes[e]
+        task = ep.tasks[0] if ep.tasks else (
+            source.tasks[source.task_indices.index(first_task)] if first_task in source.task_indices else "")
+        end = max(ep.length / source.fps, float(ts[-1]) + 2e-4)  # the frame after the last (the planner's rule)
+        out.append(EpisodeRequest(e, task, tuple(shown), tuple(index[t] for t in shown), end, min_seconds,
+                                  ep.dataset_from_index))
+    return out
+
+
+def annotate_episodes(
+    source: SourceDataset, episodes: Sequence[int], backend: Any, options: AnnotateOptions, *,
+    done: dict[int, SegmentRecord], append: Callable[[list[SegmentRecord]], None], fingerprint: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> AnnotateResult:
+    """Skills for ``episodes``: those in ``done`` (the journal) as they are, the others asked of
+    ``backend`` in batches, each batch appended to the journal before the next is asked."""
+    from hub_pgen.pipeline import batched, sample_seed
+
+    records = dict(done)
+    pending = [r for r in episode_requests(source, [e for e in episodes if e not in done], options.min_seconds)]
+    asked = 0
+    for batch in batched(pending, max(1, options.batch_size)):
+        images = _sheets(source, batch, options.camera) if getattr(backend, "needs_images", True) else {}
+        results = _ask(backend, batch, images, options, sample_seed)
+        faults.point("skills.asked")
+        new = [replace(results[r.episode_index], fingerprint=fingerprint) for r in batch]
+        append(new)
+        faults.point("skills.journal")
+        records.update({r.episode_index: r for r in new})
+        asked += len(batch)
+        if progress is not None:
+            progress(asked, len(pending))
+    eps = {e: r.episode_skills() for e, r in sorted(records.items()) if r.status == "ok" and e in set(episodes)}
+    from hub_pgen.skills import skill_index
+
+    return AnnotateResult(SkillsFile(None, skill_index(eps.values()), eps), records, asked)
+
+
+def _ask(backend: Any, batch: Sequence[EpisodeRequest], images: dict[int, list[Any] | str],
+         options: AnnotateOptions, seed_of: Callable[[int, str], int]) -> dict[int, SegmentRecord]:
+    out: dict[int, SegmentRecord] = {}
+    last: dict[int, tuple[str, str | None]] = {}
+    todo = []
+    for r in batch:
+        shown = images.get(r.episode_index, [])
+        if isinstance(shown, str):  # its frames could not be decoded
+            out[r.episode_index] = SegmentRecord(r.sample_id, r.episode_index, "failed", error=shown, attempts=0,
+                                                 frames_shown=len(r.times))
+        else:
+            todo.append(r)
+    for attempt in range(options.max_retries + 1):
+        if not todo:
+            break
+        temperature = options.temperature if attempt == 0 or options.temperature > 0 else RETRY_TEMPERATURE
+        calls = [Call(r.sample_id, r.prompt(), tuple(images.get(r.episode_index, ())),
+                      seed_of(options.seed, r.sample_id) + attempt, temperature, schema=r.schema(),
+                      max_new_tokens=r.max_new_tokens(), offline=r.offline_answer) for r in todo]
+        answers = backend.complete_calls(calls)
+        retry = []
+        for r, answer in zip(todo, answers):
+            if isinstance(answer, CallFailed):
+                out[r.episode_index] = SegmentRecord(r.sample_id, r.episode_index, "failed", error=answer.reason,
+                                                     attempts=attempt + 1, frames_shown=len(r.times))
+                continue
+            try:
+                skills, repairs = parse_segmentation(answer, r)
+            except SegmentationError as e:
+                logger.debug("episode %d attempt %d: %s", r.episode_index, attempt + 1, e)
+                last[r.episode_index] = (str(e), answer)
+                retry.append(r)
+                continue
+            out[r.episode_index] = SegmentRecord(
+                r.sample_id, r.episode_index, "ok", tuple({"name": s.name, "start": s.start, "end": s.end}
+                                                          for s in skills),
+                repairs, answer, attempts=attempt + 1, frames_shown=len(r.times))
+        todo = retry
+    for r in todo:
+        reason, raw = last[r.episode_index]
+        out[r.episode_index] = SegmentRecord(r.sample_id, r.episode_index, "failed", raw_text=raw, error=reason,
+                                             attempts=options.max_retries + 1, frames_shown=len(r.times))
+    return out
+
+
+def _sheets(source: SourceDataset, batch: Sequence[EpisodeRequest], camera: str | None) -> dict[int, list[Any] | str]:
+    """Each episode's contact sheets, or the reason its frames could not be decoded."""
+    from hub_pgen.errors import FrameError
+    from hub_pgen.frames import iter_sample_images
+
+    if camera is None:
+        return {}
+    video = camera in source.video_keys
+    samples = [Sample(sample_id=r.sample_id, episode_index=r.episode_index, episode_id=str(r.episode_index),
+                      frame_index=0, timestamp=None, skill_current="", skill_history=(), task_description=r.task,
+                      scenario_type="", response_type="",
+                      images=tuple(ImageRef(camera=camera, timestamp=t) if video else
+                                   ImageRef(camera=camera, row=r.row_start + f) for t, f in zip(r.times, r.frames)))
+               for r in batch]
+    by_id = {r.sample_id: r for r in batch}
+    out: dict[int, list[Any] | str] = {}
+    for sample, images in iter_sample_images(samples, source=source):
+        r = by_id[sample.sample_id]
+        if isinstance(images, FrameError):
+            out[r.episode_index] = f"frames could not be decoded: {images}"
+        else:
+            out[r.episode_index] = sheets.make_sheets(images, r.times, decimals=r.decimals)
+    return out
+
+
+def load_records(path: Path, *, fingerprint: str | None) -> dict[int, SegmentRecord]:
+    """The segmentation journal by episode (a torn last line is dropped; another configuration's
+    records are refused, as the samples' journal does)."""
+    from hub_pgen.errors import ConfigMismatchError
+
+    out: dict[int, SegmentRecord] = {}
+    if not path.is_file():
+        return out
+    lines = path.read_bytes().split(b"\n")
+    for line in lines[:-1]:
+        if not line.strip():
+            continue
+        try:
+            rec = SegmentRecord.from_json(json.loads(line))
+        except (json.JSONDecodeError, TypeError, UnicodeDecodeError):
+            continue  # that episode is asked again
+        if fingerprint is not None and rec.fingerprint != fingerprint:
+            raise ConfigMismatchError(path, {"fingerprint": (rec.fingerprint, fingerprint)})
+        out[rec.episode_index] = rec
+    return out

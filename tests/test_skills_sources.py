@@ -1,0 +1,294 @@
+"""Issue 12: skills where there are none. A dataset lerobot itself wrote (no meta/skills.json):
+``--skills annotate`` with the template backend and a tiny constrained model, lerobot's own subtask
+rows picked by ``auto``, ``auto`` with neither stopping before anything exists, and a kill during the
+labelling resumed byte-identically without asking the model twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from hub_pgen import language as lang
+from hub_pgen.cli import main
+from hub_pgen.skills.annotate import EpisodeRequest, SegmentationError, parse_segmentation
+from hub_pgen.testing.tiny_qwen import tiny_model_dir
+from hub_pgen.validate import validate
+
+from .contract import persistent_by_episode, tree_hashes
+
+LEROBOT_WRITER = """
+import sys
+import numpy as np
+from lerobot.datasets.lerobot_dataset import LeRobotDataset
+cams = ("observation.images.up", "observation.images.side")
+feats = {cam: {"dtype": "video", "shape": (48, 64, 3), "names": ["height", "width", "channels"]} for cam in cams}
+feats["observation.state"] = {"dtype": "float32", "shape": (2,), "names": None}
+ds = LeRobotDataset.create("me/recorded", fps=10, features=feats, root=sys.argv[1], use_videos=True)
+tasks = ["pick up the cube and place it in the bowl", "open the drawer, then push it closed"]
+for e, length in enumerate((50, 42, 61)):
+    for f in range(length):
+        frame = {cam: np.full((48, 64, 3), (5 * f + 40 * e) % 255, np.uint8) for cam in cams}
+        ds.add_frame(frame | {"observation.state": np.zeros(2, np.float32), "task": tasks[e % 2]})
+    ds.save_episode()
+ds.finalize()
+"""
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory) -> Path:
+    """Three episodes (4.2-6.1 s at 10 fps, two cameras) written by lerobot 0.6.1's own recorder API."""
+    pytest.importorskip("lerobot")
+    base = tmp_path_factory.mktemp("recorded")
+    proc = subprocess.run([sys.executable, "-c", LEROBOT_WRITER, str(base / "src")], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "HF_HOME": str(base / "hf")})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not (base / "src" / "meta" / "skills.json").exists()
+    return base / "src"
+
+
+def run(src: Path, out: Path, *extra: str) -> int:
+    return main(["--root", str(src), "--output-dir", str(out), "-q", *extra])
+
+
+def skills_json(out: Path) -> dict:
+    return json.loads((out / "meta" / "skills.json").read_text())
+
+
+def check_skills_cover_each_episode(out: Path, min_seconds: float = 1.0) -> None:
+    """The seed's skills.json format; per episode, contiguous skills from the first frame to the end."""
+    data = skills_json(out)
+    info = json.loads((out / "meta" / "info.json").read_text())
+    assert set(data) == {"coarse_description", "skill_to_task_index", "episodes"}
+    names = {s["name"] for ep in data["episodes"].values() for s in ep["skills"]}
+    assert set(data["skill_to_task_index"]) == names
+    assert sorted(data["skill_to_task_index"].values()) == list(range(len(names)))
+    lengths = {e: n for e, n in zip(*_episode_lengths(out))}
+    assert set(map(int, data["episodes"])) == set(lengths)
+    for key, ep in data["episodes"].items():
+        skills = ep["skills"]
+        assert ep["episode_index"] == int(key) and skills
+        assert skills[0]["start"] == 0.0
+        assert abs(skills[-1]["end"] - lengths[int(key)] / info["fps"]) < 1e-6
+        for a, b in zip(skills, skills[1:]):
+            assert a["end"] == b["start"]
+        if len(skills) > 1:
+            assert all(s["end"] - s["start"] >= min_seconds - 1e-9 for s in skills)
+        for s in skills:
+            assert s["name"] and s["name"][0].isalpha() and len(s["name"]) <= 60
+
+
+def _episode_lengths(out: Path) -> tuple[list[int], list[int]]:
+    t = pa.concat_tables([pq.read_table(p, columns=["episode_index", "length"])
+                          for p in sorted((out / "meta" / "episodes").glob("chunk-*/file-*.parquet"))])
+    return t.column("episode_index").to_pylist(), t.column("length").to_pylist()
+
+
+def test_auto_without_skills_stops_before_anything_exists_and_names_annotate(recorded, tmp_path, capsys):
+    before = tree_hashes(recorded)
+    out = tmp_path / "out"
+    assert run(recorded, out, "--backend", "template") == 3
+    err = capsys.readouterr().err
+    assert "no meta/skills.json and no subtask rows in language_persistent" in err
+    assert "--skills annotate" in err and "3 episode(s), one model call each" in err
+    assert not out.exists() and not Path(f"{out}.partial").exists()
+    assert run(recorded, out, "--backend", "template", "--skills", "file") == 3
+    assert "skills.json: file not found" in capsys.readouterr().err
+    assert run(recorded, out, "--backend", "template", "--skills", "language") == 3
+    assert "has no language columns at all" in capsys.readouterr().err
+    assert tree_hashes(recorded) == before and not out.exists()
+
+
+@pytest.fixture(scope="module")
+def template_annotated(recorded, tmp_path_factory):
+    out = tmp_path_factory.mktemp("annotated") / "out"
+    assert run(recorded, out, "--backend", "template", "--skills", "annotate") == 0
+    return out
+
+
+def test_annotate_with_the_template_backend_makes_valid_skills_and_a_dataset_that_verifies(
+        recorded, template_annotated):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    out = template_annotated
+    validate(out, source=recorded)
+    check_skills_cover_each_episode(out)
+    data = skills_json(out)
+    # named from each episode's task, in its order
+    assert [s["name"] for s in data["episodes"]["0"]["skills"]] == ["pick up the cube", "place it in the bowl"]
+    assert [s["name"] for s in data["episodes"]["1"]["skills"]] == ["open the drawer", "push it closed"]
+    prov = json.loads((out / "meta" / "hub_pgen.json").read_text())
+    assert prov["skills"]["source"] == "annotate" and prov["skills"]["labelled"] == 3 and prov["skills"]["failed"] == []
+    assert prov["identity"]["skills"]["source"] == "annotate"
+    records = [json.loads(line) for line in (out / "meta" / "hub_pgen_skills.jsonl").read_text().splitlines()]
+    assert [r["episode_index"] for r in records] == [0, 1, 2] and all(r["status"] == "ok" for r in records)
+    # the skills are what the language columns and the seed's column carry
+    table = pa.concat_tables([pq.read_table(p) for p in sorted((out / "data").glob("chunk-*/file-*.parquet"))])
+    subtasks = persistent_by_episode(table)
+    for e, ep in data["episodes"].items():
+        assert [(r["content"], r["timestamp"]) for r in subtasks[int(e)]] == [
+            (s["name"], pytest.approx(s["start"], abs=1e-6)) for s in ep["skills"]]
+    ds = LeRobotDataset("me/annotated", root=out, video_backend="pyav")
+    assert len(ds) == 153 and ds.meta.has_language_columns
+
+
+def test_annotate_with_a_tiny_constrained_model_labels_every_episode(recorded, tmp_path):
+    """A random-weight model under the schema: every answer is JSON the schema allows (names, times
+    from the tiles, at most the allowed number of skills), so every episode gets valid skills."""
+    tiny = tiny_model_dir(tmp_path / "tiny", "qwen2_vl")
+    out = tmp_path / "out"
+    assert run(recorded, out, "--skills", "annotate", "--model", str(tiny), "--device", "cpu", "--batch-size", "3",
+               "--max-new-tokens", "211") == 0
+    validate(out, source=recorded)
+    check_skills_cover_each_episode(out)
+    records = [json.loads(line) for line in (out / "meta" / "hub_pgen_skills.jsonl").read_text().splitlines()]
+    assert len(records) == 3
+    for r in records:
+        assert r["status"] == "ok" and r["frames_shown"] >= 9
+        raw = json.loads(r["raw_text"])  # constrained: the model's own text is the JSON object
+        assert set(raw) == {"skills"} and 1 <= len(raw["skills"]) <= 12
+        for item in raw["skills"]:
+            assert set(item) == {"name", "start", "end"} and item["name"][0].isalpha()
+
+
+def test_auto_picks_lerobots_own_subtask_rows(recorded, tmp_path, capsys):
+    """lerobot-annotate's plan module leaves subtask rows and no skills.json: auto uses them."""
+    from .test_language import annotate_with_lerobot
+
+    src = tmp_path / "src"
+    shutil.copytree(recorded, src)
+    annotate_with_lerobot(src, {
+        0: {"plan": [{"role": "assistant", "content": "reach for the cube", "style": "subtask", "timestamp": 0.0},
+                     {"role": "assistant", "content": "lift the cube", "style": "subtask", "timestamp": 2.0}]},
+        2: {"plan": [{"role": "assistant", "content": "open the drawer", "style": "subtask", "timestamp": 0.0}]},
+    })
+    out = tmp_path / "out"
+    assert run(src, out, "--backend", "template") == 0
+    validate(out, source=src)
+    data = skills_json(out)
+    ep0 = data["episodes"]["0"]["skills"]
+    assert [(s["name"], s["start"], s["end"]) for s in ep0] == [("reach for the cube", 0.0, 2.0),
+                                                                ("lift the cube", 2.0, 5.0)]
+    assert set(data["episodes"]) == {"0", "2"}  # episode 1 has no subtask rows: no skills, no samples
+    prov = json.loads((out / "meta" / "hub_pgen.json").read_text())
+    assert prov["skills"]["source"] == "language" and prov["identity"]["skills"]["source"] == "language"
+    recs = [json.loads(line) for line in (out / "meta" / "syn_annotations.jsonl").read_text().splitlines()]
+    assert sorted(r["skill_current"] for r in recs) == ["lift the cube", "open the drawer", "reach for the cube"]
+    # the subtask rows were the source's: kept, not added a second time
+    assert prov["language"]["subtask_rows"] == 0 and prov["language"]["already_there"] == 3
+
+
+def test_kill_during_labelling_then_rerun_is_byte_identical_and_asks_nothing_twice(recorded, tmp_path):
+    args = ["--root", str(recorded), "--backend", "template", "--skills", "annotate", "-q"]
+    ref = tmp_path / "ref"
+    assert _cli([*args, "--output-dir", str(ref)]).returncode == 0
+    out = tmp_path / "out"
+    killed = _cli([*args, "--output-dir", str(out)], {"HUB_PGEN_KILL_AT": "skills.journal:2"})
+    assert killed.returncode == -9
+    journal = Path(f"{out}.partial") / "skills.jsonl"
+    assert [json.loads(line)["episode_index"] for line in journal.read_text().splitlines()] == [0, 1]
+    # the rerun passes "the backend answered a batch" once more only: episode 2 (a second ask kills it)
+    done = _cli([*args, "--output-dir", str(out)], {"HUB_PGEN_KILL_AT": "skills.asked:2"})
+    assert done.returncode == 0, done.stderr
+    a, b = tree_hashes(ref), tree_hashes(out)
+    a.pop("meta/hub_pgen.json"), b.pop("meta/hub_pgen.json")
+    assert a == b
+
+
+def _cli(args, env_extra=None):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "hub_pgen", *args], capture_output=True, text=True, env=env,
+                          timeout=300)
+
+
+def test_dry_run_prices_the_labelling(recorded, tmp_path, capsys):
+    assert main(["--root", str(recorded), "--backend", "template", "--skills", "annotate", "--dry-run", "--json",
+                 "--output-dir", str(tmp_path / "out")]) == 0
+    plan = json.loads(capsys.readouterr().out)["plan_report"]
+    assert plan["skills"] == "annotate" and plan["episodes_to_label"] == 3
+    assert plan["frames_shown_per_episode"] == "9-13" and plan["contact_sheets"] == 3
+    assert plan["image_tokens_per_sheet"] == 40 * 24  # 5 x 224 px by 4 x 168 px, 28 px a token
+    assert plan["labelling_model_calls"] == 0  # the template backend asks no model
+    assert not (tmp_path / "out").exists()
+
+
+# --- answers: what is repaired, what is refused -----------------------------------------------------
+
+
+REQ = EpisodeRequest(0, "pick the cube", times=(0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0), frames=(0, 5, 10, 15, 20, 25, 30),
+                     end=3.1, min_seconds=1.0)
+
+
+def test_the_schema_bounds_every_answer_and_the_budget_holds_the_longest():
+    schema = REQ.schema()
+    item = schema["properties"]["skills"]["items"]["properties"]
+    assert item["start"]["enum"] == [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0] and item["end"]["enum"][-1] == 3.1
+    assert schema["properties"]["skills"]["maxItems"] == 3  # 3.1 s at 1 s a skill
+    longest = {"skills": [{"name": "a" * 60, "start": 0.0, "end": 3.1}] * 3}
+    assert len(json.dumps(longest, separators=(",", ":"))) + 1 <= REQ.max_new_tokens()
+    assert "0.0 s to 3.1 s" in REQ.prompt() and "at most 3 skills" in REQ.prompt()
+
+
+@pytest.mark.parametrize("answer, skills, repairs", [
+    ('{"skills":[{"name":"reach","start":0.0,"end":1.5},{"name":"grasp","start":1.5,"end":3.1}]}',
+     [("reach", 0.0, 1.5), ("grasp", 1.5, 3.1)], ()),
+    # out of order, a gap, an unshown time: sorted, snapped and stitched
+    ('{"skills":[{"name":"grasp","start":1.52,"end":2.4},{"name":"reach","start":0.2,"end":1.0}]}',
+     [("reach", 0.0, 1.5), ("grasp", 1.5, 3.1)],
+     ("time snapped to a shown frame", "skills sorted by start", "spans stitched end to start over the whole episode")),
+    # a span under a second joins the one before it
+    ('{"skills":[{"name":"reach","start":0,"end":1.5},{"name":"tap","start":1.5,"end":2.0},'
+     '{"name":"lift","start":2.0,"end":3.1}]}',
+     [("reach", 0.0, 2.0), ("lift", 2.0, 3.1)], ("a span under 1 s merged into its neighbour",)),
+    # prose and a code fence around it (an unconstrained server)
+    ('Sure!\n```json\n{"skills": [{"name": "pick the cube", "start": 0, "end": 3.1}]}\n```',
+     [("pick the cube", 0.0, 3.1)], ()),
+])
+def test_answers_are_repaired_where_that_is_safe(answer, skills, repairs):
+    got, made = parse_segmentation(answer, REQ)
+    assert [(s.name, s.start, s.end) for s in got] == skills
+    assert made == repairs
+
+
+@pytest.mark.parametrize("answer, reason", [
+    ("", "empty answer"),
+    ("no json here", "no JSON object"),
+    ('{"skills": []}', 'no "skills" list'),
+    ('{"skills": [{"name": "", "start": 0, "end": 1}]}', "has no name"),
+    ('{"skills": [{"name": "reach", "start": "soon", "end": 1}]}', "not numbers"),
+])
+def test_unusable_answers_are_refused_with_a_reason(answer, reason):
+    with pytest.raises(SegmentationError, match=reason):
+        parse_segmentation(answer, REQ)
+
+
+def test_annotate_through_an_openai_compatible_server(recorded, tmp_path, monkeypatch):
+    """The labelling goes to a server like the dialogues do: the contact sheets as images, the
+    segmentation schema as response_format; the stand-in's minimal answer (one short skill) is
+    repaired into one skill over the whole episode."""
+    from .openai_server import OpenAIServer
+
+    monkeypatch.setenv("HUB_PGEN_RETRY_SCALE", "0.01")
+    out = tmp_path / "out"
+    with OpenAIServer() as server:
+        assert run(recorded, out, "--skills", "annotate", "--backend", "openai", "--base-url", server.url) == 0
+        bodies = [r["body"] for r in server.requests]
+    labelling = [b for b in bodies if b.get("response_format", {}).get("json_schema", {}).get("name") == "hub_pgen_skills"]
+    assert len(labelling) == 3 and len(bodies) == 3 + 3  # one call per episode, then one dialogue per skill
+    for body in labelling:
+        content = body["messages"][0]["content"]
+        assert [c["type"] for c in content] == ["image_url", "text"]  # one contact sheet (<= 20 frames)
+        assert content[0]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+        assert body["max_tokens"] < 2000
+    validate(out, source=recorded)
+    check_skills_cover_each_episode(out)
+    records = [json.loads(line) for line in (out / "meta" / "hub_pgen_skills.jsonl").read_text().splitlines()]
+    assert all(r["status"] == "ok" and "spans stitched end to start over the whole episode" in r["repairs"]
+               for r in records)
