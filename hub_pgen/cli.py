@@ -31,14 +31,17 @@ EXIT_INTERNAL = 70
 
 USAGE = """%(prog)s (--root DIR | --repo-id OWNER/NAME | --input-jsonl FILE) [options]
        %(prog)s demo [--output-dir DIR] [--backend template|transformers] [--model M]
-       %(prog)s validate DIR [--source SRC]"""
+       %(prog)s validate DIR [--source SRC]
+       %(prog)s merge SHARD... (--root DIR | --repo-id OWNER/NAME) [--output-dir OUT] [--push-to OWNER/NAME]"""
 
 EPILOG = """subcommands:
   demo                  build a small example dataset and run the whole job on it, offline
   validate DIR          check a dataset folder against the output contract (the push runs it first)
+  merge SHARD...        write the dataset of a sharded job (--num-shards/--shard-index) from its shards
 
-meta/skills.json (required in the source dataset; times in seconds from the episode's start,
-a frame at t belongs to the skill with start <= t < end):
+skills (--skills auto: meta/skills.json, else lerobot's subtask rows in language_persistent, else
+--skills annotate lets the model label them first); meta/skills.json has times in seconds from the
+episode's start, a frame at t belongs to the skill with start <= t < end:
   {"coarse_description": "pick up the cube and place it in the bin",
    "skill_to_task_index": {"pick up the cube": 0},
    "episodes": {"0": {"episode_index": 0, "description": "...",
@@ -99,6 +102,10 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
     out.add_argument("--format", dest="output_format", choices=tuple(layout.FORMATS), default=None,
                      help="both (default): task_index_high_level + tasks.parquet rows and lerobot's language columns; "
                           "hirobot: the former only; lerobot-language: the latter only")
+    out.add_argument("--num-shards", type=int, default=1, metavar="N",
+                     help="split the plan into N shards of whole episodes (one per machine); with --shard-index")
+    out.add_argument("--shard-index", type=int, default=0, metavar="I",
+                     help="generate shard I (0..N-1) only; the result is a shard folder for `hub-pgen merge`")
     out.add_argument("--dry-run", action="store_true", help="print the plan and the cost; generate nothing")
     out.add_argument("--json", action="store_true",
                      help="print the result as JSON on stdout (errors too: state, exit_code, error, tip)")
@@ -111,7 +118,7 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
                     help="where each episode's skills come from: meta/skills.json (file), lerobot's subtask rows in "
                          "language_persistent (language), or the model labels them first (annotate); auto (default): "
                          "file, else language, else an error naming annotate")
-    sk.add_argument("--min-skill-seconds", type=float, default=1.0, metavar="S",
+    sk.add_argument("--min-skill-seconds", type=float, default=None, metavar="S",
                     help="--skills annotate: the shortest skill (a shorter span joins its neighbour; default 1)")
     plan = p.add_argument_group("plan")
     plan.add_argument("--sampling", choices=("segment", "interval", "frame"), default="segment",
@@ -190,6 +197,9 @@ def config_from_args(args: argparse.Namespace):
     except ValueError as e:
         raise UsageError(str(e)) from None
     keys = tuple(k.strip() for k in args.image_keys.split(",") if k.strip()) if args.image_keys else None
+    if args.min_skill_seconds is not None and args.skills != "annotate":
+        raise UsageError("--min-skill-seconds only applies to --skills annotate (skills the model labels)",
+                         hint="add --skills annotate, or drop --min-skill-seconds")
     if args.input_jsonl is not None and args.output_format is not None:
         raise UsageError("--format shapes a dataset; --input-jsonl makes the D_syn JSONL alone",
                          hint="drop --format, or give a dataset source (--root or --repo-id)")
@@ -201,7 +211,9 @@ def config_from_args(args: argparse.Namespace):
         output_dir=args.output_dir,
         output_format=args.output_format or layout.DEFAULT_FORMAT,
         skills=args.skills,
-        min_skill_seconds=args.min_skill_seconds,
+        min_skill_seconds=1.0 if args.min_skill_seconds is None else args.min_skill_seconds,
+        num_shards=args.num_shards,
+        shard_index=args.shard_index,
         sampling=args.sampling,
         sample_interval=args.sample_interval,
         episodes=parse_episode_list(args.episodes),
@@ -287,6 +299,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return _guarded(lambda: validate_main(argv[1:]), argv)
 
+    if argv and argv[0] == "merge":
+        def parse_and_merge() -> int:
+            args = build_merge_parser().parse_args(argv[1:])
+            setup_logging(args.verbose)
+            return merge_main(args)
+
+        return _guarded(parse_and_merge, argv, as_json=as_json)
+
     def parse_and_run() -> int:
         args = build_parser().parse_args(argv)
         setup_logging(args.verbose)
@@ -312,6 +332,64 @@ def run_main(args: argparse.Namespace) -> int:
     try:
         result = pipeline.run(config, reporter=reporter, dry_run=args.dry_run, wait=args.wait,
                               retry_failed=args.retry_failed)
+        if result.state in ("written", "already-complete") and result.samples and not result.ok:
+            _nothing_generated(result, config)
+        if config.push_to and result.state in ("written", "already-complete"):
+            from hub_pgen.push import push_result
+
+            result = push_result(result, config, reporter)
+    finally:
+        reporter.close()
+    if args.json:
+        from hub_pgen.report import result_json
+
+        print(json.dumps(result_json(result), indent=2, sort_keys=True, default=str))
+    elif not args.quiet:
+        print_summary(result)
+    write_step_summary(result, config)
+    return 0
+
+
+def build_merge_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="hub-pgen merge",
+        description="Write the dataset of a sharded job (hub-pgen ... --num-shards N --shard-index I on each machine) "
+                    "from its shard folders, exactly as one machine would have written it. Every shard of the job "
+                    "must be given, each once; the source is the one the shards ran on.",
+        allow_abbrev=False,
+    )
+    p.add_argument("shards", nargs="+", type=Path, metavar="SHARD", help="the --output-dir of each finished shard run")
+    src = p.add_argument_group("source (one of)")
+    src.add_argument("--root", type=Path, help="the dataset folder the shards ran on")
+    src.add_argument("--repo-id", help="the Hub dataset the shards ran on")
+    src.add_argument("--revision", help="its revision (default: as the shards had it)")
+    p.add_argument("--output-dir", type=Path, help="the new dataset's folder (default: hub-pgen-out/<name>-pgen-<fp>)")
+    p.add_argument("--wait", action="store_true", help="wait for another run that holds the output folder")
+    push = p.add_argument_group("push")
+    push.add_argument("--push-to", metavar="OWNER/NAME")
+    push.add_argument("--branch")
+    push.add_argument("--private", action="store_true")
+    push.add_argument("--tag-version", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p
+
+
+def merge_main(args: argparse.Namespace) -> int:
+    from hub_pgen import pipeline
+    from hub_pgen.progress import RichReporter, make_reporter, quiet_library_progress
+    from hub_pgen.report import print_summary, write_step_summary
+
+    if (args.root is None) == (args.repo_id is None):
+        raise UsageError("give the source the shards ran on: --root DIR or --repo-id OWNER/NAME (one of them)")
+    reporter = make_reporter(quiet=args.quiet or args.json)
+    if not isinstance(reporter, RichReporter):
+        quiet_library_progress()
+    push = {"push_to": args.push_to, "branch": args.branch, "private": args.private, "tag_version": args.tag_version}
+    try:
+        config, result = pipeline.merge(args.shards, root=args.root, repo_id=args.repo_id, revision=args.revision,
+                                        output_dir=args.output_dir, push=push, reporter=reporter, wait=args.wait)
         if result.state in ("written", "already-complete") and result.samples and not result.ok:
             _nothing_generated(result, config)
         if config.push_to and result.state in ("written", "already-complete"):

@@ -68,6 +68,10 @@ class RunConfig:
     num_servers: int | None = None  # None: one per visible GPU
     gpus_per_server: int = 1
     serve_timeout: float = 900.0
+    # shards: this run generates one of num_shards parts of the plan (whole episodes); `hub-pgen merge`
+    # writes the dataset from all of them. Not part of the fingerprint.
+    num_shards: int = 1
+    shard_index: int = 0
     # push
     push_to: str | None = None
     branch: str | None = None
@@ -109,6 +113,25 @@ class RunConfig:
         if self.input_jsonl is not None and self.skills != "auto":
             raise UsageError("--skills chooses where a dataset's skills come from; --input-jsonl samples carry "
                              "their own", hint="drop --skills, or give a dataset source (--root or --repo-id)")
+        if self.num_shards < 1:
+            raise UsageError(f"--num-shards must be >= 1, got {self.num_shards}")
+        if not 0 <= self.shard_index < self.num_shards:
+            raise UsageError(f"--shard-index must be in 0..{self.num_shards - 1} (of --num-shards {self.num_shards}), "
+                             f"got {self.shard_index}",
+                             hint="shards are numbered from 0: --num-shards 4 --shard-index 0 … 3")
+        if self.num_shards > 1:
+            if self.input_jsonl is not None:
+                raise UsageError("--num-shards splits a dataset's plan; --input-jsonl is one file",
+                                 hint="split the JSONL file instead, one run per part")
+            if self.push_to:
+                raise UsageError("a shard writes no dataset, so it has nothing to push",
+                                 hint="push from the merge: hub-pgen merge --output-dir OUT --root SRC SHARD... "
+                                      "--push-to OWNER/NAME")
+            if self.skills == "annotate":
+                raise UsageError("--skills annotate cannot be sharded: every shard needs every episode's skills to "
+                                 "compute the plan's type schedule",
+                                 hint="label the skills in one run first (its output's meta/skills.json), then shard "
+                                      "runs on that with --skills file")
         if self.concurrency < 1:
             raise UsageError(f"--concurrency must be >= 1, got {self.concurrency}")
         if not math.isfinite(self.request_timeout) or self.request_timeout <= 0:

@@ -78,6 +78,16 @@ class Prepared:
     skills: Any = None  # hub_pgen.skills.SkillSet the plan was made from (None: JSONL, or not labelled yet)
     annotate: bool = False  # --skills annotate: the model labels the skills after the folder is locked
     skill_records: Any = None  # --skills annotate: each episode's SegmentRecord, by episode
+    shard: dict[str, Any] | None = None  # --num-shards: {"index", "count", "episodes", "samples"} (hub_pgen.shards)
+
+    def folder_key(self) -> tuple[str, dict[str, Any]]:
+        """What the output folder is keyed by: the fingerprint (and identity), plus the shard of a shard run."""
+        if self.shard is None:
+            return self.fingerprint, self.identity
+        from hub_pgen import shards
+
+        return (shards.folder_key(self.fingerprint, self.shard["index"], self.shard["count"]),
+                {**self.identity, "shard": shards.label(self.shard["index"], self.shard["count"])})
 
 
 # --- stages -------------------------------------------------------------------------------------
@@ -136,16 +146,23 @@ def prepare(config: RunConfig, reporter: Reporter, *, videos: bool = True) -> Pr
                              f"{len(source.episodes)} episodes)", hint="episodes are named by their episode_index")
         if not cameras and get_backend(config.backend).needs_images:
             raise UsageError("--skills annotate shows the model contact sheets of a camera, and this run shows none",
-                             hint="drop --num-image-views-per-sample 0 (or give --image-keys), or use "
-                                  "--backend template")
+                             hint="drop --num-image-views-per-sample 0 (the first camera the model sees is the one "
+                                  "labelled), or use --backend template")
         skills_id = {"source": "annotate", "camera": cameras[0] if cameras else None,
                      "min_skill_seconds": config.min_skill_seconds, "sheets": sheets.PARAMS,
                      "prompt": annotate.PROMPT_VERSION}
         identity = config.identity(cameras=cameras, source_id=source_identity(source),
                                    backend_id=backend_identity(config), prompt_hash=prompt_template_hash(),
                                    skills_id=skills_id)
+        ignored = [what for what, there in (
+            (layout.SKILLS_PATH, (source.root / layout.SKILLS_PATH).is_file()),
+            ("the subtask rows of language_persistent", bool(source.language and source.language.subtasks))) if there]
+        notices = tuple(f"--skills annotate: the dataset's {what} is not used; the model labels the skills anew "
+                        "(the new dataset's meta/skills.json holds its labels)" for what in ignored)
+        for line in notices:
+            logger.warning("%s", line)
         return Prepared(source, (), (), cameras, _public_identity(identity), fingerprint(identity), name, None, None,
-                        annotate=True)
+                        notices=notices, annotate=True)
     identity = config.identity(cameras=cameras, source_id=source_identity(source),
                                backend_id=backend_identity(config), prompt_hash=prompt_template_hash(),
                                skills_id=skill_set.identity())
@@ -228,6 +245,11 @@ def _prepare_jsonl(config: RunConfig) -> Prepared:
 def plan_report(config: RunConfig, prep: Prepared) -> dict[str, Any]:
     """What ``--dry-run`` prints: the plan under every strategy, and the cost of the chosen one."""
     report: dict[str, Any] = {"fingerprint": prep.fingerprint, "cameras": list(prep.cameras)}
+    if prep.shard is not None:
+        from hub_pgen import shards
+
+        report["shard"] = shards.label(prep.shard["index"], prep.shard["count"])
+        report["shard_episodes"] = len(prep.shard["episodes"])
     if prep.source is not None:
         report["format"] = config.output_format
         report["skills"] = prep.skills.origin if prep.skills is not None else "annotate"
@@ -252,11 +274,11 @@ def plan_report(config: RunConfig, prep: Prepared) -> dict[str, Any]:
         frames_in_skills=plan.frames_in_skills,
         samples_per_strategy=per_strategy,
         sampling=config.sampling,
-        samples=len(plan.samples),
+        samples=len(prep.samples),
         **({"kept_source_dialogues": len(plan.taken)} if plan.taken else {}),
-        model_calls=len(plan.samples) if get_backend(config.backend).uses_model else 0,
-        batches=-(-len(plan.samples) // config.batch_size),
-        mix=mix_report([(s.scenario_type, s.response_type) for s in plan.samples]),
+        model_calls=len(prep.samples) if get_backend(config.backend).uses_model else 0,
+        batches=-(-len(prep.samples) // config.batch_size),
+        mix=mix_report([(s.scenario_type, s.response_type) for s in prep.samples]),
     )
     return report
 
@@ -450,8 +472,18 @@ def run(
     prep = prepare(config, reporter, videos=not dry_run)
     faults.point("plan")
     output = config.output_dir or out_mod.default_output_dir(prep.source_name, prep.fingerprint)
+    if config.num_shards > 1:
+        from hub_pgen import shards
+
+        samples, episodes = shards.select(prep.samples, config.num_shards, config.shard_index)
+        prep = replace(prep, samples=samples, shard={"index": config.shard_index, "count": config.num_shards,
+                                                     "episodes": list(episodes), "samples": len(samples)})
+        output = config.output_dir or shards.default_dir(output, config.shard_index, config.num_shards)
+        reporter.stage("shard", f"{shards.label(config.shard_index, config.num_shards)}: {len(samples)} of the "
+                                f"plan's samples, {len(episodes)} episode(s)")
     paths = out_mod.OutputPaths.for_output(output)
     source_root = prep.source.root if prep.source else None
+    folder_fp, folder_identity = prep.folder_key()
     if dry_run:
         report = plan_report(config, prep)
         report.update(backend=config.backend,
@@ -461,14 +493,14 @@ def run(
                          plan_report=report, elapsed_s=time.monotonic() - t0, notices=prep.notices)
 
     # refuse another configuration's folder before taking anything (read-only)
-    out_mod.inspect_output(paths, fingerprint=prep.fingerprint, identity=prep.identity, source_root=source_root)
+    out_mod.inspect_output(paths, fingerprint=folder_fp, identity=folder_identity, source_root=source_root)
     lock = RunLock(paths.work)
     lock.acquire(wait=wait)
     made: Backend | None = None  # a backend this run made (and so closes)
     committed = False  # run.json written: from here on OUT.partial is a resumable run
     try:
         # again under the lock: a run that held it may have finished (or started) this folder
-        state = out_mod.inspect_output(paths, fingerprint=prep.fingerprint, identity=prep.identity,
+        state = out_mod.inspect_output(paths, fingerprint=folder_fp, identity=folder_identity,
                                        source_root=source_root)
         earlier: dict[str, JournalRecord] = {}
         if state == "complete":
@@ -490,7 +522,7 @@ def run(
             start = getattr(backend, "start", None)
             if start is not None:  # servers it starts (logs beside the journal), and a first look at them
                 start(paths.work / layout.SERVERS_NAME, lambda msg: reporter.stage("serve", msg))
-        started = out_mod.start_run(paths, fingerprint=prep.fingerprint, identity=prep.identity,
+        started = out_mod.start_run(paths, fingerprint=folder_fp, identity=folder_identity,
                                     started_at=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat())
         committed = True
         if prep.annotate:
@@ -502,6 +534,84 @@ def run(
         close = getattr(made, "close", None)
         if close is not None:
             close()  # connections, and servers this run started (also on Ctrl-C and errors)
+        if committed:
+            lock.release()
+        else:
+            lock.abandon()
+
+
+class _Replay:
+    """The backend of a merge: every sample is in the shards' records, so it is never asked; it
+    describes the backend the shards ran (for the provenance)."""
+
+    name = "replay"
+    needs_images = False
+
+    def __init__(self, details: dict[str, Any] | None) -> None:
+        self._details = details or {}
+
+    def describe(self) -> dict[str, Any]:
+        return self._details
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        raise RuntimeError(f"merge: {len(requests)} sample(s) are in no shard")  # check_coverage refuses that first
+
+    def complete_calls(self, calls: list[Any]) -> list[Any]:
+        raise RuntimeError("merge: a shard result has no skills to label")
+
+
+def merge(
+    shard_paths: Sequence[Path], *, root: Path | None, repo_id: str | None, revision: str | None,
+    output_dir: Path | None, push: dict[str, Any], reporter: Reporter | None = None, wait: bool = False,
+) -> tuple[RunConfig, RunResult]:
+    """``hub-pgen merge``: the dataset of a sharded job, as a one-machine run would write it."""
+    from hub_pgen import shards
+
+    t0 = time.monotonic()
+    reporter = reporter or NullReporter()
+    loaded = [shards.load_shard(Path(p)) for p in shard_paths]
+    shards.check_shards(loaded)
+    first = loaded[0]
+    config = shards.merge_config(first, root=root, repo_id=repo_id, revision=revision, output_dir=output_dir,
+                                 push=push)
+    reporter.stage("merge", f"{len(loaded)} shard(s) of job {first.fingerprint[:8]}")
+    prep = prepare(config, reporter)
+    if prep.identity != first.identity:
+        from hub_pgen.config import diff_identity
+
+        diff = diff_identity(first.identity, prep.identity)
+        shown = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
+        raise UsageError(f"the shards were made from another source or configuration than this merge's ({shown})",
+                         hint="give the merge the source the shards ran on (--root / --repo-id and --revision)")
+    prep = replace(prep, fingerprint=first.fingerprint)  # the job's (a local model is named, not located, in files)
+    union = shards.check_coverage(loaded, prep.samples)
+    output = config.output_dir or out_mod.default_output_dir(prep.source_name, prep.fingerprint)
+    paths = out_mod.OutputPaths.for_output(output)
+    source_root = prep.source.root if prep.source else None
+    out_mod.inspect_output(paths, fingerprint=prep.fingerprint, identity=prep.identity, source_root=source_root)
+    lock = RunLock(paths.work)
+    lock.acquire(wait=wait)
+    committed = False
+    try:
+        state = out_mod.inspect_output(paths, fingerprint=prep.fingerprint, identity=prep.identity,
+                                       source_root=source_root)
+        if state == "complete":
+            out_mod.cleanup_work(paths)
+            reporter.stage("done", f"{paths.output} is already complete for this job")
+            return config, _result_from_output("already-complete", paths.output, prep, t0)
+        if state == "stale":
+            out_mod.discard_state(paths)
+        started = out_mod.start_run(paths, fingerprint=prep.fingerprint, identity=prep.identity,
+                                    started_at=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat())
+        committed = True
+        if not load_journal(paths.journal, fingerprint=prep.fingerprint):
+            with JournalWriter(paths.journal) as writer:
+                writer.append(shards.with_records_fingerprint(union, prep.fingerprint))
+        backend = _Replay((first.provenance.get("generation") or {}).get("backend_details"))
+        result = _generate_and_write(config, prep, paths, backend, reporter, t0, started, earlier={},
+                                     retry_failed=False, replace_output=False)
+        return config, replace(result, generated=0)
+    finally:
         if committed:
             lock.release()
         else:
@@ -522,6 +632,7 @@ def _label_skills(config: RunConfig, prep: Prepared, paths: out_mod.OutputPaths,
         earlier = {e: replace(r, fingerprint=prep.fingerprint) for e, r in
                    load_records(paths.output / layout.SKILL_ANNOTATIONS_PATH, fingerprint=None).items()}
         done = dict(earlier)
+    tried = {e: r.attempts for e, r in done.items() if r.status != "ok"}
     if retry_failed:
         done = {e: r for e, r in done.items() if r.status == "ok"}
     episodes = list(config.episodes) if config.episodes is not None else sorted(prep.source.episodes)
@@ -537,11 +648,16 @@ def _label_skills(config: RunConfig, prep: Prepared, paths: out_mod.OutputPaths,
             writer.append([earlier[e] for e in sorted(earlier)])
         try:
             result = annotate_episodes(prep.source, episodes, backend, options, done=done, append=writer.append,
-                                       fingerprint=prep.fingerprint)
+                                       fingerprint=prep.fingerprint, tried=tried)
         except KeyboardInterrupt:
             raise Interrupted(len(load_records(journal_path, fingerprint=None)), len(episodes), journal_path,
                               "labelled episodes") from None
     failed = sorted(e for e, r in result.records.items() if r.status != "ok" and e in set(episodes))
+    if not result.skills.episodes:
+        raise SkillsError(f"the model labelled no usable skills for any of the {len(episodes)} episode(s), so there "
+                          "is nothing to generate", path=journal_path,
+                          hint="each answer and why it was refused is in that file: rerun with --retry-failed to ask "
+                               "again (new seeds, sampling), or try another --model (that replaces this run)")
     notices = Notices()
     for e in failed:
         notices.add("the model labelled no usable skills for an episode (it gets no samples)", e,
@@ -567,9 +683,14 @@ def _labelling_cost(config: RunConfig, prep: Prepared) -> dict[str, Any]:
     camera = prep.cameras[0] if prep.cameras else None
     shape = (prep.source.features.get(camera) or {}).get("shape") if camera else None
     tokens = None
-    if shape and len(shape) == 3:  # [height, width, channels]: a full sheet at 28 px a token (Qwen2/2.5-VL)
+    if shape and len(shape) == 3:  # [height, width, channels]; each sheet as laid out, 28 px a token (Qwen2/2.5-VL)
         tile_h = max(1, round(int(shape[0]) * sheets.TILE_WIDTH / int(shape[1])))
-        tokens = math.ceil(sheets.COLUMNS * sheets.TILE_WIDTH / 28) * math.ceil(sheets.ROWS * tile_h / 28)
+        per = sheets.COLUMNS * sheets.ROWS
+        tokens = 0
+        for r in requests:
+            for start in range(0, len(r.times), per):
+                rows = math.ceil(min(per, len(r.times) - start) / sheets.COLUMNS)
+                tokens += math.ceil(sheets.COLUMNS * sheets.TILE_WIDTH / 28) * math.ceil(rows * tile_h / 28)
     uses_model = get_backend(config.backend).uses_model
     return {
         "episodes_to_label": len(requests),
@@ -577,10 +698,10 @@ def _labelling_cost(config: RunConfig, prep: Prepared) -> dict[str, Any]:
         "frames_shown_per_episode": f"{min((len(r.times) for r in requests), default=0)}-"
                                     f"{max((len(r.times) for r in requests), default=0)}",
         "contact_sheets": sum(per_episode),
-        "image_tokens_per_sheet": tokens,
+        "image_tokens": tokens,  # all sheets, as laid out (Qwen2/2.5-VL: 28 px a token)
         "labelling_model_calls": len(requests) if uses_model else 0,
         "samples": "after labelling: one per skill (segment sampling), or per --sample-interval",
-        "max_skills_per_episode": max((r.max_skills() for r in requests), default=0),
+        "skills_per_episode_at_most": max((r.max_skills() for r in requests), default=0),
     }
 
 
@@ -588,6 +709,8 @@ def _skills_provenance(prep: Prepared) -> dict[str, Any]:
     out: dict[str, Any] = {"source": prep.skills.origin,
                            "episodes_with_skills": sum(1 for ep in prep.skills.skills.episodes.values() if ep.skills),
                            "skills": sum(len(ep.skills) for ep in prep.skills.skills.episodes.values())}
+    if prep.skills.origin == "annotate":
+        out["labelled_by"] = prep.identity.get("backend", {}).get("backend") or "model"
     if prep.skill_records is not None:
         records = prep.skill_records.values()
         out.update(labelled=sum(r.status == "ok" for r in records),
@@ -601,7 +724,8 @@ def _output_state(paths: out_mod.OutputPaths, prep: Prepared, source_root: Path 
     from hub_pgen.errors import HubPgenError
 
     try:
-        state = out_mod.inspect_output(paths, fingerprint=prep.fingerprint, identity=prep.identity,
+        folder_fp, folder_identity = prep.folder_key()
+        state = out_mod.inspect_output(paths, fingerprint=folder_fp, identity=folder_identity,
                                        source_root=source_root)
     except HubPgenError as e:
         return f"would be refused (exit {e.exit_code}): {e}"
@@ -639,7 +763,7 @@ def _generate_and_write(
         except KeyboardInterrupt:
             raise Interrupted(len(journal), len(prep.samples) + len(prep.bad_lines), paths.journal) from None
 
-    if prep.source is not None and prep.source.repo_id:
+    if prep.source is not None and prep.source.repo_id and prep.shard is None:
         from hub_pgen.source.hub import fetch_remaining_videos
 
         reporter.stage("download", f"{prep.source.repo_id}: every camera's videos, for the new dataset")
@@ -652,11 +776,15 @@ def _generate_and_write(
     prov["notices"] = list(prep.notices) + notes
     if prep.skills is not None:
         prov["skills"] = _skills_provenance(prep)
+    if prep.shard is not None:  # a shard result: keyed by the shard, merged by the job's fingerprint
+        prov["fingerprint"], _ = prep.folder_key()
+        prov["plan_fingerprint"] = prep.fingerprint
+        prov["shard"] = dict(prep.shard)
     if retry_ids:
         prov["retried"] = _retry_history(paths.output, retry_ids, journal, started)
     staging = out_mod.fresh_staging(paths)
     summary = _write(prep, journal, staging, prov, config.output_format)
-    if prep.source is not None:
+    if prep.source is not None and prep.shard is None:
         _check_staged(staging, paths)
     faults.point("finalize")
     out_mod.finalize(paths, replace=replace_output)
@@ -743,7 +871,7 @@ def _write(prep: Prepared, journal: dict[str, JournalRecord], staging: Path, pro
     from hub_pgen.write.dataset import write_dataset, write_jsonl_result
 
     examples = [journal[s.sample_id] for s in prep.samples if s.sample_id in journal]
-    if prep.source is None:
+    if prep.source is None or prep.shard is not None:  # a JSONL run, or a shard: the D_syn records alone
         write_jsonl_result(prep.samples, prep.bad_lines, journal, staging, provenance=prov)
         return {}
     from hub_pgen import skills as skills_mod

@@ -28,8 +28,10 @@ def _failure_reasons(result: RunResult, limit: int = 5) -> list[tuple[str, int]]
 
 
 def _skills_line(skills: dict[str, Any]) -> str:
+    labelled_by = skills.get("labelled_by", "model")
     where = {"file": "meta/skills.json", "language": "lerobot's subtask rows (language_persistent)",
-             "annotate": "the model (--skills annotate)"}.get(skills.get("source"), str(skills.get("source")))
+             "annotate": f"labelled by the {labelled_by} backend (--skills annotate)"}.get(
+                 skills.get("source"), str(skills.get("source")))
     line = f"{where}: {skills.get('skills', 0)} skill(s) in {skills.get('episodes_with_skills', 0)} episode(s)"
     if skills.get("source") == "annotate":
         line += f"; {len(skills.get('failed', []))} episode(s) not labelled, {skills.get('repaired', 0)} repaired"

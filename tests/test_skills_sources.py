@@ -16,7 +16,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hub_pgen import language as lang
 from hub_pgen.cli import main
 from hub_pgen.skills.annotate import EpisodeRequest, SegmentationError, parse_segmentation
 from hub_pgen.testing.tiny_qwen import tiny_model_dir
@@ -121,6 +120,8 @@ def test_annotate_with_the_template_backend_makes_valid_skills_and_a_dataset_tha
     validate(out, source=recorded)
     check_skills_cover_each_episode(out)
     data = skills_json(out)
+    assert data["episodes"]["0"]["description"] == "pick up the cube and place it in the bowl"
+    assert data["coarse_description"] is None  # two different tasks
     # named from each episode's task, in its order
     assert [s["name"] for s in data["episodes"]["0"]["skills"]] == ["pick up the cube", "place it in the bowl"]
     assert [s["name"] for s in data["episodes"]["1"]["skills"]] == ["open the drawer", "push it closed"]
@@ -214,7 +215,8 @@ def test_dry_run_prices_the_labelling(recorded, tmp_path, capsys):
     plan = json.loads(capsys.readouterr().out)["plan_report"]
     assert plan["skills"] == "annotate" and plan["episodes_to_label"] == 3
     assert plan["frames_shown_per_episode"] == "9-13" and plan["contact_sheets"] == 3
-    assert plan["image_tokens_per_sheet"] == 40 * 24  # 5 x 224 px by 4 x 168 px, 28 px a token
+    # sheets as laid out, 28 px a token: 5 tiles of 224 px wide (40 tokens), 2, 2 and 3 rows of 168 px (6 each)
+    assert plan["image_tokens"] == 40 * 6 * (2 + 2 + 3)
     assert plan["labelling_model_calls"] == 0  # the template backend asks no model
     assert not (tmp_path / "out").exists()
 
@@ -243,6 +245,10 @@ def test_the_schema_bounds_every_answer_and_the_budget_holds_the_longest():
     ('{"skills":[{"name":"grasp","start":1.52,"end":2.4},{"name":"reach","start":0.2,"end":1.0}]}',
      [("reach", 0.0, 1.5), ("grasp", 1.5, 3.1)],
      ("time snapped to a shown frame", "skills sorted by start", "spans stitched end to start over the whole episode")),
+    # an empty span among real ones is dropped, and said so
+    ('{"skills":[{"name":"reach","start":0.0,"end":1.5},{"name":"x","start":2.0,"end":2.0},'
+     '{"name":"grasp","start":1.5,"end":3.1}]}',
+     [("reach", 0.0, 1.5), ("grasp", 1.5, 3.1)], ("a span that ends where it starts dropped",)),
     # a span under a second joins the one before it
     ('{"skills":[{"name":"reach","start":0,"end":1.5},{"name":"tap","start":1.5,"end":2.0},'
      '{"name":"lift","start":2.0,"end":3.1}]}',
@@ -263,6 +269,9 @@ def test_answers_are_repaired_where_that_is_safe(answer, skills, repairs):
     ('{"skills": []}', 'no "skills" list'),
     ('{"skills": [{"name": "", "start": 0, "end": 1}]}', "has no name"),
     ('{"skills": [{"name": "reach", "start": "soon", "end": 1}]}', "not numbers"),
+    # a weak model's "answer": spans of no length say nothing about where the skills are
+    ('{"skills": [{"name": "reach", "start": 1.0, "end": 1.0}, {"name": "x", "start": 2.5, "end": 2.0}]}',
+     "every skill ends where it starts"),
 ])
 def test_unusable_answers_are_refused_with_a_reason(answer, reason):
     with pytest.raises(SegmentationError, match=reason):
@@ -292,3 +301,39 @@ def test_annotate_through_an_openai_compatible_server(recorded, tmp_path, monkey
     records = [json.loads(line) for line in (out / "meta" / "hub_pgen_skills.jsonl").read_text().splitlines()]
     assert all(r["status"] == "ok" and "spans stitched end to start over the whole episode" in r["repairs"]
                for r in records)
+
+
+def test_min_skill_seconds_only_goes_with_annotate(recorded, tmp_path, capsys):
+    assert run(recorded, tmp_path / "out", "--backend", "template", "--min-skill-seconds", "2") == 2
+    assert "--min-skill-seconds only applies to --skills annotate" in capsys.readouterr().err
+
+
+def test_annotate_ignores_a_skills_file_and_says_so(example_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["--root", str(example_root), "--output-dir", str(out), "--backend", "template", "--skills",
+                 "annotate", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert any("dataset's meta/skills.json is not used" in n for n in result["notices"])
+    assert result["skills"]["source"] == "annotate" and result["skills"]["labelled_by"] == "template"
+
+
+def test_when_labelling_fails_the_way_out_is_open(recorded, tmp_path, capsys):
+    """Every answer refused: the run stops naming the labels' journal; --retry-failed asks again with new
+    seeds (the attempts go on); another configuration in the same folder replaces the failed run."""
+    tiny = tiny_model_dir(tmp_path / "tiny", "qwen2_vl")
+    out = tmp_path / "out"
+    args = ["--skills", "annotate", "--model", str(tiny), "--device", "cpu", "--batch-size", "3",
+            "--no-constrained", "--max-new-tokens", "8", "--max-retries", "0"]
+    assert run(recorded, out, *args) == 3
+    err = capsys.readouterr().err
+    journal = Path(f"{out}.partial") / "skills.jsonl"
+    assert f"{journal}: the model labelled no usable skills for any of the 3 episode(s)" in err
+    assert "--retry-failed" in err
+    first = [json.loads(line) for line in journal.read_text().splitlines()]
+    assert [r["status"] for r in first] == ["failed"] * 3 and [r["attempts"] for r in first] == [1, 1, 1]
+    assert run(recorded, out, *args, "--retry-failed") == 3
+    capsys.readouterr()
+    again = [json.loads(line) for line in journal.read_text().splitlines()][3:]
+    assert [r["attempts"] for r in again] == [2, 2, 2]  # tries go on: new seeds, sampling
+    assert run(recorded, out, "--skills", "annotate", "--backend", "template") == 0  # replaces the failed run
+    validate(out, source=recorded)

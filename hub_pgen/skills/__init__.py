@@ -83,10 +83,17 @@ def from_language(source: SourceDataset) -> SkillsFile | None:
                                    "language_persistent, or use --skills annotate")
         bounds = times[1:] + [max(end, times[-1] + 1.0 / source.fps)]
         skills = tuple(Skill(name, t, b) for (t, name), b in zip(rows, bounds))
-        episodes[e] = EpisodeSkills(e, None, skills)
+        ep = source.episodes[e]
+        episodes[e] = EpisodeSkills(e, ep.tasks[0] if ep.tasks else None, skills)
     if not episodes:
         return None
-    return SkillsFile(None, skill_index(episodes.values()), episodes)
+    return SkillsFile(coarse_description(episodes.values()), skill_index(episodes.values()), episodes)
+
+
+def coarse_description(episodes: Any) -> str | None:
+    """The task every episode shares, if they share one (else each episode's description says it)."""
+    tasks = {ep.description for ep in episodes}
+    return tasks.pop() if len(tasks) == 1 else None
 
 
 def skill_index(episodes: Any) -> dict[str, int]:

@@ -142,6 +142,8 @@ class EpisodeRequest:
             if n == 1 or all(bounds[b] - bounds[a] >= self.min_seconds for a, b in zip(cuts[:-1], cuts[1:])):
                 break
             n -= 1
+        if n == 1:
+            names = [_safe_name(self.task or "the task")]
         skills = [{"name": names[k], "start": labels[a], "end": labels[b]}
                   for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:]))]
         return json.dumps({"skills": skills}, separators=(",", ":"))
@@ -161,7 +163,9 @@ def _safe_name(text: str) -> str:
     text = re.sub(r"\s+", " ", text).strip()
     if not text[:1].isalpha():
         text = "do " + text
-    return text[:MAX_NAME_CHARS].rstrip()
+    if len(text) > MAX_NAME_CHARS:  # cut at a word
+        text = text[: MAX_NAME_CHARS + 1].rsplit(" ", 1)[0] if " " in text[:MAX_NAME_CHARS] else text[:MAX_NAME_CHARS]
+    return text[:MAX_NAME_CHARS].rstrip(" ,;:")
 
 
 # --- parsing and repairing an answer -------------------------------------------------------------
@@ -198,7 +202,12 @@ def parse_segmentation(raw: str, req: EpisodeRequest) -> tuple[tuple[Skill, ...]
         snapped = [float(bounds[int(np.argmin(np.abs(bounds - v)))]) for v in (start, end)]
         if any(abs(a - b) > 10 ** -req.decimals for a, b in zip(snapped, (start, end))):
             repairs.append("time snapped to a shown frame")
+        if snapped[1] <= snapped[0]:  # the model said nothing about where this skill is
+            repairs.append("a span that ends where it starts dropped")
+            continue
         spans.append((clean, *snapped))
+    if not spans:
+        raise SegmentationError("every skill ends where it starts (or before): no span to keep")
     ordered = sorted(spans, key=lambda s: (s[1], s[2]))
     if ordered != spans:
         repairs.append("skills sorted by start")
@@ -309,18 +318,21 @@ def episode_requests(source: SourceDataset, episodes: Sequence[int], min_seconds
 def annotate_episodes(
     source: SourceDataset, episodes: Sequence[int], backend: Any, options: AnnotateOptions, *,
     done: dict[int, SegmentRecord], append: Callable[[list[SegmentRecord]], None], fingerprint: str,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None, tried: dict[int, int] | None = None,
 ) -> AnnotateResult:
     """Skills for ``episodes``: those in ``done`` (the journal) as they are, the others asked of
-    ``backend`` in batches, each batch appended to the journal before the next is asked."""
+    ``backend`` in batches, each batch appended to the journal before the next is asked. ``tried``:
+    attempts an episode already had (``--retry-failed``): its tries go on from there, with new seeds."""
     from hub_pgen.pipeline import batched, sample_seed
 
     records = dict(done)
-    pending = [r for r in episode_requests(source, [e for e in episodes if e not in done], options.min_seconds)]
+    requests = episode_requests(source, list(episodes), options.min_seconds)
+    tasks = {r.episode_index: r.task or None for r in requests}
+    pending = [r for r in requests if r.episode_index not in done]
     asked = 0
     for batch in batched(pending, max(1, options.batch_size)):
         images = _sheets(source, batch, options.camera) if getattr(backend, "needs_images", True) else {}
-        results = _ask(backend, batch, images, options, sample_seed)
+        results = _ask(backend, batch, images, options, sample_seed, tried or {})
         faults.point("skills.asked")
         new = [replace(results[r.episode_index], fingerprint=fingerprint) for r in batch]
         append(new)
@@ -329,14 +341,16 @@ def annotate_episodes(
         asked += len(batch)
         if progress is not None:
             progress(asked, len(pending))
-    eps = {e: r.episode_skills() for e, r in sorted(records.items()) if r.status == "ok" and e in set(episodes)}
-    from hub_pgen.skills import skill_index
+    eps = {e: replace(r.episode_skills(), description=tasks.get(e))
+           for e, r in sorted(records.items()) if r.status == "ok" and e in set(episodes)}
+    from hub_pgen.skills import coarse_description, skill_index
 
-    return AnnotateResult(SkillsFile(None, skill_index(eps.values()), eps), records, asked)
+    return AnnotateResult(SkillsFile(coarse_description(eps.values()), skill_index(eps.values()), eps), records, asked)
 
 
 def _ask(backend: Any, batch: Sequence[EpisodeRequest], images: dict[int, list[Any] | str],
-         options: AnnotateOptions, seed_of: Callable[[int, str], int]) -> dict[int, SegmentRecord]:
+         options: AnnotateOptions, seed_of: Callable[[int, str], int],
+         tried: dict[int, int]) -> dict[int, SegmentRecord]:
     out: dict[int, SegmentRecord] = {}
     last: dict[int, tuple[str, str | None]] = {}
     todo = []
@@ -350,16 +364,20 @@ def _ask(backend: Any, batch: Sequence[EpisodeRequest], images: dict[int, list[A
     for attempt in range(options.max_retries + 1):
         if not todo:
             break
-        temperature = options.temperature if attempt == 0 or options.temperature > 0 else RETRY_TEMPERATURE
-        calls = [Call(r.sample_id, r.prompt(), tuple(images.get(r.episode_index, ())),
-                      seed_of(options.seed, r.sample_id) + attempt, temperature, schema=r.schema(),
-                      max_new_tokens=r.max_new_tokens(), offline=r.offline_answer) for r in todo]
+        calls = []
+        for r in todo:
+            n = tried.get(r.episode_index, 0) + attempt  # a retried failure goes on with new seeds, sampling
+            temperature = options.temperature if n == 0 or options.temperature > 0 else RETRY_TEMPERATURE
+            calls.append(Call(r.sample_id, r.prompt(), tuple(images.get(r.episode_index, ())),
+                              seed_of(options.seed, r.sample_id) + n, temperature, schema=r.schema(),
+                              max_new_tokens=r.max_new_tokens(), offline=r.offline_answer))
         answers = backend.complete_calls(calls)
         retry = []
         for r, answer in zip(todo, answers):
             if isinstance(answer, CallFailed):
                 out[r.episode_index] = SegmentRecord(r.sample_id, r.episode_index, "failed", error=answer.reason,
-                                                     attempts=attempt + 1, frames_shown=len(r.times))
+                                                     attempts=tried.get(r.episode_index, 0) + attempt + 1,
+                                                     frames_shown=len(r.times))
                 continue
             try:
                 skills, repairs = parse_segmentation(answer, r)
@@ -371,12 +389,13 @@ def _ask(backend: Any, batch: Sequence[EpisodeRequest], images: dict[int, list[A
             out[r.episode_index] = SegmentRecord(
                 r.sample_id, r.episode_index, "ok", tuple({"name": s.name, "start": s.start, "end": s.end}
                                                           for s in skills),
-                repairs, answer, attempts=attempt + 1, frames_shown=len(r.times))
+                repairs, answer, attempts=tried.get(r.episode_index, 0) + attempt + 1, frames_shown=len(r.times))
         todo = retry
     for r in todo:
         reason, raw = last[r.episode_index]
         out[r.episode_index] = SegmentRecord(r.sample_id, r.episode_index, "failed", raw_text=raw, error=reason,
-                                             attempts=options.max_retries + 1, frames_shown=len(r.times))
+                                             attempts=tried.get(r.episode_index, 0) + options.max_retries + 1,
+                                             frames_shown=len(r.times))
     return out
 
 

@@ -70,7 +70,8 @@ def render_card(provenance: dict[str, Any], examples: Sequence[JournalRecord], *
         ("model", gen.get("model")),
         ("prompt template hash", gen.get("prompt_template")),
         ("skills from", {"file": "meta/skills.json", "language": "lerobot subtask rows (language_persistent)",
-                         "annotate": "labelled by the model (meta/hub_pgen_skills.jsonl)"}.get(
+                         "annotate": f"labelled by the {(provenance.get('skills') or {}).get('labelled_by', 'model')} "
+                                     "backend (meta/hub_pgen_skills.jsonl)"}.get(
                              (provenance.get("skills") or {}).get("source"), "meta/skills.json")),
         ("sampling", gen.get("sampling")),
         ("configuration fingerprint", provenance.get("fingerprint")),

@@ -60,7 +60,11 @@ def read_output_fingerprint(output: Path) -> tuple[str, dict[str, Any]] | None:
         return None
     try:
         d = json.loads(prov.read_text(encoding="utf-8"))
-        return str(d["fingerprint"]), d.get("identity", {})
+        identity = dict(d.get("identity", {}))
+        shard = d.get("shard")
+        if isinstance(shard, dict):  # a shard result: keyed by its shard too (hub_pgen.shards)
+            identity["shard"] = f"{shard.get('index')} of {shard.get('count')}"
+        return str(d["fingerprint"]), identity
     except (json.JSONDecodeError, KeyError, TypeError):
         return None
 
@@ -150,16 +154,23 @@ def check_output_path(paths: OutputPaths) -> None:
 
 
 def journal_has_records(journal: Path) -> bool:
-    """Whether a journal holds at least one whole line (a sample worth keeping)."""
+    """Whether a journal holds at least one whole line (a sample worth keeping), or its folder's
+    skills journal (``--skills annotate``) one episode the model did label."""
     try:
-        return b"\n" in journal.read_bytes()
+        if b"\n" in journal.read_bytes():
+            return True
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        pass
+    try:
+        labels = (journal.parent / layout.SKILLS_JOURNAL_NAME).read_bytes()
     except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return False
+    return any(b'"status": "ok"' in line for line in labels.split(b"\n")[:-1])
 
 
 def discard_state(paths: OutputPaths) -> None:
-    """Remove a stale run's state (run.json, empty journal, staging); the lock file stays."""
-    for p in (paths.run_file, paths.journal):
+    """Remove a stale run's state (run.json, empty journal, failed labels, staging); the lock file stays."""
+    for p in (paths.run_file, paths.journal, paths.work / layout.SKILLS_JOURNAL_NAME):
         p.unlink(missing_ok=True)
     if paths.staging.exists():
         shutil.rmtree(paths.staging)

@@ -1,0 +1,163 @@
+"""Issue 13 part 1: one job split into shards (--num-shards/--shard-index) and `hub-pgen merge`, equal to
+the one-machine run; every way the shards can fail to add up is refused, saying which shard and why."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from hub_pgen.cli import main
+from hub_pgen.testing.tiny_qwen import tiny_model_dir
+from hub_pgen.validate import validate
+
+from .contract import tree_hashes
+
+
+def run(src: Path, out: Path, *extra: str) -> int:
+    return main(["--root", str(src), "--output-dir", str(out), "-q", *extra])
+
+
+def merge(src: Path, out: Path, *shards: Path, extra: tuple[str, ...] = ()) -> int:
+    return main(["merge", *map(str, shards), "--root", str(src), "--output-dir", str(out), "-q", *extra])
+
+
+def same_dataset(a: Path, b: Path) -> None:
+    ha, hb = tree_hashes(a), tree_hashes(b)
+    ha.pop("meta/hub_pgen.json"), hb.pop("meta/hub_pgen.json")  # its created_at
+    assert ha == hb
+
+
+@pytest.fixture(scope="module")
+def job(example_root, tmp_path_factory):
+    """The template job in one run, and as two shards."""
+    base = tmp_path_factory.mktemp("shards")
+    assert run(example_root, base / "one", "--backend", "template") == 0
+    for i in (0, 1):
+        assert run(example_root, base / f"shard{i}", "--backend", "template", "--num-shards", "2",
+                   "--shard-index", str(i)) == 0
+    return base
+
+
+def test_two_shards_merged_equal_the_one_machine_run(example_root, job, tmp_path):
+    out = tmp_path / "merged"
+    assert merge(example_root, out, job / "shard1", job / "shard0") == 0  # any order
+    validate(out, source=example_root)
+    same_dataset(out, job / "one")
+    prov = json.loads((out / "meta" / "hub_pgen.json").read_text())
+    one = json.loads((job / "one" / "meta" / "hub_pgen.json").read_text())
+    assert prov["fingerprint"] == one["fingerprint"] and "shard" not in prov
+
+
+def test_a_shard_is_whole_episodes_with_the_one_machine_types_and_no_dataset(job):
+    one = {json.loads(x)["sample_id"]: json.loads(x)
+           for x in (job / "one" / "meta" / "syn_annotations.jsonl").read_text().splitlines()}
+    seen: dict[int, int] = {}
+    total = 0
+    for i in (0, 1):
+        folder = job / f"shard{i}"
+        assert sorted(p.name for p in folder.iterdir()) == ["meta", "syn_annotations.jsonl"]  # not a dataset
+        prov = json.loads((folder / "meta" / "hub_pgen.json").read_text())
+        assert prov["shard"]["index"] == i and prov["shard"]["count"] == 2
+        assert prov["plan_fingerprint"] == json.loads((job / "one" / "meta" / "hub_pgen.json").read_text())["fingerprint"]
+        for line in (folder / "syn_annotations.jsonl").read_text().splitlines():
+            rec = json.loads(line)
+            assert seen.setdefault(rec["episode_index"], i) == i  # an episode lives in one shard
+            mine = one[rec["sample_id"]]
+            for key in ("scenario_type", "response_type", "user_prompt", "robot_utterance", "frame_start"):
+                assert rec[key] == mine[key]
+            total += 1
+        assert set(prov["shard"]["episodes"]) == {e for e, k in seen.items() if k == i}
+    assert total == len(one) and set(seen.values()) == {0, 1}
+
+
+def test_two_shards_of_a_tiny_model_merged_equal_the_one_machine_run(example_root, tmp_path):
+    tiny = tiny_model_dir(tmp_path / "tiny", "qwen2_vl")
+    args = ("--model", str(tiny), "--device", "cpu", "--batch-size", "4")
+    assert run(example_root, tmp_path / "one", *args) == 0
+    for i in (0, 1):
+        assert run(example_root, tmp_path / f"s{i}", *args, "--num-shards", "2", "--shard-index", str(i),
+                   "--batch-size", "2") == 0  # another batch size on another machine: the same samples
+    assert merge(example_root, tmp_path / "merged", tmp_path / "s0", tmp_path / "s1") == 0
+    validate(tmp_path / "merged", source=example_root)
+    a, b = tree_hashes(tmp_path / "merged"), tree_hashes(tmp_path / "one")
+    for rel in ("meta/hub_pgen.json", "README.md"):  # the card lists the parameters: the shards' batch size
+        a.pop(rel), b.pop(rel)
+    assert a == b
+    card = [line for line in (tmp_path / "merged" / "README.md").read_text().splitlines()
+            if line not in (tmp_path / "one" / "README.md").read_text().splitlines()]
+    assert card == ['  "batch_size": 2,']
+
+
+def test_shards_that_do_not_add_up_are_refused(example_root, job, tmp_path, capsys):
+    out = tmp_path / "merged"
+    cases = []
+    # a shard missing
+    assert merge(example_root, out, job / "shard0") == 2
+    cases.append("shard(s) 1 of 2 missing")
+    # the same shard twice
+    assert merge(example_root, out, job / "shard0", job / "shard0", job / "shard1") == 2
+    cases.append("shard 0 of 2 is given twice")
+    # a shard of another configuration
+    other = tmp_path / "other1"
+    assert run(example_root, other, "--backend", "template", "--num-shards", "2", "--shard-index", "1",
+               "--seed", "7") == 0
+    assert merge(example_root, out, job / "shard0", other) == 2
+    cases.append("belongs to another configuration than shard")
+    # a shard that lost samples
+    lossy = tmp_path / "lossy"
+    shutil.copytree(job / "shard1", lossy)
+    lines = (lossy / "syn_annotations.jsonl").read_text().splitlines()
+    (lossy / "syn_annotations.jsonl").write_text("\n".join(lines[1:]) + "\n")
+    assert merge(example_root, out, job / "shard0", lossy) == 2
+    cases.append(f"shard 1 of 2 ({lossy}) lacks 1 of its {len(lines)} sample(s)")
+    # not a shard at all, and an unfinished one
+    assert merge(example_root, out, job / "one", job / "shard1") == 2
+    cases.append("is a hub-pgen result but not a shard")
+    assert merge(example_root, out, tmp_path / "nowhere", job / "shard1") == 2
+    cases.append("is not a folder (it does not exist)")
+    # another source than the shards ran on
+    src2 = tmp_path / "src2"
+    shutil.copytree(example_root, src2)
+    skills = json.loads((src2 / "meta" / "skills.json").read_text())
+    skills["coarse_description"] = "something else"
+    (src2 / "meta" / "skills.json").write_text(json.dumps(skills))
+    assert merge(src2, out, job / "shard0", job / "shard1") == 2
+    cases.append("the shards were made from another source or configuration than this merge's")
+    err = capsys.readouterr().err
+    for expected in cases:
+        assert expected in err, expected
+    assert err.count("TIP:") >= len(cases)
+    assert not out.exists()
+
+
+def test_shard_options_are_checked_before_anything_happens(example_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    for extra, message in (
+        (("--num-shards", "2", "--shard-index", "2"), "--shard-index must be in 0..1"),
+        (("--num-shards", "0"), "--num-shards must be >= 1"),
+        (("--num-shards", "2", "--push-to", "me/x"), "a shard writes no dataset, so it has nothing to push"),
+        (("--num-shards", "2", "--skills", "annotate"), "--skills annotate cannot be sharded"),
+    ):
+        assert run(example_root, out, "--backend", "template", *extra) == 2
+        assert message in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["merge", str(tmp_path)]) == 2
+    assert "give the source the shards ran on" in capsys.readouterr().err
+
+
+def test_one_folder_holds_one_shard(example_root, job, tmp_path, capsys):
+    out = tmp_path / "s"
+    shutil.copytree(job / "shard0", out)
+    assert run(example_root, out, "--backend", "template", "--num-shards", "2", "--shard-index", "0") == 0
+    assert run(example_root, out, "--backend", "template", "--num-shards", "2", "--shard-index", "1") == 4
+    assert "shard: '0 of 2' -> '1 of 2'" in capsys.readouterr().err
+
+
+def test_dry_run_shows_the_shard(example_root, tmp_path, capsys):
+    assert main(["--root", str(example_root), "--backend", "template", "--num-shards", "3", "--shard-index", "2",
+                 "--dry-run", "--json", "--output-dir", str(tmp_path / "o")]) == 0
+    plan = json.loads(capsys.readouterr().out)["plan_report"]
+    assert plan["shard"] == "2 of 3" and plan["shard_episodes"] >= 1 and 0 < plan["samples"] < 25
