@@ -51,8 +51,8 @@ episode's start, a frame at t belongs to the skill with start <= t < end:
 exit codes:
   0 ok, 2 bad arguments, 3 bad input data, 4 output folder problem (in use, another
   configuration, not writable), 5 model loading, 6 Hub or model server, 7 validation
-  failed, 8 every sample failed (written, not pushed: --retry-failed), 130 interrupted
-  (rerun the same command to resume), 70 internal error
+  failed, 8 every sample failed (written, not pushed: --retry-failed), 9 (--job --follow) the
+  job ended ERROR/CANCELED, 130 interrupted (rerun the same command to resume), 70 internal error
 
 environment:
   HF_TOKEN, HF_HOME, HF_ENDPOINT, HF_HUB_OFFLINE   the Hugging Face Hub (huggingface_hub's own)
@@ -180,6 +180,18 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
     push.add_argument("--private", action="store_true", help="create the repo private")
     push.add_argument("--tag-version", action="store_true",
                       help="with --branch: also move the repo's v3.0 tag to the pushed commit")
+    job = p.add_argument_group("Hugging Face Jobs")
+    job.add_argument("--job", metavar="FLAVOR",
+                     help="run this command on a Hugging Face Jobs machine (e.g. a10g-large, h200) instead of here; "
+                          "needs --push-to; prints the job's id and URL (the README's 'Hugging Face Jobs')")
+    job.add_argument("--follow", action="store_true",
+                     help="stream the job's log until it ends; exit 0 if it COMPLETED, 9 if not")
+    job.add_argument("--job-timeout", metavar="DURATION",
+                     help="the job is stopped after this long: seconds, or with s/m/h/d (default: 2h)")
+    job.add_argument("--job-install", action="append", metavar="SPEC",
+                     help="what the job installs hub-pgen from, e.g. \"hub-pgen[transformers] @ git+https://github.com/"
+                          "OWNER/hub-pgen@COMMIT\" (repeatable: later ones are installed beside it; default: the "
+                          "source this hub-pgen was installed from)")
     log = p.add_argument_group("logging")
     log.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     log.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -308,8 +320,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _guarded(parse_and_merge, argv, as_json=as_json)
 
     def parse_and_run() -> int:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args = parser.parse_args(argv)
         setup_logging(args.verbose)
+        from hub_pgen import jobs
+
+        if args.job is not None:  # the same command on a Hugging Face Jobs machine
+            return jobs.submit_main(args, argv, parser)
+        jobs.check_unused(args)
         return run_main(args)
 
     return _guarded(parse_and_run, argv, as_json=as_json)

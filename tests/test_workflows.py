@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -48,14 +49,38 @@ def walk(node: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any]]:
             yield from walk(v, path + (i,))
 
 
-def steps(wf: dict[str, Any]) -> list[dict[str, Any]]:
-    return [s for job in wf["jobs"].values() for s in job.get("steps", [])]
+def steps(wf: dict[str, Any], job: str | None = None) -> list[dict[str, Any]]:
+    jobs = [wf["jobs"][job]] if job else list(wf["jobs"].values())
+    return [s for j in jobs for s in j.get("steps", [])]
 
 
 def generate_step(wf: dict[str, Any]) -> dict[str, Any]:
-    found = [s for s in steps(wf) if "hub-pgen " in s.get("run", "")]
-    assert len(found) == 1, "exactly one step runs hub-pgen"
+    found = [s for s in steps(wf, "pgen") if "hub-pgen " in s.get("run", "")]
+    assert len(found) == 1, "exactly one step of the pgen job runs hub-pgen"
     return found[0]
+
+
+def merge_step(wf: dict[str, Any]) -> dict[str, Any]:
+    found = [s for s in steps(wf, "merge") if "hub-pgen merge" in s.get("run", "")]
+    assert len(found) == 1, "exactly one step of the merge job runs hub-pgen merge"
+    return found[0]
+
+
+def run_step(step: dict[str, Any], values: dict[str, str], tmp_path: Path, cwd: Path | None = None) -> list[str]:
+    """Run a step's script as Actions would (bash -eo pipefail) with a hub-pgen that records argv."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    fake = bin_dir / "hub-pgen"
+    fake.write_text('#!/usr/bin/env python3\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n')
+    fake.chmod(0o755)
+    env = {k: EXPR.sub(lambda m: values[m.group(1)], str(v)) for k, v in step["env"].items()}
+    env |= {"PATH": f"{bin_dir}:/usr/bin:/bin", "OUTPUT_DIR": str(tmp_path / "out")}
+    script = tmp_path / "step.sh"
+    script.write_text(step["run"])
+    proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], env=env,
+                          capture_output=True, text=True, timeout=30, cwd=cwd)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -94,12 +119,67 @@ def test_ci_caches_the_venv_and_pip(ci):
 
 def test_pgen_is_dispatched_with_the_documented_inputs(pgen):
     inputs = triggers(pgen)["workflow_dispatch"]["inputs"]
-    assert set(inputs) == set(INPUT_FLAGS) | {"runner-labels"}
+    assert set(inputs) == set(INPUT_FLAGS) | {"runner-labels", "shards"}
     assert inputs["repo-id"]["required"] is True
     assert set(inputs["sampling"]["options"]) == {"segment", "interval", "frame"}
     assert json.loads(inputs["runner-labels"]["default"]) == ["self-hosted", "gpu"]
-    (job,) = pgen["jobs"].values()
+    assert inputs["shards"]["type"] == "number" and inputs["shards"]["default"] == 1
+    assert set(pgen["jobs"]) == {"plan", "pgen", "merge"}
+    job = pgen["jobs"]["pgen"]
     assert job["runs-on"] == "${{ fromJSON(inputs.runner-labels) }}"
+
+
+def test_both_workflows_validate_against_githubs_schema():
+    """check-jsonschema with its vendored GitHub workflow schema (offline)."""
+    exe = shutil.which("check-jsonschema") or str(Path(sys.executable).parent / "check-jsonschema")
+    proc = subprocess.run([exe, "--builtin-schema", "vendor.github-workflows",
+                           str(WORKFLOWS / "pgen.yml"), str(WORKFLOWS / "ci.yml")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_the_matrix_form_plans_shards_then_merges(pgen, tmp_path):
+    plan, job, merge = pgen["jobs"]["plan"], pgen["jobs"]["pgen"], pgen["jobs"]["merge"]
+    assert job["needs"] == "plan" and job["strategy"]["fail-fast"] is False
+    assert job["strategy"]["matrix"]["shard"] == "${{ fromJSON(needs.plan.outputs.indices) }}"
+    assert plan["outputs"]["indices"] == "${{ steps.shards.outputs.indices }}"
+    assert set(merge["needs"]) == {"plan", "pgen"} and merge["if"] == "inputs.shards > 1"
+    # the plan's shard list, as its step computes it (and refuses)
+    shard_step = next(s for s in plan["steps"] if s.get("id") == "shards")
+    for given, want in (("3", [0, 1, 2]), ("1", [0])):
+        out = tmp_path / f"out{given}"
+        proc = subprocess.run(["bash", "-eo", "pipefail", "-c", shard_step["run"]],
+                              env={"SHARDS": given, "GITHUB_OUTPUT": str(out), "PATH": "/usr/bin:/bin"},
+                              capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        assert out.read_text().strip() == f"indices={json.dumps(want)}"
+    bad = subprocess.run(["bash", "-eo", "pipefail", "-c", shard_step["run"]],
+                         env={"SHARDS": "0", "GITHUB_OUTPUT": str(tmp_path / "bad"), "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode != 0 and "shards must be a whole number from 1 to 256" in bad.stdout + bad.stderr
+    # each shard uploads its folder; the merge job downloads them all
+    upload = next(s for s in job["steps"] if s.get("name") == "Upload the shard")
+    assert upload["with"]["name"] == "pgen-shard-${{ matrix.shard }}" and upload["if"] == "inputs.shards > 1"
+    download = next(s for s in merge["steps"] if str(s.get("uses", "")).startswith("actions/download-artifact@"))
+    assert download["with"] == {"pattern": "pgen-shard-*", "path": "shards"}
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_shard_inputs_reach_the_cli_and_the_merge_pushes(pgen, tmp_path):
+    given = {"inputs.repo-id": "a/b", "inputs.revision": "", "inputs.push-to": "me/out", "inputs.branch": "b1",
+             "inputs.model": "Qwen/Qwen2.5-VL-7B-Instruct", "inputs.batch-size": "8", "inputs.sampling": "segment",
+             "inputs.shards": "3", "matrix.shard": "1", "secrets.HF_TOKEN": "not-a-real-token"}
+    argv = run_step(generate_step(pgen), given, tmp_path)
+    pairs = dict(zip(argv[::2], argv[1::2]))
+    assert pairs["--num-shards"] == "3" and pairs["--shard-index"] == "1"
+    assert "--push-to" not in pairs and "--branch" not in pairs  # a shard pushes nothing
+    work = tmp_path / "work"
+    for i in range(3):
+        (work / "shards" / f"pgen-shard-{i}").mkdir(parents=True)
+    argv = run_step(merge_step(pgen), given, tmp_path, cwd=work)
+    assert argv[:4] == ["merge", "shards/pgen-shard-0", "shards/pgen-shard-1", "shards/pgen-shard-2"]
+    rest = dict(zip(argv[4::2], argv[5::2]))
+    assert rest == {"--repo-id": "a/b", "--output-dir": "merged", "--push-to": "me/out", "--branch": "b1"}
 
 
 def test_every_input_reaches_the_cli_as_its_flag(pgen):
@@ -137,15 +217,15 @@ def test_the_hub_cache_is_persistent_and_outside_the_workspace(pgen):
 
 
 def test_journal_and_provenance_are_uploaded(pgen):
-    uploads = [s for s in steps(pgen) if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    uploads = [s for s in steps(pgen, "pgen") if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
     by_path = {p: s for s in uploads for p in s["with"]["path"].split()}
     journal = [s for p, s in by_path.items() if p.endswith("meta/syn_annotations.jsonl")]
     partial = [s for p, s in by_path.items() if p.endswith(".partial/journal.jsonl")]
     report = [s for p, s in by_path.items() if p.endswith("meta/hub_pgen.json")]
     assert journal and partial and report
     assert journal[0]["if"] == "always()" and partial[0] is journal[0]
-    gen_index = steps(pgen).index(generate_step(pgen))
-    assert all(steps(pgen).index(s) > gen_index for s in uploads)
+    gen_index = steps(pgen, "pgen").index(generate_step(pgen))
+    assert all(steps(pgen, "pgen").index(s) > gen_index for s in uploads)
 
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
@@ -157,21 +237,9 @@ def test_journal_and_provenance_are_uploaded(pgen):
 ])
 def test_the_generate_script_builds_the_command_line(pgen, tmp_path, given):
     """Run the step's script as Actions would (bash -eo pipefail) with a hub-pgen that records argv."""
-    step = generate_step(pgen)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "hub-pgen"
-    fake.write_text('#!/usr/bin/env python3\nimport json, sys\nprint(json.dumps(sys.argv[1:]))\n')
-    fake.chmod(0o755)
-    values = {f"inputs.{k}": v for k, v in given.items()} | {"secrets.HF_TOKEN": "not-a-real-token"}
-    env = {k: EXPR.sub(lambda m: values[m.group(1)], str(v)) for k, v in step["env"].items()}
-    env |= {"PATH": f"{bin_dir}:/usr/bin:/bin", "OUTPUT_DIR": str(tmp_path / "out")}
-    script = tmp_path / "step.sh"
-    script.write_text(step["run"])
-    proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], env=env,
-                          capture_output=True, text=True, timeout=30)
-    assert proc.returncode == 0, proc.stderr
-    argv = json.loads(proc.stdout)
+    values = {f"inputs.{k}": v for k, v in given.items()} | {"secrets.HF_TOKEN": "not-a-real-token",
+                                                             "inputs.shards": "1", "matrix.shard": "0"}
+    argv = run_step(generate_step(pgen), values, tmp_path)
     pairs = dict(zip(argv[::2], argv[1::2]))
     assert len(argv) == 2 * len(pairs)
     for name, flag in INPUT_FLAGS.items():
@@ -179,7 +247,7 @@ def test_the_generate_script_builds_the_command_line(pgen, tmp_path, given):
             assert pairs[flag] == given[name]
         else:
             assert flag not in pairs
-    assert pairs["--output-dir"] == str(tmp_path / "out")
+    assert pairs["--output-dir"] == str(tmp_path / "out") and "--num-shards" not in pairs
 
 
 def test_a_cached_runner_venv_still_gets_new_dependencies(pgen):
