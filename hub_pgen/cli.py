@@ -174,6 +174,12 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
                      help="GPUs of each started server, for tensor parallelism (default: 1)")
     srv.add_argument("--serve-timeout", type=float, default=900.0, metavar="S",
                      help="seconds a started server may take to answer /health (default: 900)")
+    eng = p.add_argument_group("engine")
+    eng.add_argument("--engine", choices=("local", "ray"), default="local",
+                     help="where generation runs: this process (default) or a Ray cluster (pip install \"hub-pgen[ray]\")")
+    eng.add_argument("--ray-address", metavar="ADDR", help="--engine ray: join this cluster (default: a local one)")
+    eng.add_argument("--workers", type=int, metavar="N",
+                     help="--engine ray: model actors (default: one per GPU of the cluster; needed on a CPU-only one)")
     push = p.add_argument_group("push")
     push.add_argument("--push-to", metavar="OWNER/NAME", help="push the new dataset to this Hub dataset repo")
     push.add_argument("--branch", help="push to this branch (created from main if absent); main is left untouched")
@@ -226,6 +232,9 @@ def config_from_args(args: argparse.Namespace):
         min_skill_seconds=1.0 if args.min_skill_seconds is None else args.min_skill_seconds,
         num_shards=args.num_shards,
         shard_index=args.shard_index,
+        engine=args.engine,
+        ray_address=args.ray_address,
+        workers=args.workers,
         sampling=args.sampling,
         sample_interval=args.sample_interval,
         episodes=parse_episode_list(args.episodes),

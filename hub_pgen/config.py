@@ -68,6 +68,10 @@ class RunConfig:
     num_servers: int | None = None  # None: one per visible GPU
     gpus_per_server: int = 1
     serve_timeout: float = 900.0
+    # engine: where generation runs (hub_pgen.engines); not part of the fingerprint
+    engine: str = "local"  # local | ray
+    ray_address: str | None = None  # --engine ray: an existing cluster (default: start a local one)
+    workers: int | None = None  # --engine ray: model actors (default: one per GPU of the cluster)
     # shards: this run generates one of num_shards parts of the plan (whole episodes); `hub-pgen merge`
     # writes the dataset from all of them. Not part of the fingerprint.
     num_shards: int = 1
@@ -113,6 +117,17 @@ class RunConfig:
         if self.input_jsonl is not None and self.skills != "auto":
             raise UsageError("--skills chooses where a dataset's skills come from; --input-jsonl samples carry "
                              "their own", hint="drop --skills, or give a dataset source (--root or --repo-id)")
+        from hub_pgen.engines import ENGINES
+
+        if self.engine not in ENGINES:
+            raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine != "ray" and (self.ray_address is not None or self.workers is not None):
+            raise UsageError("--ray-address and --workers go with --engine ray", hint="add --engine ray")
+        if self.workers is not None and self.workers < 1:
+            raise UsageError(f"--workers must be >= 1, got {self.workers}")
+        if self.engine == "ray" and (self.serve or self.serve_command):
+            raise UsageError("--engine ray with --serve: the servers would start on this machine only",
+                             hint="start the servers yourself and give --base-url, or drop --engine ray")
         if self.num_shards < 1:
             raise UsageError(f"--num-shards must be >= 1, got {self.num_shards}")
         if not 0 <= self.shard_index < self.num_shards:

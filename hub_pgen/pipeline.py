@@ -342,37 +342,65 @@ def generate_all(
     pending: Sequence[Sample], prep: Prepared, config: RunConfig, backend: Backend, writer: JournalWriter,
     journal: dict[str, JournalRecord], reporter: Reporter,
 ) -> int:
-    """Stream pending samples through frames → backend → journal. Returns samples sent to the backend."""
+    """Stream pending samples through frames → backend → journal. Returns samples sent to the backend.
+    ``--engine ray`` runs the same batches on a Ray cluster instead (hub_pgen.engines)."""
+    if config.engine != "local":
+        from hub_pgen import engines
+
+        return engines.get(config.engine)(pending, prep, config, backend, writer, journal, reporter)
     sent = 0
     per_call = get_backend(config.backend).samples_per_call(config)
     for batch in batched(iter_images(pending, prep, backend, config.max_pixels), per_call):
-        requests: list[GenerationRequest] = []
-        records: list[JournalRecord] = []
-        for sample, images in batch:
-            if isinstance(images, FrameError):
-                records.append(to_record(sample, GenerationResult(sample.sample_id, None, error=f"frames: {images}"),
-                                         prep.fingerprint))
-                continue
-            before = journal.get(sample.sample_id)  # a failure being retried (--retry-failed)
-            tried = (before.attempts + sum(int(e.get("attempts") or 0) for e in before.earlier)) if before else 0
-            requests.append(GenerationRequest(sample, construct_prompt(sample), tuple(images),
-                                              sample_seed(config.seed, sample.sample_id), first_attempt=tried))
-        faults.point("frames")
-        if requests:
-            results = backend.generate(requests)
-            faults.point("generate")
-            sent += len(requests)
-            by_id = {res.sample_id: res for res in results}
-            missing = [req.sample.sample_id for req in requests if req.sample.sample_id not in by_id]
-            if missing:
-                raise RuntimeError(f"backend {backend.name} returned no result for {missing[:5]}")
-            records += [to_record(req.sample, by_id[req.sample.sample_id], prep.fingerprint) for req in requests]
-        records = [_with_earlier(r, journal.get(r.sample_id)) for r in records]
-        writer.append(records)
-        journal.update((r.sample_id, r) for r in records)  # at once: an interrupt after this counts them
-        faults.point("journal")
-        reporter.samples_advance(sum(r.status == "ok" for r in records), sum(r.status != "ok" for r in records))
+        records, n = generate_batch(batch, prep, config, backend, tries(journal, [s for s, _ in batch]))
+        sent += n
+        record_batch(records, writer, journal, reporter)
     return sent
+
+
+def tries(journal: dict[str, JournalRecord], samples: Sequence[Sample]) -> dict[str, int]:
+    """Attempts each sample already had (a failure being retried with --retry-failed), by sample id."""
+    out = {}
+    for s in samples:
+        before = journal.get(s.sample_id)
+        out[s.sample_id] = (before.attempts + sum(int(e.get("attempts") or 0) for e in before.earlier)) if before else 0
+    return out
+
+
+def generate_batch(
+    batch: Sequence[tuple[Sample, list[Any] | FrameError]], prep: Prepared, config: RunConfig, backend: Backend,
+    tried: dict[str, int],
+) -> tuple[list[JournalRecord], int]:
+    """One batch of (sample, images) → one journal record per sample, and how many went to the backend."""
+    requests: list[GenerationRequest] = []
+    records: list[JournalRecord] = []
+    for sample, images in batch:
+        if isinstance(images, FrameError):
+            records.append(to_record(sample, GenerationResult(sample.sample_id, None, error=f"frames: {images}"),
+                                     prep.fingerprint))
+            continue
+        requests.append(GenerationRequest(sample, construct_prompt(sample), tuple(images),
+                                          sample_seed(config.seed, sample.sample_id),
+                                          first_attempt=tried.get(sample.sample_id, 0)))
+    faults.point("frames")
+    if requests:
+        results = backend.generate(requests)
+        faults.point("generate")
+        by_id = {res.sample_id: res for res in results}
+        missing = [req.sample.sample_id for req in requests if req.sample.sample_id not in by_id]
+        if missing:
+            raise RuntimeError(f"backend {backend.name} returned no result for {missing[:5]}")
+        records += [to_record(req.sample, by_id[req.sample.sample_id], prep.fingerprint) for req in requests]
+    return records, len(requests)
+
+
+def record_batch(records: list[JournalRecord], writer: JournalWriter, journal: dict[str, JournalRecord],
+                 reporter: Reporter) -> None:
+    """A batch's records into the journal (fsync'ed), then into the run's view of it."""
+    records = [_with_earlier(r, journal.get(r.sample_id)) for r in records]
+    writer.append(records)
+    journal.update((r.sample_id, r) for r in records)  # at once: an interrupt after this counts them
+    faults.point("journal")
+    reporter.samples_advance(sum(r.status == "ok" for r in records), sum(r.status != "ok" for r in records))
 
 
 def _with_earlier(record: JournalRecord, before: JournalRecord | None) -> JournalRecord:
@@ -467,7 +495,11 @@ def run(
     reporter = reporter or NullReporter()
     spec = get_backend(config.backend)
     if backend is None:
-        spec.check(config)  # e.g. --device cuda without a GPU: before any download or folder
+        from hub_pgen import engines
+
+        engines.check(config)  # --engine ray without ray
+        if config.engine == "local" or config.ray_address is None:  # a remote cluster's nodes are not this one
+            spec.check(config)  # e.g. --device cuda without a GPU: before any download or folder
         config = spec.resolve(config)  # e.g. the served model's name
     prep = prepare(config, reporter, videos=not dry_run)
     faults.point("plan")
@@ -516,6 +548,13 @@ def run(
 
         reporter.stage("load", f"backend {config.backend}"
                        + (f", model {config.model}" if spec.uses_model else ""))
+        if backend is None and config.engine == "ray":  # the model loads in the Ray actors
+            from hub_pgen.engines import RayBackendInfo
+
+            if prep.annotate:
+                raise UsageError("--skills annotate runs with the local engine",
+                                 hint="label the skills in a local run first, then use --engine ray with --skills file")
+            backend = RayBackendInfo(config.backend, spec.needs_images)
         if backend is None:
             backend = make_backend(config)  # before run.json: a typo in --model leaves nothing behind
             made = backend

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Shards on one box: samples/s of 1 process vs N shard processes at once, and what the merge costs.
+"""Shards and Ray on one box: samples/s of 1 process vs N shard processes at once and vs 1 and 2 Ray
+actors (``--engine ray``, a local cluster), and what the merge costs.
 
 With the tiny random-weight Qwen2-VL on CPU (the GPU figures come from a lent GPU), on a generated
 svla_so101-shaped dataset: the one-machine run, then N shard runs started together (wall time until
@@ -8,7 +9,7 @@ run of the same plan (generation free, so its time is the writing a merge must a
 are measured in the same invocation; the outputs of the one-machine run and of the merge are
 compared file by file.
 
-    python scripts/bench_scale.py [--shards 2] [--episodes 8] [--json]
+    python scripts/bench_scale.py [--shards 2] [--episodes 8] [--no-ray] [--json]
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shards", type=int, default=2)
     p.add_argument("--episodes", type=int, default=8)
+    p.add_argument("--no-ray", action="store_true", help="skip the Ray arms")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
@@ -66,6 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     write = cli("--root", str(src), "--output-dir", str(work / "template"), "--backend", "template",
                 "--sampling", "interval", "--sample-interval", "1.0")
     same = tree(work / "one") == tree(work / "merged")
+    ray_rows = {}
+    if not args.no_ray:
+        for n in (1, 2):
+            ray_rows[n] = cli("--root", str(src), "--output-dir", str(work / f"ray{n}"), *model, "--engine", "ray",
+                              "--workers", str(n))
     result = {
         "samples": samples, "cpus": os.cpu_count(), "shards": args.shards,
         "one_process_s": round(one, 2), "one_process_samples_per_s": round(samples / one, 2),
@@ -74,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
         "merge_s": round(merge, 2), "template_one_machine_s": round(write, 2),
         "merge_x_template_run": round(merge / write, 2), "merged_equals_one_machine": same,
     }
+    for n, seconds in ray_rows.items():  # whole command: includes starting the local cluster and the actors
+        result[f"ray_{n}_actor_s"] = round(seconds, 2)
+        result[f"ray_{n}_actor_x_one_process"] = round(one / seconds, 2)
     if args.json:
         json.dump(result, sys.stdout, indent=2)
         print()
