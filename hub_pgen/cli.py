@@ -344,8 +344,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_main(args: argparse.Namespace) -> int:
     from hub_pgen import pipeline
-    from hub_pgen.progress import RichReporter, make_reporter, quiet_library_progress
-    from hub_pgen.report import print_summary, write_step_summary
 
     config = config_from_args(args)
     _warn_unused_model_options(args, config)
@@ -353,12 +351,21 @@ def run_main(args: argparse.Namespace) -> int:
         from huggingface_hub.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()  # its own retry chatter; hub-pgen says what failed and what to do
+    return _run_and_report(args, lambda reporter: (config, pipeline.run(
+        config, reporter=reporter, dry_run=args.dry_run, wait=args.wait, retry_failed=args.retry_failed)))
+
+
+def _run_and_report(args: argparse.Namespace, work: Any) -> int:
+    """``work(reporter) -> (config, result)``; then what every run does with its result: refuse a result
+    with no dialogue, push, print the summary (or JSON), write the Actions job summary."""
+    from hub_pgen.progress import RichReporter, make_reporter, quiet_library_progress
+    from hub_pgen.report import print_summary, write_step_summary
+
     reporter = make_reporter(quiet=args.quiet or args.json)
     if not isinstance(reporter, RichReporter):
         quiet_library_progress()
     try:
-        result = pipeline.run(config, reporter=reporter, dry_run=args.dry_run, wait=args.wait,
-                              retry_failed=args.retry_failed)
+        config, result = work(reporter)
         if result.state in ("written", "already-complete") and result.samples and not result.ok:
             _nothing_generated(result, config)
         if config.push_to and result.state in ("written", "already-complete"):
@@ -405,34 +412,13 @@ def build_merge_parser() -> argparse.ArgumentParser:
 
 def merge_main(args: argparse.Namespace) -> int:
     from hub_pgen import pipeline
-    from hub_pgen.progress import RichReporter, make_reporter, quiet_library_progress
-    from hub_pgen.report import print_summary, write_step_summary
 
     if (args.root is None) == (args.repo_id is None):
         raise UsageError("give the source the shards ran on: --root DIR or --repo-id OWNER/NAME (one of them)")
-    reporter = make_reporter(quiet=args.quiet or args.json)
-    if not isinstance(reporter, RichReporter):
-        quiet_library_progress()
     push = {"push_to": args.push_to, "branch": args.branch, "private": args.private, "tag_version": args.tag_version}
-    try:
-        config, result = pipeline.merge(args.shards, root=args.root, repo_id=args.repo_id, revision=args.revision,
-                                        output_dir=args.output_dir, push=push, reporter=reporter, wait=args.wait)
-        if result.state in ("written", "already-complete") and result.samples and not result.ok:
-            _nothing_generated(result, config)
-        if config.push_to and result.state in ("written", "already-complete"):
-            from hub_pgen.push import push_result
-
-            result = push_result(result, config, reporter)
-    finally:
-        reporter.close()
-    if args.json:
-        from hub_pgen.report import result_json
-
-        print(json.dumps(result_json(result), indent=2, sort_keys=True, default=str))
-    elif not args.quiet:
-        print_summary(result)
-    write_step_summary(result, config)
-    return 0
+    return _run_and_report(args, lambda reporter: pipeline.merge(
+        args.shards, root=args.root, repo_id=args.repo_id, revision=args.revision, output_dir=args.output_dir,
+        push=push, reporter=reporter, wait=args.wait))
 
 
 def _warn_unused_model_options(args: argparse.Namespace, config) -> None:
