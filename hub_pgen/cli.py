@@ -139,6 +139,11 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
     gen.add_argument("--model", action="append",
                      help=f"Hub id or local folder of a Qwen-VL model (repeatable: last wins; default: {DEFAULT_MODEL})")
     gen.add_argument("--model-revision", help="revision of --model on the Hub")
+    gen.add_argument("--prompt-file", type=Path, metavar="FILE",
+                     help="your own pgen prompt: a template with the built-in one's placeholders ({skill_current}, "
+                          "{task_description}, ...); part of the configuration")
+    gen.add_argument("--show-prompt", action="store_true",
+                     help="with --dry-run: print one rendered prompt per scenario type, with the images it shows")
     gen.add_argument("--batch-size", type=int, default=1, help="samples per generate() call (default: 1)")
     gen.add_argument("--temperature", type=float, default=0.0, help="0 = greedy and deterministic (default: 0)")
     gen.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling, in (0, 1] (default: 1)")
@@ -215,6 +220,17 @@ def config_from_args(args: argparse.Namespace):
     except ValueError as e:
         raise UsageError(str(e)) from None
     keys = tuple(k.strip() for k in args.image_keys.split(",") if k.strip()) if args.image_keys else None
+    template = None
+    if args.prompt_file is not None:
+        try:
+            template = args.prompt_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise UsageError(f"--prompt-file {args.prompt_file} cannot be read ({why})",
+                             hint="give a UTF-8 text file") from None
+    if args.show_prompt and not args.dry_run:
+        raise UsageError("--show-prompt goes with --dry-run (it prints the prompts instead of running)",
+                         hint="add --dry-run")
     if args.min_skill_seconds is not None and args.skills != "annotate":
         raise UsageError("--min-skill-seconds only applies to --skills annotate (skills the model labels)",
                          hint="add --skills annotate, or drop --min-skill-seconds")
@@ -232,6 +248,9 @@ def config_from_args(args: argparse.Namespace):
         min_skill_seconds=1.0 if args.min_skill_seconds is None else args.min_skill_seconds,
         num_shards=args.num_shards,
         shard_index=args.shard_index,
+        prompt_template=template,
+        prompt_file=args.prompt_file.name if args.prompt_file is not None else None,
+        show_prompt=args.show_prompt,
         engine=args.engine,
         ray_address=args.ray_address,
         workers=args.workers,

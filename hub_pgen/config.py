@@ -68,6 +68,10 @@ class RunConfig:
     num_servers: int | None = None  # None: one per visible GPU
     gpus_per_server: int = 1
     serve_timeout: float = 900.0
+    # your own pgen prompt (--prompt-file): its text, checked; part of the fingerprint through its hash
+    prompt_template: str | None = None
+    prompt_file: str | None = None  # its file name, for provenance
+    show_prompt: bool = False  # --dry-run --show-prompt: print one rendered prompt per scenario type
     # engine: where generation runs (hub_pgen.engines); not part of the fingerprint
     engine: str = "local"  # local | ray
     ray_address: str | None = None  # --engine ray: an existing cluster (default: start a local one)
@@ -117,6 +121,14 @@ class RunConfig:
         if self.input_jsonl is not None and self.skills != "auto":
             raise UsageError("--skills chooses where a dataset's skills come from; --input-jsonl samples carry "
                              "their own", hint="drop --skills, or give a dataset source (--root or --repo-id)")
+        if self.prompt_template is not None:
+            from hub_pgen.generate.prompt import check_template
+
+            try:
+                check_template(self.prompt_template, where=f"--prompt-file {self.prompt_file or ''}".strip())
+            except ValueError as e:
+                raise UsageError(str(e), hint="start from the built-in template: python -c \"from hub_pgen.pgen "
+                                              "import PGEN_PROMPT_TEMPLATE; print(PGEN_PROMPT_TEMPLATE)\"") from None
         from hub_pgen.engines import ENGINES
 
         if self.engine not in ENGINES:
@@ -250,6 +262,8 @@ class RunConfig:
         out = {}
         for k, v in asdict(self).items():
             if k in MODEL_OPTIONS and k not in used:
+                continue
+            if k == "prompt_template":  # the text is long: provenance has its hash (and prompt_file its name)
                 continue
             out[k] = str(v) if isinstance(v, Path) else (list(v) if isinstance(v, tuple) else v)
         return out

@@ -58,6 +58,7 @@ class RunResult:
     retried: int = 0  # --retry-failed: earlier failures sent to the backend again
     output_format: str | None = None  # --format of the dataset (None: a JSONL result)
     skills: dict[str, Any] | None = None  # where the skills came from (meta/hub_pgen.json → skills)
+    quality: dict[str, Any] | None = None  # hub_pgen.quality measures of the ok dialogues
     language: dict[str, Any] | None = None  # what the language columns got (meta/hub_pgen.json → language)
 
 
@@ -152,7 +153,7 @@ def prepare(config: RunConfig, reporter: Reporter, *, videos: bool = True) -> Pr
                      "min_skill_seconds": config.min_skill_seconds, "sheets": sheets.PARAMS,
                      "prompt": annotate.PROMPT_VERSION}
         identity = config.identity(cameras=cameras, source_id=source_identity(source),
-                                   backend_id=backend_identity(config), prompt_hash=prompt_template_hash(),
+                                   backend_id=backend_identity(config), prompt_hash=prompt_template_hash(config.prompt_template),
                                    skills_id=skills_id)
         ignored = [what for what, there in (
             (layout.SKILLS_PATH, (source.root / layout.SKILLS_PATH).is_file()),
@@ -164,7 +165,7 @@ def prepare(config: RunConfig, reporter: Reporter, *, videos: bool = True) -> Pr
         return Prepared(source, (), (), cameras, _public_identity(identity), fingerprint(identity), name, None, None,
                         notices=notices, annotate=True)
     identity = config.identity(cameras=cameras, source_id=source_identity(source),
-                               backend_id=backend_identity(config), prompt_hash=prompt_template_hash(),
+                               backend_id=backend_identity(config), prompt_hash=prompt_template_hash(config.prompt_template),
                                skills_id=skill_set.identity())
     prep = Prepared(source, (), (), cameras, _public_identity(identity), fingerprint(identity), name, None, None,
                     skills=skill_set)
@@ -237,7 +238,7 @@ def _prepare_jsonl(config: RunConfig) -> Prepared:
                          response_mix=config.response_mix)
     samples = [replace(s, scenario_type=a, response_type=b) for s, (a, b) in zip(samples, types)]
     identity = config.identity(cameras=(), source_id={"jsonl": file_digest(path)},
-                               backend_id=backend_identity(config), prompt_hash=prompt_template_hash())
+                               backend_id=backend_identity(config), prompt_hash=prompt_template_hash(config.prompt_template))
     return Prepared(None, tuple(samples), tuple(bad), (), _public_identity(identity), fingerprint(identity), path.stem, None,
                     path.parent)
 
@@ -280,6 +281,13 @@ def plan_report(config: RunConfig, prep: Prepared) -> dict[str, Any]:
         batches=-(-len(prep.samples) // config.batch_size),
         mix=mix_report([(s.scenario_type, s.response_type) for s in prep.samples]),
     )
+    if config.show_prompt:  # one rendered prompt per scenario type, with the images it would show
+        prompts = {}
+        for s in prep.samples:
+            if s.scenario_type not in prompts:
+                prompts[s.scenario_type] = {"sample_id": s.sample_id, "images": [i.label() for i in s.images],
+                                            "prompt": construct_prompt(s, config.prompt_template)}
+        report["prompts"] = prompts
     return report
 
 
@@ -378,7 +386,7 @@ def generate_batch(
             records.append(to_record(sample, GenerationResult(sample.sample_id, None, error=f"frames: {images}"),
                                      prep.fingerprint))
             continue
-        requests.append(GenerationRequest(sample, construct_prompt(sample), tuple(images),
+        requests.append(GenerationRequest(sample, construct_prompt(sample, config.prompt_template), tuple(images),
                                           sample_seed(config.seed, sample.sample_id),
                                           first_attempt=tried.get(sample.sample_id, 0)))
     faults.point("frames")
@@ -441,7 +449,7 @@ def provenance(config: RunConfig, prep: Prepared, backend: Backend | None, journ
             "model_source": (None if model is None else "local folder" if model != config.model
                              else "server" if get_backend(config.backend).can_serve else "hub"),
             "backend_details": _public_details(backend.describe(), config) if backend is not None else None,
-            "prompt_template": prompt_template_hash(),
+            "prompt_template": prompt_template_hash(config.prompt_template),
             "sampling": config.sampling,
             "sample_interval": config.sample_interval,
             "cameras": list(prep.cameras),
@@ -808,11 +816,16 @@ def _generate_and_write(
         reporter.stage("download", f"{prep.source.repo_id}: every camera's videos, for the new dataset")
         fetch_remaining_videos(prep.source)
     notes = list(getattr(backend, "notes", list)())  # what the backend noticed (a server ignoring the schema)
+    from hub_pgen.quality import measure
+
+    quality = measure([journal[s.sample_id] for s in prep.samples if s.sample_id in journal])
+    notes += quality.alarms()
     for line in notes:
         logger.warning("%s", line)
     reporter.stage("write", f"{paths.output}")
     prov = provenance(config, prep, backend, journal, started)
     prov["notices"] = list(prep.notices) + notes
+    prov["quality"] = quality.as_dict()
     if prep.skills is not None:
         prov["skills"] = _skills_provenance(prep)
     if prep.shard is not None:  # a shard result: keyed by the shard, merged by the job's fingerprint
@@ -849,6 +862,7 @@ def _generate_and_write(
         output_format=config.output_format if prep.source is not None else None,
         language=summary.get("language"),
         skills=prov.get("skills"),
+        quality=prov.get("quality"),
     )
 
 
@@ -950,4 +964,4 @@ def _result_from_output(state: str, output: Path, prep: Prepared, t0: float) -> 
                      frames_labelled=counts.get("frames_labelled", 0), examples=_examples(records),
                      notices=prep.notices,
                      output_format=prov.get("format", "hirobot") if prep.source is not None else None,
-                     language=prov.get("language"), skills=prov.get("skills"))
+                     language=prov.get("language"), skills=prov.get("skills"), quality=prov.get("quality"))

@@ -27,6 +27,12 @@ def _failure_reasons(result: RunResult, limit: int = 5) -> list[tuple[str, int]]
     return reasons.most_common(limit)
 
 
+def _quality_line(q: dict[str, Any]) -> str:
+    return (f"{q['distinct_dialogues']} distinct of {q['samples']}; distinct-2 prompts {q['distinct_2_prompts']:.2f}, "
+            f"replies {q['distinct_2_replies']:.2f}; prompt chars {q['prompt_chars']['median']:g} median; "
+            f"{q['degenerate']} degenerate, {q['skill_copied']} copy the skill, {q['refusals']} refusals")
+
+
 def _skills_line(skills: dict[str, Any]) -> str:
     labelled_by = skills.get("labelled_by", "model")
     where = {"file": "meta/skills.json", "language": "lerobot's subtask rows (language_persistent)",
@@ -56,6 +62,7 @@ def print_summary(result: RunResult) -> None:
         *([("language rows added", f"{result.language['dialogues']} dialogue(s) (interjection + say), "
                                    f"{result.language['subtask_rows']} subtask(s)")] if result.language else []),
         ("frames with a dialogue", f"{result.frames_labelled} of {result.frames}" if result.frames else "—"),
+        *([("quality", _quality_line(result.quality))] if result.quality and result.quality.get("samples") else []),
         ("fingerprint", result.fingerprint),
         ("seconds", f"{result.elapsed_s:.1f}"),
     ]
@@ -83,7 +90,10 @@ _PLAN_LABELS = {"episodes_without_skills": "episodes without skills (indices)",
 
 def _print_plan(report: dict[str, Any]) -> None:
     rows = []
+    prompts = report.get("prompts") or {}
     for key, value in report.items():
+        if key == "prompts":
+            continue
         if key == "mix" and isinstance(value, dict):
             for kind, counts in value.items():
                 rows.append((kind.replace("_", " "), ", ".join(f"{k} {v}" for k, v in counts.items())))
@@ -96,6 +106,9 @@ def _print_plan(report: dict[str, Any]) -> None:
             value = "—"
         rows.append((_PLAN_LABELS.get(key, key.replace("_", " ")), str(value)))
     _table("hub-pgen plan (dry run: nothing generated)", rows)
+    for scenario, shown in prompts.items():
+        print(f"\n--- prompt for {scenario} ({shown['sample_id']}; images: {', '.join(shown['images']) or 'none'}) ---")
+        print(shown["prompt"])
 
 
 def _table(title: str, rows: list[tuple[str, str]]) -> None:

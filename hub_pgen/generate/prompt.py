@@ -48,8 +48,31 @@ def _field(sample: Sample | Mapping[str, Any], name: str, default: Any = None) -
     return getattr(sample, name, default)
 
 
-def construct_prompt(sample: Sample | Mapping[str, Any]) -> str:
-    """The full text prompt for one sample (a :class:`Sample` or the seed's D_labeled dict).
+PLACEHOLDERS = ("num_images", "task_description", "skill_history", "skill_current", "scenario_type",
+                "scenario_description", "response_type", "response_description")
+
+
+def check_template(text: str, *, where: str = "the prompt template") -> None:
+    """A user's template (``--prompt-file``) uses only :data:`PLACEHOLDERS`, and formats: raises
+    ValueError naming what is wrong (literal braces must be doubled, as in the built-in one)."""
+    import string
+
+    try:
+        fields = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+    except ValueError as e:
+        raise ValueError(f"{where} does not format ({e}); write a literal brace as {{{{ or }}}}") from None
+    unknown = sorted({f for f in fields if f not in PLACEHOLDERS})
+    if unknown:
+        raise ValueError(f"{where} uses unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)}; "
+                         f"known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}")
+    if "skill_current" not in fields:
+        raise ValueError(f"{where} never names {{skill_current}}: the model would not know which skill the dialogue "
+                         "leads to")
+
+
+def construct_prompt(sample: Sample | Mapping[str, Any], template: str | None = None) -> str:
+    """The full text prompt for one sample (a :class:`Sample` or the seed's D_labeled dict), from
+    ``template`` (``--prompt-file``) or the built-in :data:`PGEN_PROMPT_TEMPLATE`.
 
     A dict without assigned types gets ``direct_request`` / ``confirmation``.
     """
@@ -57,7 +80,7 @@ def construct_prompt(sample: Sample | Mapping[str, Any]) -> str:
     scenario = _field(sample, "scenario_type") or "direct_request"
     response = _field(sample, "response_type") or "confirmation"
     images = _field(sample, "images", []) or []
-    return PGEN_PROMPT_TEMPLATE.format(
+    return (template or PGEN_PROMPT_TEMPLATE).format(
         num_images=len(images),
         task_description=_field(sample, "task_description", "") or "(not given)",
         skill_history="; ".join(history) if history else "(none yet: this is the first skill)",
@@ -69,7 +92,7 @@ def construct_prompt(sample: Sample | Mapping[str, Any]) -> str:
     )
 
 
-def prompt_template_hash() -> str:
+def prompt_template_hash(template: str | None = None) -> str:
     """Identifies the prompt wording and taxonomy in provenance and the configuration fingerprint."""
-    blob = json.dumps([PGEN_PROMPT_TEMPLATE, SCENARIO_TYPES, RESPONSE_TYPES], sort_keys=True)
+    blob = json.dumps([template or PGEN_PROMPT_TEMPLATE, SCENARIO_TYPES, RESPONSE_TYPES], sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

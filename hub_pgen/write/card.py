@@ -83,6 +83,14 @@ def render_card(provenance: dict[str, Any], examples: Sequence[JournalRecord], *
          if "frames" in counts and "frames_labelled" in counts else None),
     ]
     lines += [f"| {escape(k)} | {escape(v) if v is not None else '—'} |" for k, v in rows]
+    quality = provenance.get("quality") or {}
+    if quality.get("samples"):
+        lines += ["", "## Quality measures", "", "| measure | value |", "|---|---|"]
+        for key, label in (("distinct_dialogues", "distinct dialogues"), ("distinct_2_prompts", "distinct-2, prompts"),
+                           ("distinct_2_replies", "distinct-2, replies"), ("degenerate", "degenerate strings"),
+                           ("skill_copied", "prompts copying the skill"), ("near_duplicates", "near-duplicate prompts"),
+                           ("refusals", "refusals")):
+            lines.append(f"| {label} | {escape(quality.get(key))} |")
     if mix:
         lines += ["", "## Scenario and response mix (paper, appendix A.1)", ""]
         for kind in ("scenario_type", "response_type"):

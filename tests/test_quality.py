@@ -1,0 +1,125 @@
+"""Issue 14 parts 2 and 4: quality measures that fire on a degenerate run and stay quiet on a sound
+one, and your own prompt (--prompt-file): checked at start, part of the fingerprint, sent to the model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hub_pgen.cli import main
+from hub_pgen.data import JournalRecord
+from hub_pgen.quality import is_degenerate, measure
+from hub_pgen.testing.tiny_qwen import tiny_model_dir
+
+
+def record(i: int, prompt: str, reply: str, skill: str = "pick up brick", episode: str = "0") -> JournalRecord:
+    return JournalRecord(sample_id=f"s{i}", status="ok", episode_id=episode, t=i, images=(), skill_current=skill,
+                         skill_history=(), task_description="", user_prompt=prompt, robot_utterance=reply,
+                         scenario_type="direct_request", response_type="confirmation")
+
+
+def cli_json(capsys, *argv: str) -> tuple[int, dict]:
+    capsys.readouterr()
+    rc = main([*argv, "--json"])
+    out = capsys.readouterr().out
+    return rc, json.loads(out) if out.strip() else {}
+
+
+def test_a_sound_template_run_raises_no_quality_alarm(example_root, tmp_path, capsys):
+    rc, result = cli_json(capsys, "--root", str(example_root), "--output-dir", str(tmp_path / "o"),
+                          "--backend", "template")
+    assert rc == 0
+    q = result["quality"]
+    assert q["samples"] == 25 and q["degenerate"] == q["refusals"] == q["skill_copied"] == 0
+    assert q["distinct_dialogues"] >= 20
+    alarms = [n for n in result["notices"] if "distinct dialogues" in n or "degenerate" in n or "phrasing" in n]
+    assert alarms == []
+    card = (tmp_path / "o" / "README.md").read_text()
+    assert "## Quality measures" in card and "| degenerate strings | 0 |" in card
+    assert json.loads((tmp_path / "o" / "meta" / "hub_pgen.json").read_text())["quality"] == q
+
+
+def test_a_degenerate_tiny_model_run_is_called_out(example_root, tmp_path, capsys):
+    """Random weights under the schema: valid JSON, garbage text — counted ok, and flagged."""
+    tiny = tiny_model_dir(tmp_path / "tiny", "qwen2_vl")
+    rc, result = cli_json(capsys, "--root", str(example_root), "--output-dir", str(tmp_path / "o"),
+                          "--model", str(tiny), "--device", "cpu", "--batch-size", "8")
+    assert rc == 0 and result["ok"] == 25
+    assert result["quality"]["degenerate"] >= 20
+    assert any("hold a degenerate string" in n for n in result["notices"])
+
+
+def test_each_measure_fires_on_what_it_is_for():
+    same = [record(i, "Please get it.", "Okay.") for i in range(12)]
+    assert any("12 samples, 1 distinct dialogues" in a for a in measure(same).alarms())
+    refusing = [record(0, "Grab the brick.", "I'm sorry, but as an AI I cannot do that.")]
+    assert measure(refusing).refusals == 1 and any("refusals" in a for a in measure(refusing).alarms())
+    label = "robot arm picks up pink lego brick"
+    parrot = [record(i, f"Now {label} please {i}", f"Sure {i}", skill=label) for i in range(4)]
+    assert measure(parrot).skill_copied == 4 and any("copy the skill" in a for a in measure(parrot).alarms())
+    short = [record(i, f"pick up brick now {i}", f"Sure {i}") for i in range(4)]  # a 3-word skill is plain English
+    assert measure(short).skill_copied == 0
+    near = [record(i, "could you please pick up the red brick from the table now", f"ok {i}") for i in range(4)]
+    assert measure(near).near_duplicates == 3
+    assert measure([record(i, f"r{i} x", f"y{i}", episode=str(i)) for i in range(3)]).near_duplicates == 0
+
+
+@pytest.mark.parametrize("text, bad", [
+    ("", True), (",", True), ("12 34", True), ("the the the the", True), ("k#R) 9x!@ z%Q&", True),
+    ("Please pick up the brick.", False), ("Don't stop yet: move to the box!", False),
+])
+def test_degenerate_strings(text, bad):
+    assert is_degenerate(text) is bad
+
+
+# --- --prompt-file and --show-prompt -----------------------------------------------------------------
+
+
+def test_a_custom_prompt_changes_the_fingerprint_and_reaches_the_model(example_root, tmp_path, capsys, monkeypatch):
+    from .openai_server import OpenAIServer
+
+    monkeypatch.setenv("HUB_PGEN_RETRY_SCALE", "0.01")
+    prompt = tmp_path / "prompt.txt"
+    prompt.write_text("MARKER-7: a user asks for {skill_current} while doing {task_description}. "
+                      "Answer as JSON with scenario_type {scenario_type} and response_type {response_type}.")
+    with OpenAIServer() as server:
+        base = ["--root", str(example_root), "--backend", "openai", "--base-url", server.url, "--episodes", "0"]
+        _, plain = cli_json(capsys, *base, "--dry-run")
+        _, mine = cli_json(capsys, *base, "--dry-run", "--prompt-file", str(prompt))
+        assert plain["fingerprint"] != mine["fingerprint"]
+        rc, result = cli_json(capsys, *base, "--prompt-file", str(prompt), "--output-dir", str(tmp_path / "o"))
+        assert rc == 0 and result["ok"] >= 1
+        texts = [c["text"] for r in server.requests for c in r["body"]["messages"][0]["content"] if c["type"] == "text"]
+    assert texts and all(t.startswith("MARKER-7: a user asks for ") for t in texts)
+    prov = json.loads((tmp_path / "o" / "meta" / "hub_pgen.json").read_text())
+    assert prov["parameters"]["prompt_file"] == "prompt.txt" and "prompt_template" not in prov["parameters"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("Skill {skill_current} and {oops}", "unknown placeholder(s) {oops}"),
+    ("Just {task_description}", "never names {skill_current}"),
+    ("A literal { brace {skill_current}", "does not format"),
+])
+def test_a_bad_prompt_file_stops_at_start(example_root, tmp_path, capsys, text, message):
+    prompt = tmp_path / "p.txt"
+    prompt.write_text(text)
+    out = tmp_path / "o"
+    assert main(["--root", str(example_root), "--output-dir", str(out), "--backend", "template", "--prompt-file",
+                 str(prompt), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "TIP:" in err and not out.exists()
+    assert main(["--root", str(example_root), "--prompt-file", str(tmp_path / "missing.txt"), "-q"]) == 2
+    assert "cannot be read" in capsys.readouterr().err
+
+
+def test_show_prompt_prints_one_rendered_prompt_per_scenario_type(example_root, tmp_path, capsys):
+    rc, result = cli_json(capsys, "--root", str(example_root), "--backend", "template", "--dry-run", "--show-prompt")
+    prompts = result["plan_report"]["prompts"]
+    assert rc == 0 and set(prompts) == set(result["plan_report"]["mix"]["scenario_type"])
+    for scenario, shown in prompts.items():
+        assert f'scenario_type "{scenario}"' in shown["prompt"] and shown["images"]
+    assert main(["--root", str(example_root), "--backend", "template", "--show-prompt", "-q"]) == 2
+    assert "--show-prompt goes with --dry-run" in capsys.readouterr().err
+    assert Path(tmp_path).exists()
