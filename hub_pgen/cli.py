@@ -139,6 +139,11 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
     gen.add_argument("--model", action="append",
                      help=f"Hub id or local folder of a Qwen-VL model (repeatable: last wins; default: {DEFAULT_MODEL})")
     gen.add_argument("--model-revision", help="revision of --model on the Hub")
+    flt = p.add_argument_group("filters (a filtered sample is recorded with its reason, its frames keep -1)")
+    flt.add_argument("--min-chars", type=int, metavar="N", help="filter dialogues whose prompt or reply is shorter")
+    flt.add_argument("--dedupe", action="store_true", help="filter a dialogue that repeats an earlier one of its episode")
+    flt.add_argument("--drop-degenerate", action="store_true",
+                     help="filter dialogues the quality measures call degenerate (punctuation, not words, repeats)")
     gen.add_argument("--prompt-file", type=Path, metavar="FILE",
                      help="your own pgen prompt: a template with the built-in one's placeholders ({skill_current}, "
                           "{task_description}, ...); part of the configuration")
@@ -248,6 +253,9 @@ def config_from_args(args: argparse.Namespace):
         min_skill_seconds=1.0 if args.min_skill_seconds is None else args.min_skill_seconds,
         num_shards=args.num_shards,
         shard_index=args.shard_index,
+        min_chars=args.min_chars,
+        dedupe=args.dedupe,
+        drop_degenerate=args.drop_degenerate,
         prompt_template=template,
         prompt_file=args.prompt_file.name if args.prompt_file is not None else None,
         show_prompt=args.show_prompt,

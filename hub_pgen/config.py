@@ -68,6 +68,10 @@ class RunConfig:
     num_servers: int | None = None  # None: one per visible GPU
     gpus_per_server: int = 1
     serve_timeout: float = 900.0
+    # filters on the dialogues (hub_pgen.filters): filtered samples are recorded, never dropped silently
+    min_chars: int | None = None
+    dedupe: bool = False
+    drop_degenerate: bool = False
     # your own pgen prompt (--prompt-file): its text, checked; part of the fingerprint through its hash
     prompt_template: str | None = None
     prompt_file: str | None = None  # its file name, for provenance
@@ -121,6 +125,8 @@ class RunConfig:
         if self.input_jsonl is not None and self.skills != "auto":
             raise UsageError("--skills chooses where a dataset's skills come from; --input-jsonl samples carry "
                              "their own", hint="drop --skills, or give a dataset source (--root or --repo-id)")
+        if self.min_chars is not None and self.min_chars < 1:
+            raise UsageError(f"--min-chars must be >= 1, got {self.min_chars}")
         if self.prompt_template is not None:
             from hub_pgen.generate.prompt import check_template
 
@@ -229,6 +235,7 @@ class RunConfig:
                  prompt_hash: str, skills_id: dict[str, Any] | None = None) -> dict[str, Any]:
         """Everything that changes what is generated — and nothing that does not (batch size,
         device, output path), so a run can resume with another batch size or on another machine."""
+        from hub_pgen import filters
         from hub_pgen.generate.registry import get_backend
 
         model = get_backend(self.backend).uses_model
@@ -251,6 +258,7 @@ class RunConfig:
             "prompt_template": prompt_hash,
             "format": self.output_format if self.input_jsonl is None else None,
             "skills": skills_id,  # where the skills came from (file/language: their digest; annotate: how)
+            "filters": filters.identity(self),
         }
 
     def parameters(self) -> dict[str, Any]:

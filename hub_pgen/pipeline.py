@@ -59,6 +59,7 @@ class RunResult:
     output_format: str | None = None  # --format of the dataset (None: a JSONL result)
     skills: dict[str, Any] | None = None  # where the skills came from (meta/hub_pgen.json → skills)
     quality: dict[str, Any] | None = None  # hub_pgen.quality measures of the ok dialogues
+    filtered: dict[str, Any] | None = None  # hub_pgen.filters: {"count", "by_reason"}
     language: dict[str, Any] | None = None  # what the language columns got (meta/hub_pgen.json → language)
 
 
@@ -822,10 +823,18 @@ def _generate_and_write(
     notes += quality.alarms()
     for line in notes:
         logger.warning("%s", line)
+    from hub_pgen import filters
+
+    why = filters.reasons(prep.samples, journal, config) if prep.shard is None else {}  # shards: the merge filters
+    if why:
+        logger.warning("%d dialogue(s) filtered (%s): recorded in %s with their reason", len(why),
+                       "; ".join(f"{n} {r}" for r, n in filters.summary(why)["by_reason"].items()),
+                       layout.SYN_ANNOTATIONS_PATH if prep.source is not None else layout.JSONL_RESULT_NAME)
     reporter.stage("write", f"{paths.output}")
     prov = provenance(config, prep, backend, journal, started)
     prov["notices"] = list(prep.notices) + notes
     prov["quality"] = quality.as_dict()
+    prov["filtered"] = filters.summary(why)
     if prep.skills is not None:
         prov["skills"] = _skills_provenance(prep)
     if prep.shard is not None:  # a shard result: keyed by the shard, merged by the job's fingerprint
@@ -835,7 +844,7 @@ def _generate_and_write(
     if retry_ids:
         prov["retried"] = _retry_history(paths.output, retry_ids, journal, started)
     staging = out_mod.fresh_staging(paths)
-    summary = _write(prep, journal, staging, prov, config.output_format)
+    summary = _write(prep, filters.apply(journal, why), staging, prov, config.output_format)
     if prep.source is not None and prep.shard is None:
         _check_staged(staging, paths)
     faults.point("finalize")
@@ -863,6 +872,7 @@ def _generate_and_write(
         language=summary.get("language"),
         skills=prov.get("skills"),
         quality=prov.get("quality"),
+        filtered=prov.get("filtered"),
     )
 
 
@@ -957,11 +967,12 @@ def _result_from_output(state: str, output: Path, prep: Prepared, t0: float) -> 
     prov = json.loads((output / layout.PROVENANCE_PATH).read_text(encoding="utf-8"))
     counts = prov.get("counts", {})
     records = list(_earlier_records(output, prep.fingerprint).values())
-    failures = tuple(r for r in records if r.status != "ok")
+    failures = tuple(r for r in records if r.status == "failed")  # not the filtered ones (counted apart)
     return RunResult(state, output, prep.fingerprint, samples=counts.get("samples", 0), ok=counts.get("ok", 0),
                      failed=counts.get("failed", 0), new_tasks=counts.get("new_tasks", 0), mix=prov.get("mix", {}),
                      failures=failures, elapsed_s=time.monotonic() - t0, frames=counts.get("frames", 0),
                      frames_labelled=counts.get("frames_labelled", 0), examples=_examples(records),
                      notices=prep.notices,
                      output_format=prov.get("format", "hirobot") if prep.source is not None else None,
-                     language=prov.get("language"), skills=prov.get("skills"), quality=prov.get("quality"))
+                     language=prov.get("language"), skills=prov.get("skills"), quality=prov.get("quality"),
+                     filtered=prov.get("filtered"))

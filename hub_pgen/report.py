@@ -63,6 +63,9 @@ def print_summary(result: RunResult) -> None:
                                    f"{result.language['subtask_rows']} subtask(s)")] if result.language else []),
         ("frames with a dialogue", f"{result.frames_labelled} of {result.frames}" if result.frames else "—"),
         *([("quality", _quality_line(result.quality))] if result.quality and result.quality.get("samples") else []),
+        *([("filtered", f"{result.filtered['count']}: " + "; ".join(
+            f"{n} {r}" for r, n in result.filtered["by_reason"].items()))]
+          if result.filtered and result.filtered.get("count") else []),
         ("fingerprint", result.fingerprint),
         ("seconds", f"{result.elapsed_s:.1f}"),
     ]

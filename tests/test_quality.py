@@ -123,3 +123,35 @@ def test_show_prompt_prints_one_rendered_prompt_per_scenario_type(example_root, 
     assert main(["--root", str(example_root), "--backend", "template", "--show-prompt", "-q"]) == 2
     assert "--show-prompt goes with --dry-run" in capsys.readouterr().err
     assert Path(tmp_path).exists()
+
+
+def test_filtered_samples_are_recorded_with_their_reason_and_keep_minus_one(example_root, tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from hub_pgen.validate import validate
+
+    out = tmp_path / "o"
+    rc, result = cli_json(capsys, "--root", str(example_root), "--output-dir", str(out), "--backend", "template",
+                          "--sampling", "frame", "--min-chars", "40", "--dedupe")
+    assert rc == 0
+    validate(out, source=example_root)
+    records = [json.loads(x) for x in (out / "meta" / "syn_annotations.jsonl").read_text().splitlines()]
+    filtered = [r for r in records if r["status"] == "filtered"]
+    by_reason = result["filtered"]["by_reason"]
+    assert len(filtered) == result["filtered"]["count"] > 0
+    assert set(by_reason) == {"shorter than --min-chars 40", "repeats an earlier dialogue of its episode (--dedupe)"}
+    for r in filtered:
+        assert r["error"].startswith("filtered: ") and r["user_prompt"]  # the model's answer is kept
+        if "min-chars" in r["error"]:
+            assert min(len(r["user_prompt"]), len(r["robot_utterance"])) < 40
+    table = pa.concat_tables([pq.read_table(p) for p in sorted((out / "data").glob("chunk-*/file-*.parquet"))])
+    high = dict(zip(zip(table.column("episode_index").to_pylist(), table.column("frame_index").to_pylist()),
+                    table.column("task_index_high_level").to_pylist()))
+    events = dict(zip(zip(table.column("episode_index").to_pylist(), table.column("frame_index").to_pylist()),
+                      table.column("language_events").to_pylist()))
+    for r in filtered:
+        assert high[(r["episode_index"], r["frame_index"])] == -1 and not events[(r["episode_index"], r["frame_index"])]
+    assert result["frames_labelled"] == sum(1 for v in high.values() if v >= 0)
+    assert json.loads((out / "meta" / "hub_pgen.json").read_text())["identity"]["filters"] == {
+        "min_chars": 40, "dedupe": True, "drop_degenerate": False}

@@ -1,0 +1,57 @@
+"""Filters on the generated dialogues (``--min-chars``, ``--dedupe``, ``--drop-degenerate``).
+
+A filtered sample is never dropped silently: its record stays in ``meta/syn_annotations.jsonl`` with
+``status: "filtered"`` and the reason in ``error``; its frames keep ``-1`` and it gets no language
+rows; the summary and the provenance count it by reason. The journal keeps the model's answer as it
+was (``ok``): filtering happens when the dataset is written. The filters are part of the
+configuration (they change the dataset), and they run where the dataset is written (a shard writes
+its records unfiltered; the merge filters).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+from hub_pgen.data import JournalRecord, Sample
+from hub_pgen.quality import is_degenerate
+
+
+def identity(config: Any) -> dict[str, Any] | None:
+    """The filters in force, for the fingerprint (None: none)."""
+    f = {"min_chars": config.min_chars, "dedupe": config.dedupe, "drop_degenerate": config.drop_degenerate}
+    return f if (config.min_chars or config.dedupe or config.drop_degenerate) else None
+
+
+def reasons(samples: Sequence[Sample], journal: dict[str, JournalRecord], config: Any) -> dict[str, str]:
+    """sample id → why it is filtered, for the ok records of ``samples`` (in plan order: a duplicate is
+    the later one)."""
+    out: dict[str, str] = {}
+    seen: set[tuple[Any, str, str]] = set()
+    for s in samples:
+        r = journal.get(s.sample_id)
+        if r is None or r.status != "ok":
+            continue
+        prompt, reply = (r.user_prompt or "").strip(), (r.robot_utterance or "").strip()
+        if config.min_chars and min(len(prompt), len(reply)) < config.min_chars:
+            out[s.sample_id] = f"shorter than --min-chars {config.min_chars}"
+        elif config.drop_degenerate and (is_degenerate(prompt) or is_degenerate(reply)):
+            out[s.sample_id] = "degenerate text (--drop-degenerate)"
+        elif config.dedupe:
+            key = (s.episode_index, " ".join(prompt.lower().split()), " ".join(reply.lower().split()))
+            if key in seen:
+                out[s.sample_id] = "repeats an earlier dialogue of its episode (--dedupe)"
+            seen.add(key)
+    return out
+
+
+def apply(journal: dict[str, JournalRecord], why: dict[str, str]) -> dict[str, JournalRecord]:
+    """The records as the dataset gets them: the filtered ones marked so."""
+    return {sid: replace(r, status="filtered", error=f"filtered: {why[sid]}") if sid in why else r  # type: ignore[arg-type]
+            for sid, r in journal.items()}
+
+
+def summary(why: dict[str, str]) -> dict[str, Any]:
+    return {"count": len(why), "by_reason": dict(Counter(why.values()).most_common())}
