@@ -488,7 +488,8 @@ def _guarded(fn, argv: Sequence[str], *, as_json: bool = False) -> int:
             traceback.print_exc()
         return e.exit_code
     except KeyboardInterrupt:
-        message = "interrupted. Every finished sample is in the journal (OUT.partial/journal.jsonl)."
+        message = ("interrupted outside generation (reading the source, loading the model, or writing): nothing is "
+                   "lost; any samples the run had finished are in its journal (OUT.partial/journal.jsonl).")
         import shlex
 
         hint = f"rerun the same command to resume: hub-pgen {shlex.join(argv)}"
@@ -520,7 +521,8 @@ def _error(message: str, hint: str | None, exit_code: int, as_json: bool = False
     message, hint = scrub(message), scrub(hint) if hint else hint
     if as_json:
         _json_error(message, hint, exit_code)
-    print(f"hub-pgen: error: {message}", file=sys.stderr)
+    kind = "" if exit_code == EXIT_INTERRUPTED else "error: "  # an interrupt is the user's, not a failure
+    print(f"hub-pgen: {kind}{message}", file=sys.stderr)
     if hint:
         print(f"TIP: {hint}", file=sys.stderr)
 
