@@ -118,6 +118,9 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
                     help="where each episode's skills come from: meta/skills.json (file), lerobot's subtask rows in "
                          "language_persistent (language), or the model labels them first (annotate); auto (default): "
                          "file, else language, else an error naming annotate")
+    sk.add_argument("--skills-file", type=Path, metavar="FILE",
+                    help="a skills.json elsewhere than the dataset's meta/ (e.g. the one a --skills annotate run wrote); "
+                         "implies --skills file")
     sk.add_argument("--min-skill-seconds", type=float, default=None, metavar="S",
                     help="--skills annotate: the shortest skill (a shorter span joins its neighbour; default 1)")
     plan = p.add_argument_group("plan")
@@ -250,6 +253,7 @@ def config_from_args(args: argparse.Namespace):
         output_dir=args.output_dir,
         output_format=args.output_format or layout.DEFAULT_FORMAT,
         skills=args.skills,
+        skills_file=args.skills_file,
         min_skill_seconds=1.0 if args.min_skill_seconds is None else args.min_skill_seconds,
         num_shards=args.num_shards,
         shard_index=args.shard_index,

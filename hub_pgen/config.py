@@ -33,6 +33,7 @@ class RunConfig:
     output_format: str = layout.DEFAULT_FORMAT  # a key of layout.FORMATS
     # skills
     skills: str = "auto"  # auto | file | language | annotate (hub_pgen.skills)
+    skills_file: Path | None = None  # --skills-file: a skills.json elsewhere than the dataset's meta/ (implies file)
     min_skill_seconds: float = 1.0  # --skills annotate: no labelled skill is shorter
     # plan
     sampling: Literal["segment", "interval", "frame"] = "segment"
@@ -122,6 +123,11 @@ class RunConfig:
             raise UsageError(f"--skills must be one of {', '.join(SOURCES)}, got {self.skills!r}")
         if not math.isfinite(self.min_skill_seconds) or self.min_skill_seconds <= 0:
             raise UsageError(f"--min-skill-seconds must be a number of seconds > 0, got {self.min_skill_seconds}")
+        if self.skills_file is not None and self.skills not in ("auto", "file"):
+            raise UsageError(f"--skills-file gives the skills, --skills {self.skills} says to take them elsewhere",
+                             hint="drop one of them")
+        if self.skills_file is not None and self.skills == "auto":
+            object.__setattr__(self, "skills", "file")
         if self.input_jsonl is not None and self.skills != "auto":
             raise UsageError("--skills chooses where a dataset's skills come from; --input-jsonl samples carry "
                              "their own", hint="drop --skills, or give a dataset source (--root or --repo-id)")
@@ -163,8 +169,8 @@ class RunConfig:
             if self.skills == "annotate":
                 raise UsageError("--skills annotate cannot be sharded: every shard needs every episode's skills to "
                                  "compute the plan's type schedule",
-                                 hint="label the skills in one run first (its output's meta/skills.json), then shard "
-                                      "runs on that with --skills file")
+                                 hint="label the skills in one run first (--skills annotate --backend ... on one "
+                                      "machine), then shard with --skills-file THAT_OUTPUT/meta/skills.json")
         if self.concurrency < 1:
             raise UsageError(f"--concurrency must be >= 1, got {self.concurrency}")
         if not math.isfinite(self.request_timeout) or self.request_timeout <= 0:

@@ -138,7 +138,7 @@ def prepare(config: RunConfig, reporter: Reporter, *, videos: bool = True) -> Pr
 
     reporter.stage("source", str(config.root or config.repo_id))
     source = open_source(config, reporter, videos=videos)
-    skill_set = skills_mod.resolve(config.skills, source)
+    skill_set = skills_mod.resolve(config.skills, source, config.skills_file)
     cameras = planner.choose_cameras(source, image_keys=config.image_keys, num_views=config.num_image_views)
     name = (source.repo_id or source.root.name).split("/")[-1]
     if skill_set is None:  # --skills annotate: labelled once the output is locked and the backend is up
@@ -562,7 +562,8 @@ def run(
 
             if prep.annotate:
                 raise UsageError("--skills annotate runs with the local engine",
-                                 hint="label the skills in a local run first, then use --engine ray with --skills file")
+                                 hint="label the skills in a local run first, then use --engine ray with "
+                                      "--skills-file THAT_OUTPUT/meta/skills.json")
             backend = RayBackendInfo(config.backend, spec.needs_images)
         if backend is None:
             backend = make_backend(config)  # before run.json: a typo in --model leaves nothing behind
@@ -937,14 +938,13 @@ def _write(prep: Prepared, journal: dict[str, JournalRecord], staging: Path, pro
     if prep.source is None or prep.shard is not None:  # a JSONL run, or a shard: the D_syn records alone
         write_jsonl_result(prep.samples, prep.bad_lines, journal, staging, provenance=prov)
         return {}
-    from hub_pgen import skills as skills_mod
 
     origin = prep.skills.origin if prep.skills is not None else "file"
     summary = write_dataset(prep.source, prep.samples, journal, staging, provenance=prov,
                             card=lambda final: render_card(final, examples),
                             segments=prep.plan.segments if prep.plan is not None else (),
                             output_format=output_format,
-                            skills_json=None if origin == "file" else skills_mod.to_json(prep.skills.skills),
+                            skills_json=_skills_to_write(prep, origin),
                             skill_records=[r.to_json() for _, r in sorted((prep.skill_records or {}).items())])
     notes = summary.language.lines() if summary.language is not None else []
     language = summary.language.as_dict() if summary.language is not None else None
@@ -952,6 +952,19 @@ def _write(prep: Prepared, journal: dict[str, JournalRecord], staging: Path, pro
         logger.warning("%s", line)
     return {"new_tasks": summary.new_tasks, "frames": summary.frames, "frames_labelled": summary.frames_labelled,
             "notes": notes, "language": language}
+
+
+def _skills_to_write(prep: Prepared, origin: str) -> Any:
+    """What the new dataset's meta/skills.json is: the source's own file as it is (None: copied with the
+    rest), a skills file from elsewhere as it is (its path), or the skills in the seed's format."""
+    from hub_pgen import skills as skills_mod
+
+    if origin != "file":
+        return skills_mod.to_json(prep.skills.skills)
+    path = prep.skills.path if prep.skills is not None else None
+    if path is None or Path(path).resolve() == (prep.source.root / layout.SKILLS_PATH).resolve():
+        return None
+    return Path(path)
 
 
 def _bad_line_record(bad: Any, fp: str) -> JournalRecord:

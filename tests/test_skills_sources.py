@@ -337,3 +337,27 @@ def test_when_labelling_fails_the_way_out_is_open(recorded, tmp_path, capsys):
     assert [r["attempts"] for r in again] == [2, 2, 2]  # tries go on: new seeds, sampling
     assert run(recorded, out, "--skills", "annotate", "--backend", "template") == 0  # replaces the failed run
     validate(out, source=recorded)
+
+
+def test_label_once_then_shard_on_the_labels(recorded, template_annotated, tmp_path, capsys):
+    """--skills annotate cannot be sharded; its output's skills.json can (--skills-file), and gives the
+    same samples and dialogues as the labelling run."""
+    labels = template_annotated / "meta" / "skills.json"
+    assert run(recorded, tmp_path / "x", "--backend", "template", "--skills", "annotate", "--num-shards", "2") == 2
+    assert "--skills-file THAT_OUTPUT/meta/skills.json" in capsys.readouterr().err
+    for i in (0, 1):
+        assert run(recorded, tmp_path / f"s{i}", "--backend", "template", "--skills-file", str(labels),
+                   "--num-shards", "2", "--shard-index", str(i)) == 0
+    assert main(["merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--root", str(recorded), "--output-dir",
+                 str(tmp_path / "merged"), "-q"]) == 0
+    validate(tmp_path / "merged", source=recorded)
+
+    def dialogues(out: Path) -> dict:
+        lines = (out / "meta" / "syn_annotations.jsonl").read_text().splitlines()
+        return {r["sample_id"]: (r["skill_current"], r["user_prompt"]) for r in map(json.loads, lines)}
+
+    assert dialogues(tmp_path / "merged") == dialogues(template_annotated)
+    assert skills_json(tmp_path / "merged") == skills_json(template_annotated)
+    assert run(recorded, tmp_path / "y", "--backend", "template", "--skills", "language", "--skills-file",
+               str(labels)) == 2
+    assert "--skills-file gives the skills" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from hub_pgen import layout
@@ -31,21 +32,23 @@ DEFAULT_SOURCE = "auto"
 class SkillSet:
     skills: SkillsFile
     origin: str  # "file" | "language" | "annotate"
+    path: Path | None = None  # the skills.json read (origin "file")
 
     def identity(self) -> dict[str, Any]:
         """What goes into the configuration fingerprint: where the skills came from and what they are."""
         return {"source": self.origin, "digest": digest(self.skills)}
 
 
-def resolve(choice: str, source: SourceDataset) -> SkillSet | None:
-    """The skills of ``file`` / ``language`` / ``auto``; None for ``annotate`` (labelled later, by the model)."""
+def resolve(choice: str, source: SourceDataset, skills_file: Path | None = None) -> SkillSet | None:
+    """The skills of ``file`` / ``language`` / ``auto``; None for ``annotate`` (labelled later, by the model).
+    ``skills_file`` (``--skills-file``): a skills.json elsewhere than the dataset's ``meta/``."""
     from hub_pgen.source.skills import load_skills
 
-    path = source.root / layout.SKILLS_PATH
+    path = Path(skills_file) if skills_file is not None else source.root / layout.SKILLS_PATH
     if choice == "annotate":
         return None
     if choice == "file" or (choice == "auto" and path.is_file()):
-        return SkillSet(load_skills(path, known_episodes=set(source.episodes)), "file")
+        return SkillSet(load_skills(path, known_episodes=set(source.episodes)), "file", path)
     found = from_language(source)
     if found is not None:
         return SkillSet(found, "language")

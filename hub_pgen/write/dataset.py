@@ -124,7 +124,7 @@ def write_dataset(
     card: Callable[[dict[str, Any]], str],
     segments: Sequence[Any] = (),
     output_format: str = layout.DEFAULT_FORMAT,
-    skills_json: dict[str, Any] | None = None,
+    skills_json: dict[str, Any] | Path | None = None,
     skill_records: Sequence[dict[str, Any]] = (),
 ) -> WriteSummary:
     """Write the new dataset into ``staging``. ``card`` renders the README from the final provenance
@@ -180,7 +180,11 @@ def write_dataset(
         _write_json(staging / layout.INFO_PATH, info)
         faults.point("write.meta")
         handled = set(source.data_paths)
-        if skills_json is not None:
+        if isinstance(skills_json, Path):  # --skills-file: that file, as it is
+            (staging / layout.SKILLS_PATH).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(skills_json, staging / layout.SKILLS_PATH)
+            handled.add(layout.SKILLS_PATH)
+        elif skills_json is not None:
             _write_json(staging / layout.SKILLS_PATH, skills_json)
             handled.add(layout.SKILLS_PATH)
         if skill_records:
