@@ -145,6 +145,10 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
     flt = p.add_argument_group("filters (a filtered sample is recorded with its reason, its frames keep -1)")
     flt.add_argument("--min-chars", type=int, metavar="N", help="filter dialogues whose prompt or reply is shorter")
     flt.add_argument("--dedupe", action="store_true", help="filter a dialogue that repeats an earlier one of its episode")
+    flt.add_argument("--verify", nargs="?", const="report", choices=("report", "filter"),
+                     help="ask the model again which of the episode's skills each user prompt leads to; report the "
+                          "agreement (--verify), or also filter the samples that disagree (--verify filter); "
+                          "doubles the model calls")
     flt.add_argument("--drop-degenerate", action="store_true",
                      help="filter dialogues the quality measures call degenerate (punctuation, not words, repeats)")
     gen.add_argument("--prompt-file", type=Path, metavar="FILE",
@@ -260,6 +264,7 @@ def config_from_args(args: argparse.Namespace):
         min_chars=args.min_chars,
         dedupe=args.dedupe,
         drop_degenerate=args.drop_degenerate,
+        verify=args.verify,
         prompt_template=template,
         prompt_file=args.prompt_file.name if args.prompt_file is not None else None,
         show_prompt=args.show_prompt,

@@ -73,6 +73,7 @@ class RunConfig:
     min_chars: int | None = None
     dedupe: bool = False
     drop_degenerate: bool = False
+    verify: str | None = None  # None | "report" | "filter" (hub_pgen.verify)
     # your own pgen prompt (--prompt-file): its text, checked; part of the fingerprint through its hash
     prompt_template: str | None = None
     prompt_file: str | None = None  # its file name, for provenance
@@ -131,6 +132,16 @@ class RunConfig:
         if self.input_jsonl is not None and self.skills != "auto":
             raise UsageError("--skills chooses where a dataset's skills come from; --input-jsonl samples carry "
                              "their own", hint="drop --skills, or give a dataset source (--root or --repo-id)")
+        if self.verify is not None:
+            if self.verify not in ("report", "filter"):
+                raise UsageError(f"--verify takes report or filter, got {self.verify!r}")
+            for on, why in ((self.input_jsonl is not None, "--input-jsonl samples carry no episode's skills to choose "
+                                                           "from"),
+                            (self.num_shards > 1, "a shard writes no dataset (verify in a one-machine run)"),
+                            (self.engine == "ray", "--engine ray generates in its actors (verify with the local "
+                                                   "engine)")):
+                if on:
+                    raise UsageError(f"--verify does not go with this run: {why}")
         if self.min_chars is not None and self.min_chars < 1:
             raise UsageError(f"--min-chars must be >= 1, got {self.min_chars}")
         if self.prompt_template is not None:
@@ -265,6 +276,7 @@ class RunConfig:
             "format": self.output_format if self.input_jsonl is None else None,
             "skills": skills_id,  # where the skills came from (file/language: their digest; annotate: how)
             "filters": filters.identity(self),
+            "verify": self.verify,
         }
 
     def parameters(self) -> dict[str, Any]:

@@ -26,10 +26,11 @@ POINTS = (
     "finalize",  # staging complete, before the rename into place
     "cleanup",  # after the rename, before the work folder is removed
 )
-# passed only by --skills annotate runs (tests/test_skills_sources.py)
+# passed only by --skills annotate and --verify runs (tests/test_skills_sources.py, tests/test_quality.py)
 SKILL_POINTS = (
     "skills.asked",  # after the backend labelled a batch of episodes, before the skills journal has it
     "skills.journal",  # after a labelled batch is in the skills journal
+    "verify",  # --verify: after a batch of verdicts is in the verify journal
 )
 _seen: Counter[str] = Counter()
 

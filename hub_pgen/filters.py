@@ -22,12 +22,13 @@ from hub_pgen.quality import is_degenerate
 def identity(config: Any) -> dict[str, Any] | None:
     """The filters in force, for the fingerprint (None: none)."""
     f = {"min_chars": config.min_chars, "dedupe": config.dedupe, "drop_degenerate": config.drop_degenerate}
-    return f if (config.min_chars or config.dedupe or config.drop_degenerate) else None
+    return f if (config.min_chars or config.dedupe or config.drop_degenerate) else None  # --verify: its own key
 
 
-def reasons(samples: Sequence[Sample], journal: dict[str, JournalRecord], config: Any) -> dict[str, str]:
+def reasons(samples: Sequence[Sample], journal: dict[str, JournalRecord], config: Any,
+            verdicts: dict[str, Any] | None = None) -> dict[str, str]:
     """sample id → why it is filtered, for the ok records of ``samples`` (in plan order: a duplicate is
-    the later one)."""
+    the later one). ``verdicts`` (``--verify filter``): hub_pgen.verify's, by sample id."""
     out: dict[str, str] = {}
     seen: set[tuple[Any, str, str]] = set()
     for s in samples:
@@ -39,6 +40,10 @@ def reasons(samples: Sequence[Sample], journal: dict[str, JournalRecord], config
             out[s.sample_id] = f"shorter than --min-chars {config.min_chars}"
         elif config.drop_degenerate and (is_degenerate(prompt) or is_degenerate(reply)):
             out[s.sample_id] = "degenerate text (--drop-degenerate)"
+        elif verdicts is not None and s.sample_id in verdicts and not verdicts[s.sample_id].agrees:
+            read = verdicts[s.sample_id].skill
+            out[s.sample_id] = (f"the verifier read another skill: {read}" if read is not None
+                                else "the verifier gave no usable answer") + " (--verify filter)"
         elif config.dedupe:
             key = (s.episode_index, " ".join(prompt.lower().split()), " ".join(reply.lower().split()))
             if key in seen:

@@ -60,6 +60,7 @@ class RunResult:
     skills: dict[str, Any] | None = None  # where the skills came from (meta/hub_pgen.json → skills)
     quality: dict[str, Any] | None = None  # hub_pgen.quality measures of the ok dialogues
     filtered: dict[str, Any] | None = None  # hub_pgen.filters: {"count", "by_reason"}
+    verify: dict[str, Any] | None = None  # --verify: {"mode", "checked", "agree", ..., "agreement"}
     language: dict[str, Any] | None = None  # what the language columns got (meta/hub_pgen.json → language)
 
 
@@ -278,7 +279,8 @@ def plan_report(config: RunConfig, prep: Prepared) -> dict[str, Any]:
         sampling=config.sampling,
         samples=len(prep.samples),
         **({"kept_source_dialogues": len(plan.taken)} if plan.taken else {}),
-        model_calls=len(prep.samples) if get_backend(config.backend).uses_model else 0,
+        model_calls=(len(prep.samples) * (2 if config.verify else 1)  # --verify asks once more per sample
+                     if get_backend(config.backend).uses_model else 0),
         batches=-(-len(prep.samples) // config.batch_size),
         mix=mix_report([(s.scenario_type, s.response_type) for s in prep.samples]),
     )
@@ -826,7 +828,9 @@ def _generate_and_write(
         logger.warning("%s", line)
     from hub_pgen import filters
 
-    why = filters.reasons(prep.samples, journal, config) if prep.shard is None else {}  # shards: the merge filters
+    verdicts = _verify(config, prep, paths, backend, journal, reporter) if config.verify else None
+    why = filters.reasons(prep.samples, journal, config,  # shards: the merge filters
+                          verdicts if config.verify == "filter" else None) if prep.shard is None else {}
     if why:
         logger.warning("%d dialogue(s) filtered (%s): recorded in %s with their reason", len(why),
                        "; ".join(f"{n} {r}" for r, n in filters.summary(why)["by_reason"].items()),
@@ -836,6 +840,10 @@ def _generate_and_write(
     prov["notices"] = list(prep.notices) + notes
     prov["quality"] = quality.as_dict()
     prov["filtered"] = filters.summary(why)
+    if verdicts is not None:
+        from hub_pgen import verify as verify_mod
+
+        prov["verify"] = {"mode": config.verify, **verify_mod.summary(verdicts)}
     if prep.skills is not None:
         prov["skills"] = _skills_provenance(prep)
     if prep.shard is not None:  # a shard result: keyed by the shard, merged by the job's fingerprint
@@ -874,6 +882,7 @@ def _generate_and_write(
         skills=prov.get("skills"),
         quality=prov.get("quality"),
         filtered=prov.get("filtered"),
+        verify=prov.get("verify"),
     )
 
 
@@ -954,6 +963,21 @@ def _write(prep: Prepared, journal: dict[str, JournalRecord], staging: Path, pro
             "notes": notes, "language": language}
 
 
+def _verify(config: RunConfig, prep: Prepared, paths: out_mod.OutputPaths, backend: Backend,
+            journal: dict[str, JournalRecord], reporter: Reporter) -> dict[str, Any]:
+    """--verify: a verdict for every ok sample (journaled: a resumed run asks nothing twice)."""
+    from hub_pgen import verify as verify_mod
+
+    path = paths.work / "verify.jsonl"
+    done = verify_mod.load(path, fingerprint=prep.fingerprint)
+    reporter.stage("verify", f"asking the {config.backend} backend which skill each user prompt leads to "
+                             f"({len(done)} verdict(s) from an earlier try)")
+    with JournalWriter(path) as writer:
+        return verify_mod.verify(prep.samples, journal, prep.plan.segments if prep.plan else (), backend, done=done,
+                                 append=writer.append, fingerprint=prep.fingerprint, seed_of=sample_seed,
+                                 seed=config.seed, batch_size=config.batch_size)
+
+
 def _skills_to_write(prep: Prepared, origin: str) -> Any:
     """What the new dataset's meta/skills.json is: the source's own file as it is (None: copied with the
     rest), a skills file from elsewhere as it is (its path), or the skills in the seed's format."""
@@ -988,4 +1012,4 @@ def _result_from_output(state: str, output: Path, prep: Prepared, t0: float) -> 
                      notices=prep.notices,
                      output_format=prov.get("format", "hirobot") if prep.source is not None else None,
                      language=prov.get("language"), skills=prov.get("skills"), quality=prov.get("quality"),
-                     filtered=prov.get("filtered"))
+                     filtered=prov.get("filtered"), verify=prov.get("verify"))

@@ -63,6 +63,9 @@ def print_summary(result: RunResult) -> None:
                                    f"{result.language['subtask_rows']} subtask(s)")] if result.language else []),
         ("frames with a dialogue", f"{result.frames_labelled} of {result.frames}" if result.frames else "—"),
         *([("quality", _quality_line(result.quality))] if result.quality and result.quality.get("samples") else []),
+        *([("verified", f"agreement {result.verify['agreement']:.0%} ({result.verify['agree']} of "
+                        f"{result.verify['checked']}; {result.verify['unanswered']} unanswered)")]
+          if result.verify and result.verify.get("checked") else []),
         *([("filtered", f"{result.filtered['count']}: " + "; ".join(
             f"{n} {r}" for r, n in result.filtered["by_reason"].items()))]
           if result.filtered and result.filtered.get("count") else []),

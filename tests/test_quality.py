@@ -155,3 +155,72 @@ def test_filtered_samples_are_recorded_with_their_reason_and_keep_minus_one(exam
     assert result["frames_labelled"] == sum(1 for v in high.values() if v >= 0)
     assert json.loads((out / "meta" / "hub_pgen.json").read_text())["identity"]["filters"] == {
         "min_chars": 40, "dedupe": True, "drop_degenerate": False}
+
+
+# --- --verify -------------------------------------------------------------------------------------------
+
+
+def test_verify_reports_agreement_and_filters_what_the_verifier_reads_otherwise(example_root, tmp_path, capsys,
+                                                                               monkeypatch):
+    """A stand-in model that always answers the episode's first skill: right for the first segment of each
+    episode, wrong for the others — the agreement and the filtered samples are exactly those."""
+    from .openai_server import OpenAIServer
+
+    monkeypatch.setenv("HUB_PGEN_RETRY_SCALE", "0.01")
+    out = tmp_path / "o"
+    with OpenAIServer() as server:
+        rc, result = cli_json(capsys, "--root", str(example_root), "--output-dir", str(out), "--backend", "openai",
+                              "--base-url", server.url, "--verify", "filter")
+        asked = [r["body"] for r in server.requests
+                 if r["body"].get("response_format", {}).get("json_schema", {}).get("name") == "hub_pgen_verify"]
+    assert rc == 0
+    records = [json.loads(x) for x in (out / "meta" / "syn_annotations.jsonl").read_text().splitlines()]
+    first = {}
+    for r in sorted(records, key=lambda r: (r["episode_index"], r["frame_start"])):
+        first.setdefault(r["episode_index"], r["skill_current"])
+    right = [r for r in records if r["skill_current"] == first[r["episode_index"]]]
+    v = result["verify"]
+    assert len(asked) == v["checked"] == len(records) == 25
+    assert all(not b["messages"][0]["content"][:-1] for b in asked)  # text only
+    assert v["agree"] == len(right) and v["disagree"] == 25 - len(right) and v["unanswered"] == 0
+    filtered = [r for r in records if r["status"] == "filtered"]
+    assert len(filtered) == 25 - len(right)
+    assert all(r["error"].startswith("filtered: the verifier read another skill: ") for r in filtered)
+    assert result["filtered"]["count"] == len(filtered)
+    # --dry-run prices it (the template backend asks no model, verifying or not)
+    assert main(["--root", str(example_root), "--backend", "template", "--verify", "--dry-run", "--json",
+                 "--output-dir", str(tmp_path / "d")]) == 0
+    plan = json.loads(capsys.readouterr().out)["plan_report"]
+    assert plan["model_calls"] == 0  # the template backend asks no model, verifying or not
+
+
+def test_verify_with_the_template_backend_agrees_everywhere_and_is_part_of_the_configuration(example_root, tmp_path,
+                                                                                            capsys):
+    rc, result = cli_json(capsys, "--root", str(example_root), "--output-dir", str(tmp_path / "o"),
+                          "--backend", "template", "--verify")
+    assert rc == 0 and result["verify"]["agreement"] == 1.0 and result["verify"]["mode"] == "report"
+    assert not result.get("filtered", {}).get("count")
+    assert main(["--root", str(example_root), "--output-dir", str(tmp_path / "o"), "--backend", "template",
+                 "-q"]) == 4  # another configuration
+    for extra, message in ((("--num-shards", "2"), "a shard writes no dataset"),
+                           (("--engine", "ray", "--workers", "1"), "--engine ray generates in its actors")):
+        assert main(["--root", str(example_root), "--backend", "template", "--verify", *extra, "-q"]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_a_killed_verification_resumes_without_asking_twice(example_root, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "hub_pgen", "--root", str(example_root), "--backend", "template", "--verify",
+            "--batch-size", "1", "--output-dir", str(tmp_path / "o"), "-q"]
+    killed = subprocess.run(args, env={**os.environ, "HUB_PGEN_KILL_AT": "verify:3"}, capture_output=True, timeout=300)
+    assert killed.returncode == -9
+    assert len((tmp_path / "o.partial" / "verify.jsonl").read_text().splitlines()) == 3
+    # 22 verdicts left: passing the point a 23rd time (asking one again) would kill this run too
+    done = subprocess.run(args, env={**os.environ, "HUB_PGEN_KILL_AT": "verify:23"}, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    prov = json.loads((tmp_path / "o" / "meta" / "hub_pgen.json").read_text())
+    assert prov["verify"]["checked"] == 25 and prov["verify"]["agree"] == 25

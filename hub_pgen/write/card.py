@@ -91,6 +91,10 @@ def render_card(provenance: dict[str, Any], examples: Sequence[JournalRecord], *
                            ("skill_copied", "prompts copying the skill"), ("near_duplicates", "near-duplicate prompts"),
                            ("refusals", "refusals")):
             lines.append(f"| {label} | {escape(quality.get(key))} |")
+        verified = provenance.get("verify") or {}
+        if verified.get("checked"):
+            lines.append(f"| verifier agreement (--verify) | {escape(verified.get('agreement'))} of "
+                         f"{escape(verified.get('checked'))} |")
     if mix:
         lines += ["", "## Scenario and response mix (paper, appendix A.1)", ""]
         for kind in ("scenario_type", "response_type"):
