@@ -70,7 +70,10 @@ class _Parser(argparse.ArgumentParser):
         hint = f"see {self.prog} --help"
         unknown = re.findall(r"(--[\w-]+)", message) if "unrecognized arguments" in message else []
         flags = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
-        close = [m for u in unknown for m in difflib.get_close_matches(u.split("=")[0], flags, n=1)]
+        # an abbreviation first (--retry → --retry-failed), else the closest spelling (--fromat → --format)
+        close = [next((f for f in flags if f.startswith(u.split("=")[0])), None)
+                 or next(iter(difflib.get_close_matches(u.split("=")[0], flags, n=1)), None) for u in unknown]
+        close = [c for c in close if c]
         if close:
             hint = f"did you mean {', '.join(close)}? ({hint})"
         raise UsageError(f"{message}", hint=hint)
