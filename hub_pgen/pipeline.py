@@ -659,9 +659,8 @@ def merge(
             with JournalWriter(paths.journal) as writer:
                 writer.append(shards.with_records_fingerprint(union, prep.fingerprint))
         backend = _Replay((first.provenance.get("generation") or {}).get("backend_details"))
-        result = _generate_and_write(config, prep, paths, backend, reporter, t0, started, earlier={},
-                                     retry_failed=False, replace_output=False)
-        return config, replace(result, generated=0)
+        return config, _generate_and_write(config, prep, paths, backend, reporter, t0, started, earlier={},
+                                           retry_failed=False, replace_output=False)
     finally:
         if committed:
             lock.release()

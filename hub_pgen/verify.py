@@ -20,6 +20,7 @@ from typing import Any
 
 from hub_pgen import faults
 from hub_pgen.data import JournalRecord, Sample
+from hub_pgen.errors import GenerationError
 from hub_pgen.generate.layer import Call, CallFailed
 from hub_pgen.generate.parse import extract_object
 
@@ -86,7 +87,7 @@ def verify(samples: Sequence[Sample], journal: dict[str, JournalRecord], segment
                 continue
             try:
                 read = extract_object(answer).get("skill")
-            except Exception as e:  # GenerationError: no JSON at all
+            except GenerationError as e:  # no JSON at all
                 verdicts.append(Verdict(s.sample_id, None, False, answer, str(e), fingerprint))
                 continue
             read = read if read in names else None

@@ -484,3 +484,30 @@ def test_clear_cache_forgets_models_and_backends(tiny_dirs):
     TransformersBackend.clear_cache()
     second = load(tiny_dirs)
     assert second is not first and second.loaded.model is not first.loaded.model
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen3_vl"])
+def test_static_kv_cache_gives_the_dynamic_caches_answers(tiny_dirs, family):
+    """Issue 10 part 4's decision rests on this: transformers' static KV cache (what
+    scripts/bench_gpu_pipeline.py --cache static sets) writes the same constrained answers for a
+    left-padded image batch as the default dynamic cache; only its speed is left to measure on a GPU."""
+    import copy
+
+    from hub_pgen.generate.schema import min_max_new_tokens
+
+    backend = load(tiny_dirs, family, max_new_tokens=min_max_new_tokens(), max_retries=0)
+    reqs = requests(4)
+    dynamic = [r.raw_text for r in backend.generate(reqs)]
+    plain = backend.generate_fn
+
+    def static(**kw: Any) -> Any:
+        kw["generation_config"] = copy.deepcopy(kw["generation_config"])
+        kw["generation_config"].cache_implementation = "static"
+        return plain(**kw)
+
+    backend.generate_fn = static
+    try:
+        assert [r.raw_text for r in backend.generate(reqs)] == dynamic
+    finally:
+        backend.generate_fn = plain
+    assert len(set(dynamic)) > 1
