@@ -98,8 +98,8 @@ def render_card(provenance: dict[str, Any], examples: Sequence[JournalRecord], *
     if mix:
         lines += ["", "## Scenario and response mix (paper, appendix A.1)", ""]
         for kind in ("scenario_type", "response_type"):
-            parts = ", ".join(f"{escape(k)}: {v}" for k, v in mix.get(kind, {}).items())
-            lines.append(f"- **{kind}** — {parts}")
+            counts_text = ", ".join(f"{escape(k)}: {v}" for k, v in mix.get(kind, {}).items())
+            lines.append(f"- **{kind}** — {counts_text}")
     ok = [r for r in examples if r.status == "ok"][:limit]
     if ok:
         lines += ["", "## Examples", "", "| skill | scenario / response | user prompt | robot reply |", "|---|---|---|---|"]
@@ -132,6 +132,14 @@ def render_card(provenance: dict[str, Any], examples: Sequence[JournalRecord], *
         "",
         f"`meta/syn_annotations.jsonl` holds every generated sample (D_syn), and `{layout.PROVENANCE_PATH}` "
         "the full parameters of the run.",
+        "",
+        "## Review",
+        "",
+        f"`{layout.REPORT_PATH}` is a review page of the samples, one self-contained HTML file: per episode the "
+        "skill timeline with each sample on it, the frames the model saw, each dialogue or failure, the quality "
+        "measures and the mix. Download it and open it in a browser"
+        + (f": `hf download {repo} {layout.REPORT_PATH} --repo-type dataset"
+           + (f" --revision {branch}" if branch else "") + "`." if repo else "."),
         "",
     ]
     return "\n".join(lines)
