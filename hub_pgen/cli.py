@@ -32,11 +32,14 @@ EXIT_INTERNAL = 70
 USAGE = """%(prog)s (--root DIR | --repo-id OWNER/NAME | --input-jsonl FILE) [options]
        %(prog)s demo [--output-dir DIR] [--backend template|transformers] [--model M]
        %(prog)s validate DIR [--source SRC]
+       %(prog)s report OUT [--output FILE] [--rrd FILE] [--episodes LIST] [--max-cards N]
        %(prog)s merge SHARD... (--root DIR | --repo-id OWNER/NAME) [--output-dir OUT] [--push-to OWNER/NAME]"""
 
 EPILOG = """subcommands:
   demo                  build a small example dataset and run the whole job on it, offline
   validate DIR          check a dataset folder against the output contract (the push runs it first)
+  report OUT            write the review page of a result again (every run writes OUT/meta/hub_pgen_report.html);
+                        --rrd FILE also exports a Rerun recording
   merge SHARD...        write the dataset of a sharded job (--num-shards/--shard-index) from its shards
 
 skills (--skills auto: meta/skills.json, else lerobot's subtask rows in language_persistent, else
@@ -50,9 +53,9 @@ episode's start, a frame at t belongs to the skill with start <= t < end:
 
 exit codes:
   0 ok, 2 bad arguments, 3 bad input data, 4 output folder problem (in use, another
-  configuration, not writable), 5 model loading, 6 Hub or model server, 7 validation
-  failed, 8 every sample failed (written, not pushed: --retry-failed), 9 (--job --follow) the
-  job ended ERROR/CANCELED, 130 interrupted (rerun the same command to resume), 70 internal error
+  configuration, not writable), 5 model loading (or an optional package missing), 6 Hub or
+  model server, 7 validation failed, 8 every sample failed (written, not pushed: --retry-failed),
+  9 (--job --follow) the job ended ERROR/CANCELED, 130 interrupted (rerun the same command to resume), 70 internal error
 
 environment:
   HF_TOKEN, HF_HOME, HF_ENDPOINT, HF_HUB_OFFLINE   the Hugging Face Hub (huggingface_hub's own)
@@ -358,6 +361,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hub_pgen.validate import main as validate_main
 
         return _guarded(lambda: validate_main(argv[1:]), argv)
+
+    if argv and argv[0] == "report":
+        from hub_pgen.review import main as report_main
+
+        return _guarded(lambda: report_main(argv[1:]), argv)
 
     if argv and argv[0] == "merge":
         def parse_and_merge() -> int:

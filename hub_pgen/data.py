@@ -231,6 +231,8 @@ class JournalRecord:
     # earlier failed tries of this sample, oldest first: {"error", "attempts", "raw_text"} each
     # (kept by --retry-failed, so a recovered sample still shows what went wrong before)
     earlier: tuple[dict[str, Any], ...] = ()
+    # --verify: {"skill": what the verifier read (None: no usable answer), "agrees": bool}; filled at write time
+    verified: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -239,6 +241,8 @@ class JournalRecord:
         d["earlier"] = [dict(e) for e in self.earlier]
         if not d["earlier"]:
             del d["earlier"]  # records that never failed keep the journal format they had
+        if d["verified"] is None:
+            del d["verified"]  # likewise: only --verify runs carry it
         return d
 
     @classmethod
@@ -248,6 +252,8 @@ class JournalRecord:
         kw["images"] = tuple(kw.get("images", ()))
         kw["skill_history"] = tuple(kw.get("skill_history", ()))
         kw["earlier"] = tuple(dict(e) for e in kw.get("earlier", ()) if isinstance(e, dict))
+        if not isinstance(kw.get("verified"), dict):
+            kw.pop("verified", None)
         return cls(**kw)
 
     def as_earlier(self) -> dict[str, Any]:

@@ -23,6 +23,7 @@ NO_TASK = -1  # "no generated task here": outside every skill, or generation fai
 SYN_ANNOTATIONS_PATH = "meta/syn_annotations.jsonl"
 SKILL_ANNOTATIONS_PATH = "meta/hub_pgen_skills.jsonl"  # --skills annotate: each episode's segmentation
 PROVENANCE_PATH = "meta/hub_pgen.json"
+REPORT_PATH = "meta/hub_pgen_report.html"  # the review page every run writes (hub_pgen.review)
 JSONL_RESULT_NAME = "syn_annotations.jsonl"  # the D_syn file of an --input-jsonl run (no dataset around it)
 CARD_PATH = "README.md"
 TASK_EXTRA_COLUMNS = ("user_prompt", "robot_utterance", "skill", "scenario_type", "response_type")

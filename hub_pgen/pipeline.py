@@ -62,6 +62,7 @@ class RunResult:
     filtered: dict[str, Any] | None = None  # hub_pgen.filters: {"count", "by_reason"}
     verify: dict[str, Any] | None = None  # --verify: {"mode", "checked", "agree", ..., "agreement"}
     language: dict[str, Any] | None = None  # what the language columns got (meta/hub_pgen.json → language)
+    report: Path | None = None  # the review page (meta/hub_pgen_report.html) of a dataset result
 
 
 @dataclass(frozen=True)
@@ -852,7 +853,10 @@ def _generate_and_write(
     if retry_ids:
         prov["retried"] = _retry_history(paths.output, retry_ids, journal, started)
     staging = out_mod.fresh_staging(paths)
-    summary = _write(prep, filters.apply(journal, why), staging, prov, config.output_format)
+    written = filters.apply(journal, why)
+    if verdicts is not None:
+        written = verify_mod.annotate(written, verdicts)
+    summary = _write(prep, written, staging, prov, config.output_format)
     if prep.source is not None and prep.shard is None:
         _check_staged(staging, paths)
     faults.point("finalize")
@@ -882,7 +886,13 @@ def _generate_and_write(
         quality=prov.get("quality"),
         filtered=prov.get("filtered"),
         verify=prov.get("verify"),
+        report=_report_path(paths.output),
     )
+
+
+def _report_path(output: Path) -> Path | None:
+    path = output / layout.REPORT_PATH
+    return path if path.is_file() else None
 
 
 def _check_staged(staging: Path, paths: out_mod.OutputPaths) -> None:
@@ -905,7 +915,7 @@ def _earlier_records(output: Path, fp: str) -> dict[str, JournalRecord]:
     journal records of this configuration."""
     for path in (output / layout.SYN_ANNOTATIONS_PATH, output / layout.JSONL_RESULT_NAME):
         if path.is_file():
-            return {sid: replace(r, fingerprint=fp, task_index_high_level=None)
+            return {sid: replace(r, fingerprint=fp, task_index_high_level=None, verified=None)
                     for sid, r in load_journal(path).items()}
     return {}
 
@@ -958,6 +968,12 @@ def _write(prep: Prepared, journal: dict[str, JournalRecord], staging: Path, pro
     language = summary.language.as_dict() if summary.language is not None else None
     for line in notes:
         logger.warning("%s", line)
+    from hub_pgen.review import write_report
+
+    report = write_report(staging)  # part of the result (and so pushed with it): the dataset as written
+    if report.unreadable_images:
+        notes.append(f"the review page shows {report.unreadable_images} frame(s) as unavailable (they could not be "
+                     f"decoded): see {layout.REPORT_PATH}")
     return {"new_tasks": summary.new_tasks, "frames": summary.frames, "frames_labelled": summary.frames_labelled,
             "notes": notes, "language": language}
 
@@ -1011,4 +1027,4 @@ def _result_from_output(state: str, output: Path, prep: Prepared, t0: float) -> 
                      notices=prep.notices,
                      output_format=prov.get("format", "hirobot") if prep.source is not None else None,
                      language=prov.get("language"), skills=prov.get("skills"), quality=prov.get("quality"),
-                     filtered=prov.get("filtered"), verify=prov.get("verify"))
+                     filtered=prov.get("filtered"), verify=prov.get("verify"), report=_report_path(output))

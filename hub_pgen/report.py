@@ -18,6 +18,7 @@ def result_json(result: RunResult) -> dict[str, Any]:
     d["examples"] = [{"sample_id": r.sample_id, "skill": r.skill_current, "user_prompt": r.user_prompt,
                       "robot_utterance": r.robot_utterance} for r in result.examples]
     d["output"] = str(result.output) if result.output else None
+    d["report"] = str(result.report) if result.report else None
     d["exit_code"] = 0
     return d
 
@@ -69,6 +70,7 @@ def print_summary(result: RunResult) -> None:
         *([("filtered", f"{result.filtered['count']}: " + "; ".join(
             f"{n} {r}" for r, n in result.filtered["by_reason"].items()))]
           if result.filtered and result.filtered.get("count") else []),
+        *([("review", f"{result.report}  (open it in a browser)")] if result.report else []),
         ("fingerprint", result.fingerprint),
         ("seconds", f"{result.elapsed_s:.1f}"),
     ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +119,10 @@ def summary(verdicts: dict[str, Verdict]) -> dict[str, Any]:
     unanswered = sum(v.skill is None for v in verdicts.values())
     return {"checked": checked, "agree": agree, "disagree": checked - agree - unanswered, "unanswered": unanswered,
             "agreement": round(agree / checked, 4) if checked else None}
+
+
+def annotate(journal: dict[str, JournalRecord], verdicts: dict[str, Verdict]) -> dict[str, JournalRecord]:
+    """The records with what the verifier read on each (``verified``), so every disagreement is recorded
+    in ``meta/syn_annotations.jsonl`` (and shown on the review page), filtered or not."""
+    return {sid: replace(r, verified={"skill": verdicts[sid].skill, "agrees": verdicts[sid].agrees})
+            if sid in verdicts else r for sid, r in journal.items()}

@@ -185,6 +185,11 @@ def test_verify_reports_agreement_and_filters_what_the_verifier_reads_otherwise(
     assert len(filtered) == 25 - len(right)
     assert all(r["error"].startswith("filtered: the verifier read another skill: ") for r in filtered)
     assert result["filtered"]["count"] == len(filtered)
+    # every verdict is recorded on its sample (what the verifier read), and the review page shows it
+    for r in records:
+        assert r["verified"] == {"skill": first[r["episode_index"]], "agrees": r in right}
+    page = (out / "meta" / "hub_pgen_report.html").read_text(encoding="utf-8")
+    assert page.count("(disagrees)</dd>") == 25 - len(right) and page.count("(agrees)</dd>") == len(right)
     # --dry-run prices it (the template backend asks no model, verifying or not)
     assert main(["--root", str(example_root), "--backend", "template", "--verify", "--dry-run", "--json",
                  "--output-dir", str(tmp_path / "d")]) == 0

@@ -26,7 +26,8 @@ def merge(src: Path, out: Path, *shards: Path, extra: tuple[str, ...] = ()) -> i
 
 def same_dataset(a: Path, b: Path) -> None:
     ha, hb = tree_hashes(a), tree_hashes(b)
-    ha.pop("meta/hub_pgen.json"), hb.pop("meta/hub_pgen.json")  # its created_at
+    for rel in ("meta/hub_pgen.json", "meta/hub_pgen_report.html"):  # its created_at (the review page shows it)
+        ha.pop(rel), hb.pop(rel)
     assert ha == hb
 
 
@@ -83,7 +84,8 @@ def test_two_shards_of_a_tiny_model_merged_equal_the_one_machine_run(example_roo
     assert merge(example_root, tmp_path / "merged", tmp_path / "s0", tmp_path / "s1") == 0
     validate(tmp_path / "merged", source=example_root)
     a, b = tree_hashes(tmp_path / "merged"), tree_hashes(tmp_path / "one")
-    for rel in ("meta/hub_pgen.json", "README.md"):  # the card lists the parameters: the shards' batch size
+    # the card and the review page list the parameters: the shards' batch size
+    for rel in ("meta/hub_pgen.json", "README.md", "meta/hub_pgen_report.html"):
         a.pop(rel), b.pop(rel)
     assert a == b
     card = [line for line in (tmp_path / "merged" / "README.md").read_text().splitlines()

@@ -36,7 +36,9 @@ _REQUIRED_EPISODE_COLUMNS = (
 )
 
 
-def load_info(root: Path) -> dict[str, Any]:
+def load_info(root: Path, *, output: bool = False) -> dict[str, Any]:
+    """``meta/info.json``, checked. ``output``: the folder is one hub-pgen wrote (read for its review), so
+    its ``task_index_high_level`` feature is expected rather than refused."""
     path = root / layout.INFO_PATH
     info = _read_json_object(path, missing=f"{path} not found: {root} is not a LeRobot dataset folder",
                              hint="point --root at the folder that holds meta/info.json, or use --repo-id")
@@ -58,7 +60,7 @@ def load_info(root: Path) -> dict[str, Any]:
         raise SourceError(
             f"{path}: features lack {missing}, which every LeRobot v3.0 dataset has", path=path
         )
-    if layout.FEATURE in features:
+    if layout.FEATURE in features and not output:
         raise SourceError(
             f"{path}: the dataset already has a '{layout.FEATURE}' feature",
             path=path,

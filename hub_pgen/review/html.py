@@ -1,0 +1,306 @@
+"""The review as one self-contained HTML file.
+
+No script, no external resource: the page's Content-Security-Policy allows only inline styles and
+``data:`` images, so it opens offline, from a file, or from any server, and a model string that
+escaped escaping still could not run or fetch anything. Every string that came from a model, a
+dataset or a user goes through :func:`esc` (text and attribute values alike); ids are rebuilt from
+a safe alphabet.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from hub_pgen import __version__, layout
+from hub_pgen.data import JournalRecord
+from hub_pgen.review.model import EpisodeView, Review
+from hub_pgen.review.thumbs import Thumb
+
+RAW_TEXT_LIMIT = 4000  # characters of a failure's raw model answer shown (the record has all of it)
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+_UNSAFE_ID = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def anchor(sample_id: str) -> str:
+    return "s-" + _UNSAFE_ID.sub("_", sample_id)
+
+
+STYLE = """
+:root{--ok:#1a7f37;--bad:#cf222e;--flt:#9a6700;--mut:#57606a;--line:#d0d7de;--bg:#f6f8fa}
+*{box-sizing:border-box}body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1f2328}
+header,main>section,nav{padding:12px 24px}header{background:var(--bg);border-bottom:1px solid var(--line)}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:18px 0 6px}h3{font-size:15px;margin:12px 0 4px}
+.meta{color:var(--mut)}table{border-collapse:collapse;margin:4px 0}td,th{border:1px solid var(--line);padding:3px 8px;text-align:left}
+th{background:var(--bg)}td.n{text-align:right;font-variant-numeric:tabular-nums}
+.alarm{background:#fff8c5;border:1px solid #d4a72c;border-radius:6px;padding:6px 10px;margin:6px 0}
+.notice{color:var(--mut)}.grid{display:flex;flex-wrap:wrap;gap:24px}
+nav a{margin-right:10px;white-space:nowrap}
+.timeline{position:relative;height:58px;background:repeating-linear-gradient(45deg,#eee 0 6px,#fff 6px 12px);
+  border:1px solid var(--line);border-radius:4px;margin:6px 0 2px}
+.seg{position:absolute;top:0;height:30px;background:#ddf4ff;border-right:1px solid #54aeff;overflow:hidden;
+  white-space:nowrap;text-overflow:ellipsis;font-size:12px;padding:6px 4px}
+.seg:nth-child(even){background:#b6e3ff}
+.nodlg{position:absolute;top:32px;height:8px;background:var(--bad);opacity:.55}
+.mk{position:absolute;top:42px;width:12px;height:12px;margin-left:-6px;border-radius:50%;background:var(--ok);
+  border:2px solid #fff;text-decoration:none}
+.mk.failed{background:var(--bad)}.mk.filtered{background:var(--flt)}
+.legend{font-size:12px;color:var(--mut)}.legend i{display:inline-block;width:10px;height:10px;margin:0 3px 0 10px}
+.cards{display:flex;flex-wrap:wrap;gap:12px}
+.card{border:1px solid var(--line);border-left:5px solid var(--ok);border-radius:6px;padding:8px 10px;width:430px;background:#fff}
+.card.failed{border-left-color:var(--bad)}.card.filtered{border-left-color:var(--flt)}
+.card:target{outline:3px solid #0969da}
+.imgs{display:flex;gap:6px;flex-wrap:wrap}figure{margin:0}figcaption{font-size:11px;color:var(--mut)}
+img.thumb{display:block;width:192px;height:auto;border-radius:3px;background:#eee}
+.noimg{width:192px;height:72px;background:#fff0f0;color:var(--bad);font-size:11px;padding:4px;overflow:hidden}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:1px 8px;margin:6px 0}dt{color:var(--mut)}dd{margin:0}
+.say{margin:4px 0;padding:4px 8px;border-radius:8px}.user{background:#f1f8ff}.robot{background:#effbef}
+.status{font-weight:600;font-size:12px;text-transform:uppercase}.ok .status{color:var(--ok)}
+.failed .status{color:var(--bad)}.filtered .status{color:var(--flt)}
+.err{color:var(--bad)}pre{white-space:pre-wrap;word-break:break-word;background:var(--bg);padding:6px;max-height:240px;overflow:auto}
+"""
+
+
+def render(review: Review, thumbs: dict[str, list[Thumb]]) -> str:
+    prov = review.provenance
+    counts = review.counts()
+    shown = sum(1 for r in review.records if r.sample_id in review.shown)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>hub-pgen review: {esc(review.name)}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        _header(review, counts, shown),
+        "<main>",
+        _summary(review, counts),
+        _nav(review.episodes),
+    ]
+    for ep in review.episodes:
+        parts.append(_episode(ep, review, thumbs))
+    parts.append(_provenance(prov))
+    parts.append("</main></body></html>")
+    return "\n".join(parts)
+
+
+def _header(review: Review, counts: dict[str, int], shown: int) -> str:
+    prov = review.provenance
+    gen = prov.get("generation", {})
+    model = gen.get("model") or "(no model)"
+    limited = (f" Showing {shown} of {counts['samples']} samples as cards: every failed and filtered one, then ok ones "
+               f"spread evenly (all of them are in {layout.SYN_ANNOTATIONS_PATH})." if shown < counts["samples"] else "")
+    return (f"<header><h1>hub-pgen review: {esc(review.name)}</h1>"
+            f"<div class=\"meta\">{esc(prov.get('created_at', ''))} · hub-pgen {esc(prov.get('tool', {}).get('version', ''))}"
+            f" · backend {esc(gen.get('backend', '?'))} · model {esc(model)} · format {esc(prov.get('format', 'hirobot'))}"
+            f" · fingerprint {esc(prov.get('fingerprint', ''))}</div>"
+            f"<div class=\"meta\">{esc(limited)}</div></header>")
+
+
+def _table(rows: Sequence[Sequence[Any]], head: Sequence[str] | None = None) -> str:
+    out = ["<table>"]
+    if head:
+        out.append("<tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>")
+    for row in rows:
+        cells = []
+        for v in row:
+            cls = ' class="n"' if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
+            cells.append(f"<td{cls}>{esc(_fmt(v))}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</table>")
+    return "".join(out)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v:,}"
+    return "" if v is None else str(v)
+
+
+def _summary(review: Review, counts: dict[str, int]) -> str:
+    from hub_pgen.quality import Quality
+
+    prov = review.provenance
+    pc = prov.get("counts", {})
+    rows = [("samples", counts["samples"]), ("ok", counts["ok"]), ("failed", counts["failed"]),
+            ("filtered", counts["filtered"])]
+    if pc.get("frames"):
+        rows.append(("frames with a dialogue", f"{pc.get('frames_labelled', 0):,} of {pc['frames']:,}"))
+    if pc.get("kept_source_dialogues"):
+        rows.append(("frames that kept the source's dialogue", pc["kept_source_dialogues"]))
+    if pc.get("new_tasks") is not None:
+        rows.append(("new tasks.parquet rows", pc.get("new_tasks")))
+    skills = prov.get("skills") or {}
+    if skills:
+        rows.append(("skills from", f"{skills.get('source')}: {skills.get('skills', '?')} skill(s) in "
+                                    f"{skills.get('episodes_with_skills', '?')} episode(s)"))
+    out = ['<section id="summary"><h2>Summary</h2><div class="grid"><div><h3>Counts</h3>', _table(rows), "</div>"]
+
+    q = prov.get("quality")
+    alarms: list[str] = []
+    if q:
+        try:
+            alarms = Quality(**q).alarms()
+        except TypeError:  # a provenance from another version: show the numbers, no alarms
+            alarms = []
+        qrows = [("distinct dialogues", f"{q.get('distinct_dialogues')} of {q.get('samples')}"),
+                 ("distinct-1 / distinct-2 of prompts", f"{q.get('distinct_1_prompts', 0):.2f} / {q.get('distinct_2_prompts', 0):.2f}"),
+                 ("distinct-1 / distinct-2 of replies", f"{q.get('distinct_1_replies', 0):.2f} / {q.get('distinct_2_replies', 0):.2f}"),
+                 ("prompt characters (min / median / max)", _spread(q.get("prompt_chars"))),
+                 ("reply characters (min / median / max)", _spread(q.get("reply_chars"))),
+                 ("degenerate strings", q.get("degenerate")), ("prompts copying the skill", q.get("skill_copied")),
+                 ("near-duplicates in an episode", q.get("near_duplicates")), ("refusals", q.get("refusals"))]
+        out += ["<div><h3>Quality</h3>", _table(qrows), "</div>"]
+    verify = prov.get("verify")
+    if verify:
+        agreement = verify.get("agreement")
+        vrows = [("mode", verify.get("mode")), ("checked", verify.get("checked")), ("agree", verify.get("agree")),
+                 ("disagree", verify.get("disagree")), ("unanswered", verify.get("unanswered")),
+                 ("agreement", f"{agreement:.1%}" if isinstance(agreement, (int, float)) else "n/a")]
+        out += ["<div><h3>Verifier (--verify)</h3>", _table(vrows), "</div>"]
+    out.append("</div>")
+    out.append(_mix(review))
+    filtered = (prov.get("filtered") or {}).get("by_reason") or {}
+    if filtered:
+        out += ["<h3>Filtered, by reason</h3>", _table(sorted(filtered.items(), key=lambda kv: -kv[1]))]
+    failures = Counter((r.error or "unknown").split(":")[0] for r in review.records if r.status == "failed")
+    if failures:
+        out += ["<h3>Failures, by reason</h3>", _table(failures.most_common())]
+    for a in alarms:
+        out.append(f'<div class="alarm">⚠ {esc(a)}</div>')
+    for n in prov.get("notices", []) or []:
+        if n not in alarms:
+            out.append(f'<div class="notice">note: {esc(n)}</div>')
+    out.append("</section>")
+    return "".join(out)
+
+
+def _spread(d: Any) -> str:
+    if not isinstance(d, dict):
+        return ""
+    return " / ".join(_fmt(d.get(k)) for k in ("min", "median", "max"))
+
+
+def _mix(review: Review) -> str:
+    """Scenario and response types: asked (the plan) against obtained (the ok dialogues)."""
+    asked = review.provenance.get("mix") or {}
+    got: dict[str, Counter[str]] = {"scenario_type": Counter(), "response_type": Counter()}
+    for r in review.records:
+        if r.status == "ok":
+            got["scenario_type"][r.scenario_type] += 1
+            got["response_type"][r.response_type] += 1
+    out = ['<div class="grid">']
+    for kind in ("scenario_type", "response_type"):
+        a = asked.get(kind, {})
+        names = sorted(set(a) | set(got[kind]))
+        ta, tg = sum(a.values()) or 1, sum(got[kind].values()) or 1
+        rows = [(n, a.get(n, 0), f"{a.get(n, 0) / ta:.0%}", got[kind][n], f"{got[kind][n] / tg:.0%}") for n in names]
+        out += [f"<div><h3>Mix: {esc(kind)}</h3>", _table(rows, (kind, "asked", "", "obtained (ok)", "")), "</div>"]
+    out.append("</div>")
+    return "".join(out)
+
+
+def _nav(episodes: Sequence[EpisodeView]) -> str:
+    if len(episodes) < 2:
+        return ""
+    links = " ".join(f'<a href="#ep-{ep.index}">episode {ep.index}</a>' for ep in episodes)
+    return f"<nav><b>Episodes:</b> {links}</nav>"
+
+
+def _pct(x: float, total: float) -> str:
+    return f"{max(0.0, min(100.0, 100.0 * x / total)):.3f}%" if total > 0 else "0%"
+
+
+def _episode(ep: EpisodeView, review: Review, thumbs: dict[str, list[Thumb]]) -> str:
+    total = ep.length
+    statuses = Counter(r.status for r in ep.records)
+    head = (f'<section class="episode" id="ep-{ep.index}"><h2>Episode {ep.index}</h2>'
+            f'<div class="meta">{esc(ep.task)} · {ep.length} frames, {ep.duration:.2f} s · '
+            f"{len(ep.records)} sample(s): {statuses.get('ok', 0)} ok, {statuses.get('failed', 0)} failed, "
+            f"{statuses.get('filtered', 0)} filtered</div>")
+    tl = ['<div class="timeline">']
+    for s in ep.skills:
+        start, end = s.start * ep.fps, min(s.end * ep.fps, total)
+        if end <= start:
+            continue
+        tl.append(f'<div class="seg" style="left:{_pct(start, total)};width:{_pct(end - start, total)}" '
+                  f'title="{esc(s.name)} ({s.start:.2f}-{s.end:.2f} s)">{esc(s.name)}</div>')
+    for a, b in ep.no_dialogue:
+        tl.append(f'<div class="nodlg" style="left:{_pct(a, total)};width:{_pct(b - a, total)}" '
+                  f'title="frames {a}-{b - 1}: no dialogue (-1)"></div>')
+    for r in ep.records:
+        if r.frame_index is None:
+            continue
+        link = f' href="#{anchor(r.sample_id)}"' if r.sample_id in review.shown else ""
+        tl.append(f'<a class="mk {esc(r.status)}"{link} style="left:{_pct(r.frame_index + 0.5, total)}" '
+                  f'title="{esc(r.sample_id)}: {esc(r.status)} · {esc(r.skill_current)}"></a>')
+    tl.append("</div>")
+    legend = ('<div class="legend">skills (hatched: no skill)<i style="background:var(--bad);opacity:.55"></i>'
+              f"frames without a dialogue ({esc(review.frames_from)})"
+              '<i style="background:var(--ok);border-radius:50%"></i>ok<i style="background:var(--bad);'
+              'border-radius:50%"></i>failed<i style="background:var(--flt);border-radius:50%"></i>filtered</div>')
+    cards = [_card(r, thumbs.get(r.sample_id, [])) for r in ep.records if r.sample_id in review.shown]
+    return "".join([head, *tl, legend, '<div class="cards">', *cards, "</div></section>"])
+
+
+def _card(r: JournalRecord, thumbs: list[Thumb]) -> str:
+    figs = []
+    for t in thumbs:
+        if t.data is not None:
+            b64 = base64.b64encode(t.data).decode("ascii")
+            figs.append(f'<figure><img class="thumb" alt="{esc(t.label)}" src="data:{t.mime};base64,{b64}">'
+                        f"<figcaption>{esc(t.label)}</figcaption></figure>")
+        else:
+            figs.append(f'<figure><div class="noimg">frame unavailable: {esc(t.error)}</div>'
+                        f"<figcaption>{esc(t.label)}</figcaption></figure>")
+    where = f"frame {r.frame_index}" if r.frame_index is not None else ""
+    if r.timestamp is not None:
+        where += f" ({r.timestamp:.2f} s)"
+    if r.frame_start is not None and r.frame_end is not None:
+        where += f"; dialogue on frames {r.frame_start}-{r.frame_end - 1}"
+    rows = [("task", r.task_description), ("skill", r.skill_current),
+            ("history", " → ".join(r.skill_history) or "(first skill)"),
+            ("asked", f"{r.scenario_type} / {r.response_type}"), ("where", where)]
+    if r.task_index_high_level is not None and r.task_index_high_level >= 0:
+        rows.append(("task index", str(r.task_index_high_level)))
+    if r.verified is not None:
+        read = r.verified.get("skill")
+        rows.append(("verifier read", (f"{read} (agrees)" if r.verified.get("agrees") else
+                                       f"{read} (disagrees)" if read is not None else "no usable answer")))
+    if r.attempts and r.attempts > 1:
+        rows.append(("attempts", str(r.attempts)))
+    dl = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in rows)
+    body = []
+    if r.user_prompt is not None or r.robot_utterance is not None:
+        body.append(f'<p class="say user"><b>User:</b> {esc(r.user_prompt)}</p>')
+        body.append(f'<p class="say robot"><b>Robot:</b> {esc(r.robot_utterance)}</p>')
+    if r.status != "ok":
+        body.append(f'<p class="err">{esc(r.error or "unknown error")}</p>')
+        if r.raw_text:
+            raw = r.raw_text if len(r.raw_text) <= RAW_TEXT_LIMIT else (
+                r.raw_text[:RAW_TEXT_LIMIT] + f"\n… ({len(r.raw_text) - RAW_TEXT_LIMIT:,} more characters in the record)")
+            body.append(f"<details><summary>raw model answer</summary><pre>{esc(raw)}</pre></details>")
+    for e in r.earlier:
+        body.append(f'<p class="notice">earlier try: {esc(e.get("error"))}</p>')
+    return (f'<article class="card {esc(r.status)}" id="{anchor(r.sample_id)}">'
+            f'<div><span class="status">{esc(r.status)}</span> <code>{esc(r.sample_id)}</code></div>'
+            f'<div class="imgs">{"".join(figs)}</div><dl>{dl}</dl>{"".join(body)}</article>')
+
+
+def _provenance(prov: dict[str, Any]) -> str:
+    text = json.dumps(prov, indent=2, sort_keys=True, ensure_ascii=False)
+    return (f'<section id="provenance"><details><summary><b>Provenance</b> ({esc(layout.PROVENANCE_PATH)})</summary>'
+            f"<pre>{esc(text)}</pre></details><p class=\"meta\">Made by hub-pgen {esc(__version__)}: "
+            f"<code>hub-pgen report OUT</code> writes it again.</p></section>")

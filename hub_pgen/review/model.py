@@ -1,0 +1,209 @@
+"""What the review shows, read back from a finished output folder (the dataset as written, not the run
+that wrote it): its provenance, its D_syn records, each episode's skills, and which frames carry no
+dialogue. The HTML report and the Rerun export both render a :class:`Review`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from hub_pgen import layout
+from hub_pgen.data import ImageRef, JournalRecord, Sample, Skill, SourceDataset
+from hub_pgen.errors import SourceError, SourceNotFoundError
+from hub_pgen.journal import load_journal
+
+# Cards the report shows by default: failures and filtered samples first, then ok ones spread evenly
+# over the plan. 1,000 cards with two thumbnails each is ~8 MB (docs/benchmarks.md).
+DEFAULT_MAX_CARDS = 1000
+
+
+@dataclass(frozen=True)
+class EpisodeView:
+    index: int
+    length: int  # frames
+    fps: float
+    task: str
+    skills: tuple[Skill, ...]  # as meta/skills.json has them (seconds from the episode's start)
+    no_dialogue: tuple[tuple[int, int], ...]  # runs [start, end) of frames without a dialogue (-1)
+    records: tuple[JournalRecord, ...]  # this episode's samples, in frame order
+
+    @property
+    def duration(self) -> float:
+        return self.length / self.fps if self.fps else 0.0
+
+
+@dataclass(frozen=True)
+class Review:
+    root: Path
+    name: str
+    provenance: dict[str, Any]
+    records: tuple[JournalRecord, ...]  # every sample, in plan order
+    episodes: tuple[EpisodeView, ...]
+    shown: frozenset[str]  # sample ids that get a card
+    source: SourceDataset  # the output folder as a dataset (for decoding frames)
+    frames_from: str  # where the "no dialogue" runs come from: the task_index_high_level column, or the records
+
+    def counts(self) -> dict[str, int]:
+        c = {"samples": len(self.records), "ok": 0, "failed": 0, "filtered": 0}
+        for r in self.records:
+            c[r.status if r.status in c else "failed"] += 1
+        return c
+
+
+def load_review(root: Path, *, max_cards: int = DEFAULT_MAX_CARDS, episodes: set[int] | None = None) -> Review:
+    """Read ``root``, a dataset folder hub-pgen wrote. ``episodes``: only these (None: all)."""
+    from hub_pgen.source.lerobot import load_episodes, load_info
+
+    root = Path(root)
+    if not (root / layout.PROVENANCE_PATH).is_file() or not (root / layout.SYN_ANNOTATIONS_PATH).is_file():
+        if (root / layout.JSONL_RESULT_NAME).is_file():
+            raise SourceError(f"{root} is a shard or --input-jsonl result (D_syn records without a dataset)",
+                              path=root, hint="report on the merged dataset: hub-pgen merge SHARD... first")
+        raise SourceNotFoundError(
+            f"{root} is not a dataset hub-pgen wrote (no {layout.PROVENANCE_PATH} and {layout.SYN_ANNOTATIONS_PATH})",
+            path=root, hint="give the output folder of a run (--output-dir), e.g. hub-pgen report hub-pgen-out/NAME")
+    try:
+        provenance = json.loads((root / layout.PROVENANCE_PATH).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise SourceError(f"{root / layout.PROVENANCE_PATH} is not readable JSON ({e})", path=root) from e
+    info = load_info(root, output=True)
+    eps = load_episodes(root, info)
+    fps = float(info["fps"])
+    source = SourceDataset(root=root, info=info, tasks=(), task_indices=(), episodes=eps)
+    records = tuple(load_journal(root / layout.SYN_ANNOTATIONS_PATH).values())
+    if episodes is not None:
+        unknown = sorted(episodes - set(eps))
+        if unknown:
+            raise SourceError(f"{root} has no episode(s) {unknown} (it has {len(eps)}: "
+                              f"{min(eps, default=0)}..{max(eps, default=0)})", path=root,
+                              hint="pick episodes the dataset has with --episodes")
+        records = tuple(r for r in records if r.episode_index in episodes)
+    by_episode: dict[int, list[JournalRecord]] = defaultdict(list)
+    for r in records:
+        if r.episode_index is not None:
+            by_episode[r.episode_index].append(r)
+    skills = _skills(root)
+    column = _no_dialogue_runs(root, eps, episodes)
+    views = []
+    for e, ep in eps.items():
+        if episodes is not None and e not in episodes:
+            continue
+        recs = sorted(by_episode.get(e, ()), key=lambda r: (r.frame_index if r.frame_index is not None else -1,
+                                                           r.sample_id))
+        runs = column.get(e) if column is not None else _runs_from_records(ep.length, recs)
+        views.append(EpisodeView(e, ep.length, fps, ep.tasks[0] if ep.tasks else "", skills.get(e, ()),
+                                 tuple(runs or ()), tuple(recs)))
+    name = (provenance.get("source", {}).get("repo_id") or provenance.get("source", {}).get("root") or root.name)
+    return Review(root, str(name), provenance, records, tuple(views), frozenset(pick_cards(records, max_cards)),
+                  source, "task_index_high_level" if column is not None else "records")
+
+
+def pick_cards(records: tuple[JournalRecord, ...], limit: int) -> list[str]:
+    """Which samples get a card: every failure and filtered sample first, then ok samples spread evenly
+    over the plan (a deterministic choice: the same output gives the same report)."""
+    if limit <= 0:
+        return []
+    bad = [r.sample_id for r in records if r.status != "ok"][:limit]
+    ok = [r.sample_id for r in records if r.status == "ok"]
+    room = limit - len(bad)
+    if room >= len(ok):
+        return bad + ok
+    step = len(ok) / room if room else 0
+    return bad + [ok[int(i * step)] for i in range(room)]
+
+
+def sample_of(record: JournalRecord) -> Sample:
+    """The planned sample a record came from, as far as the frames stage needs it (its images)."""
+    return Sample(
+        sample_id=record.sample_id, episode_index=record.episode_index, episode_id=record.episode_id,
+        frame_index=record.frame_index, timestamp=record.timestamp, skill_current=record.skill_current,
+        skill_history=record.skill_history, task_description=record.task_description,
+        scenario_type=record.scenario_type, response_type=record.response_type,
+        images=tuple(parse_image_label(label) for label in record.images),
+    )
+
+
+def parse_image_label(label: str) -> ImageRef:
+    """The inverse of :meth:`ImageRef.label`: ``camera@1.2345s``, ``camera#row12``, or a file path."""
+    if label.endswith("s") and "@" in label:
+        camera, _, t = label.rpartition("@")
+        try:
+            return ImageRef(camera=camera, timestamp=float(t[:-1]))
+        except ValueError:
+            pass
+    if "#row" in label:
+        camera, _, row = label.rpartition("#row")
+        if row.isdigit():
+            return ImageRef(camera=camera, row=int(row))
+    return ImageRef(path=label)
+
+
+def _skills(root: Path) -> dict[int, tuple[Skill, ...]]:
+    """Each episode's skills from the output's meta/skills.json (always written: the source's, or the
+    ones the run labelled). Unreadable: no skills shown (the report still shows the samples)."""
+    from hub_pgen.errors import SkillsError
+    from hub_pgen.source.skills import load_skills
+
+    path = root / layout.SKILLS_PATH
+    if not path.is_file():
+        return {}
+    try:
+        return {e: s.skills for e, s in load_skills(path).episodes.items()}
+    except (SkillsError, OSError):
+        return {}
+
+
+def _no_dialogue_runs(root: Path, eps: dict[int, Any], only: set[int] | None) -> dict[int, list[tuple[int, int]]] | None:
+    """Per episode, the runs of frames whose ``task_index_high_level`` is -1, read from the data files
+    (None: the dataset has no such column, e.g. ``--format lerobot-language``)."""
+    out: dict[int, list[tuple[int, int]]] = {}
+    for rel in sorted({ep.data_path for e, ep in eps.items() if only is None or e in only}):
+        path = root / rel
+        if layout.FEATURE not in pq.read_schema(path).names:
+            return None
+        table = pq.read_table(path, columns=["episode_index", "frame_index", layout.FEATURE])
+        ep_col = table.column("episode_index").to_numpy()
+        fr_col = table.column("frame_index").to_numpy()
+        value = table.column(layout.FEATURE).to_numpy()
+        for e in np.unique(ep_col):
+            if only is not None and int(e) not in only:
+                continue
+            mask = ep_col == e
+            order = np.argsort(fr_col[mask], kind="stable")
+            frames, missing = fr_col[mask][order], value[mask][order] == layout.NO_TASK
+            out[int(e)] = _runs(frames, missing)
+    return out
+
+
+def _runs(frames: np.ndarray, flag: np.ndarray) -> list[tuple[int, int]]:
+    """Maximal runs [start, end) of consecutive frames where ``flag`` holds."""
+    runs: list[tuple[int, int]] = []
+    start = prev = None
+    for f, on in zip(frames.tolist(), flag.tolist()):
+        if on and start is not None and f == prev + 1:
+            prev = f
+        elif on:
+            if start is not None:
+                runs.append((start, prev + 1))
+            start = prev = f
+        elif start is not None:
+            runs.append((start, prev + 1))
+            start = None
+    if start is not None:
+        runs.append((start, prev + 1))
+    return runs
+
+
+def _runs_from_records(length: int, records: list[JournalRecord]) -> list[tuple[int, int]]:
+    covered = np.zeros(length, dtype=bool)
+    for r in records:
+        if r.status == "ok" and r.frame_start is not None and r.frame_end is not None:
+            covered[max(0, r.frame_start):min(length, r.frame_end)] = True
+    return _runs(np.arange(length), ~covered)

@@ -1,0 +1,153 @@
+"""The review as a Rerun recording (``hub-pgen report OUT --rrd FILE``), for the viewer
+``lerobot-dataset-viz`` uses: every frame of each camera, with the skill and the dialogue in force
+as text, on the ``frame_index`` and ``timestamp`` timelines of each episode (and ``index``, the
+dataset-wide row, to play episodes one after another).
+
+Entities, per episode ``E`` (``episode_000E``):
+  ``E/<camera>``   EncodedImage (JPEG, the longer side at most ``max_side`` px), every frame
+  ``E/skill``      TextDocument: the skill at that frame (``(no skill)`` in a gap)
+  ``E/dialogue``   TextDocument: the dialogue its frames carry (``(no dialogue)`` where -1)
+  ``E/samples``    TextLog at each sample's frame: status, user prompt and robot reply, or the error
+
+rerun-sdk is an optional dependency: ``pip install "hub-pgen[rerun]"``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from hub_pgen.data import ImageRef, Sample
+from hub_pgen.errors import FrameError, ModelLoadError, OutputError
+from hub_pgen.frames import iter_sample_images
+from hub_pgen.review.model import EpisodeView, Review
+
+MAX_SIDE = 320
+JPEG_QUALITY = 75
+
+
+def _rerun() -> Any:
+    try:
+        import rerun as rr
+    except ImportError as e:
+        raise ModelLoadError("--rrd needs rerun-sdk, which this Python does not have",
+                             hint='pip install "hub-pgen[rerun]" (or pip install rerun-sdk)') from e
+    return rr
+
+
+def entity(ep: int, name: str) -> str:
+    return f"episode_{ep:04d}/{name}"
+
+
+def export(review: Review, path: Path, *, max_side: int = MAX_SIDE) -> dict[str, int]:
+    """Write the recording to ``path`` (whole or not at all: written beside it, then renamed).
+    Returns what was logged: ``frames`` (images), ``episodes``, ``samples``."""
+    rr = _rerun()
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}", path=path) from e
+    rec = rr.RecordingStream("hub-pgen", recording_id=f"hub-pgen-{review.provenance.get('fingerprint', 'review')}")
+    counts = {"frames": 0, "episodes": 0, "samples": 0, "unreadable_frames": 0}
+    try:
+        rec.save(str(tmp))
+        rec.send_recording_name(f"hub-pgen review: {review.name}")
+        cameras = [k for k in review.source.camera_keys]
+        for ep in review.episodes:
+            counts["episodes"] += 1
+            counts["samples"] += len(ep.records)
+            _episode(rr, rec, review, ep, cameras, max_side, counts)
+        rec.flush()
+        rec.disconnect()
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            rec.disconnect()
+        finally:
+            tmp.unlink(missing_ok=True)
+        raise
+    return counts
+
+
+def _episode(rr: Any, rec: Any, review: Review, ep: EpisodeView, cameras: list[str], max_side: int,
+             counts: dict[str, int]) -> None:
+    source = review.source
+    meta = source.episodes[ep.index]
+    skill_at = _changes(ep.length, [(round(s.start * ep.fps), round(s.end * ep.fps), s.name) for s in ep.skills],
+                        "(no skill)")
+    dialogue_at = _changes(ep.length, [(r.frame_start, r.frame_end, f"User: {r.user_prompt}\nRobot: {r.robot_utterance}")
+                                       for r in ep.records if r.status == "ok" and r.frame_start is not None
+                                       and r.frame_end is not None], "(no dialogue)")
+    logs: dict[int, list[Any]] = {}
+    for r in ep.records:
+        if r.frame_index is None:
+            continue
+        if r.status == "ok":
+            text, level = f"[ok] {r.skill_current}\nUser: {r.user_prompt}\nRobot: {r.robot_utterance}", "INFO"
+        elif r.status == "filtered":
+            text, level = f"[filtered] {r.skill_current}: {r.error}\nUser: {r.user_prompt}\nRobot: {r.robot_utterance}", "WARN"
+        else:
+            text, level = f"[failed] {r.skill_current}: {r.error}", "ERROR"
+        logs.setdefault(r.frame_index, []).append(rr.TextLog(text, level=level))
+
+    def frames() -> Iterator[Sample]:
+        for f in range(ep.length):
+            refs = []
+            for cam in cameras:
+                if cam in meta.videos:
+                    refs.append(ImageRef(camera=cam, timestamp=f / ep.fps))
+                elif source.features[cam].get("dtype") == "image":
+                    refs.append(ImageRef(camera=cam, row=meta.dataset_from_index + f))
+            yield Sample(sample_id=str(f), episode_index=ep.index, episode_id=str(ep.index), frame_index=f,
+                         timestamp=f / ep.fps, skill_current="", skill_history=(), task_description=ep.task,
+                         scenario_type="", response_type="", images=tuple(refs))
+
+    for sample, images in iter_sample_images(list(frames()), source=source, base_dir=review.root):
+        f = sample.frame_index or 0
+        rec.set_time("frame_index", sequence=f)
+        rec.set_time("timestamp", duration=f / ep.fps)
+        rec.set_time("index", sequence=meta.dataset_from_index + f)
+        if f in skill_at:
+            rec.log(entity(ep.index, "skill"), rr.TextDocument(skill_at[f], media_type="text/plain"))
+        if f in dialogue_at:
+            rec.log(entity(ep.index, "dialogue"), rr.TextDocument(dialogue_at[f], media_type="text/plain"))
+        for log in logs.get(f, ()):
+            rec.log(entity(ep.index, "samples"), log)
+        if isinstance(images, FrameError):
+            counts["unreadable_frames"] += 1
+            continue
+        for ref, im in zip(sample.images, images):
+            rec.log(entity(ep.index, ref.camera or "image"),
+                    rr.EncodedImage(contents=_jpeg(im, max_side), media_type="image/jpeg"))
+            counts["frames"] += 1
+
+
+def _changes(length: int, spans: list[tuple[int, int, str]], empty: str) -> dict[int, str]:
+    """frame → the text in force from that frame on, at each frame where it changes."""
+    at: list[str] = [empty] * length
+    for start, end, text in spans:
+        for f in range(max(0, start), min(length, end)):
+            at[f] = text
+    out: dict[int, str] = {}
+    prev = None
+    for f, text in enumerate(at):
+        if text != prev:
+            out[f] = text
+            prev = text
+    return out
+
+
+def _jpeg(image: Any, max_side: int) -> bytes:
+    from PIL import Image
+
+    scale = min(1.0, max_side / max(image.size))
+    im = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
+                      Image.Resampling.BOX) if scale < 1 else image
+    buf = io.BytesIO()
+    im.convert("RGB").save(buf, format="JPEG", quality=JPEG_QUALITY)
+    return buf.getvalue()
