@@ -64,6 +64,9 @@ def test_each_format_validates_against_the_source_and_loads_in_lerobot(outputs, 
         assert json.loads((out / "meta" / "hub_pgen.json").read_text())["format"] == fmt
         card = (out / "README.md").read_text().split("## Provenance")[0]
         assert ("`task_index_high_level`" in card) == has_hirobot and ("`language_events`" in card) == has_language
+        # the load snippet's comment names what the format has (the mix table once overwrote the format)
+        snippet = (out / "README.md").read_text().split("## Load it")[1]
+        assert ("item['task_index_high_level'] indexes ds.meta.tasks" in snippet) == has_hirobot, fmt
         if has_language:
             assert info["features"][lang.PERSISTENT] == {"dtype": "language", "shape": [1], "names": None}
             assert [t["function"]["name"] for t in info["tools"]] == ["say"]
