@@ -305,3 +305,16 @@ def test_the_page_is_a_function_of_the_output_folder(hostile_output, tmp_path):
     out, _ = hostile_output
     assert main(["report", str(out), "--output", str(tmp_path / "again.html"), "-q"]) == 0
     assert (tmp_path / "again.html").read_bytes() == (out / layout.REPORT_PATH).read_bytes()
+
+
+def test_a_damaged_output_is_named_not_a_crash(hostile_output, tmp_path, capsys):
+    out, _ = hostile_output
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    data = sorted((copy / "data").rglob("*.parquet"))[0]
+    data.write_bytes(data.read_bytes()[:100])  # truncated
+    assert main(["report", str(copy)]) == 3
+    err = capsys.readouterr().err
+    assert f"{data} is not a readable data file" in err and "hub-pgen validate" in err
+    assert main(["report", "user/pushed_pgen"]) == 2
+    assert "hf download user/pushed_pgen --repo-type dataset" in capsys.readouterr().err

@@ -93,8 +93,14 @@ def main(argv: Sequence[str]) -> int:
 
     args = build_parser().parse_args(argv)
     if not args.path.is_dir():
+        import re
+
+        hint = "give the output folder of a hub-pgen run, e.g. hub-pgen report hub-pgen-out/NAME"
+        if not args.path.exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", str(args.path)):
+            hint = (f"a dataset on the Hub? download it first: hf download {args.path} --repo-type dataset "
+                    f"--local-dir DIR, then hub-pgen report DIR")
         raise UsageError(f"{args.path} is not a folder" + ("" if args.path.exists() else " (it does not exist)"),
-                         hint="give the output folder of a hub-pgen run, e.g. hub-pgen report hub-pgen-out/NAME")
+                         hint=hint)
     if args.max_cards < 0:
         raise UsageError(f"--max-cards must be 0 or more, got {args.max_cards}")
     if args.no_html and args.rrd is None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hub_pgen import layout
@@ -166,9 +167,13 @@ def _no_dialogue_runs(root: Path, eps: dict[int, Any], only: set[int] | None) ->
     out: dict[int, list[tuple[int, int]]] = {}
     for rel in sorted({ep.data_path for e, ep in eps.items() if only is None or e in only}):
         path = root / rel
-        if layout.FEATURE not in pq.read_schema(path).names:
-            return None
-        table = pq.read_table(path, columns=["episode_index", "frame_index", layout.FEATURE])
+        try:
+            if layout.FEATURE not in pq.read_schema(path).names:
+                return None
+            table = pq.read_table(path, columns=["episode_index", "frame_index", layout.FEATURE])
+        except (OSError, pa.ArrowException) as e:
+            raise SourceError(f"{path} is not a readable data file ({e})", path=path,
+                              hint=f"the output folder is damaged: hub-pgen validate {root} lists what is wrong") from e
         ep_col = table.column("episode_index").to_numpy()
         fr_col = table.column("frame_index").to_numpy()
         value = table.column(layout.FEATURE).to_numpy()
