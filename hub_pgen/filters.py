@@ -36,8 +36,10 @@ def reasons(samples: Sequence[Sample], journal: dict[str, JournalRecord], config
         if r is None or r.status != "ok":
             continue
         prompt, reply = (r.user_prompt or "").strip(), (r.robot_utterance or "").strip()
-        if config.min_chars and min(len(prompt), len(reply)) < config.min_chars:
-            out[s.sample_id] = f"shorter than --min-chars {config.min_chars}"
+        short = [name for name, text in (("user prompt", prompt), ("robot reply", reply))
+                 if config.min_chars and len(text) < config.min_chars]
+        if short:
+            out[s.sample_id] = f"{' and '.join(short)} shorter than --min-chars {config.min_chars}"
         elif config.drop_degenerate and (is_degenerate(prompt) or is_degenerate(reply)):
             out[s.sample_id] = "degenerate text (--drop-degenerate)"
         elif verdicts is not None and s.sample_id in verdicts and not verdicts[s.sample_id].agrees:

@@ -856,7 +856,7 @@ def _generate_and_write(
     written = filters.apply(journal, why)
     if verdicts is not None:
         written = verify_mod.annotate(written, verdicts)
-    summary = _write(prep, written, staging, prov, config.output_format)
+    summary = _write(prep, written, staging, prov, config.output_format, paths.output.resolve().name)
     if prep.source is not None and prep.shard is None:
         _check_staged(staging, paths)
     faults.point("finalize")
@@ -947,7 +947,7 @@ def _examples(records: Sequence[JournalRecord], n: int = 3) -> tuple[JournalReco
 
 
 def _write(prep: Prepared, journal: dict[str, JournalRecord], staging: Path, prov: dict[str, Any],
-           output_format: str) -> dict[str, Any]:
+           output_format: str, output_name: str) -> dict[str, Any]:
     """Write the result into ``staging``; returns its counts (new tasks rows, frames, labelled frames)
     and what to tell the user about the source's own language rows (``notes``)."""
     from hub_pgen.write.dataset import write_dataset, write_jsonl_result
@@ -970,7 +970,8 @@ def _write(prep: Prepared, journal: dict[str, JournalRecord], staging: Path, pro
         logger.warning("%s", line)
     from hub_pgen.review import write_report
 
-    report = write_report(staging)  # part of the result (and so pushed with it): the dataset as written
+    # part of the result (and so pushed with it): the dataset as written, named as OUT will be
+    report = write_report(staging, name=output_name)
     if report.unreadable_images:
         notes.append(f"the review page shows {report.unreadable_images} frame(s) as unavailable (they could not be "
                      f"decoded): see {layout.REPORT_PATH}")

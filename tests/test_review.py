@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def hostile_output(example_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("review") / "out"
     result = hostile_run(example_root, out)
     assert (result.samples, result.ok, result.failed) == (25, 24, 1)
-    assert result.filtered == {"count": 1, "by_reason": {"shorter than --min-chars 5": 1}}
+    assert result.filtered == {"count": 1, "by_reason": {"robot reply shorter than --min-chars 5": 1}}
     return out, result
 
 
@@ -134,7 +135,7 @@ def test_every_run_writes_a_review_page_that_a_browser_renders(hostile_output, b
         page.click("article.card.failed summary")
         assert HOSTILE_RAW in page.inner_text("article.card.failed")
         assert "invalid output: not a JSON object" in page.inner_text("article.card.failed")
-        assert "filtered: shorter than --min-chars 5" in page.inner_text("article.card.filtered")
+        assert "filtered: robot reply shorter than --min-chars 5" in page.inner_text("article.card.filtered")
         shot = tmp_path / "review.png"
         page.screenshot(path=str(shot))
         card = tmp_path / "card.png"
@@ -172,9 +173,22 @@ def test_the_report_command_writes_it_again_with_its_own_limits(hostile_output, 
     # the failed and the filtered one come first, then one ok sample
     assert page.count('<article class="card failed"') == 1 and page.count('<article class="card filtered"') == 1
     assert page.count('<article class="card ok"') == 1
-    assert "Showing 3 of 25 samples" in page
-    assert main(["report", str(out), "--output", str(dest), "--episodes", "1"]) == 0
-    assert dest.read_text(encoding="utf-8").count('<section class="episode"') == 1
+    assert "Showing 3 of 25 samples as cards: every failed and filtered one (2) first" in page
+    assert main(["report", str(out), "--output", str(dest), "--max-cards", "1", "-q"]) == 0
+    assert "Showing 1 of 25 samples as cards: 1 of the 2 failed and filtered ones first" in dest.read_text()
+    # a page of one episode: every figure is that episode's (the dataset's own page is left as it was)
+    own = (out / layout.REPORT_PATH).read_bytes()
+    assert main(["report", str(out), "--output", str(dest), "--episodes", "1", "-q"]) == 0
+    page = dest.read_text(encoding="utf-8")
+    assert (out / layout.REPORT_PATH).read_bytes() == own
+    assert page.count('<section class="episode"') == 1 and "Episode(s) 1 only, 1 of 6" in page
+    records = [json.loads(x) for x in (out / layout.SYN_ANNOTATIONS_PATH).read_text().splitlines()]
+    ep1 = [r for r in records if r["episode_index"] == 1]
+    assert f'<td>samples</td><td class="n">{len(ep1)}</td>' in page
+    assert page.count('<article class="card') == len(ep1)
+    asked = re.findall(r'<tr><td>\w+</td><td class="n">(\d+)</td><td>\d+%</td>', page.split("Mix: scenario_type")[1]
+                       .split("</table>")[0])
+    assert sum(map(int, asked)) == len(ep1)
 
 
 def test_report_errors_say_what_to_do(hostile_output, example_root, tmp_path, capsys):
@@ -182,8 +196,10 @@ def test_report_errors_say_what_to_do(hostile_output, example_root, tmp_path, ca
     cases = [
         (["report", str(tmp_path / "nope")], 2, "does not exist"),
         (["report", str(example_root)], 3, "is not a dataset hub-pgen wrote"),
-        (["report", str(out), "--episodes", "42"], 3, "has no episode(s) [42]"),
-        (["report", str(out), "--no-html"], 2, "--no-html leaves nothing to write"),
+        (["report", str(out), "--episodes", "42", "--output", str(tmp_path / "p.html")], 3, "has no episode(s) [42]"),
+        (["report", str(out), "--episodes", "1"], 2, "--episodes makes a partial page"),
+        (["report", str(out), "--max-cards", "3"], 2, "dataset's own (pushed with it), which stays the full one"),
+        (["report", str(out / "meta")], 3, "is the meta folder of a dataset"),
         (["report", str(out), "--max-card", "3"], 2, "did you mean --max-cards"),
     ]
     for argv, code, message in cases:
@@ -210,7 +226,7 @@ def test_a_lerobot_language_result_gets_its_page_too(example_root, tmp_path):
     result = hostile_run(example_root, tmp_path / "o", output_format="lerobot-language")
     page = (tmp_path / "o" / layout.REPORT_PATH).read_text(encoding="utf-8")
     assert result.report is not None and page.count('<article class="card') == 25
-    assert "frames without a dialogue (records)" in page  # no task_index_high_level column: from the records
+    assert "frames without a dialogue, -1 (records)" in page  # no task_index_high_level column: from the records
     assert 'class="nodlg"' in page
 
 
@@ -219,11 +235,11 @@ def test_the_quality_alarms_show_when_they_fire_and_only_then(hostile_output, tm
     # the hostile prompt is not words: the degenerate-string alarm fires, at the top of the page
     page = (out / layout.REPORT_PATH).read_text(encoding="utf-8")
     assert page.count('class="alarm"') == 1 and "1 of 24 dialogues hold a degenerate string" in page
-    prov = json.loads((out / layout.PROVENANCE_PATH).read_text())
-    prov["quality"]["degenerate"] = 0
+    # the page measures the records it shows: with that prompt in plain words, the alarm is gone
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
-    (copy / layout.PROVENANCE_PATH).write_text(json.dumps(prov))
+    syn = copy / layout.SYN_ANNOTATIONS_PATH
+    syn.write_text(syn.read_text().replace(json.dumps(HOSTILE_PROMPT, ensure_ascii=False)[1:-1], "Grab it and go."))
     assert main(["report", str(copy), "-q"]) == 0
     assert 'class="alarm"' not in (copy / layout.REPORT_PATH).read_text(encoding="utf-8")
 
@@ -253,7 +269,9 @@ def test_rrd_export_logs_every_frame_with_the_dialogues_on_the_timelines(hostile
     pytest.importorskip("rerun")
     out, _ = hostile_output
     rrd = tmp_path / "review.rrd"
-    assert main(["report", str(out), "--rrd", str(rrd), "--episodes", "0,1", "--no-html"]) == 0
+    page = (out / layout.REPORT_PATH).read_bytes()
+    assert main(["report", str(out), "--rrd", str(rrd), "--episodes", "0,1"]) == 0
+    assert (out / layout.REPORT_PATH).read_bytes() == page  # the recording alone: the dataset's page is untouched
     assert f"{rrd}: 2 episode(s), 210 image(s)" in capsys.readouterr().out  # (45 + 60) frames x 2 cameras
     assert not (tmp_path / "review.rrd.tmp").exists()
     rows = rrd_rows(rrd)
@@ -293,8 +311,11 @@ def test_rrd_without_rerun_names_the_extra(hostile_output, tmp_path, capsys, mon
 
     out, _ = hostile_output
     monkeypatch.setitem(sys.modules, "rerun", None)
-    assert main(["report", str(out), "--rrd", str(tmp_path / "x.rrd"), "--no-html"]) == 5
+    before = (out / layout.REPORT_PATH).stat().st_mtime_ns
+    assert main(["report", str(out), "--rrd", str(tmp_path / "x.rrd"), "--output", str(tmp_path / "p.html")]) == 5
     err = capsys.readouterr().err
+    assert not (tmp_path / "p.html").exists()  # said before any work
+    assert (out / layout.REPORT_PATH).stat().st_mtime_ns == before
     assert "rerun-sdk" in err and 'hub-pgen[rerun]' in err
     assert not (tmp_path / "x.rrd").exists()
 

@@ -38,13 +38,14 @@ class ReportResult:
 
 
 def write_report(root: Path, dest: Path | None = None, *, max_cards: int = DEFAULT_MAX_CARDS,
-                 episodes: set[int] | None = None, review: Review | None = None) -> ReportResult:
+                 episodes: set[int] | None = None, review: Review | None = None, name: str | None = None) -> ReportResult:
     """Write the HTML report of the output folder ``root`` to ``dest`` (default: ``root/meta/
-    hub_pgen_report.html``), whole or not at all."""
+    hub_pgen_report.html``), whole or not at all. ``name``: what the page calls the dataset (default:
+    the pushed repo, else the folder's name; a run writing into its staging folder passes OUT's)."""
     from hub_pgen.review.html import render
     from hub_pgen.review.thumbs import thumbnails
 
-    review = review or load_review(root, max_cards=max_cards, episodes=episodes)
+    review = review or load_review(root, max_cards=max_cards, episodes=episodes, name=name or _name(root))
     thumbs = thumbnails(review)
     page = render(review, thumbs).encode("utf-8")
     dest = Path(dest) if dest is not None else Path(root) / layout.REPORT_PATH
@@ -67,23 +68,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _Parser(
         prog="hub-pgen report",
+        usage="%(prog)s OUT [--output FILE] [--max-cards N] [--episodes LIST] [--rrd FILE]",
         description="Write the review of a dataset hub-pgen made: one self-contained HTML page (counts, mix, quality "
                     "measures, provenance, and per episode a skill timeline and a card per sample with the frames the "
-                    "model saw). Every run already writes it as OUT/meta/hub_pgen_report.html; this writes it again. "
-                    "--rrd also exports a Rerun recording (every frame, with the skill and dialogue as text).",
+                    "model saw). Every run already writes the full page as OUT/meta/hub_pgen_report.html; this writes "
+                    "it again, or a partial one elsewhere (--output with --episodes/--max-cards), or a Rerun recording "
+                    "(--rrd: every frame, with the skill and the dialogue as text).",
+        epilog="examples:\n"
+               "  hub-pgen report OUT                                   # the dataset's own page, again\n"
+               "  hub-pgen report OUT --output ep3.html --episodes 3    # a page of episode 3 only\n"
+               "  hub-pgen report OUT --rrd ep3.rrd --episodes 3        # a Rerun recording of it (no page)\n\n"
+               "exit codes: 0 written, 2 bad arguments, 3 OUT is not (or no longer) a readable hub-pgen dataset,\n"
+               "4 cannot write FILE, 5 --rrd without rerun-sdk",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
     p.add_argument("path", type=Path, metavar="OUT", help="the dataset folder a hub-pgen run wrote (its --output-dir)")
     p.add_argument("--output", type=Path, metavar="FILE",
-                   help=f"where the page goes (default: OUT/{layout.REPORT_PATH})")
-    p.add_argument("--max-cards", type=int, default=DEFAULT_MAX_CARDS, metavar="N",
-                   help=f"samples shown as cards: every failed and filtered one first, then ok ones spread evenly "
-                        f"(default: {DEFAULT_MAX_CARDS}; each card is ~8 KB with two cameras)")
-    p.add_argument("--episodes", help="only these episodes, e.g. 0,3-5 (default: all)")
+                   help=f"write the page here (default: OUT/{layout.REPORT_PATH}, the page pushed with the dataset, "
+                        "which is always the full one; with --rrd: no page unless --output is given)")
+    p.add_argument("--max-cards", type=int, default=None, metavar="N",
+                   help=f"samples shown as cards: failed and filtered ones first, then ok ones spread evenly "
+                        f"(default: {DEFAULT_MAX_CARDS}; a card is ~9 KB with two cameras); needs --output")
+    p.add_argument("--episodes", help="only these episodes, e.g. 0,3-5 (default: all); a page of them needs --output")
     p.add_argument("--rrd", type=Path, metavar="FILE",
-                   help='also write a Rerun recording of the episodes (pip install "hub-pgen[rerun]"; open it with '
+                   help='write a Rerun recording of the episodes (pip install "hub-pgen[rerun]"; open it with '
                         "`rerun FILE`): every frame is logged, so pick episodes with --episodes on a large dataset")
-    p.add_argument("--no-html", action="store_true", help="with --rrd: write the recording only")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     return p
 
@@ -92,6 +102,7 @@ def main(argv: Sequence[str]) -> int:
     from hub_pgen.plan.planner import parse_episode_list
 
     args = build_parser().parse_args(argv)
+    see = "see hub-pgen report --help"
     if not args.path.is_dir():
         import re
 
@@ -101,26 +112,39 @@ def main(argv: Sequence[str]) -> int:
                     f"--local-dir DIR, then hub-pgen report DIR")
         raise UsageError(f"{args.path} is not a folder" + ("" if args.path.exists() else " (it does not exist)"),
                          hint=hint)
-    if args.max_cards < 0:
-        raise UsageError(f"--max-cards must be 0 or more, got {args.max_cards}")
-    if args.no_html and args.rrd is None:
-        raise UsageError("--no-html leaves nothing to write without --rrd FILE", hint="add --rrd FILE, or drop --no-html")
+    if args.max_cards is not None and args.max_cards < 0:
+        raise UsageError(f"--max-cards must be 0 or more, got {args.max_cards}", hint=see)
     try:
         episodes = parse_episode_list(args.episodes)
     except ValueError as e:
-        raise UsageError(str(e)) from None
-    review = load_review(args.path, max_cards=args.max_cards, episodes=set(episodes) if episodes else None)
-    if not args.no_html:
+        raise UsageError(str(e), hint=see) from None
+    partial = [f for f, v in (("--episodes", episodes), ("--max-cards", args.max_cards)) if v is not None]
+    html = args.output is not None or args.rrd is None
+    if html and args.output is None and partial:
+        raise UsageError(f"{' and '.join(partial)} make{'s' if len(partial) == 1 else ''} a partial page, and OUT/{layout.REPORT_PATH} is the dataset's "
+                         "own (pushed with it), which stays the full one",
+                         hint="add --output FILE.html to write the partial page there (or --rrd FILE for a "
+                              "Rerun recording of those episodes alone)")
+    if args.rrd is not None:
+        from hub_pgen.review import rerun
+
+        rerun.require()  # before any work: a missing rerun-sdk is said at once
+    max_cards = DEFAULT_MAX_CARDS if args.max_cards is None else args.max_cards
+    review = load_review(args.path, max_cards=max_cards, episodes=set(episodes) if episodes else None,
+                         name=_name(args.path))
+    if html:
         result = write_report(args.path, args.output, review=review)
         if not args.quiet:
             broken = f", {result.unreadable_images} frame(s) unreadable" if result.unreadable_images else ""
             print(f"{result.path}: {result.cards} sample card(s), {result.images} image(s){broken}, "
                   f"{result.size / 1e6:.2f} MB")
     if args.rrd is not None:
-        from hub_pgen.review import rerun
-
         counts = rerun.export(review, args.rrd)
         if not args.quiet:
             print(f"{args.rrd}: {counts['episodes']} episode(s), {counts['frames']} image(s), "
                   f"{counts['samples']} sample(s) as text; open it with: rerun {args.rrd}")
     return 0
+
+
+def _name(root: Path) -> str:
+    return Path(root).resolve().name

@@ -46,11 +46,12 @@ th{background:var(--bg)}td.n{text-align:right;font-variant-numeric:tabular-nums}
 .alarm{background:#fff8c5;border:1px solid #d4a72c;border-radius:6px;padding:6px 10px;margin:6px 0}
 .notice{color:var(--mut)}.grid{display:flex;flex-wrap:wrap;gap:24px}
 nav a{margin-right:10px;white-space:nowrap}
-.timeline{position:relative;height:58px;background:repeating-linear-gradient(45deg,#eee 0 6px,#fff 6px 12px);
-  border:1px solid var(--line);border-radius:4px;margin:6px 0 2px}
+.timeline{position:relative;height:58px;background:#fff;border:1px solid var(--line);border-radius:4px;margin:6px 0 2px}
+.lane{position:absolute;top:0;left:0;right:0;height:30px;background:repeating-linear-gradient(45deg,#e4e4e4 0 6px,#fff 6px 12px)}
 .seg{position:absolute;top:0;height:30px;background:#ddf4ff;border-right:1px solid #54aeff;overflow:hidden;
   white-space:nowrap;text-overflow:ellipsis;font-size:12px;padding:6px 4px}
-.seg:nth-child(even){background:#b6e3ff}
+.seg:nth-child(even){background:#b6e3ff}.banner{margin-top:6px;font-weight:600;color:#7d4e00}
+ul.warnings{margin:4px 0;padding-left:20px;color:#7d4e00}
 .nodlg{position:absolute;top:32px;height:8px;background:var(--bad);opacity:.55}
 .mk{position:absolute;top:42px;width:12px;height:12px;margin-left:-6px;border-radius:50%;background:var(--ok);
   border:2px solid #fff;text-decoration:none}
@@ -62,11 +63,11 @@ nav a{margin-right:10px;white-space:nowrap}
 .card:target{outline:3px solid #0969da}
 .imgs{display:flex;gap:6px;flex-wrap:wrap}figure{margin:0}figcaption{font-size:11px;color:var(--mut)}
 img.thumb{display:block;width:192px;height:auto;border-radius:3px;background:#eee}
-.noimg{width:192px;height:72px;background:#fff0f0;color:var(--bad);font-size:11px;padding:4px;overflow:hidden}
+.noimg{width:192px;min-height:72px;background:#fff0f0;color:var(--bad);font-size:11px;padding:4px;overflow-wrap:anywhere}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:1px 8px;margin:6px 0}dt{color:var(--mut)}dd{margin:0}
 .say{margin:4px 0;padding:4px 8px;border-radius:8px}.user{background:#f1f8ff}.robot{background:#effbef}
 .status{font-weight:600;font-size:12px;text-transform:uppercase}.ok .status{color:var(--ok)}
-.failed .status{color:var(--bad)}.filtered .status{color:var(--flt)}
+.failed .status{color:var(--bad)}.filtered .status,.filtered .err{color:var(--flt)}
 .err{color:var(--bad)}pre{white-space:pre-wrap;word-break:break-word;background:var(--bg);padding:6px;max-height:240px;overflow:auto}
 """
 
@@ -98,13 +99,33 @@ def _header(review: Review, counts: dict[str, int], shown: int) -> str:
     prov = review.provenance
     gen = prov.get("generation", {})
     model = gen.get("model") or "(no model)"
-    limited = (f" Showing {shown} of {counts['samples']} samples as cards: every failed and filtered one, then ok ones "
-               f"spread evenly (all of them are in {layout.SYN_ANNOTATIONS_PATH})." if shown < counts["samples"] else "")
+    lines = []
+    if review.scope is not None:
+        lines.append(f"Episode(s) {_ranges(review.scope)} only, {len(review.episodes)} of {review.total_episodes}: "
+                     "every figure on this page is theirs (the dataset's own page has all of them).")
+    if shown < counts["samples"]:
+        bad = sum(1 for r in review.records if r.status != "ok")
+        bad_shown = sum(1 for r in review.records if r.status != "ok" and r.sample_id in review.shown)
+        first = (f"every failed and filtered one ({bad})" if bad_shown == bad
+                 else f"{bad_shown} of the {bad} failed and filtered ones")
+        lines.append(f"Showing {shown} of {counts['samples']} samples as cards: {first} first, then ok ones spread "
+                     f"evenly (every sample is in {layout.SYN_ANNOTATIONS_PATH}).")
+    notes = "".join(f'<div class="banner">{esc(line)}</div>' for line in lines)
     return (f"<header><h1>hub-pgen review: {esc(review.name)}</h1>"
-            f"<div class=\"meta\">{esc(prov.get('created_at', ''))} · hub-pgen {esc(prov.get('tool', {}).get('version', ''))}"
-            f" · backend {esc(gen.get('backend', '?'))} · model {esc(model)} · format {esc(prov.get('format', 'hirobot'))}"
-            f" · fingerprint {esc(prov.get('fingerprint', ''))}</div>"
-            f"<div class=\"meta\">{esc(limited)}</div></header>")
+            f"<div class=\"meta\">from {esc(review.source_name)} · {esc(prov.get('created_at', ''))} · hub-pgen "
+            f"{esc(prov.get('tool', {}).get('version', ''))} · backend {esc(gen.get('backend', '?'))} · model {esc(model)}"
+            f" · format {esc(prov.get('format', 'hirobot'))} · fingerprint {esc(prov.get('fingerprint', ''))}</div>"
+            f"{notes}</header>")
+
+
+def _ranges(values: Sequence[int]) -> str:
+    out: list[str] = []
+    for v in values:
+        if out and isinstance(out[-1], list) and out[-1][1] == v - 1:
+            out[-1][1] = v
+        else:
+            out.append([v, v])  # type: ignore[arg-type]
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in out)  # type: ignore[misc]
 
 
 def _table(rows: Sequence[Sequence[Any]], head: Sequence[str] | None = None) -> str:
@@ -130,61 +151,81 @@ def _fmt(v: Any) -> str:
 
 
 def _summary(review: Review, counts: dict[str, int]) -> str:
-    from hub_pgen.quality import Quality
+    from hub_pgen.quality import measure
 
     prov = review.provenance
     pc = prov.get("counts", {})
-    rows = [("samples", counts["samples"]), ("ok", counts["ok"]), ("failed", counts["failed"]),
-            ("filtered", counts["filtered"])]
-    if pc.get("frames"):
-        rows.append(("frames with a dialogue", f"{pc.get('frames_labelled', 0):,} of {pc['frames']:,}"))
-    if pc.get("kept_source_dialogues"):
-        rows.append(("frames that kept the source's dialogue", pc["kept_source_dialogues"]))
-    if pc.get("new_tasks") is not None:
-        rows.append(("new tasks.parquet rows", pc.get("new_tasks")))
-    skills = prov.get("skills") or {}
-    if skills:
-        rows.append(("skills from", f"{skills.get('source')}: {skills.get('skills', '?')} skill(s) in "
-                                    f"{skills.get('episodes_with_skills', '?')} episode(s)"))
+    frames = sum(ep.length for ep in review.episodes)
+    without = sum(b - a for ep in review.episodes for a, b in ep.no_dialogue)
+    generated = counts["ok"] + counts["filtered"]
+    rows = [("samples", counts["samples"]), ("dialogues generated", generated),
+            ("kept in the dataset", counts["ok"]), ("filtered out", counts["filtered"]), ("failed", counts["failed"]),
+            ("frames with a dialogue", f"{frames - without:,} of {frames:,}")]
+    if review.scope is None:
+        if pc.get("kept_source_dialogues"):
+            rows.append(("frames that kept the source's dialogue", pc["kept_source_dialogues"]))
+        if pc.get("new_tasks") is not None:
+            rows.append(("new tasks.parquet rows", pc.get("new_tasks")))
+        skills = prov.get("skills") or {}
+        if skills:
+            rows.append(("skills from", f"{skills.get('source')}: {skills.get('skills', '?')} skill(s) in "
+                                        f"{skills.get('episodes_with_skills', '?')} episode(s)"))
     out = ['<section id="summary"><h2>Summary</h2><div class="grid"><div><h3>Counts</h3>', _table(rows), "</div>"]
 
-    q = prov.get("quality")
-    alarms: list[str] = []
-    if q:
-        try:
-            alarms = Quality(**q).alarms()
-        except TypeError:  # a provenance from another version: show the numbers, no alarms
-            alarms = []
-        qrows = [("distinct dialogues", f"{q.get('distinct_dialogues')} of {q.get('samples')}"),
-                 ("distinct-1 / distinct-2 of prompts", f"{q.get('distinct_1_prompts', 0):.2f} / {q.get('distinct_2_prompts', 0):.2f}"),
-                 ("distinct-1 / distinct-2 of replies", f"{q.get('distinct_1_replies', 0):.2f} / {q.get('distinct_2_replies', 0):.2f}"),
-                 ("prompt characters (min / median / max)", _spread(q.get("prompt_chars"))),
-                 ("reply characters (min / median / max)", _spread(q.get("reply_chars"))),
-                 ("degenerate strings", q.get("degenerate")), ("prompts copying the skill", q.get("skill_copied")),
-                 ("near-duplicates in an episode", q.get("near_duplicates")), ("refusals", q.get("refusals"))]
-        out += ["<div><h3>Quality</h3>", _table(qrows), "</div>"]
+    quality = measure(review.generated())
+    alarms = quality.alarms()
+    q = quality.as_dict()
+    if q["samples"]:
+        qrows = [("distinct dialogues", f"{q['distinct_dialogues']} of {q['samples']}"),
+                 ("distinct-1 / distinct-2 of prompts", f"{q['distinct_1_prompts']:.2f} / {q['distinct_2_prompts']:.2f}"),
+                 ("distinct-1 / distinct-2 of replies", f"{q['distinct_1_replies']:.2f} / {q['distinct_2_replies']:.2f}"),
+                 ("prompt characters (min / median / max)", _spread(q["prompt_chars"])),
+                 ("reply characters (min / median / max)", _spread(q["reply_chars"])),
+                 ("degenerate strings", q["degenerate"]), ("prompts copying the skill", q["skill_copied"]),
+                 ("near-duplicates in an episode", q["near_duplicates"]), ("refusals", q["refusals"])]
+        out += [f"<div><h3>Quality of the {q['samples']} generated dialogues (before filters)</h3>", _table(qrows),
+                "</div>"]
+    verdicts = [r.verified for r in review.records if r.verified is not None]
     verify = prov.get("verify")
-    if verify:
+    if verify and verdicts:
+        agree = sum(1 for v in verdicts if v.get("agrees"))
+        unanswered = sum(1 for v in verdicts if v.get("skill") is None)
+        vrows = [("mode", verify.get("mode")), ("checked", len(verdicts)), ("agree", agree),
+                 ("disagree", len(verdicts) - agree - unanswered), ("unanswered", unanswered),
+                 ("agreement", f"{agree / len(verdicts):.1%}")]
+        out += ["<div><h3>Verifier (--verify)</h3>", _table(vrows), "</div>"]
+    elif verify and review.scope is None:  # a dataset written before verdicts were recorded per sample
         agreement = verify.get("agreement")
         vrows = [("mode", verify.get("mode")), ("checked", verify.get("checked")), ("agree", verify.get("agree")),
                  ("disagree", verify.get("disagree")), ("unanswered", verify.get("unanswered")),
                  ("agreement", f"{agreement:.1%}" if isinstance(agreement, (int, float)) else "n/a")]
         out += ["<div><h3>Verifier (--verify)</h3>", _table(vrows), "</div>"]
     out.append("</div>")
+    for a in alarms:
+        out.append(f'<div class="alarm">⚠ {esc(a)}</div>')
     out.append(_mix(review))
-    filtered = (prov.get("filtered") or {}).get("by_reason") or {}
+    filtered = Counter((r.error or "").removeprefix("filtered: ") for r in review.records if r.status == "filtered")
     if filtered:
-        out += ["<h3>Filtered, by reason</h3>", _table(sorted(filtered.items(), key=lambda kv: -kv[1]))]
+        out += ["<h3>Filtered out, by reason</h3>", _table(filtered.most_common())]
     failures = Counter((r.error or "unknown").split(":")[0] for r in review.records if r.status == "failed")
     if failures:
         out += ["<h3>Failures, by reason</h3>", _table(failures.most_common())]
-    for a in alarms:
-        out.append(f'<div class="alarm">⚠ {esc(a)}</div>')
-    for n in prov.get("notices", []) or []:
-        if n not in alarms:
-            out.append(f'<div class="notice">note: {esc(n)}</div>')
+    notices = [n for n in prov.get("notices", []) or [] if n not in alarms and n not in quality_alarms(prov)]
+    if notices and review.scope is None:
+        out.append("<h3>Input warnings</h3><ul class=\"warnings\">"
+                   + "".join(f"<li>{esc(n)}</li>" for n in notices) + "</ul>")
     out.append("</section>")
     return "".join(out)
+
+
+def quality_alarms(prov: dict[str, Any]) -> list[str]:
+    """The alarms the run raised (they are in the provenance's notices too, and shown above)."""
+    from hub_pgen.quality import Quality
+
+    try:
+        return Quality(**prov["quality"]).alarms()
+    except (KeyError, TypeError):
+        return []
 
 
 def _spread(d: Any) -> str:
@@ -194,21 +235,26 @@ def _spread(d: Any) -> str:
 
 
 def _mix(review: Review) -> str:
-    """Scenario and response types: asked (the plan) against obtained (the ok dialogues)."""
-    asked = review.provenance.get("mix") or {}
+    """Scenario and response types: asked (what the plan assigned to every sample) against obtained
+    (the types of the dialogues kept in the dataset)."""
+    asked: dict[str, Counter[str]] = {"scenario_type": Counter(), "response_type": Counter()}
     got: dict[str, Counter[str]] = {"scenario_type": Counter(), "response_type": Counter()}
     for r in review.records:
-        if r.status == "ok":
-            got["scenario_type"][r.scenario_type] += 1
-            got["response_type"][r.response_type] += 1
+        for kind, value in (("scenario_type", r.scenario_type), ("response_type", r.response_type)):
+            if value:
+                asked[kind][value] += 1
+                if r.status == "ok":
+                    got[kind][value] += 1
     out = ['<div class="grid">']
     for kind in ("scenario_type", "response_type"):
-        a = asked.get(kind, {})
-        names = sorted(set(a) | set(got[kind]))
-        ta, tg = sum(a.values()) or 1, sum(got[kind].values()) or 1
-        rows = [(n, a.get(n, 0), f"{a.get(n, 0) / ta:.0%}", got[kind][n], f"{got[kind][n] / tg:.0%}") for n in names]
-        out += [f"<div><h3>Mix: {esc(kind)}</h3>", _table(rows, (kind, "asked", "", "obtained (ok)", "")), "</div>"]
-    out.append("</div>")
+        names = sorted(set(asked[kind]) | set(got[kind]))
+        ta, tg = sum(asked[kind].values()) or 1, sum(got[kind].values()) or 1
+        rows = [(n, asked[kind][n], f"{asked[kind][n] / ta:.0%}", got[kind][n], f"{got[kind][n] / tg:.0%}")
+                for n in names]
+        out += [f"<div><h3>Mix: {esc(kind)}</h3>", _table(rows, (kind, "asked", "share", "obtained", "share")),
+                "</div>"]
+    out.append('</div><p class="meta">asked: the types the plan gave each sample; obtained: the types of the '
+               "dialogues kept in the dataset (not failed, not filtered out).</p>")
     return "".join(out)
 
 
@@ -230,13 +276,16 @@ def _episode(ep: EpisodeView, review: Review, thumbs: dict[str, list[Thumb]]) ->
             f'<div class="meta">{esc(ep.task)} · {ep.length} frames, {ep.duration:.2f} s · '
             f"{len(ep.records)} sample(s): {statuses.get('ok', 0)} ok, {statuses.get('failed', 0)} failed, "
             f"{statuses.get('filtered', 0)} filtered</div>")
-    tl = ['<div class="timeline">']
+    tl = ['<div class="timeline"><div class="lane">']
     for s in ep.skills:
         start, end = s.start * ep.fps, min(s.end * ep.fps, total)
         if end <= start:
             continue
+        span = (f"{s.start:.2f}-{s.end:.2f} s" if s.end <= ep.duration + 1e-6 else
+                f"{s.start:.2f}-{ep.duration:.2f} s; skills.json says it ends at {s.end:.2f} s, past the episode")
         tl.append(f'<div class="seg" style="left:{_pct(start, total)};width:{_pct(end - start, total)}" '
-                  f'title="{esc(s.name)} ({s.start:.2f}-{s.end:.2f} s)">{esc(s.name)}</div>')
+                  f'title="{esc(s.name)} ({span})">{esc(s.name)}</div>')
+    tl.append("</div>")
     for a, b in ep.no_dialogue:
         tl.append(f'<div class="nodlg" style="left:{_pct(a, total)};width:{_pct(b - a, total)}" '
                   f'title="frames {a}-{b - 1}: no dialogue (-1)"></div>')
@@ -247,8 +296,9 @@ def _episode(ep: EpisodeView, review: Review, thumbs: dict[str, list[Thumb]]) ->
         tl.append(f'<a class="mk {esc(r.status)}"{link} style="left:{_pct(r.frame_index + 0.5, total)}" '
                   f'title="{esc(r.sample_id)}: {esc(r.status)} · {esc(r.skill_current)}"></a>')
     tl.append("</div>")
-    legend = ('<div class="legend">skills (hatched: no skill)<i style="background:var(--bad);opacity:.55"></i>'
-              f"frames without a dialogue ({esc(review.frames_from)})"
+    legend = ('<div class="legend">top: the skills of meta/skills.json (hatched: no skill); below:'
+              '<i style="background:var(--bad);opacity:.55"></i>'
+              f"frames without a dialogue, -1 ({esc(review.frames_from)})"
               '<i style="background:var(--ok);border-radius:50%"></i>ok<i style="background:var(--bad);'
               'border-radius:50%"></i>failed<i style="background:var(--flt);border-radius:50%"></i>filtered</div>')
     cards = [_card(r, thumbs.get(r.sample_id, [])) for r in ep.records if r.sample_id in review.shown]
@@ -269,7 +319,8 @@ def _card(r: JournalRecord, thumbs: list[Thumb]) -> str:
     if r.timestamp is not None:
         where += f" ({r.timestamp:.2f} s)"
     if r.frame_start is not None and r.frame_end is not None:
-        where += f"; dialogue on frames {r.frame_start}-{r.frame_end - 1}"
+        where += (f"; dialogue on frames {r.frame_start}-{r.frame_end - 1}" if r.status == "ok" else
+                  f"; frames {r.frame_start}-{r.frame_end - 1} keep -1")
     rows = [("task", r.task_description), ("skill", r.skill_current),
             ("history", " → ".join(r.skill_history) or "(first skill)"),
             ("asked", f"{r.scenario_type} / {r.response_type}"), ("where", where)]

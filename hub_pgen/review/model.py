@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +43,16 @@ class EpisodeView:
 @dataclass(frozen=True)
 class Review:
     root: Path
-    name: str
+    name: str  # the dataset: the repo it was pushed to, else its folder's name
+    source_name: str  # where it came from: the source repo, or the source folder's name
     provenance: dict[str, Any]
     records: tuple[JournalRecord, ...]  # every sample, in plan order
     episodes: tuple[EpisodeView, ...]
     shown: frozenset[str]  # sample ids that get a card
     source: SourceDataset  # the output folder as a dataset (for decoding frames)
     frames_from: str  # where the "no dialogue" runs come from: the task_index_high_level column, or the records
+    scope: tuple[int, ...] | None = None  # the episodes shown, when not all of them (hub-pgen report --episodes)
+    total_episodes: int = 0
 
     def counts(self) -> dict[str, int]:
         c = {"samples": len(self.records), "ok": 0, "failed": 0, "filtered": 0}
@@ -57,13 +60,23 @@ class Review:
             c[r.status if r.status in c else "failed"] += 1
         return c
 
+    def generated(self) -> list[JournalRecord]:
+        """The dialogues the model wrote, as the run measured them: before the filters (a filtered
+        record counts as the ok answer it was)."""
+        return [replace(r, status="ok") if r.status == "filtered" else r for r in self.records]
 
-def load_review(root: Path, *, max_cards: int = DEFAULT_MAX_CARDS, episodes: set[int] | None = None) -> Review:
-    """Read ``root``, a dataset folder hub-pgen wrote. ``episodes``: only these (None: all)."""
+
+def load_review(root: Path, *, max_cards: int = DEFAULT_MAX_CARDS, episodes: set[int] | None = None,
+                name: str | None = None) -> Review:
+    """Read ``root``, a dataset folder hub-pgen wrote. ``episodes``: only these (None: all). ``name``:
+    what to call the dataset when it was not pushed (default: the folder's name)."""
     from hub_pgen.source.lerobot import load_episodes, load_info
 
     root = Path(root)
     if not (root / layout.PROVENANCE_PATH).is_file() or not (root / layout.SYN_ANNOTATIONS_PATH).is_file():
+        if (root / Path(layout.PROVENANCE_PATH).name).is_file():
+            raise SourceError(f"{root} is the meta folder of a dataset, not the dataset", path=root,
+                              hint=f"give its parent: hub-pgen report {root.parent}")
         if (root / layout.JSONL_RESULT_NAME).is_file():
             raise SourceError(f"{root} is a shard or --input-jsonl result (D_syn records without a dataset)",
                               path=root, hint="report on the merged dataset: hub-pgen merge SHARD... first")
@@ -101,9 +114,12 @@ def load_review(root: Path, *, max_cards: int = DEFAULT_MAX_CARDS, episodes: set
         runs = column.get(e) if column is not None else _runs_from_records(ep.length, recs)
         views.append(EpisodeView(e, ep.length, fps, ep.tasks[0] if ep.tasks else "", skills.get(e, ()),
                                  tuple(runs or ()), tuple(recs)))
-    name = (provenance.get("source", {}).get("repo_id") or provenance.get("source", {}).get("root") or root.name)
-    return Review(root, str(name), provenance, records, tuple(views), frozenset(pick_cards(records, max_cards)),
-                  source, "task_index_high_level" if column is not None else "records")
+    src = provenance.get("source") or {}
+    pushed = (provenance.get("parameters") or {}).get("push_to")
+    return Review(root, str(pushed or name or root.name), str(src.get("repo_id") or src.get("root") or "?"),
+                  provenance, records, tuple(views), frozenset(pick_cards(records, max_cards)), source,
+                  "task_index_high_level" if column is not None else "records",
+                  scope=tuple(sorted(episodes)) if episodes is not None else None, total_episodes=len(eps))
 
 
 def pick_cards(records: tuple[JournalRecord, ...], limit: int) -> list[str]:

@@ -29,6 +29,11 @@ MAX_SIDE = 320
 JPEG_QUALITY = 75
 
 
+def require() -> None:
+    """Raise the error a missing rerun-sdk gives, before any work is done."""
+    _rerun()
+
+
 def _rerun() -> Any:
     try:
         import rerun as rr
@@ -56,7 +61,7 @@ def export(review: Review, path: Path, *, max_side: int = MAX_SIDE) -> dict[str,
     counts = {"frames": 0, "episodes": 0, "samples": 0, "unreadable_frames": 0}
     try:
         rec.save(str(tmp))
-        rec.send_recording_name(f"hub-pgen review: {review.name}")
+        rec.send_recording_name(f"hub-pgen review: {review.name} (from {review.source_name})")
         cameras = [k for k in review.source.camera_keys]
         for ep in review.episodes:
             counts["episodes"] += 1
