@@ -148,11 +148,9 @@ def _changes(length: int, spans: list[tuple[int, int, str]], empty: str) -> dict
 
 
 def _jpeg(image: Any, max_side: int) -> bytes:
-    from PIL import Image
+    from hub_pgen.review.thumbs import shrink
 
-    scale = min(1.0, max_side / max(image.size))
-    im = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))),
-                      Image.Resampling.BOX) if scale < 1 else image
+    im = shrink(image, max_side)
     buf = io.BytesIO()
     im.convert("RGB").save(buf, format="JPEG", quality=JPEG_QUALITY)
     return buf.getvalue()
