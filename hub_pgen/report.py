@@ -53,7 +53,9 @@ def print_summary(result: RunResult) -> None:
         ("result", result.state),
         ("output", str(result.output)),
         ("samples", str(result.samples)),
-        ("generated ok", str(result.ok)),
+        ("generated ok", str(result.ok) + (f"  ({result.filtered['count']} filtered out, "
+                                           f"{result.ok - result.filtered['count']} kept)"
+                                           if result.filtered and result.filtered.get("count") else "")),
         ("failed", str(result.failed) + ("  (rerun with --retry-failed to try them again)" if result.failed else "")),
         ("resumed from journal", str(result.resumed)),
         ("sent to the backend this run", str(result.generated)),

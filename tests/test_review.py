@@ -339,3 +339,14 @@ def test_a_damaged_output_is_named_not_a_crash(hostile_output, tmp_path, capsys)
     assert f"{data} is not a readable data file" in err and "hub-pgen validate" in err
     assert main(["report", "user/pushed_pgen"]) == 2
     assert "hf download user/pushed_pgen --repo-type dataset" in capsys.readouterr().err
+
+
+def test_the_summary_names_the_page_and_says_how_many_dialogues_were_kept(hostile_output, capsys):
+    from hub_pgen.report import print_summary, result_json
+
+    out, result = hostile_output
+    print_summary(result)
+    said = capsys.readouterr().out
+    assert "24  (1 filtered out, 23 kept)" in said  # the page's "kept in the dataset" is the same 23
+    assert f"{out / layout.REPORT_PATH}  (open it in a browser)" in said
+    assert result_json(result)["report"] == str(out / layout.REPORT_PATH)
