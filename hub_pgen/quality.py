@@ -95,12 +95,28 @@ def measure(records: Sequence[JournalRecord]) -> Quality:
         distinct_1_prompts=distinct_n(prompts, 1), distinct_2_prompts=distinct_n(prompts, 2),
         distinct_1_replies=distinct_n(replies, 1), distinct_2_replies=distinct_n(replies, 2),
         prompt_chars=_spread([len(p) for p in prompts]), reply_chars=_spread([len(u) for u in replies]),
-        degenerate=sum(1 for p, u in zip(prompts, replies) if is_degenerate(p) or is_degenerate(u)),
-        skill_copied=sum(1 for r in ok if len(r.skill_current.split()) >= MIN_COPY_WORDS
-                         and r.skill_current.lower() in (r.user_prompt or "").lower()),
+        degenerate=sum(1 for r in ok if DEGENERATE in flags(r)),
+        skill_copied=sum(1 for r in ok if COPIES_SKILL in flags(r)),
         near_duplicates=_near_duplicates(ok),
-        refusals=sum(1 for u in replies if _REFUSAL.search(u)),
+        refusals=sum(1 for r in ok if REFUSAL in flags(r)),
     )
+
+
+DEGENERATE, COPIES_SKILL, REFUSAL = "degenerate text", "copies the skill", "reads like a refusal"
+
+
+def flags(record: JournalRecord) -> list[str]:
+    """What the per-dialogue measures say of one dialogue (the review page shows them on its card)."""
+    prompt, reply = record.user_prompt or "", record.robot_utterance or ""
+    out = []
+    if is_degenerate(prompt) or is_degenerate(reply):
+        out.append(DEGENERATE)
+    skill = record.skill_current
+    if len(skill.split()) >= MIN_COPY_WORDS and skill.lower() in prompt.lower():
+        out.append(COPIES_SKILL)
+    if _REFUSAL.search(reply):
+        out.append(REFUSAL)
+    return out
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float:

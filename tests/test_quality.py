@@ -37,6 +37,8 @@ def test_a_sound_template_run_raises_no_quality_alarm(example_root, tmp_path, ca
     assert alarms == []
     card = (tmp_path / "o" / "README.md").read_text()
     assert "## Quality measures" in card and "| degenerate strings | 0 |" in card
+    page = (tmp_path / "o" / "meta" / "hub_pgen_report.html").read_text(encoding="utf-8")
+    assert 'class="alarm"' not in page and 'class="flag"' not in page
     assert json.loads((tmp_path / "o" / "meta" / "hub_pgen.json").read_text())["quality"] == q
 
 
@@ -48,6 +50,10 @@ def test_a_degenerate_tiny_model_run_is_called_out(example_root, tmp_path, capsy
     assert rc == 0 and result["ok"] == 25
     assert result["quality"]["degenerate"] >= 20
     assert any("hold a degenerate string" in n for n in result["notices"])
+    # the review page raises the same alarm and flags each degenerate dialogue on its card
+    page = (tmp_path / "o" / "meta" / "hub_pgen_report.html").read_text(encoding="utf-8")
+    assert page.count('class="alarm"') >= 1 and "dialogues hold a degenerate string" in page
+    assert page.count('<span class="flag">degenerate text</span>') == result["quality"]["degenerate"]
 
 
 def test_each_measure_fires_on_what_it_is_for():

@@ -64,8 +64,10 @@ ul.warnings{margin:4px 0;padding-left:20px;color:#7d4e00}
 .imgs{display:flex;gap:6px;flex-wrap:wrap}figure{margin:0}figcaption{font-size:11px;color:var(--mut)}
 img.thumb{display:block;width:192px;height:auto;border-radius:3px;background:#eee}
 .noimg{width:192px;min-height:72px;background:#fff0f0;color:var(--bad);font-size:11px;padding:4px;overflow-wrap:anywhere}
-dl{display:grid;grid-template-columns:max-content 1fr;gap:1px 8px;margin:6px 0}dt{color:var(--mut)}dd{margin:0}
-.say{margin:4px 0;padding:4px 8px;border-radius:8px}.user{background:#f1f8ff}.robot{background:#effbef}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:1px 8px;margin:6px 0}dt{color:var(--mut)}
+dd{margin:0;overflow-wrap:anywhere}.say{margin:4px 0;padding:4px 8px;border-radius:8px;overflow-wrap:anywhere}
+.flag{display:inline-block;margin:2px 4px 2px 0;padding:0 6px;border-radius:8px;background:#fff8c5;
+  border:1px solid #d4a72c;font-size:12px}.user{background:#f1f8ff}.robot{background:#effbef}
 .status{font-weight:600;font-size:12px;text-transform:uppercase}.ok .status{color:var(--ok)}
 .failed .status{color:var(--bad)}.filtered .status,.filtered .err{color:var(--flt)}
 .err{color:var(--bad)}pre{white-space:pre-wrap;word-break:break-word;background:var(--bg);padding:6px;max-height:240px;overflow:auto}
@@ -334,6 +336,10 @@ def _card(r: JournalRecord, thumbs: list[Thumb]) -> str:
         rows.append(("attempts", str(r.attempts)))
     dl = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in rows)
     body = []
+    if r.status != "failed" and r.user_prompt is not None:
+        from hub_pgen.quality import flags
+
+        body += [f'<span class="flag">{esc(f)}</span>' for f in flags(r)]
     if r.user_prompt is not None or r.robot_utterance is not None:
         body.append(f'<p class="say user"><b>User:</b> {esc(r.user_prompt)}</p>')
         body.append(f'<p class="say robot"><b>Robot:</b> {esc(r.robot_utterance)}</p>')
