@@ -22,6 +22,9 @@ from hub_pgen.data import JournalRecord
 from hub_pgen.review.model import EpisodeView, Review
 from hub_pgen.review.thumbs import Thumb
 
+# Up to this many samples every one is a dot on its episode's timeline (~150 B each); above it, the
+# ones with a card only (a frame-sampled dataset of 1M frames would be 150 MB of dots)
+MAX_MARKERS = 5000
 RAW_TEXT_LIMIT = 4000  # characters of a failure's raw model answer shown (the record has all of it)
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -110,8 +113,9 @@ def _header(review: Review, counts: dict[str, int], shown: int) -> str:
         bad_shown = sum(1 for r in review.records if r.status != "ok" and r.sample_id in review.shown)
         first = (f"every failed and filtered one ({bad})" if bad_shown == bad
                  else f"{bad_shown} of the {bad} failed and filtered ones")
+        dots = (f"; the timelines mark those {shown} only" if len(review.records) > MAX_MARKERS else "")
         lines.append(f"Showing {shown} of {counts['samples']} samples as cards: {first} first, then ok ones spread "
-                     f"evenly (every sample is in {layout.SYN_ANNOTATIONS_PATH}).")
+                     f"evenly{dots} (every sample is in {layout.SYN_ANNOTATIONS_PATH}).")
     notes = "".join(f'<div class="banner">{esc(line)}</div>' for line in lines)
     return (f"<header><h1>hub-pgen review: {esc(review.name)}</h1>"
             f"<div class=\"meta\">from {esc(review.source_name)} · {esc(prov.get('created_at', ''))} · hub-pgen "
@@ -291,8 +295,9 @@ def _episode(ep: EpisodeView, review: Review, thumbs: dict[str, list[Thumb]]) ->
     for a, b in ep.no_dialogue:
         tl.append(f'<div class="nodlg" style="left:{_pct(a, total)};width:{_pct(b - a, total)}" '
                   f'title="frames {a}-{b - 1}: no dialogue (-1)"></div>')
+    every = len(review.records) <= MAX_MARKERS
     for r in ep.records:
-        if r.frame_index is None:
+        if r.frame_index is None or not (every or r.sample_id in review.shown):
             continue
         link = f' href="#{anchor(r.sample_id)}"' if r.sample_id in review.shown else ""
         tl.append(f'<a class="mk {esc(r.status)}"{link} style="left:{_pct(r.frame_index + 0.5, total)}" '
