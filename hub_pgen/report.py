@@ -9,6 +9,7 @@ from collections import Counter
 from dataclasses import asdict
 from typing import Any
 
+from hub_pgen import layout
 from hub_pgen.pipeline import RunResult
 
 
@@ -160,5 +161,8 @@ def write_step_summary(result: RunResult, config: Any) -> None:
     if result.failures:
         lines += ["", "### Failures", ""]
         lines += [f"- `{e(r.sample_id)}`: {e(r.error)}" for r in result.failures[:20]]
+    if result.report is not None:
+        lines += ["", f"The review page of every sample, `{e(layout.REPORT_PATH)}`, is in this run's `pgen-report-*` "
+                      "artifact (pgen.yml uploads it): download it and open it in a browser."]
     with open(path, "a", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")

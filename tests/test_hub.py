@@ -605,10 +605,15 @@ def test_cli_from_hub_to_hub(server, hub_env, source_dataset, tmp_path, capsys, 
     card = files[layout.CARD_PATH].decode()
     assert "https://huggingface.co/datasets/org/cli-src" in card and sha in card  # link back, pinned sha
     assert 'LeRobotDataset("me/cli-dst")' in card and '"seed": 0' in card  # how to load it; parameters
+    # the review page is pushed with the dataset, named after the repo, and the card says how to see it
+    page = files[layout.REPORT_PATH].decode()
+    assert "<h1>hub-pgen review: me/cli-dst</h1>" in page and page.count('<article class="card') == result["samples"]
+    assert "hf download me/cli-dst meta/hub_pgen_report.html --repo-type dataset" in card
     # in Actions: no progress bars from the libraries, and a Markdown job summary
     assert "Fetching" not in captured.err and "\r" not in captured.err
     text = summary.read_text()
     assert text.startswith("## hub-pgen") and "| ok | " in text and "me/cli-dst" in text
+    assert "meta/hub_pgen_report.html" in text and "pgen-report-" in text
     # and the same command again: nothing new is generated or pushed
     commits = len(server.history("me/cli-dst"))
     assert main(["--repo-id", "org/cli-src", "--push-to", "me/cli-dst", "--backend", "template",

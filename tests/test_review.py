@@ -73,14 +73,16 @@ def hostile_output(example_root, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    exe = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
+    # Debian's chromium (what scripts/test installs), else the Chrome of GitHub's ubuntu runners
+    exe = next(filter(None, map(shutil.which, ("chromium", "google-chrome", "google-chrome-stable",
+                                               "chromium-browser"))), "/usr/bin/chromium")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
         sync_playwright = None
     if sync_playwright is None or not Path(exe).is_file():
         why = ("playwright is not installed (pip install playwright)" if sync_playwright is None
-               else "no Chromium (apt-get install chromium)")
+               else "no Chromium or Chrome (apt-get install chromium)")
         if os.environ.get("HUB_PGEN_REQUIRE_BROWSER"):
             pytest.fail(f"HUB_PGEN_REQUIRE_BROWSER is set but {why}")
         pytest.skip(why)

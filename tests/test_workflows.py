@@ -222,7 +222,11 @@ def test_journal_and_provenance_are_uploaded(pgen):
     journal = [s for p, s in by_path.items() if p.endswith("meta/syn_annotations.jsonl")]
     partial = [s for p, s in by_path.items() if p.endswith(".partial/journal.jsonl")]
     report = [s for p, s in by_path.items() if p.endswith("meta/hub_pgen.json")]
-    assert journal and partial and report
+    page = [s for p, s in by_path.items() if p.endswith("meta/hub_pgen_report.html")]
+    assert journal and partial and report and page and page[0] is report[0] and page[0]["if"] == "always()"
+    merged = [p for s in steps(pgen, "merge") if str(s.get("uses", "")).startswith("actions/upload-artifact@")
+              for p in s["with"]["path"].split()]
+    assert "merged/meta/hub_pgen_report.html" in merged
     assert journal[0]["if"] == "always()" and partial[0] is journal[0]
     gen_index = steps(pgen, "pgen").index(generate_step(pgen))
     assert all(steps(pgen, "pgen").index(s) > gen_index for s in uploads)
