@@ -362,3 +362,24 @@ def test_past_max_markers_the_timelines_mark_the_shown_samples_only(hostile_outp
     assert main(["report", str(out), "--output", str(tmp_path / "p.html"), "--max-cards", "4", "-q"]) == 0
     page = (tmp_path / "p.html").read_text(encoding="utf-8")
     assert page.count('class="mk ') == 4 and "the timelines mark those 4 only" in page
+
+
+def test_the_card_filter_shows_only_what_was_asked_for(hostile_output, browser):
+    out, _ = hostile_output
+    page, _ = open_page(browser, out / layout.REPORT_PATH)
+    visible = """() => ({
+        cards: [...document.querySelectorAll('article.card')].filter(c => c.offsetParent !== null)
+                   .map(c => c.className),
+        episodes: [...document.querySelectorAll('section.episode')].filter(s => s.offsetParent !== null).length})"""
+    try:
+        assert len(page.evaluate(visible)["cards"]) == 25
+        for link, want in (("failed (1)", "failed"), ("filtered out (1)", "filtered"),
+                           ("flagged by the quality measures (1)", "flagged")):
+            page.click(f"nav >> text={link}")  # a link, no script: the stylesheet filters on :target
+            shown = page.evaluate(visible)
+            assert len(shown["cards"]) == 1 and want in shown["cards"][0].split(), (link, shown)
+            assert shown["episodes"] == 1
+        page.click("nav >> text=all (25)")
+        assert len(page.evaluate(visible)["cards"]) == 25
+    finally:
+        page.close()

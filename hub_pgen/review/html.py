@@ -64,6 +64,10 @@ ul.warnings{margin:4px 0;padding-left:20px;color:#7d4e00}
 .card{border:1px solid var(--line);border-left:5px solid var(--ok);border-radius:6px;padding:8px 10px;width:430px;background:#fff}
 .card.failed{border-left-color:var(--bad)}.card.filtered{border-left-color:var(--flt)}
 .card:target{outline:3px solid #0969da}
+#only-failed:target~main article.card:not(.failed),#only-failed:target~main section.episode:not(:has(article.card.failed)){display:none}
+#only-filtered:target~main article.card:not(.filtered),#only-filtered:target~main section.episode:not(:has(article.card.filtered)){display:none}
+#only-flagged:target~main article.card:not(.flagged),#only-flagged:target~main section.episode:not(:has(article.card.flagged)){display:none}
+#only-disagrees:target~main article.card:not(.disagrees),#only-disagrees:target~main section.episode:not(:has(article.card.disagrees)){display:none}
 .imgs{display:flex;gap:6px;flex-wrap:wrap}figure{margin:0}figcaption{font-size:11px;color:var(--mut)}
 img.thumb{display:block;width:192px;height:auto;border-radius:3px;background:#eee}
 .noimg{width:192px;min-height:72px;background:#fff0f0;color:var(--bad);font-size:11px;padding:4px;overflow-wrap:anywhere}
@@ -88,10 +92,11 @@ def render(review: Review, thumbs: dict[str, list[Thumb]]) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>hub-pgen review: {esc(review.name)}</title>",
         f"<style>{STYLE}</style></head><body>",
+        "".join(f'<span id="only-{k}"></span>' for k in FILTERS),  # :target switches of the card filter
         _header(review, counts, shown),
         "<main>",
         _summary(review, counts),
-        _nav(review.episodes),
+        _nav(review),
     ]
     for ep in review.episodes:
         parts.append(_episode(ep, review, thumbs))
@@ -264,11 +269,34 @@ def _mix(review: Review) -> str:
     return "".join(out)
 
 
-def _nav(episodes: Sequence[EpisodeView]) -> str:
-    if len(episodes) < 2:
-        return ""
-    links = " ".join(f'<a href="#ep-{ep.index}">episode {ep.index}</a>' for ep in episodes)
-    return f"<nav><b>Episodes:</b> {links}</nav>"
+def _nav(review: Review) -> str:
+    """Links to the episodes, and the card filter: a link to ``#only-failed`` (say) makes that empty
+    element the page's :target, and the stylesheet then hides every other card (and every episode
+    left without one). No script: the page's policy allows none."""
+    cards = [r for r in review.records if r.sample_id in review.shown]
+    n = {k: sum(1 for r in cards if k in _classes(r)) for k in FILTERS}
+    show = " ".join([f'<a href="#summary">all ({len(cards)})</a>']
+                      + [f'<a href="#only-{k}">{esc(label)} ({n[k]})</a>' for k, label in FILTERS.items() if n[k]])
+    out = f"<nav><b>Show cards:</b> {show}</nav>"
+    if len(review.episodes) >= 2:
+        links = " ".join(f'<a href="#ep-{ep.index}">episode {ep.index}</a>' for ep in review.episodes)
+        out += f"<nav><b>Episodes:</b> {links}</nav>"
+    return out
+
+
+FILTERS = {"failed": "failed", "filtered": "filtered out", "flagged": "flagged by the quality measures",
+           "disagrees": "the verifier read another skill"}
+
+
+def _classes(r: JournalRecord) -> list[str]:
+    from hub_pgen.quality import flags
+
+    out = [r.status]
+    if r.status != "failed" and r.user_prompt is not None and flags(r):
+        out.append("flagged")
+    if r.verified is not None and not r.verified.get("agrees"):
+        out.append("disagrees")
+    return out
 
 
 def _pct(x: float, total: float) -> str:
@@ -356,7 +384,7 @@ def _card(r: JournalRecord, thumbs: list[Thumb]) -> str:
             body.append(f"<details><summary>raw model answer</summary><pre>{esc(raw)}</pre></details>")
     for e in r.earlier:
         body.append(f'<p class="notice">earlier try: {esc(e.get("error"))}</p>')
-    return (f'<article class="card {esc(r.status)}" id="{anchor(r.sample_id)}">'
+    return (f'<article class="card {esc(" ".join(_classes(r)))}" id="{anchor(r.sample_id)}">'
             f'<div><span class="status">{esc(r.status)}</span> <code>{esc(r.sample_id)}</code></div>'
             f'<div class="imgs">{"".join(figs)}</div><dl>{dl}</dl>{"".join(body)}</article>')
 
