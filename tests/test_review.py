@@ -7,6 +7,7 @@ The browser tests skip where no Chromium is installed, unless HUB_PGEN_REQUIRE_B
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -383,3 +384,19 @@ def test_the_card_filter_shows_only_what_was_asked_for(hostile_output, browser):
         assert len(page.evaluate(visible)["cards"]) == 25
     finally:
         page.close()
+
+
+def test_image_features_stored_in_the_parquet_get_thumbnails_and_frames_too(tmp_path, capsys):
+    """A camera stored as images in the data parquet (dtype image), beside a video one."""
+    from hub_pgen.example import ExampleSpec, build_example_dataset
+
+    src = build_example_dataset(tmp_path / "src", ExampleSpec(cameras=("observation.images.up",),
+                                                               image_features=("observation.images.wrist",)))
+    assert main(["--root", str(src), "--output-dir", str(tmp_path / "o"), "--backend", "template", "-q"]) == 0
+    page = (tmp_path / "o" / layout.REPORT_PATH).read_text(encoding="utf-8")
+    assert page.count('<img class="thumb"') == 50 and "frame unavailable" not in page
+    assert page.count('alt="observation.images.wrist#row') == 25
+    if importlib.util.find_spec("rerun") is not None:
+        capsys.readouterr()
+        assert main(["report", str(tmp_path / "o"), "--rrd", str(tmp_path / "r.rrd"), "--episodes", "0"]) == 0
+        assert "1 episode(s), 90 image(s)" in capsys.readouterr().out  # 45 frames x (video + parquet image)
