@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import os
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
@@ -971,10 +972,17 @@ def _write(prep: Prepared, journal: dict[str, JournalRecord], staging: Path, pro
     from hub_pgen.review import write_report
 
     # part of the result (and so pushed with it): the dataset as written, named as OUT will be
-    report = write_report(staging, name=output_name)
-    if report.unreadable_images:
-        notes.append(f"the review page shows {report.unreadable_images} frame(s) as unavailable (they could not be "
-                     f"decoded): see {layout.REPORT_PATH}")
+    try:
+        report = write_report(staging, name=output_name)
+    except Exception as e:  # noqa: BLE001 — a view of the dataset: failing to draw it must not cost the dataset
+        line = (f"the review page could not be written ({type(e).__name__}: {e}); the dataset is complete: "
+                f"hub-pgen report OUT tries again (HUB_PGEN_DEBUG=1 shows why)")
+        logger.warning("%s", line, exc_info=bool(os.environ.get("HUB_PGEN_DEBUG")))
+        notes.append(line)
+    else:
+        if report.unreadable_images:
+            notes.append(f"the review page shows {report.unreadable_images} frame(s) as unavailable (they could not "
+                         f"be decoded): see {layout.REPORT_PATH}")
     return {"new_tasks": summary.new_tasks, "frames": summary.frames, "frames_labelled": summary.frames_labelled,
             "notes": notes, "language": language}
 

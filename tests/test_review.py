@@ -400,3 +400,22 @@ def test_image_features_stored_in_the_parquet_get_thumbnails_and_frames_too(tmp_
         capsys.readouterr()
         assert main(["report", str(tmp_path / "o"), "--rrd", str(tmp_path / "r.rrd"), "--episodes", "0"]) == 0
         assert "1 episode(s), 90 image(s)" in capsys.readouterr().out  # 45 frames x (video + parquet image)
+
+
+def test_a_page_that_cannot_be_drawn_does_not_cost_the_dataset(example_root, tmp_path, monkeypatch, capsys):
+    from hub_pgen.review import html as page_mod
+    from hub_pgen.validate import validate
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr(page_mod, "render", broken)
+    out = tmp_path / "o"
+    assert main(["--root", str(example_root), "--output-dir", str(out), "--backend", "template", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["state"] == "written" and result["ok"] == 25 and result["report"] is None
+    assert any("the review page could not be written (RuntimeError: drawing failed)" in n for n in result["notices"])
+    validate(out, source=example_root)
+    assert not (out / layout.REPORT_PATH).exists() and not list(out.rglob("*.tmp"))
+    monkeypatch.undo()
+    assert main(["report", str(out), "-q"]) == 0 and (out / layout.REPORT_PATH).is_file()
