@@ -33,10 +33,11 @@ import json
 import socket
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from .loopback import LoopbackServer, QuietHandler
 
 REPO_KINDS = {"models": "model", "datasets": "dataset", "spaces": "space"}
 GITATTRIBUTES = b"*.parquet filter=lfs diff=lfs merge=lfs -text\n*.mp4 filter=lfs diff=lfs merge=lfs -text\n"
@@ -123,7 +124,7 @@ class HttpError(Exception):
         self.status, self.message, self.code, self.headers = status, message, code, headers or {}
 
 
-class HubServer:
+class HubServer(LoopbackServer):
     """The stand-in. Use as a context manager, or :meth:`start` / :meth:`stop`."""
 
     def __init__(self, *, token: str | None = None, user: str = "tester") -> None:
@@ -140,8 +141,6 @@ class HubServer:
         self._busy = 0
         self._settled = threading.Condition(self._lock)
         self._counter = 0
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def requests(self) -> list[Request]:
@@ -158,11 +157,7 @@ class HubServer:
         class Handler(_Handler):
             hub = server
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="hubserver", daemon=True)
-        self._thread.start()
+        self.serve(Handler, name="hubserver")
         return self
 
     def stop(self) -> None:
@@ -170,10 +165,7 @@ class HubServer:
             for f in self._faults:
                 if f.hold is not None:
                     f.hold.release()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
+        self.shutdown()
 
     def __enter__(self) -> HubServer:
         return self.start()
@@ -183,9 +175,7 @@ class HubServer:
 
     @property
     def url(self) -> str:
-        assert self._httpd is not None, "server not started"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return self.address
 
     # --- fault injection and inspection ------------------------------------------------------
 
@@ -326,17 +316,8 @@ class HubServer:
 # --- HTTP -----------------------------------------------------------------------------------
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     hub: HubServer
-    protocol_version = "HTTP/1.1"  # keep-alive, like the Hub; every answer has a Content-Length
-
-    def setup(self) -> None:
-        super().setup()
-        # headers and body go out in separate writes: without this, delayed ACKs cost 40 ms a request
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read HubServer.requests
-        pass
 
     def do_GET(self) -> None:
         self._dispatch("GET")

@@ -26,8 +26,10 @@ import hashlib
 import json
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from .loopback import LoopbackServer
 from urllib.parse import urlsplit
 
 FLAVORS = ("cpu-basic", "t4-small", "a10g-small", "a10g-large", "a100-large", "h200")
@@ -45,7 +47,7 @@ class Request:
     authorized: bool
 
 
-class JobsServer:
+class JobsServer(LoopbackServer):
     """The stand-in. Use as a context manager."""
 
     def __init__(self, *, token: str, user: str = "tester", flavors: tuple[str, ...] = FLAVORS,
@@ -60,14 +62,12 @@ class JobsServer:
         self.requests: list[Request] = []
         self.access_log: list[str] = []
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
 
     # -- lifecycle --
 
     @property
     def url(self) -> str:
-        assert self._httpd is not None
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return self.address
 
     def __enter__(self) -> JobsServer:
         server = self
@@ -83,16 +83,11 @@ class JobsServer:
             def do_POST(self) -> None:
                 server._handle(self, "POST")
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="jobs-server",
-                         daemon=True).start()
+        self.serve(Handler, name="jobs-server")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._httpd is not None
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self.shutdown()
 
     @property
     def submissions(self) -> list[dict[str, Any]]:

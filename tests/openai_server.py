@@ -29,18 +29,21 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+try:
+    from .loopback import LoopbackServer, QuietHandler
+except ImportError:  # run as a script, a server process of its own (tests/ is then on sys.path)
+    from loopback import LoopbackServer, QuietHandler  # type: ignore[no-redef]
 
 PGEN_KEYS = ("scenario_type", "response_type", "user_prompt", "robot_utterance")
 SENTENCES = ("Please pick up the cup near camera {tag}.", "Sure, I will pick up the cup now {tag}.")
 
 
-class OpenAIServer:
+class OpenAIServer(LoopbackServer):
     """The stand-in. Use as a context manager, or :meth:`start` / :meth:`stop`."""
 
     def __init__(self, *, models: Sequence[str] = ("tiny-pgen",), mode: str = "schema",
@@ -52,7 +55,6 @@ class OpenAIServer:
         self.delay = delay
         self.script: list[Any] = list(script)
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -71,17 +73,11 @@ class OpenAIServer:
         class Handler(_Handler):
             stand_in = server
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._httpd.daemon_threads = True
-        threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                         name="openai-server", daemon=True).start()
+        self.serve(Handler, port=self.port, name="openai-server")
         return self
 
     def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
+        self.shutdown()
 
     def __enter__(self) -> OpenAIServer:
         return self.start()
@@ -92,9 +88,7 @@ class OpenAIServer:
     @property
     def url(self) -> str:
         """The base URL a client takes, ending in ``/v1``."""
-        assert self._httpd is not None, "server not started"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"{self.address}/v1"
 
     # --- the "model" ------------------------------------------------------------------------
 
@@ -171,16 +165,8 @@ def _count_images(messages: list[Any]) -> int:
 # --- HTTP -----------------------------------------------------------------------------------
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     stand_in: OpenAIServer
-    protocol_version = "HTTP/1.1"  # keep-alive, like real servers; every answer has a Content-Length
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet: tests read OpenAIServer.requests
-        pass
 
     def _send_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(obj).encode()
