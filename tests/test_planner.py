@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from hub_pgen.errors import UsageError
-from hub_pgen.plan.planner import Segment, _runs, frame_skill_positions, parse_episode_list, sample_starts
+from hub_pgen.plan.planner import (
+    Segment,
+    _runs,
+    format_episode_list,
+    frame_skill_positions,
+    parse_episode_list,
+    sample_starts,
+)
 
 FPS = 30
 
@@ -58,3 +65,7 @@ def test_episode_list_parsing():
     for bad in ("a", "3-", "5-3"):
         with pytest.raises(UsageError):
             parse_episode_list(bad)
+    # and back, in the same syntax
+    for values in ((0, 3, 4, 5, 9), (7,), (0, 1, 2), (1, 3, 4, 6, 7, 8, 10)):
+        assert parse_episode_list(format_episode_list(values)) == values
+    assert format_episode_list([0, 3, 4, 5, 9]) == "0,3-5,9" and format_episode_list([]) == "(none)"

@@ -65,6 +65,22 @@ class Plan:
 MAX_EPISODE_RANGE = 1_000_000  # a range longer than this is a typo, not a dataset
 
 
+def format_episode_list(values: Sequence[int]) -> str:
+    """The inverse of :func:`parse_episode_list`: [0, 1, 2, 5] → ``"0-2,5"`` (short messages for large datasets)."""
+    out: list[str] = []
+    start = prev = None
+    for v in values:
+        if start is not None and prev is not None and v == prev + 1:
+            prev = v
+            continue
+        if start is not None:
+            out.append(f"{start}-{prev}" if prev != start else f"{start}")
+        start = prev = v
+    if start is not None:
+        out.append(f"{start}-{prev}" if prev != start else f"{start}")
+    return ",".join(out) or "(none)"
+
+
 def parse_episode_list(text: str | None) -> tuple[int, ...] | None:
     """``"0,3-5"`` → (0, 3, 4, 5)."""
     if text is None or not text.strip():

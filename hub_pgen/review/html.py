@@ -19,6 +19,7 @@ from typing import Any
 
 from hub_pgen import __version__, layout
 from hub_pgen.data import JournalRecord
+from hub_pgen.plan.planner import format_episode_list
 from hub_pgen.review.model import EpisodeView, Review
 from hub_pgen.review.thumbs import Thumb
 
@@ -111,7 +112,7 @@ def _header(review: Review, counts: dict[str, int], shown: int) -> str:
     model = gen.get("model") or "(no model)"
     lines = []
     if review.scope is not None:
-        lines.append(f"Episode(s) {_ranges(review.scope)} only, {len(review.episodes)} of {review.total_episodes}: "
+        lines.append(f"Episode(s) {format_episode_list(review.scope)} only, {len(review.episodes)} of {review.total_episodes}: "
                      "every figure on this page is theirs (the dataset's own page has all of them).")
     if shown < counts["samples"]:
         bad = sum(1 for r in review.records if r.status != "ok")
@@ -127,16 +128,6 @@ def _header(review: Review, counts: dict[str, int], shown: int) -> str:
             f"{esc(prov.get('tool', {}).get('version', ''))} · backend {esc(gen.get('backend', '?'))} · model {esc(model)}"
             f" · format {esc(prov.get('format', 'hirobot'))} · fingerprint {esc(prov.get('fingerprint', ''))}</div>"
             f"{notes}</header>")
-
-
-def _ranges(values: Sequence[int]) -> str:
-    out: list[str] = []
-    for v in values:
-        if out and isinstance(out[-1], list) and out[-1][1] == v - 1:
-            out[-1][1] = v
-        else:
-            out.append([v, v])  # type: ignore[arg-type]
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in out)  # type: ignore[misc]
 
 
 def _table(rows: Sequence[Sequence[Any]], head: Sequence[str] | None = None) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 from hub_pgen.data import EpisodeSkills, Skill, SkillsFile
 from hub_pgen.errors import SkillsError
 from hub_pgen.notices import Notices
+from hub_pgen.plan.planner import format_episode_list
 from hub_pgen.source.jsonfile import JsonProblem, read_strict
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def parse_skills(raw: Any, *, path: Path | str = "skills.json", known_episodes: 
             raise SkillsError("episode listed twice", path=path, episode=ep.episode_index)
         if known_episodes is not None and ep.episode_index not in known_episodes:
             raise SkillsError(
-                f"unknown episode: the dataset has episodes {_ranges(sorted(known_episodes))}",
+                f"unknown episode: the dataset has episodes {format_episode_list(sorted(known_episodes))}",
                 path=path,
                 episode=ep.episode_index,
                 hint="skills.json seems to belong to another dataset or revision",
@@ -156,20 +157,3 @@ def _parse_skill(i: int, raw: Any, episode: int, path: Path | str) -> Skill:
             key=where,
         )
     return Skill(name=name.strip(), start=times["start"], end=times["end"])
-
-
-def _ranges(values: list[int]) -> str:
-    """[0,1,2,5] → '0-2,5' (keeps error messages short for large datasets)."""
-    out: list[str] = []
-    start = prev = None
-    for v in values:
-        if start is None:
-            start = prev = v
-        elif v == prev + 1:
-            prev = v
-        else:
-            out.append(f"{start}-{prev}" if prev != start else f"{start}")
-            start = prev = v
-    if start is not None:
-        out.append(f"{start}-{prev}" if prev != start else f"{start}")
-    return ",".join(out) or "(none)"
