@@ -419,3 +419,14 @@ def test_a_page_that_cannot_be_drawn_does_not_cost_the_dataset(example_root, tmp
     assert not (out / layout.REPORT_PATH).exists() and not list(out.rglob("*.tmp"))
     monkeypatch.undo()
     assert main(["report", str(out), "-q"]) == 0 and (out / layout.REPORT_PATH).is_file()
+
+
+def test_no_dialogue_runs_are_maximal_runs_of_consecutive_flagged_frames():
+    import numpy as np
+
+    from hub_pgen.review.model import _runs
+
+    frames = np.array([0, 1, 2, 3, 5, 6, 7, 9])  # 4 and 8 are not in the file
+    flag = np.array([1, 1, 0, 1, 1, 1, 0, 1], dtype=bool)
+    assert _runs(frames, flag) == [(0, 2), (3, 4), (5, 7), (9, 10)]
+    assert _runs(np.arange(5), np.zeros(5, dtype=bool)) == [] and _runs(np.arange(3), np.ones(3, dtype=bool)) == [(0, 3)]

@@ -204,22 +204,16 @@ def _no_dialogue_runs(root: Path, eps: dict[int, Any], only: set[int] | None) ->
 
 
 def _runs(frames: np.ndarray, flag: np.ndarray) -> list[tuple[int, int]]:
-    """Maximal runs [start, end) of consecutive frames where ``flag`` holds."""
-    runs: list[tuple[int, int]] = []
-    start = prev = None
-    for f, on in zip(frames.tolist(), flag.tolist()):
-        if on and start is not None and f == prev + 1:
-            prev = f
-        elif on:
-            if start is not None:
-                runs.append((start, prev + 1))
-            start = prev = f
-        elif start is not None:
-            runs.append((start, prev + 1))
-            start = None
-    if start is not None:
-        runs.append((start, prev + 1))
-    return runs
+    """Maximal runs [start, end) of consecutive frames where ``flag`` holds (``frames`` sorted;
+    a run ends at an unflagged frame or a gap in the numbering). Vectorised: 1M frames in ms."""
+    frames, flag = np.asarray(frames), np.asarray(flag, dtype=bool)
+    at = np.flatnonzero(flag)
+    if not len(at):
+        return []
+    on = frames[at]
+    cut = np.flatnonzero((np.diff(at) != 1) | (np.diff(on) != 1)) + 1
+    first, last = np.concatenate(([0], cut)), np.concatenate((cut, [len(on)])) - 1
+    return [(int(on[a]), int(on[b]) + 1) for a, b in zip(first, last)]
 
 
 def _runs_from_records(length: int, records: list[JournalRecord]) -> list[tuple[int, int]]:
