@@ -110,7 +110,7 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
                           "hirobot: the former only; lerobot-language: the latter only")
     out.add_argument("--num-shards", type=int, default=1, metavar="N",
                      help="split the plan into N shards of whole episodes (one per machine); with --shard-index")
-    out.add_argument("--shard-index", type=int, default=0, metavar="I",
+    out.add_argument("--shard-index", type=int, default=None, metavar="I",
                      help="generate shard I (0..N-1) only; the result is a shard folder for `hub-pgen merge`")
     out.add_argument("--dry-run", action="store_true", help="print the plan and the cost; generate nothing")
     out.add_argument("--json", action="store_true",
@@ -252,6 +252,11 @@ def config_from_args(args: argparse.Namespace):
     if args.min_skill_seconds is not None and args.skills != "annotate":
         raise UsageError("--min-skill-seconds only applies to --skills annotate (skills the model labels)",
                          hint="add --skills annotate, or drop --min-skill-seconds")
+    if args.num_shards > 1 and args.shard_index is None:
+        raise UsageError(f"--num-shards {args.num_shards} needs --shard-index: which shard this machine generates "
+                         "(without it every machine would generate shard 0)",
+                         hint=f"--shard-index I with I in 0..{args.num_shards - 1}, one per machine; then hub-pgen "
+                              "merge the shard folders")
     if args.input_jsonl is not None and args.output_format is not None:
         raise UsageError("--format shapes a dataset; --input-jsonl makes the D_syn JSONL alone",
                          hint="drop --format, or give a dataset source (--root or --repo-id)")
@@ -266,7 +271,7 @@ def config_from_args(args: argparse.Namespace):
         skills_file=args.skills_file,
         min_skill_seconds=1.0 if args.min_skill_seconds is None else args.min_skill_seconds,
         num_shards=args.num_shards,
-        shard_index=args.shard_index,
+        shard_index=args.shard_index or 0,
         min_chars=args.min_chars,
         dedupe=args.dedupe,
         drop_degenerate=args.drop_degenerate,

@@ -141,7 +141,8 @@ class RunConfig:
                             (self.engine == "ray", "--engine ray generates in its actors (verify with the local "
                                                    "engine)")):
                 if on:
-                    raise UsageError(f"--verify does not go with this run: {why}")
+                    raise UsageError(f"--verify does not go with this run: {why}",
+                                     hint="drop --verify here; verification runs where a dataset is written whole")
         if self.min_chars is not None and self.min_chars < 1:
             raise UsageError(f"--min-chars must be >= 1, got {self.min_chars}")
         if self.prompt_template is not None:

@@ -199,7 +199,10 @@ def test_report_errors_say_what_to_do(hostile_output, example_root, tmp_path, ca
     cases = [
         (["report", str(tmp_path / "nope")], 2, "does not exist"),
         (["report", str(example_root)], 3, "is not a dataset hub-pgen wrote"),
-        (["report", str(out), "--episodes", "42", "--output", str(tmp_path / "p.html")], 3, "has no episode(s) [42]"),
+        (["report", str(out), "--episodes", "42", "--output", str(tmp_path / "p.html")], 2, "has no episode(s) [42]"),
+        (["report", str(out), "--episodes", "1", "--output", str(out / layout.REPORT_PATH)], 2, "stays the full one"),
+        (["report", str(out), "--rrd", str(tmp_path)], 2, "is a folder"),
+        (["report", str(out), "--rrd", str(tmp_path / "r.txt")], 2, "name ends in .rrd"),
         (["report", str(out), "--episodes", "1"], 2, "--episodes makes a partial page"),
         (["report", str(out), "--max-cards", "3"], 2, "dataset's own (pushed with it), which stays the full one"),
         (["report", str(out / "meta")], 3, "is the meta folder of a dataset"),
@@ -299,6 +302,9 @@ def test_rrd_export_logs_every_frame_with_the_dialogues_on_the_timelines(hostile
     times = {r["frame_index"]: r["timestamp"] for r in rows["/episode_0000/dialogue"]}
     assert all(abs(_seconds(times[f]) - f / 30) < 1e-6 for f in times)
     assert "/episode_0002/samples" not in rows  # --episodes 0,1
+    capsys.readouterr()
+    assert main(["report", str(out), "--rrd", "/proc/nope/review.rrd"]) == 4  # cannot write: said, not a crash
+    assert "cannot write the recording /proc/nope/review.rrd" in capsys.readouterr().err
 
 
 def _seconds(value) -> float:

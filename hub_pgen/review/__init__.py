@@ -120,7 +120,8 @@ def main(argv: Sequence[str]) -> int:
         raise UsageError(str(e), hint=see) from None
     partial = [f for f, v in (("--episodes", episodes), ("--max-cards", args.max_cards)) if v is not None]
     html = args.output is not None or args.rrd is None
-    if html and args.output is None and partial:
+    own = (args.path / layout.REPORT_PATH).resolve()
+    if html and partial and (args.output is None or args.output.resolve() == own):
         raise UsageError(f"{' and '.join(partial)} make{'s' if len(partial) == 1 else ''} a partial page, and OUT/{layout.REPORT_PATH} is the dataset's "
                          "own (pushed with it), which stays the full one",
                          hint="add --output FILE.html to write the partial page there (or --rrd FILE for a "
@@ -128,6 +129,11 @@ def main(argv: Sequence[str]) -> int:
     if args.rrd is not None:
         from hub_pgen.review import rerun
 
+        if args.rrd.is_dir() or str(argv_rrd(argv)).endswith(os.sep):
+            raise UsageError(f"--rrd {args.rrd} is a folder", hint="give a file, e.g. --rrd review.rrd")
+        if args.rrd.suffix != ".rrd":
+            raise UsageError(f"--rrd {args.rrd}: a Rerun recording's name ends in .rrd (the viewer goes by it)",
+                             hint=f"e.g. --rrd {args.rrd.with_suffix('.rrd')}")
         rerun.require()  # before any work: a missing rerun-sdk is said at once
     max_cards = DEFAULT_MAX_CARDS if args.max_cards is None else args.max_cards
     review = load_review(args.path, max_cards=max_cards, episodes=set(episodes) if episodes else None,
@@ -144,6 +150,16 @@ def main(argv: Sequence[str]) -> int:
             print(f"{args.rrd}: {counts['episodes']} episode(s), {counts['frames']} image(s), "
                   f"{counts['samples']} sample(s) as text; open it with: rerun {args.rrd}")
     return 0
+
+
+def argv_rrd(argv: Sequence[str]) -> str:
+    """--rrd's value as typed (Path drops a trailing slash)."""
+    for i, a in enumerate(argv):
+        if a == "--rrd" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--rrd="):
+            return a.split("=", 1)[1]
+    return ""
 
 
 def _name(root: Path) -> str:

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from hub_pgen import layout
 from hub_pgen.data import ImageRef, JournalRecord, Sample, Skill, SourceDataset
-from hub_pgen.errors import SourceError, SourceNotFoundError
+from hub_pgen.errors import SourceError, SourceNotFoundError, UsageError
 from hub_pgen.journal import load_journal
 
 # Cards the report shows by default: failures and filtered samples first, then ok ones spread evenly
@@ -95,9 +95,9 @@ def load_review(root: Path, *, max_cards: int = DEFAULT_MAX_CARDS, episodes: set
     if episodes is not None:
         unknown = sorted(episodes - set(eps))
         if unknown:
-            raise SourceError(f"{root} has no episode(s) {unknown} (it has {len(eps)}: "
-                              f"{min(eps, default=0)}..{max(eps, default=0)})", path=root,
-                              hint="pick episodes the dataset has with --episodes")
+            raise UsageError(f"--episodes: {root} has no episode(s) {unknown} (it has {len(eps)}: "
+                             f"{min(eps, default=0)}..{max(eps, default=0)})",
+                             hint="pick episodes the dataset has with --episodes")
         records = tuple(r for r in records if r.episode_index in episodes)
     by_episode: dict[int, list[JournalRecord]] = defaultdict(list)
     for r in records:

@@ -56,11 +56,16 @@ def export(review: Review, path: Path, *, max_side: int = MAX_SIDE) -> dict[str,
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise OutputError(f"cannot write {path}: {e.strerror or e}", path=path) from e
+        raise OutputError(f"cannot write the recording {path}: {e.strerror or e}", path=path,
+                          hint="give --rrd a file in a folder you can write") from e
     rec = rr.RecordingStream("hub-pgen", recording_id=f"hub-pgen-{review.provenance.get('fingerprint', 'review')}")
     counts = {"frames": 0, "episodes": 0, "samples": 0, "unreadable_frames": 0}
     try:
-        rec.save(str(tmp))
+        try:
+            rec.save(str(tmp))
+        except (OSError, RuntimeError) as e:  # rerun-sdk reports a file it cannot create as a RuntimeError
+            raise OutputError(f"cannot write the recording {path}: {e}", path=path,
+                              hint="give --rrd a file in a folder you can write") from e
         rec.send_recording_name(f"hub-pgen review: {review.name} (from {review.source_name})")
         cameras = [k for k in review.source.camera_keys]
         for ep in review.episodes:
@@ -69,7 +74,11 @@ def export(review: Review, path: Path, *, max_side: int = MAX_SIDE) -> dict[str,
             _episode(rr, rec, review, ep, cameras, max_side, counts)
         rec.flush()
         rec.disconnect()
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            raise OutputError(f"cannot write the recording {path}: {e.strerror or e}", path=path,
+                              hint="give --rrd a file in a folder you can write") from e
     except BaseException:
         try:
             rec.disconnect()
