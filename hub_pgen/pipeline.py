@@ -538,7 +538,12 @@ def run(
                          plan_report=report, elapsed_s=time.monotonic() - t0, notices=prep.notices)
 
     # refuse another configuration's folder before taking anything (read-only)
-    out_mod.inspect_output(paths, fingerprint=folder_fp, identity=folder_identity, source_root=source_root)
+    first_look = out_mod.inspect_output(paths, fingerprint=folder_fp, identity=folder_identity,
+                                        source_root=source_root)
+    if retry_failed and first_look not in ("complete", "resume"):
+        raise UsageError(f"--retry-failed: {paths.output} holds no result or journal of this configuration, so "
+                         "there is no failed sample to retry (a typo in --output-dir?)",
+                         hint="give the --output-dir of the earlier run, or drop --retry-failed to run the whole job")
     lock = RunLock(paths.work)
     lock.acquire(wait=wait)
     made: Backend | None = None  # a backend this run made (and so closes)

@@ -527,3 +527,11 @@ def test_flag_abbreviations_are_refused_with_a_suggestion(capsys):
 def test_the_transformers_demo_needs_a_model(tmp_path, capsys):
     rc, _, err = cli(capsys, "demo", "--backend", "transformers", "--output-dir", str(tmp_path / "d"))
     assert rc == 2 and "needs --model" in err and not (tmp_path / "d").exists()
+
+
+def test_retry_failed_on_a_folder_with_nothing_to_retry_runs_nothing(src, tmp_path, capsys):
+    """A typo in --output-dir with --retry-failed must not start the whole (costly) job."""
+    out = tmp_path / "typo"
+    rc, _, err = cli(capsys, "--root", str(src), "--output-dir", str(out), "--backend", "template", "--retry-failed")
+    assert rc == 2 and "holds no result or journal of this configuration" in err and "drop --retry-failed" in err
+    assert not out.exists() and not Path(f"{out}.partial").exists()

@@ -197,7 +197,7 @@ def test_an_openai_servers_key_goes_as_a_secret_too(server, capsys, monkeypatch,
     ([*BASE, "--model-revision", TOKEN, "--job", "a10g-large"], "an argument holds a secret"),
     ([*BASE, "--job", "a10g-large", "--job-install", "hub-pgen @ git+https://me:ghp_x@github.com/o/r"],
      "credentials in a --job-install URL"),
-    ([*BASE, "--num-shards", "2", "--job", "a10g-large"], "a shard writes no dataset"),
+    ([*BASE, "--num-shards", "2", "--shard-index", "0", "--job", "a10g-large"], "a shard writes no dataset"),
     ([*BASE, "--follow"], "--follow only applies to a Hugging Face job"),
     ([*BASE, "--job-timeout", "1h", "--job-install", SPEC], "--job-timeout, --job-install only apply"),
 ])

@@ -215,7 +215,7 @@ def test_verify_with_the_template_backend_agrees_everywhere_and_is_part_of_the_c
     assert not result.get("filtered", {}).get("count")
     assert main(["--root", str(example_root), "--output-dir", str(tmp_path / "o"), "--backend", "template",
                  "-q"]) == 4  # another configuration
-    for extra, message in ((("--num-shards", "2"), "a shard writes no dataset"),
+    for extra, message in ((("--num-shards", "2", "--shard-index", "1"), "a shard writes no dataset"),
                            (("--engine", "ray", "--workers", "1"), "--engine ray generates in its actors")):
         assert main(["--root", str(example_root), "--backend", "template", "--verify", *extra, "-q"]) == 2
         assert message in capsys.readouterr().err

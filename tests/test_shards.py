@@ -140,8 +140,10 @@ def test_shard_options_are_checked_before_anything_happens(example_root, tmp_pat
     for extra, message in (
         (("--num-shards", "2", "--shard-index", "2"), "--shard-index must be in 0..1"),
         (("--num-shards", "0"), "--num-shards must be >= 1"),
-        (("--num-shards", "2", "--push-to", "me/x"), "a shard writes no dataset, so it has nothing to push"),
-        (("--num-shards", "2", "--skills", "annotate"), "--skills annotate cannot be sharded"),
+        (("--num-shards", "2", "--shard-index", "0", "--push-to", "me/x"),
+         "a shard writes no dataset, so it has nothing to push"),
+        (("--num-shards", "2", "--shard-index", "1", "--skills", "annotate"), "--skills annotate cannot be sharded"),
+        (("--num-shards", "2"), "--num-shards 2 needs --shard-index"),  # not silently shard 0 on every machine
     ):
         assert run(example_root, out, "--backend", "template", *extra) == 2
         assert message in capsys.readouterr().err

@@ -344,7 +344,8 @@ def test_label_once_then_shard_on_the_labels(recorded, template_annotated, tmp_p
     """--skills annotate cannot be sharded; its output's skills.json can (--skills-file), and gives the
     same samples and dialogues as the labelling run."""
     labels = template_annotated / "meta" / "skills.json"
-    assert run(recorded, tmp_path / "x", "--backend", "template", "--skills", "annotate", "--num-shards", "2") == 2
+    assert run(recorded, tmp_path / "x", "--backend", "template", "--skills", "annotate", "--num-shards", "2",
+               "--shard-index", "0") == 2
     assert "--skills-file THAT_OUTPUT/meta/skills.json" in capsys.readouterr().err
     for i in (0, 1):
         assert run(recorded, tmp_path / f"s{i}", "--backend", "template", "--skills-file", str(labels),
