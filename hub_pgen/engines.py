@@ -45,10 +45,11 @@ def check(config: RunConfig) -> None:
         import importlib.util
 
         from hub_pgen.errors import ModelLoadError
+        from hub_pgen.install import pip_install
 
         if importlib.util.find_spec("ray") is None:
             raise ModelLoadError("--engine ray needs ray, which this Python does not have",
-                                 hint='pip install "hub-pgen[ray]" (or leave --engine out: one process)')
+                                 hint=f"{pip_install('ray')} (or leave --engine out: one process)")
 
 
 class RayBackendInfo:

@@ -56,6 +56,7 @@ from urllib.parse import urlsplit
 
 from hub_pgen import __version__
 from hub_pgen.errors import HubError, UsageError
+from hub_pgen.install import installed_from_index
 
 logger = logging.getLogger(__name__)
 
@@ -141,16 +142,12 @@ def _direct_url() -> dict[str, Any] | None:
     return json.loads(raw) if raw else None
 
 
-def _installed_from_index() -> bool:
-    return any(part in ("site-packages", "dist-packages") for part in Path(__file__).resolve().parts)
-
-
 def default_install(backend: str, serve: str | None) -> list[str]:
     """What the job installs when ``--job-install`` is not given (see the module's docstring)."""
     extras = "[transformers]" if backend == "transformers" else ""
     engines = [ENGINES[serve]] if serve in ENGINES else []
     info = _direct_url()
-    if info is None and _installed_from_index():
+    if info is None and installed_from_index():
         return [f"hub-pgen{extras}=={__version__}", *engines]
     url = (info or {}).get("url", "")
     parts = urlsplit(url)

@@ -507,6 +507,7 @@ def run(
     t0 = time.monotonic()
     reporter = reporter or NullReporter()
     spec = get_backend(config.backend)
+    _check_local_source(config)  # a wrong --root is said before a missing model stack (which it would hide)
     if backend is None:
         from hub_pgen import engines
 
@@ -596,6 +597,18 @@ def run(
             lock.release()
         else:
             lock.abandon()
+
+
+def _check_local_source(config: RunConfig) -> None:
+    from hub_pgen.errors import InputJsonlError, SourceNotFoundError
+
+    if config.root is not None and not Path(config.root).is_dir():
+        raise SourceNotFoundError(f"dataset folder {config.root} does not exist"
+                                  + (" (it is a file)" if Path(config.root).exists() else ""), path=config.root,
+                                  hint="point --root at the folder that holds meta/info.json, or use --repo-id")
+    if config.input_jsonl is not None and not Path(config.input_jsonl).is_file():
+        raise InputJsonlError("file not found", path=config.input_jsonl,
+                              hint="give the D_labeled JSONL file with --input-jsonl")
 
 
 class _Replay:

@@ -82,6 +82,11 @@ def load_shard(path: Path) -> ShardResult:
     path = Path(path)
     prov_path = path / layout.PROVENANCE_PATH
     if not path.is_dir():
+        if not path.exists() and Path(f"{path}{layout.WORK_SUFFIX}").is_dir():
+            raise UsageError(f"shard {path} has not finished: its run's state is in {path}{layout.WORK_SUFFIX} "
+                             "(interrupted, or still running)",
+                             hint="rerun that shard's command (the same --shard-index and --output-dir): it resumes "
+                                  "and finishes the shard; then merge again")
         raise UsageError(f"shard {path} is not a folder" + ("" if path.exists() else " (it does not exist)"),
                          hint="give the --output-dir of each finished shard run")
     if not prov_path.is_file():

@@ -535,3 +535,26 @@ def test_retry_failed_on_a_folder_with_nothing_to_retry_runs_nothing(src, tmp_pa
     rc, _, err = cli(capsys, "--root", str(src), "--output-dir", str(out), "--backend", "template", "--retry-failed")
     assert rc == 2 and "holds no result or journal of this configuration" in err and "drop --retry-failed" in err
     assert not out.exists() and not Path(f"{out}.partial").exists()
+
+
+def test_an_extras_tip_fits_how_hub_pgen_was_installed(monkeypatch, tmp_path):
+    from hub_pgen import install
+
+    monkeypatch.chdir(install._FOLDER)
+    assert install.pip_install("rerun") == 'pip install -e ".[rerun]"'  # the README's `pip install -e .`
+    monkeypatch.chdir(tmp_path)
+    assert install.pip_install("ray") == f'pip install -e "{install._FOLDER}[ray]"'
+    monkeypatch.setattr(install, "installed_from_index", lambda: True)  # a wheel from an index
+    assert install.pip_install("transformers") == 'pip install "hub-pgen[transformers]"'
+
+
+def test_a_wrong_root_is_said_before_a_missing_model_stack(tmp_path, capsys, monkeypatch):
+    """Without torch, `hub-pgen --root /typo` used to say "needs torch": the path is the first thing to fix."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    rc, _, err = cli(capsys, "--root", str(tmp_path / "typo"), "--output-dir", str(tmp_path / "o"))
+    assert rc == 3 and f"dataset folder {tmp_path / 'typo'} does not exist" in err and "torch" not in err
+    rc, _, err = cli(capsys, "--input-jsonl", str(tmp_path / "typo.jsonl"), "--output-dir", str(tmp_path / "o"))
+    assert rc == 3 and "file not found" in err and "torch" not in err

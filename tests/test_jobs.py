@@ -277,7 +277,7 @@ def test_the_default_install_is_the_source_this_hub_pgen_came_from(monkeypatch):
                                                       "archive_info": {}})
     assert jobs.default_install("template", None) == ["hub-pgen @ https://x.org/hub_pgen-0.1.0-py3-none-any.whl"]
     monkeypatch.setattr(jobs, "_direct_url", lambda: None)
-    monkeypatch.setattr(jobs, "_installed_from_index", lambda: True)
+    monkeypatch.setattr(jobs, "installed_from_index", lambda: True)
     assert jobs.default_install("transformers", "sglang") == [f"hub-pgen[transformers]=={__version__}", "sglang"]
     monkeypatch.setattr(jobs, "_direct_url", lambda: {"url": "https://me:secret@git.example/o/r",
                                                       "vcs_info": {"vcs": "git", "commit_id": commit}})

@@ -120,6 +120,9 @@ def test_shards_that_do_not_add_up_are_refused(example_root, job, tmp_path, caps
     cases.append("is a hub-pgen result but not a shard")
     assert merge(example_root, out, tmp_path / "nowhere", job / "shard1") == 2
     cases.append("is not a folder (it does not exist)")
+    (tmp_path / "killed.partial").mkdir()  # a shard run interrupted before it finished: only its state is there
+    assert merge(example_root, out, tmp_path / "killed", job / "shard1") == 2
+    cases.append(f"shard {tmp_path / 'killed'} has not finished: its run's state is in {tmp_path / 'killed'}.partial")
     # another source than the shards ran on
     src2 = tmp_path / "src2"
     shutil.copytree(example_root, src2)

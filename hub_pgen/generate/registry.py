@@ -71,11 +71,12 @@ def require_packages(backend: str, modules: tuple[str, ...], extra: str) -> None
     import importlib.util
 
     from hub_pgen.errors import ModelLoadError
+    from hub_pgen.install import pip_install
 
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
     if missing:
         raise ModelLoadError(f"--backend {backend} needs {', '.join(missing)}, which this Python does not have",
-                             hint=f'pip install "hub-pgen[{extra}]" (or --backend openai with a model server, '
+                             hint=f"{pip_install(extra)} (or --backend openai with a model server, "
                                   "which needs neither torch nor transformers)")
 
 

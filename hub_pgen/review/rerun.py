@@ -23,6 +23,7 @@ from typing import Any
 from hub_pgen.data import ImageRef, Sample
 from hub_pgen.errors import FrameError, ModelLoadError, OutputError
 from hub_pgen.frames import iter_sample_images
+from hub_pgen.install import pip_install
 from hub_pgen.review.model import EpisodeView, Review
 
 MAX_SIDE = 320
@@ -39,7 +40,7 @@ def _rerun() -> Any:
         import rerun as rr
     except ImportError as e:
         raise ModelLoadError("--rrd needs rerun-sdk, which this Python does not have",
-                             hint='pip install "hub-pgen[rerun]" (or pip install rerun-sdk)') from e
+                             hint=f"{pip_install('rerun')} (or pip install rerun-sdk)") from e
     return rr
 
 
