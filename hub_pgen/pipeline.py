@@ -842,7 +842,7 @@ def _generate_and_write(
     from hub_pgen.quality import measure
 
     quality = measure([journal[s.sample_id] for s in prep.samples if s.sample_id in journal])
-    notes += quality.alarms()
+    notes += quality.alarms(config.sampling if prep.source is not None else None)
     for line in notes:
         logger.warning("%s", line)
     from hub_pgen import filters

@@ -62,13 +62,15 @@ class Quality:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def alarms(self) -> list[str]:
-        """One line per alarming measure, with what to do."""
+    def alarms(self, sampling: str | None = None) -> list[str]:
+        """One line per alarming measure, with what to do (``sampling``: the run's ``--sampling``, so the
+        advice fits it)."""
         out: list[str] = []
         n = self.samples
         if n >= 10 and self.distinct_dialogues / n < MIN_DISTINCT_RATIO:
-            out.append(f"{n} samples, {self.distinct_dialogues} distinct dialogues: consider --temperature 0.7, "
-                       "or segment sampling (frames of one segment share one dialogue anyway)")
+            out.append(f"{n} samples, {self.distinct_dialogues} distinct dialogues: consider --temperature 0.7"
+                       + ("" if sampling == "segment" else
+                          ", or segment sampling (frames of one segment share one dialogue anyway)"))
         if self.degenerate:
             out.append(f"{self.degenerate} of {n} dialogues hold a degenerate string (empty, punctuation, not words, "
                        "or one word repeated): check the model and --max-new-tokens")

@@ -59,6 +59,9 @@ def test_a_degenerate_tiny_model_run_is_called_out(example_root, tmp_path, capsy
 def test_each_measure_fires_on_what_it_is_for():
     same = [record(i, "Please get it.", "Okay.") for i in range(12)]
     assert any("12 samples, 1 distinct dialogues" in a for a in measure(same).alarms())
+    # the advice fits the sampling: segment sampling is not advised to a run that samples by segment
+    assert any("or segment sampling" in a for a in measure(same).alarms("frame"))
+    assert not any("segment sampling" in a for a in measure(same).alarms("segment"))
     refusing = [record(0, "Grab the brick.", "I'm sorry, but as an AI I cannot do that.")]
     assert measure(refusing).refusals == 1 and any("refusals" in a for a in measure(refusing).alarms())
     label = "robot arm picks up pink lego brick"
@@ -106,6 +109,7 @@ def test_a_custom_prompt_changes_the_fingerprint_and_reaches_the_model(example_r
     ("Skill {skill_current} and {oops}", "unknown placeholder(s) {oops}"),
     ("Just {task_description}", "never names {skill_current}"),
     ("A literal { brace {skill_current}", "does not format"),
+    ('Answer {skill_current} as {"user_prompt": "..."}', "a literal brace (as in JSON) is written {{ or }}"),
 ])
 def test_a_bad_prompt_file_stops_at_start(example_root, tmp_path, capsys, text, message):
     prompt = tmp_path / "p.txt"

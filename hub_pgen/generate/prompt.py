@@ -63,8 +63,11 @@ def check_template(text: str, *, where: str = "the prompt template") -> None:
         raise ValueError(f"{where} does not format ({e}); write a literal brace as {{{{ or }}}}") from None
     unknown = sorted({f for f in fields if f not in PLACEHOLDERS})
     if unknown:
+        literal = any(not u.isidentifier() for u in unknown)  # e.g. {"user_prompt": ...}: JSON, not a placeholder
         raise ValueError(f"{where} uses unknown placeholder(s) {', '.join('{' + u + '}' for u in unknown)}; "
-                         f"known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}")
+                         f"known: {', '.join('{' + p + '}' for p in PLACEHOLDERS)}"
+                         + ("; a literal brace (as in JSON) is written {{ or }}, as the built-in template does"
+                            if literal else ""))
     if "skill_current" not in fields:
         raise ValueError(f"{where} never names {{skill_current}}: the model would not know which skill the dialogue "
                          "leads to")

@@ -175,7 +175,8 @@ def _summary(review: Review, counts: dict[str, int]) -> str:
     out = ['<section id="summary"><h2>Summary</h2><div class="grid"><div><h3>Counts</h3>', _table(rows), "</div>"]
 
     quality = measure(review.generated())
-    alarms = quality.alarms()
+    sampling = (prov.get("generation") or {}).get("sampling")
+    alarms = quality.alarms(sampling)
     q = quality.as_dict()
     if q["samples"]:
         qrows = [("distinct dialogues", f"{q['distinct_dialogues']} of {q['samples']}"),
@@ -225,7 +226,7 @@ def quality_alarms(prov: dict[str, Any]) -> list[str]:
     from hub_pgen.quality import Quality
 
     try:
-        return Quality(**prov["quality"]).alarms()
+        return Quality(**prov["quality"]).alarms((prov.get("generation") or {}).get("sampling"))
     except (KeyError, TypeError):
         return []
 
