@@ -64,6 +64,7 @@ class RunResult:
     verify: dict[str, Any] | None = None  # --verify: {"mode", "checked", "agree", ..., "agreement"}
     language: dict[str, Any] | None = None  # what the language columns got (meta/hub_pgen.json → language)
     report: Path | None = None  # the review page (meta/hub_pgen_report.html) of a dataset result
+    shard: dict[str, Any] | None = None  # a shard result: {"index", "count", "episodes", "samples"}
 
 
 @dataclass(frozen=True)
@@ -522,11 +523,16 @@ def run(
         from hub_pgen import shards
 
         samples, episodes = shards.select(prep.samples, config.num_shards, config.shard_index)
+        planned = len({s.episode_index for s in prep.samples})
         prep = replace(prep, samples=samples, shard={"index": config.shard_index, "count": config.num_shards,
                                                      "episodes": list(episodes), "samples": len(samples)})
         output = config.output_dir or shards.default_dir(output, config.shard_index, config.num_shards)
         reporter.stage("shard", f"{shards.label(config.shard_index, config.num_shards)}: {len(samples)} of the "
                                 f"plan's samples, {len(episodes)} episode(s)")
+        if not samples:
+            logger.warning("shard %s has no samples: the plan's %d episode(s) with samples fill fewer than %d shards "
+                           "(it still writes an empty shard, so the merge finds every shard); fewer shards would do",
+                           shards.label(config.shard_index, config.num_shards), planned, config.num_shards)
     paths = out_mod.OutputPaths.for_output(output)
     source_root = prep.source.root if prep.source else None
     folder_fp, folder_identity = prep.folder_key()
@@ -906,6 +912,7 @@ def _generate_and_write(
         filtered=prov.get("filtered"),
         verify=prov.get("verify"),
         report=_report_path(paths.output),
+        shard=dict(prep.shard) if prep.shard is not None else None,
     )
 
 

@@ -62,10 +62,15 @@ def print_summary(result: RunResult) -> None:
         ("sent to the backend this run", str(result.generated)),
         *([("format", result.output_format)] if result.output_format else []),
         *([("skills from", _skills_line(result.skills))] if result.skills else []),
-        *([("new tasks rows", str(result.new_tasks))] if result.output_format != "lerobot-language" else []),
+        *([("shard", f"{result.shard['index']} of {result.shard['count']} ({len(result.shard['episodes'])} "
+                     "episode(s)): when every shard is done, hub-pgen merge their folders into the dataset")]
+          if result.shard else []),
+        *([("new tasks rows", str(result.new_tasks))]
+          if result.output_format != "lerobot-language" and not result.shard else []),
         *([("language rows added", f"{result.language['dialogues']} dialogue(s) (interjection + say), "
                                    f"{result.language['subtask_rows']} subtask(s)")] if result.language else []),
-        ("frames with a dialogue", f"{result.frames_labelled} of {result.frames}" if result.frames else "—"),
+        *([("frames with a dialogue", f"{result.frames_labelled} of {result.frames}" if result.frames else "—")]
+          if not result.shard else []),
         *([("quality", _quality_line(result.quality))] if result.quality and result.quality.get("samples") else []),
         *([("verified", f"agreement {result.verify['agreement']:.0%} ({result.verify['agree']} of "
                         f"{result.verify['checked']}; {result.verify['unanswered']} unanswered)")]

@@ -330,6 +330,11 @@ def main(argv: Sequence[str]) -> int:
                          hint="give the output folder of a hub-pgen run, e.g. hub-pgen validate hub-pgen-out/NAME")
     if args.source is not None and not args.source.is_dir():
         raise UsageError(f"--source {args.source} is not a folder", hint="give the source dataset's folder")
+    if not (args.path / layout.INFO_PATH).is_file() and (args.path / layout.JSONL_RESULT_NAME).is_file():
+        raise UsageError(f"{args.path} is a shard or --input-jsonl result (D_syn records without a dataset): there is "
+                         "no dataset to validate",
+                         hint="validate the merged dataset: hub-pgen merge SHARD... --root SRC --output-dir OUT, then "
+                              "hub-pgen validate OUT")
     validate(args.path, source=args.source)
     print(f"{args.path}: valid")
     return 0

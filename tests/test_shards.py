@@ -155,6 +155,13 @@ def test_shard_options_are_checked_before_anything_happens(example_root, tmp_pat
     assert "give the source the shards ran on" in capsys.readouterr().err
 
 
+def test_validate_and_report_on_a_shard_say_to_merge_first(job, capsys):
+    assert main(["validate", str(job / "shard0")]) == 2
+    assert "is a shard or --input-jsonl result" in capsys.readouterr().err
+    assert main(["report", str(job / "shard0")]) == 3
+    assert "hub-pgen merge SHARD... first" in capsys.readouterr().err
+
+
 def test_one_folder_holds_one_shard(example_root, job, tmp_path, capsys):
     out = tmp_path / "s"
     shutil.copytree(job / "shard0", out)
@@ -168,3 +175,14 @@ def test_dry_run_shows_the_shard(example_root, tmp_path, capsys):
                  "--dry-run", "--json", "--output-dir", str(tmp_path / "o")]) == 0
     plan = json.loads(capsys.readouterr().out)["plan_report"]
     assert plan["shard"] == "2 of 3" and plan["shard_episodes"] >= 1 and 0 < plan["samples"] < 25
+
+
+def test_a_shard_says_what_comes_next_and_an_empty_one_says_so(example_root, tmp_path, capsys, caplog):
+    assert main(["--root", str(example_root), "--output-dir", str(tmp_path / "s0"), "--backend", "template",
+                 "--num-shards", "2", "--shard-index", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "0 of 2 (3 episode(s)): when every shard is done, hub-pgen merge their folders" in out
+    assert "new tasks rows" not in out and "frames with a dialogue" not in out  # a shard writes no dataset
+    assert main(["--root", str(example_root), "--output-dir", str(tmp_path / "s7"), "--backend", "template",
+                 "--num-shards", "9", "--shard-index", "7", "-q"]) == 0
+    assert "shard 7 of 9 has no samples: the plan's 5 episode(s) with samples fill fewer than 9 shards" in caplog.text
