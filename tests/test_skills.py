@@ -98,3 +98,16 @@ def test_notices_are_one_line_per_kind_with_a_count():
     lines = notes.lines()
     assert len(lines) == 2
     assert lines[0] == "a skill ends past its episode's end: 9 episode(s) (0, 1, 2, 3, 4, …); e.g. episode 0: detail"
+
+
+def test_the_template_labeller_names_a_whole_episode_with_whole_clauses():
+    """One span is the whole task; a task longer than a name may be is named by its leading clauses that
+    fit, never a clause cut in two ("... in the transparent" was what a new user saw)."""
+    from hub_pgen.skills.annotate import MAX_NAME_CHARS, _whole_clauses
+
+    assert _whole_clauses("Pick up the pink lego brick and place it in the transparent box") == "pick up the pink lego brick"
+    assert _whole_clauses("Put the pink brick into the transparent box, then move the arm back") == \
+        "put the pink brick into the transparent box"
+    assert _whole_clauses("pick up the cube") == "pick up the cube"
+    long = "grasp " + "very " * 14 + "carefully"  # one clause: cut at a word, as short as a name must be
+    assert len(_whole_clauses(long)) <= MAX_NAME_CHARS and _whole_clauses(long).startswith("grasp very")

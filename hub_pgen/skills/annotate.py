@@ -142,20 +142,41 @@ class EpisodeRequest:
             if n == 1 or all(bounds[b] - bounds[a] >= self.min_seconds for a, b in zip(cuts[:-1], cuts[1:])):
                 break
             n -= 1
-        if n == 1:
-            names = [_safe_name(self.task or "the task")]
+        if n == 1:  # one span is the whole task: its name is as many whole clauses of it as fit
+            names = [_whole_clauses(self.task or "the task")]
         skills = [{"name": names[k], "start": labels[a], "end": labels[b]}
                   for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:]))]
         return json.dumps({"skills": skills}, separators=(",", ":"))
 
 
+def _clauses(task: str) -> list[str]:
+    return [p.strip(" .") for p in re.split(r",\s*(?:and\s+)?then\s+|\s+and\s+then\s+|\s+then\s+|,\s*|\s+and\s+",
+                                             task or "") if p.strip(" .")]
+
+
 def _task_clauses(task: str) -> list[str]:
-    parts = [p.strip(" .") for p in re.split(r",\s*(?:and\s+)?then\s+|\s+and\s+then\s+|\s+then\s+|,\s*|\s+and\s+",
-                                              task or "") if p.strip(" .")]
+    parts = _clauses(task)
     if len(parts) < 2:
         what = (task or "the task").strip(" .")
         parts = [f"move towards {what}", what, f"finish {what}"]
     return [_safe_name(p) for p in parts]
+
+
+def _whole_clauses(task: str) -> str:
+    """``task`` as a skill name; when it is longer than a name may be, its leading clauses that fit
+    ("pick up the brick and place it in the box" → "pick up the brick"), never a clause cut in two."""
+    whole = _safe_name(task)
+    if len(re.sub(r"\s+", " ", task.strip(" .").lower())) <= MAX_NAME_CHARS:
+        return whole
+    clauses = [_safe_name(p) for p in _clauses(task)]
+    if len(clauses) < 2:  # one long clause: cut at a word (it cannot be helped)
+        return whole
+    name = clauses[0]
+    for more in clauses[1:]:
+        if len(f"{name} and {more}") > MAX_NAME_CHARS:
+            break
+        name = f"{name} and {more}"
+    return name
 
 
 def _safe_name(text: str) -> str:
