@@ -85,6 +85,7 @@ class Prepared:
     annotate: bool = False  # --skills annotate: the model labels the skills after the folder is locked
     skill_records: Any = None  # --skills annotate: each episode's SegmentRecord, by episode
     shard: dict[str, Any] | None = None  # --num-shards: {"index", "count", "episodes", "samples"} (hub_pgen.shards)
+    merged_from: dict[str, Any] | None = None  # hub-pgen merge: {"shards": N} (its samples come from them)
 
     def folder_key(self) -> tuple[str, dict[str, Any]]:
         """What the output folder is keyed by: the fingerprint (and identity), plus the shard of a shard run."""
@@ -660,7 +661,8 @@ def merge(
         shown = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
         raise UsageError(f"the shards were made from another source or configuration than this merge's ({shown})",
                          hint="give the merge the source the shards ran on (--root / --repo-id and --revision)")
-    prep = replace(prep, fingerprint=first.fingerprint)  # the job's (a local model is named, not located, in files)
+    # the job's fingerprint (a local model is named, not located, in files); the shards it is merged from
+    prep = replace(prep, fingerprint=first.fingerprint, merged_from={"shards": first.count})
     union = shards.check_coverage(loaded, prep.samples)
     output = config.output_dir or out_mod.default_output_dir(prep.source_name, prep.fingerprint)
     paths = out_mod.OutputPaths.for_output(output)
@@ -825,7 +827,9 @@ def _generate_and_write(
         resumed = sum(1 for s in prep.samples if s.sample_id in journal and s.sample_id not in retry_ids)
         pending = [s for s in prep.samples if s.sample_id not in journal or s.sample_id in retry_ids]
         if resumed:
-            reporter.stage("resume", f"{resumed} samples already in {paths.journal}")
+            reporter.stage("merge" if prep.merged_from else "resume",
+                           f"{resumed} samples from {prep.merged_from['shards']} shards" if prep.merged_from
+                           else f"{resumed} samples already in {paths.journal}")
         if retry_ids:
             reporter.stage("retry", f"{len(retry_ids)} failed sample(s) generated again")
         bad = [b for b in prep.bad_lines if b.sample_id not in journal]
@@ -877,6 +881,8 @@ def _generate_and_write(
         prov["shard"] = dict(prep.shard)
     if retry_ids:
         prov["retried"] = _retry_history(paths.output, retry_ids, journal, started)
+    if prep.merged_from is not None:
+        prov["merged_from"] = dict(prep.merged_from)
     staging = out_mod.fresh_staging(paths)
     written = filters.apply(journal, why)
     if verdicts is not None:
@@ -894,7 +900,7 @@ def _generate_and_write(
         samples=len(prep.samples) + len(prep.bad_lines),
         ok=sum(r.status == "ok" for r in records),
         failed=len(failures),
-        resumed=resumed,
+        resumed=0 if prep.merged_from else resumed,  # a merge's samples come from its shards, not a resume
         generated=sent,
         new_tasks=summary.get("new_tasks", 0),
         mix=prov["mix"],

@@ -50,6 +50,7 @@ def test_two_shards_merged_equal_the_one_machine_run(example_root, job, tmp_path
     prov = json.loads((out / "meta" / "hub_pgen.json").read_text())
     one = json.loads((job / "one" / "meta" / "hub_pgen.json").read_text())
     assert prov["fingerprint"] == one["fingerprint"] and "shard" not in prov
+    assert prov["merged_from"] == {"shards": 2} and "merged_from" not in one
 
 
 def test_a_shard_is_whole_episodes_with_the_one_machine_types_and_no_dataset(job):
