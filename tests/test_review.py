@@ -247,7 +247,8 @@ def test_the_quality_alarms_show_when_they_fire_and_only_then(hostile_output, tm
     syn = copy / layout.SYN_ANNOTATIONS_PATH
     syn.write_text(syn.read_text().replace(json.dumps(HOSTILE_PROMPT, ensure_ascii=False)[1:-1], "Grab it and go."))
     assert main(["report", str(copy), "-q"]) == 0
-    assert 'class="alarm"' not in (copy / layout.REPORT_PATH).read_text(encoding="utf-8")
+    page = (copy / layout.REPORT_PATH).read_text(encoding="utf-8")
+    assert not re.search(r'<div class="alarm">⚠ \d+ of \d+ dialogues hold a degenerate', page)
 
 
 # --- Rerun --------------------------------------------------------------------------------------------
@@ -436,3 +437,18 @@ def test_no_dialogue_runs_are_maximal_runs_of_consecutive_flagged_frames():
     flag = np.array([1, 1, 0, 1, 1, 1, 0, 1], dtype=bool)
     assert _runs(frames, flag) == [(0, 2), (3, 4), (5, 7), (9, 10)]
     assert _runs(np.arange(5), np.zeros(5, dtype=bool)) == [] and _runs(np.arange(3), np.ones(3, dtype=bool)) == [(0, 3)]
+
+
+def test_a_folder_that_does_not_validate_gets_its_page_with_the_problems_on_top(hostile_output, tmp_path, capsys):
+    out, _ = hostile_output
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    info = json.loads((copy / layout.INFO_PATH).read_text())
+    info["total_frames"] += 1  # what a loader would trip on; the page can still be drawn
+    (copy / layout.INFO_PATH).write_text(json.dumps(info))
+    assert main(["report", str(copy)]) == 0
+    err = capsys.readouterr().err
+    assert "does not pass hub-pgen validate" in err and f"hub-pgen validate {copy} lists them" in err
+    page = (copy / layout.REPORT_PATH).read_text(encoding="utf-8")
+    assert "This folder does not pass <code>hub-pgen validate</code>" in page and "total_frames" in page
+    assert "does not pass" not in (out / layout.REPORT_PATH).read_text(encoding="utf-8")  # a valid one: no such note

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,16 @@ def main(argv: Sequence[str]) -> int:
     max_cards = DEFAULT_MAX_CARDS if args.max_cards is None else args.max_cards
     review = load_review(args.path, max_cards=max_cards, episodes=set(episodes) if episodes else None,
                          name=_name(args.path))
+    from dataclasses import replace
+
+    from hub_pgen.validate import problems
+
+    found = problems(args.path)  # a run's own page was drawn from a validated folder; a folder given here may not be
+    if found:
+        review = replace(review, problems=tuple(found))
+        if not args.quiet:
+            print(f"hub-pgen: warning: {args.path} does not pass hub-pgen validate ({len(found)} problem(s), e.g. "
+                  f"{found[0]}); the page says so. TIP: hub-pgen validate {args.path} lists them", file=sys.stderr)
     if html:
         result = write_report(args.path, args.output, review=review)
         if not args.quiet:

@@ -53,6 +53,7 @@ class Review:
     frames_from: str  # where the "no dialogue" runs come from: the task_index_high_level column, or the records
     scope: tuple[int, ...] | None = None  # the episodes shown, when not all of them (hub-pgen report --episodes)
     total_episodes: int = 0
+    problems: tuple[str, ...] = ()  # what `hub-pgen validate` finds wrong with the folder (hub-pgen report checks)
 
     def counts(self) -> dict[str, int]:
         c = {"samples": len(self.records), "ok": 0, "failed": 0, "filtered": 0}
