@@ -191,16 +191,16 @@ def _no_dialogue_runs(root: Path, eps: dict[int, Any], only: set[int] | None) ->
         except (OSError, pa.ArrowException) as e:
             raise SourceError(f"{path} is not a readable data file ({e})", path=path,
                               hint=f"the output folder is damaged: hub-pgen validate {root} lists what is wrong") from e
-        ep_col = table.column("episode_index").to_numpy()
-        fr_col = table.column("frame_index").to_numpy()
-        value = table.column(layout.FEATURE).to_numpy()
-        for e in np.unique(ep_col):
-            if only is not None and int(e) not in only:
-                continue
-            mask = ep_col == e
-            order = np.argsort(fr_col[mask], kind="stable")
-            frames, missing = fr_col[mask][order], value[mask][order] == layout.NO_TASK
-            out[int(e)] = _runs(frames, missing)
+        # one sort by (episode, frame), then each episode is a slice: no per-episode scan of the file
+        ep_col, fr_col = table.column("episode_index").to_numpy(), table.column("frame_index").to_numpy()
+        order = np.lexsort((fr_col, ep_col))
+        ep_col, fr_col = ep_col[order], fr_col[order]
+        missing = table.column(layout.FEATURE).to_numpy()[order] == layout.NO_TASK
+        cuts = np.flatnonzero(np.diff(ep_col)) + 1
+        for a, b in zip(np.concatenate(([0], cuts)), np.concatenate((cuts, [len(ep_col)]))):
+            e = int(ep_col[a])
+            if only is None or e in only:
+                out[e] = _runs(fr_col[a:b], missing[a:b])
     return out
 
 
