@@ -86,6 +86,7 @@ def render(review: Review, thumbs: dict[str, list[Thumb]]) -> str:
     prov = review.provenance
     counts = review.counts()
     shown = sum(1 for r in review.records if r.sample_id in review.shown)
+    flagged = {r.sample_id: _flags(r) for r in review.records if r.sample_id in review.shown}  # once a card
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -97,10 +98,10 @@ def render(review: Review, thumbs: dict[str, list[Thumb]]) -> str:
         _header(review, counts, shown),
         "<main>",
         _summary(review, counts),
-        _nav(review),
+        _nav(review, flagged),
     ]
     for ep in review.episodes:
-        parts.append(_episode(ep, review, thumbs))
+        parts.append(_episode(ep, review, thumbs, flagged))
     parts.append(_provenance(prov))
     parts.append("</main></body></html>")
     return "\n".join(parts)
@@ -194,21 +195,20 @@ def _summary(review: Review, counts: dict[str, int]) -> str:
                  ("near-duplicates in an episode", q["near_duplicates"]), ("refusals", q["refusals"])]
         out += [f"<div><h3>Quality of the {q['samples']} generated dialogues (before filters)</h3>", _table(qrows),
                 "</div>"]
-    verdicts = [r.verified for r in review.records if r.verified is not None]
     verify = prov.get("verify")
-    if verify and verdicts:
-        agree = sum(1 for v in verdicts if v.get("agrees"))
-        unanswered = sum(1 for v in verdicts if v.get("skill") is None)
-        vrows = [("mode", verify.get("mode")), ("checked", len(verdicts)), ("agree", agree),
-                 ("disagree", len(verdicts) - agree - unanswered), ("unanswered", unanswered),
-                 ("agreement", f"{agree / len(verdicts):.1%}")]
-        out += ["<div><h3>Verifier (--verify)</h3>", _table(vrows), "</div>"]
-    elif verify and review.scope is None:  # a dataset written before verdicts were recorded per sample
-        agreement = verify.get("agreement")
-        vrows = [("mode", verify.get("mode")), ("checked", verify.get("checked")), ("agree", verify.get("agree")),
-                 ("disagree", verify.get("disagree")), ("unanswered", verify.get("unanswered")),
-                 ("agreement", f"{agreement:.1%}" if isinstance(agreement, (int, float)) else "n/a")]
-        out += ["<div><h3>Verifier (--verify)</h3>", _table(vrows), "</div>"]
+    if verify:
+        from hub_pgen.verify import Verdict, summary
+
+        # the shown records' own verdicts; a dataset written before they were recorded: the run's figures
+        verdicts = {r.sample_id: Verdict(r.sample_id, r.verified.get("skill"), bool(r.verified.get("agrees")))
+                    for r in review.records if r.verified is not None}
+        v = summary(verdicts) if verdicts else (verify if review.scope is None else None)
+        if v is not None:
+            agreement = v.get("agreement")
+            vrows = [("mode", verify.get("mode")), ("checked", v.get("checked")), ("agree", v.get("agree")),
+                     ("disagree", v.get("disagree")), ("unanswered", v.get("unanswered")),
+                     ("agreement", f"{agreement:.1%}" if isinstance(agreement, (int, float)) else "n/a")]
+            out += ["<div><h3>Verifier (--verify)</h3>", _table(vrows), "</div>"]
     out.append("</div>")
     for a in alarms:
         out.append(f'<div class="alarm">⚠ {esc(a)}</div>')
@@ -267,12 +267,12 @@ def _mix(review: Review) -> str:
     return "".join(out)
 
 
-def _nav(review: Review) -> str:
+def _nav(review: Review, flagged: dict[str, list[str]]) -> str:
     """Links to the episodes, and the card filter: a link to ``#only-failed`` (say) makes that empty
     element the page's :target, and the stylesheet then hides every other card (and every episode
     left without one). No script: the page's policy allows none."""
     cards = [r for r in review.records if r.sample_id in review.shown]
-    n = {k: sum(1 for r in cards if k in _classes(r)) for k in FILTERS}
+    n = {k: sum(1 for r in cards if k in _classes(r, flagged[r.sample_id])) for k in FILTERS}
     show = " ".join([f'<a href="#summary">all ({len(cards)})</a>']
                       + [f'<a href="#only-{k}">{esc(label)} ({n[k]})</a>' for k, label in FILTERS.items() if n[k]])
     out = f"<nav><b>Show cards:</b> {show}</nav>"
@@ -286,11 +286,16 @@ FILTERS = {"failed": "failed", "filtered": "filtered out", "flagged": "flagged b
            "disagrees": "the verifier read another skill"}
 
 
-def _classes(r: JournalRecord) -> list[str]:
+def _flags(r: JournalRecord) -> list[str]:
+    """What the quality measures say of a sample's dialogue (none for a failure: it has none)."""
     from hub_pgen.quality import flags
 
+    return flags(r) if r.status != "failed" and r.user_prompt is not None else []
+
+
+def _classes(r: JournalRecord, flags: list[str]) -> list[str]:
     out = [r.status]
-    if r.status != "failed" and r.user_prompt is not None and flags(r):
+    if flags:
         out.append("flagged")
     if r.verified is not None and not r.verified.get("agrees"):
         out.append("disagrees")
@@ -301,7 +306,7 @@ def _pct(x: float, total: float) -> str:
     return f"{max(0.0, min(100.0, 100.0 * x / total)):.3f}%" if total > 0 else "0%"
 
 
-def _episode(ep: EpisodeView, review: Review, thumbs: dict[str, list[Thumb]]) -> str:
+def _episode(ep: EpisodeView, review: Review, thumbs: dict[str, list[Thumb]], flagged: dict[str, list[str]]) -> str:
     total = ep.length
     statuses = Counter(r.status for r in ep.records)
     head = (f'<section class="episode" id="ep-{ep.index}"><h2>Episode {ep.index}</h2>'
@@ -334,11 +339,12 @@ def _episode(ep: EpisodeView, review: Review, thumbs: dict[str, list[Thumb]]) ->
               f"frames without a dialogue, -1 ({esc(review.frames_from)})"
               '<i style="background:var(--ok);border-radius:50%"></i>ok<i style="background:var(--bad);'
               'border-radius:50%"></i>failed<i style="background:var(--flt);border-radius:50%"></i>filtered</div>')
-    cards = [_card(r, thumbs.get(r.sample_id, [])) for r in ep.records if r.sample_id in review.shown]
+    cards = [_card(r, thumbs.get(r.sample_id, []), flagged[r.sample_id]) for r in ep.records
+             if r.sample_id in review.shown]
     return "".join([head, *tl, legend, '<div class="cards">', *cards, "</div></section>"])
 
 
-def _card(r: JournalRecord, thumbs: list[Thumb]) -> str:
+def _card(r: JournalRecord, thumbs: list[Thumb], flags: list[str]) -> str:
     figs = []
     for t in thumbs:
         if t.data is not None:
@@ -367,10 +373,7 @@ def _card(r: JournalRecord, thumbs: list[Thumb]) -> str:
         rows.append(("attempts", str(r.attempts)))
     dl = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in rows)
     body = []
-    if r.status != "failed" and r.user_prompt is not None:
-        from hub_pgen.quality import flags
-
-        body += [f'<span class="flag">{esc(f)}</span>' for f in flags(r)]
+    body += [f'<span class="flag">{esc(f)}</span>' for f in flags]
     if r.user_prompt is not None or r.robot_utterance is not None:
         body.append(f'<p class="say user"><b>User:</b> {esc(r.user_prompt)}</p>')
         body.append(f'<p class="say robot"><b>Robot:</b> {esc(r.robot_utterance)}</p>')
@@ -382,7 +385,7 @@ def _card(r: JournalRecord, thumbs: list[Thumb]) -> str:
             body.append(f"<details><summary>raw model answer</summary><pre>{esc(raw)}</pre></details>")
     for e in r.earlier:
         body.append(f'<p class="notice">earlier try: {esc(e.get("error"))}</p>')
-    return (f'<article class="card {esc(" ".join(_classes(r)))}" id="{anchor(r.sample_id)}">'
+    return (f'<article class="card {esc(" ".join(_classes(r, flags)))}" id="{anchor(r.sample_id)}">'
             f'<div><span class="status">{esc(r.status)}</span> <code>{esc(r.sample_id)}</code></div>'
             f'<div class="imgs">{"".join(figs)}</div><dl>{dl}</dl>{"".join(body)}</article>')
 
