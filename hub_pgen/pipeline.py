@@ -607,15 +607,13 @@ def run(
 
 
 def _check_local_source(config: RunConfig) -> None:
-    from hub_pgen.errors import InputJsonlError, SourceNotFoundError
+    from hub_pgen.source.jsonl import require_file
+    from hub_pgen.source.lerobot import require_folder
 
-    if config.root is not None and not Path(config.root).is_dir():
-        raise SourceNotFoundError(f"dataset folder {config.root} does not exist"
-                                  + (" (it is a file)" if Path(config.root).exists() else ""), path=config.root,
-                                  hint="point --root at the folder that holds meta/info.json, or use --repo-id")
-    if config.input_jsonl is not None and not Path(config.input_jsonl).is_file():
-        raise InputJsonlError("file not found", path=config.input_jsonl,
-                              hint="give the D_labeled JSONL file with --input-jsonl")
+    if config.root is not None:
+        require_folder(config.root)
+    if config.input_jsonl is not None:
+        require_file(config.input_jsonl)
 
 
 class _Replay:

@@ -26,11 +26,16 @@ class BadLine:
         return f"L{self.line:06d}"
 
 
+def require_file(path: Path) -> None:
+    """An ``--input-jsonl`` that is not a file stops here (also checked before a model stack is looked for)."""
+    if not Path(path).is_file():
+        raise InputJsonlError("file not found", path=path, hint="give the D_labeled JSONL file with --input-jsonl")
+
+
 def load_labeled_jsonl(path: Path) -> tuple[list[Sample], list[BadLine]]:
     """Samples (without assigned types yet) and the lines that could not be read."""
     path = Path(path)
-    if not path.is_file():
-        raise InputJsonlError("file not found", path=path, hint="give the D_labeled JSONL file with --input-jsonl")
+    require_file(path)
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:

@@ -138,6 +138,14 @@ def load_episodes(root: Path, info: dict[str, Any]) -> dict[int, Episode]:
     return dict(sorted(episodes.items()))
 
 
+def require_folder(root: Path) -> None:
+    """A ``--root`` that is not a folder stops here (also checked before a model stack is looked for)."""
+    if not Path(root).is_dir():
+        raise SourceNotFoundError(f"dataset folder {root} does not exist" + (" (it is a file)" if Path(root).exists()
+                                                                            else ""), path=root,
+                                  hint="point --root at the folder that holds meta/info.json, or use --repo-id")
+
+
 def load_source(root: Path, *, repo_id: str | None = None, revision: str | None = None,
                 check_videos: Sequence[str] | None = None) -> SourceDataset:
     """Read a dataset folder's metadata. Raises :class:`SourceError` naming the file at fault.
@@ -145,9 +153,7 @@ def load_source(root: Path, *, repo_id: str | None = None, revision: str | None 
     Every data file must be there, and the video files of ``check_videos`` (None: every camera) —
     a Hub source checks only the cameras it downloaded so far."""
     root = Path(root)
-    if not root.is_dir():
-        raise SourceNotFoundError(f"dataset folder {root} does not exist", path=root,
-                                  hint="point --root at the folder that holds meta/info.json, or use --repo-id")
+    require_folder(root)
     # a Hub download's files are links into the cache folder of that repo (snapshots/<sha> -> blobs/)
     hub_cache = [root.parents[1]] if repo_id and root.parent.name == "snapshots" else []
     checks.check_tree(root, allowed=hub_cache)
