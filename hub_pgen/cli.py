@@ -86,6 +86,7 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
     from hub_pgen.config import DEFAULT_MODEL
     from hub_pgen.generate.registry import BACKENDS
     from hub_pgen.generate.schema import DEFAULT_MAX_NEW_TOKENS
+    from hub_pgen.skills import SOURCES as SKILL_SOURCES
 
     p = _Parser(
         prog=prog,
@@ -120,7 +121,7 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
     out.add_argument("--retry-failed", action="store_true",
                      help="generate the failed samples of an existing result (or journal) again, same configuration")
     sk = p.add_argument_group("skills")
-    sk.add_argument("--skills", choices=("auto", "file", "language", "annotate"), default="auto",
+    sk.add_argument("--skills", choices=SKILL_SOURCES, default="auto",
                     help="where each episode's skills come from: meta/skills.json (file), lerobot's subtask rows in "
                          "language_persistent (language), or the model labels them first (annotate); auto (default): "
                          "file, else language, else an error naming annotate")

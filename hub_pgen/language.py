@@ -157,8 +157,6 @@ class FileLanguage:
 
     persistent: dict[int, list[Row]]  # episode → its rows ({} when the file has no such column)
     events: dict[int, list[Row]]  # row position in the file → its rows, only frames with events
-    has_persistent: bool
-    has_events: bool
 
 
 @dataclass(frozen=True)
@@ -205,7 +203,7 @@ def read_file(table: pa.Table) -> FileLanguage:
         raise
     except (ValueError, TypeError, AttributeError, KeyError, pa.ArrowException) as e:  # JSONDecodeError: ValueError
         raise LanguageProblem(f"the language columns cannot be read as lerobot language rows ({e})") from None
-    return FileLanguage(persistent, events, has_p, has_e)
+    return FileLanguage(persistent, events)
 
 
 def _same(a: pa.Array, pos: np.ndarray, ref: np.ndarray) -> np.ndarray:

@@ -25,7 +25,6 @@ from hub_pgen.data import EpisodeSkills, Skill, SkillsFile, SourceDataset
 from hub_pgen.errors import SkillsError
 
 SOURCES = ("auto", "file", "language", "annotate")
-DEFAULT_SOURCE = "auto"
 
 
 @dataclass(frozen=True)
