@@ -338,7 +338,7 @@ def test_the_page_is_a_function_of_the_output_folder(hostile_output, tmp_path):
     assert (tmp_path / "again.html").read_bytes() == (out / layout.REPORT_PATH).read_bytes()
 
 
-def test_a_damaged_output_is_named_not_a_crash(hostile_output, tmp_path, capsys):
+def test_a_damaged_output_is_named_not_a_crash(hostile_output, tmp_path, capsys, monkeypatch):
     out, _ = hostile_output
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
@@ -349,6 +349,11 @@ def test_a_damaged_output_is_named_not_a_crash(hostile_output, tmp_path, capsys)
     assert f"{data} is not a readable data file" in err and "hub-pgen validate" in err
     assert main(["report", "user/pushed_pgen"]) == 2
     assert "hf download user/pushed_pgen --repo-type dataset" in capsys.readouterr().err
+    # a typo under a local folder is a typo, not a Hub id
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "copy/meta_typo"]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "hf download" not in err
 
 
 def test_the_summary_names_the_page_and_says_how_many_dialogues_were_kept(hostile_output, capsys):

@@ -108,7 +108,8 @@ def main(argv: Sequence[str]) -> int:
         import re
 
         hint = "give the output folder of a hub-pgen run, e.g. hub-pgen report hub-pgen-out/NAME"
-        if not args.path.exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", str(args.path)):
+        owner = str(args.path).split("/", 1)[0]
+        if not args.path.exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", str(args.path)) and not Path(owner).exists():
             hint = (f"a dataset on the Hub? download it first: hf download {args.path} --repo-type dataset "
                     f"--local-dir DIR, then hub-pgen report DIR")
         raise UsageError(f"{args.path} is not a folder" + ("" if args.path.exists() else " (it does not exist)"),
