@@ -33,7 +33,8 @@ USAGE = """%(prog)s (--root DIR | --repo-id OWNER/NAME | --input-jsonl FILE) [op
        %(prog)s demo [--output-dir DIR] [--backend template|transformers] [--model M]
        %(prog)s validate DIR [--source SRC]
        %(prog)s report OUT [--output FILE] [--rrd FILE] [--episodes LIST] [--max-cards N]
-       %(prog)s merge SHARD... (--root DIR | --repo-id OWNER/NAME) [--output-dir OUT] [--push-to OWNER/NAME]"""
+       %(prog)s merge SHARD... (--root DIR | --repo-id OWNER/NAME) [--output-dir OUT] [--push-to OWNER/NAME]
+       %(prog)s label (--root DIR | --repo-id OWNER/NAME) [--output-dir OUT] [model options]"""
 
 EPILOG = """subcommands:
   demo                  build a small example dataset and run the whole job on it, offline
@@ -41,9 +42,11 @@ EPILOG = """subcommands:
   report OUT            write the review page of a result again (every run writes OUT/meta/hub_pgen_report.html);
                         --rrd FILE also exports a Rerun recording
   merge SHARD...        write the dataset of a sharded job (--num-shards/--shard-index) from its shards
+  label                 let the model label each episode's skills into OUT/meta/skills.json, once, for the
+                        runs (and shards) that then use it with --skills-file
 
-skills (--skills auto: meta/skills.json, else lerobot's subtask rows in language_persistent, else
---skills annotate lets the model label them first); meta/skills.json has times in seconds from the
+skills (--skills auto: meta/skills.json, else lerobot's subtask rows in language_persistent, else the
+model labels them first, as --skills annotate does); meta/skills.json has times in seconds from the
 episode's start, a frame at t belongs to the skill with start <= t < end:
   {"coarse_description": "pick up the cube and place it in the bin",
    "skill_to_task_index": {"pick up the cube": 0},
@@ -124,7 +127,7 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
     sk.add_argument("--skills", choices=SKILL_SOURCES, default="auto",
                     help="where each episode's skills come from: meta/skills.json (file), lerobot's subtask rows in "
                          "language_persistent (language), or the model labels them first (annotate); auto (default): "
-                         "file, else language, else an error naming annotate")
+                         "file, else language, else annotate (said up front, with the model calls it adds)")
     sk.add_argument("--skills-file", type=Path, metavar="FILE",
                     help="a skills.json elsewhere than the dataset's meta/ (e.g. the one a --skills annotate run wrote); "
                          "implies --skills file")
@@ -250,9 +253,9 @@ def config_from_args(args: argparse.Namespace):
     if args.show_prompt and not args.dry_run:
         raise UsageError("--show-prompt goes with --dry-run (it prints the prompts instead of running)",
                          hint="add --dry-run")
-    if args.min_skill_seconds is not None and args.skills != "annotate":
-        raise UsageError("--min-skill-seconds only applies to --skills annotate (skills the model labels)",
-                         hint="add --skills annotate, or drop --min-skill-seconds")
+    if args.min_skill_seconds is not None and (args.skills in ("file", "language") or args.skills_file is not None):
+        raise UsageError("--min-skill-seconds only applies to skills the model labels (--skills annotate, or auto "
+                         "on a dataset without skills)", hint="drop --min-skill-seconds, or use --skills annotate")
     if args.num_shards > 1 and args.shard_index is None:
         raise UsageError(f"--num-shards {args.num_shards} needs --shard-index: which shard this machine generates "
                          "(without it every machine would generate shard 0)",
@@ -373,6 +376,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return _guarded(lambda: report_main(argv[1:]), argv)
 
+    if argv and argv[0] == "label":
+        def parse_and_label() -> int:
+            parser = build_parser(prog="hub-pgen label")
+            args = parser.parse_args(argv[1:])
+            setup_logging(args.verbose)
+            return label_main(args, parser)
+
+        return _guarded(parse_and_label, argv, as_json=as_json)
+
     if argv and argv[0] == "merge":
         def parse_and_merge() -> int:
             args = build_merge_parser().parse_args(argv[1:])
@@ -435,6 +447,33 @@ def _run_and_report(args: argparse.Namespace, work: Any) -> int:
         print_summary(result)
     write_step_summary(result, config)
     return 0
+
+
+# what shapes dialogues, shards or pushes, not labels: refused by `hub-pgen label` when given
+LABEL_REFUSED = ("input_jsonl", "output_format", "num_shards", "shard_index", "sampling", "sample_interval",
+                 "scenario_mix", "response_mix", "min_chars", "dedupe", "verify", "drop_degenerate", "prompt_file",
+                 "show_prompt", "max_new_tokens", "engine", "ray_address", "workers", "push_to", "branch", "private",
+                 "tag_version", "job", "follow", "job_timeout", "job_install", "skills_file")
+
+
+def label_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``hub-pgen label``: the model labels each episode's skills into a folder (hub_pgen.label)."""
+    from hub_pgen import label
+
+    given = ["--" + dest.replace("_", "-") for dest in LABEL_REFUSED
+             if getattr(args, dest, None) != parser.get_default(dest)]
+    if args.skills not in ("auto", "annotate"):
+        given.append(f"--skills {args.skills}")
+    if given:
+        raise UsageError(f"{', '.join(given)} do{'es' if len(given) == 1 else ''} not apply to hub-pgen label: it "
+                         "labels each episode's skills, and writes no dialogue or dataset",
+                         hint=f"drop {', '.join(given)}; then give the labels to the run that uses them: "
+                              "hub-pgen ... --skills-file OUT/meta/skills.json")
+    args.skills = "annotate"
+    config = config_from_args(args)
+    _warn_unused_model_options(args, config)
+    return _run_and_report(args, lambda reporter: (config, label.label(
+        config, reporter=reporter, dry_run=args.dry_run, wait=args.wait, retry_failed=args.retry_failed)))
 
 
 def build_merge_parser() -> argparse.ArgumentParser:

@@ -181,8 +181,9 @@ class RunConfig:
             if self.skills == "annotate":
                 raise UsageError("--skills annotate cannot be sharded: every shard needs every episode's skills to "
                                  "compute the plan's type schedule",
-                                 hint="label the skills in one run first (--skills annotate --backend ... on one "
-                                      "machine), then shard with --skills-file THAT_OUTPUT/meta/skills.json")
+                                 hint="label the skills once first: hub-pgen label (the same source and model "
+                                      "options) --output-dir labels; then shard (and merge) with --skills-file "
+                                      "labels/meta/skills.json")
         if self.concurrency < 1:
             raise UsageError(f"--concurrency must be >= 1, got {self.concurrency}")
         if not math.isfinite(self.request_timeout) or self.request_timeout <= 0:

@@ -32,6 +32,9 @@ class Episode:
     data_path: str  # relative data parquet holding this episode's rows
     tasks: tuple[str, ...] = ()
     videos: dict[str, VideoSpan] = field(default_factory=dict)
+    # meta/episodes' timestamp stats show the frames on lerobot's grid (timestamp = frame_index / fps, in
+    # float32): a shard may plan this episode without its data file (hub_pgen.plan.planner.frame_times)
+    on_grid: bool = False
 
     def __post_init__(self) -> None:
         if self.length < 0 or self.dataset_to_index - self.dataset_from_index != self.length:
@@ -53,6 +56,9 @@ class SourceDataset:
     repo_id: str | None = None
     revision: str | None = None  # resolved commit sha when it came from the Hub
     language: Any = None  # hub_pgen.language.SourceLanguage: the source's own language rows, if any
+    # data files the metadata names that are not here yet (a Hub source fetches what the run needs first:
+    # hub_pgen.source.needs); empty for a folder on disk, and for every source before a dataset is written
+    absent_data: frozenset[str] = frozenset()
 
     @property
     def fps(self) -> float:

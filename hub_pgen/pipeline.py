@@ -65,6 +65,7 @@ class RunResult:
     language: dict[str, Any] | None = None  # what the language columns got (meta/hub_pgen.json → language)
     report: Path | None = None  # the review page (meta/hub_pgen_report.html) of a dataset result
     shard: dict[str, Any] | None = None  # a shard result: {"index", "count", "episodes", "samples"}
+    kind: str = "dataset"  # "dataset" (a run, a merge), or "skills" (hub-pgen label: samples are episodes)
 
 
 @dataclass(frozen=True)
@@ -109,20 +110,48 @@ def make_backend(config: RunConfig) -> Backend:
     return get_backend(config.backend).make(config)
 
 
-def open_source(config: RunConfig, reporter: Reporter, *, videos: bool = True) -> SourceDataset:
-    """The source dataset; from the Hub, ``videos=False`` (a dry run) fetches metadata and data only."""
+def open_source(config: RunConfig, reporter: Reporter) -> tuple[SourceDataset, dict[int, int] | None]:
+    """The source, with the data files its plan reads (a folder on disk has them all). A Hub source
+    brings down ``meta/`` first, then only the data files the plan needs (hub_pgen.source.needs): its
+    videos come later, for the episodes that have samples. Returns the source and, for a shard planned
+    from the frame grid, the samples per episode that plan found (checked against the real plan)."""
     from hub_pgen.source.lerobot import load_source
 
     if config.root is not None:
-        return load_source(config.root)
-    from hub_pgen.source import hub
+        return load_source(config.root), None
+    from hub_pgen.source import hub, needs
 
     reporter.stage("download", f"{config.repo_id} metadata")
-    # first what generation looks at: the chosen cameras' videos (none for the template backend);
-    # the other cameras follow just before the dataset is written (fetch_remaining_videos)
-    return hub.open_hub_source(config.repo_id, revision=config.revision, reporter=reporter,
-                               image_keys=config.image_keys, num_views=config.num_image_views,
-                               videos=videos and get_backend(config.backend).needs_images, only_cameras_used=True)
+    meta = hub.open_hub_metadata(config.repo_id, revision=config.revision, image_keys=config.image_keys,
+                                 num_views=config.num_image_views)
+    data = needs.plan_data(meta, config.episodes)
+    ahead = None
+    if data is None and config.num_shards > 1 and not needs.has_language(meta):
+        from hub_pgen import shards
+
+        planned = shards.plan_ahead(config, meta)
+        if planned is not None:
+            meta, data, ahead = planned
+    where = f"{config.repo_id}@{str(meta.revision)[:8]}"
+    reporter.stage("download", f"{where}: data of " + ("every episode" if data is None else
+                                                         f"{len(data)} of {len(meta.episodes)} episode(s)"))
+    return hub.fetch(meta, data=data), ahead
+
+
+def fetch_videos(prep: Prepared, config: RunConfig, reporter: Reporter, cameras: Sequence[str],
+                 episodes: Iterable[int] | None = None) -> Prepared:
+    """A Hub source's videos of ``cameras`` for ``episodes`` (default: those with samples): what
+    generation (or labelling) decodes, fetched before it starts. Nothing for a folder on disk."""
+    source = prep.source
+    cams = [c for c in cameras if source is not None and c in source.video_keys]
+    if source is None or not source.repo_id or not cams:
+        return prep
+    from hub_pgen.source import hub
+
+    wanted = set(episodes) if episodes is not None else {s.episode_index for s in prep.samples}
+    reporter.stage("download", f"{source.repo_id}@{str(source.revision)[:8]}: videos of {', '.join(cams)} for "
+                               f"{len(wanted)} episode(s)")
+    return replace(prep, source=hub.fetch(source, data=(), videos=wanted, cameras=cams))
 
 
 def source_identity(source: SourceDataset) -> dict[str, Any]:
@@ -135,22 +164,41 @@ def source_identity(source: SourceDataset) -> dict[str, Any]:
     return {"local": digests}
 
 
-def prepare(config: RunConfig, reporter: Reporter, *, videos: bool = True) -> Prepared:
+def prepare(config: RunConfig, reporter: Reporter) -> Prepared:
     if config.input_jsonl is not None:
         return _prepare_jsonl(config)
+    reporter.stage("source", str(config.root or config.repo_id))
+    source, ahead = open_source(config, reporter)
+    prep = _prepare_dataset(config, reporter, source)
+    if ahead is not None and prep.plan is not None:
+        from hub_pgen import shards
+
+        differ = shards.ahead_differs(ahead, prep.plan, prep.source)
+        if differ:
+            from hub_pgen.source import hub
+
+            logger.warning("episode(s) %s: the data's frame times are not the ones meta/episodes' timestamp stats "
+                           "describe, so this shard cannot plan the other shards' episodes from the stats: reading "
+                           "every data file", planner.format_episode_list(differ))
+            prep = _prepare_dataset(config, reporter, hub.fetch(prep.source, data=None))
+    return prep
+
+
+def _prepare_dataset(config: RunConfig, reporter: Reporter, source: SourceDataset) -> Prepared:
     from hub_pgen import skills as skills_mod
     from hub_pgen.skills import annotate, sheets
 
-    reporter.stage("source", str(config.root or config.repo_id))
-    source = open_source(config, reporter, videos=videos)
     skill_set = skills_mod.resolve(config.skills, source, config.skills_file)
     cameras = planner.choose_cameras(source, image_keys=config.image_keys, num_views=config.num_image_views)
     name = (source.repo_id or source.root.name).split("/")[-1]
-    if skill_set is None:  # --skills annotate: labelled once the output is locked and the backend is up
+    if skill_set is None:  # --skills annotate (or auto on a dataset without skills): labelled once the output
+        # is locked and the backend is up
         unknown = [e for e in (config.episodes or ()) if e not in source.episodes]
         if unknown:
             raise UsageError(f"--episodes: {', '.join(map(str, unknown[:10]))} not in the dataset (it has "
                              f"{len(source.episodes)} episodes)", hint="episodes are named by their episode_index")
+        if config.skills == "auto":
+            _refuse_labelling_here(config, source)
         if not cameras and get_backend(config.backend).needs_images:
             raise UsageError("--skills annotate shows the model contact sheets of a camera, and this run shows none",
                              hint="drop --num-image-views-per-sample 0 (the first camera the model sees is the one "
@@ -166,16 +214,51 @@ def prepare(config: RunConfig, reporter: Reporter, *, videos: bool = True) -> Pr
             ("the subtask rows of language_persistent", bool(source.language and source.language.subtasks))) if there]
         notices = tuple(f"--skills annotate: the dataset's {what} is not used; the model labels the skills anew "
                         "(the new dataset's meta/skills.json holds its labels)" for what in ignored)
+        prep = Prepared(source, (), (), cameras, _public_identity(identity), fingerprint(identity), name, None, None,
+                        annotate=True)
+        if config.skills == "auto":
+            notices += (_labelling_notice(config, prep),)
         for line in notices:
             logger.warning("%s", line)
-        return Prepared(source, (), (), cameras, _public_identity(identity), fingerprint(identity), name, None, None,
-                        notices=notices, annotate=True)
+        return replace(prep, notices=notices)
     identity = config.identity(cameras=cameras, source_id=source_identity(source),
                                backend_id=backend_identity(config), prompt_hash=prompt_template_hash(config.prompt_template),
                                skills_id=skill_set.identity())
     prep = Prepared(source, (), (), cameras, _public_identity(identity), fingerprint(identity), name, None, None,
                     skills=skill_set)
     return plan_samples(config, prep, skill_set, reporter)
+
+
+def _refuse_labelling_here(config: RunConfig, source: SourceDataset) -> None:
+    """``--skills auto`` came to labelling in a run that cannot label (a shard, a Ray run): say so
+    before anything exists, with the two commands that do it."""
+    why = ("a shard cannot label: every shard needs every episode's skills for the plan's type schedule"
+           if config.num_shards > 1 else
+           "--engine ray generates in its actors; the labelling runs with the local engine" if config.engine == "ray"
+           else None)
+    if why is None:
+        return
+    src = f"--repo-id {config.repo_id}" if config.repo_id else f"--root {config.root}"
+    raise SkillsError(
+        "the dataset has no skill annotation (no meta/skills.json, no subtask rows in language_persistent), and "
+        + why, path=layout.SKILLS_PATH,
+        hint=f"label the skills once first: hub-pgen label {src} --model M --output-dir labels (one machine, "
+             f"{len(source.episodes)} model call(s)); then add --skills-file labels/{layout.SKILLS_PATH} to this "
+             "command (and to the merge)")
+
+
+def _labelling_notice(config: RunConfig, prep: Prepared) -> str:
+    """What ``--skills auto`` tells the user, up front, when it comes to labelling."""
+    cost = _labelling_cost(config, prep)
+    calls = cost["labelling_model_calls"]
+    tokens = f", about {cost['image_tokens']:,} image tokens" if cost.get("image_tokens") else ""
+    extra = (f"{calls} extra model call(s) ({cost['contact_sheets']} contact sheet(s){tokens})" if calls else
+             f"no model call (the {config.backend} backend labels offline)")
+    return (f"--skills auto: the dataset has no skill annotation (no {layout.SKILLS_PATH}, no subtask rows), so the "
+            f"model labels each episode's skills first: {cost['episodes_to_label']} episode(s), {extra} before the "
+            f"dialogues; the labels are "
+            f"journaled and written to the new dataset's {layout.SKILLS_PATH} (to label once and reuse them: hub-pgen "
+            "label, then --skills-file)")
 
 
 def plan_samples(config: RunConfig, prep: Prepared, skill_set: Any, reporter: Reporter) -> Prepared:
@@ -517,7 +600,7 @@ def run(
         if config.engine == "local" or config.ray_address is None:  # a remote cluster's nodes are not this one
             spec.check(config)  # e.g. --device cuda without a GPU: before any download or folder
         config = spec.resolve(config)  # e.g. the served model's name
-    prep = prepare(config, reporter, videos=not dry_run)
+    prep = prepare(config, reporter)
     faults.point("plan")
     output = config.output_dir or out_mod.default_output_dir(prep.source_name, prep.fingerprint)
     if config.num_shards > 1:
@@ -534,6 +617,9 @@ def run(
             logger.warning("shard %s has no samples: the plan's %d episode(s) with samples fill fewer than %d shards "
                            "(it still writes an empty shard, so the merge finds every shard); fewer shards would do",
                            shards.label(config.shard_index, config.num_shards), planned, config.num_shards)
+    images = backend.needs_images if backend is not None else spec.needs_images
+    if not dry_run and not prep.annotate and images:  # what generation decodes, before it starts
+        prep = fetch_videos(prep, config, reporter, prep.cameras)
     paths = out_mod.OutputPaths.for_output(output)
     source_root = prep.source.root if prep.source else None
     folder_fp, folder_identity = prep.folder_key()
@@ -594,6 +680,8 @@ def run(
         if prep.annotate:
             prep = _label_skills(config, prep, paths, backend, reporter, retry_failed=retry_failed,
                                  from_output=state == "complete")
+            if images:
+                prep = fetch_videos(prep, config, reporter, prep.cameras)
         return _generate_and_write(config, prep, paths, backend, reporter, t0, started,
                                    earlier=earlier, retry_failed=retry_failed, replace_output=state == "complete")
     finally:
@@ -699,6 +787,16 @@ def _label_skills(config: RunConfig, prep: Prepared, paths: out_mod.OutputPaths,
     """--skills annotate: each episode's skills from the model (or from the journal of an earlier
     try), then the plan made from them."""
     from hub_pgen.skills import SkillSet
+
+    prep, result = label_episodes(config, prep, paths, backend, reporter, retry_failed=retry_failed,
+                                  from_output=from_output)
+    return plan_samples(config, prep, SkillSet(result.skills, "annotate"), reporter)
+
+
+def label_episodes(config: RunConfig, prep: Prepared, paths: out_mod.OutputPaths, backend: Backend,
+                   reporter: Reporter, *, retry_failed: bool, from_output: bool) -> tuple[Prepared, Any]:
+    """Each episode's skills from the model (or from the journal of an earlier try, in
+    ``OUT.partial/skills.jsonl``): ``prep`` with the records and notices, and the AnnotateResult."""
     from hub_pgen.skills.annotate import AnnotateOptions, annotate_episodes, load_records
 
     journal_path = paths.work / layout.SKILLS_JOURNAL_NAME
@@ -713,6 +811,8 @@ def _label_skills(config: RunConfig, prep: Prepared, paths: out_mod.OutputPaths,
         done = {e: r for e, r in done.items() if r.status == "ok"}
     episodes = list(config.episodes) if config.episodes is not None else sorted(prep.source.episodes)
     pending = [e for e in episodes if e not in done]
+    if pending and getattr(backend, "needs_images", True):  # the labelled camera's videos, of what is left
+        prep = fetch_videos(prep, config, reporter, prep.cameras[:1], pending)
     reporter.stage("skills", f"{len(episodes) - len(pending)} episode(s) labelled already, {len(pending)} to label "
                              f"with the {config.backend} backend")
     options = AnnotateOptions(camera=prep.cameras[0] if prep.cameras else None,
@@ -742,8 +842,7 @@ def _label_skills(config: RunConfig, prep: Prepared, paths: out_mod.OutputPaths,
         for repair in r.repairs:
             notices.add(f"a labelled episode was repaired: {repair}", e)
     notices.log()
-    prep = replace(prep, skill_records=result.records, notices=prep.notices + tuple(notices.lines()))
-    return plan_samples(config, prep, SkillSet(result.skills, "annotate"), reporter)
+    return replace(prep, skill_records=result.records, notices=prep.notices + tuple(notices.lines())), result
 
 
 def _labelling_cost(config: RunConfig, prep: Prepared) -> dict[str, Any]:
@@ -781,10 +880,16 @@ def _labelling_cost(config: RunConfig, prep: Prepared) -> dict[str, Any]:
     }
 
 
-def _skills_provenance(prep: Prepared) -> dict[str, Any]:
+def _skills_provenance(prep: Prepared, config: RunConfig | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"source": prep.skills.origin,
                            "episodes_with_skills": sum(1 for ep in prep.skills.skills.episodes.values() if ep.skills),
                            "skills": sum(len(ep.skills) for ep in prep.skills.skills.episodes.values())}
+    if config is not None:
+        out["requested"] = config.skills  # auto that came to labelling says so
+    path = prep.skills.path
+    if path is not None and prep.source is not None and Path(path).resolve() != (
+            prep.source.root / layout.SKILLS_PATH).resolve():
+        out["skills_file"] = Path(path).name  # --skills-file: by name (the path is the user's business)
     if prep.skills.origin == "annotate":
         out["labelled_by"] = prep.identity.get("backend", {}).get("backend") or "model"
     if prep.skill_records is not None:
@@ -842,10 +947,11 @@ def _generate_and_write(
             raise Interrupted(len(journal), len(prep.samples) + len(prep.bad_lines), paths.journal) from None
 
     if prep.source is not None and prep.source.repo_id and prep.shard is None:
-        from hub_pgen.source.hub import fetch_remaining_videos
+        from hub_pgen.source.hub import fetch_rest
 
-        reporter.stage("download", f"{prep.source.repo_id}: every camera's videos, for the new dataset")
-        fetch_remaining_videos(prep.source)
+        reporter.stage("download", f"{prep.source.repo_id}: the rest of the dataset (every data file and camera), "
+                                   "for the new dataset")
+        prep = replace(prep, source=fetch_rest(prep.source))
     notes = list(getattr(backend, "notes", list)())  # what the backend noticed (a server ignoring the schema)
     from hub_pgen.quality import measure
 
@@ -872,7 +978,7 @@ def _generate_and_write(
 
         prov["verify"] = {"mode": config.verify, **verify_mod.summary(verdicts)}
     if prep.skills is not None:
-        prov["skills"] = _skills_provenance(prep)
+        prov["skills"] = _skills_provenance(prep, config)
     if prep.shard is not None:  # a shard result: keyed by the shard, merged by the job's fingerprint
         prov["fingerprint"], _ = prep.folder_key()
         prov["plan_fingerprint"] = prep.fingerprint
@@ -983,11 +1089,13 @@ def _write(prep: Prepared, journal: dict[str, JournalRecord], staging: Path, pro
     from hub_pgen.write.dataset import write_dataset, write_jsonl_result
 
     examples = [journal[s.sample_id] for s in prep.samples if s.sample_id in journal]
+    origin = prep.skills.origin if prep.skills is not None else "file"
     if prep.source is None or prep.shard is not None:  # a JSONL run, or a shard: the D_syn records alone
-        write_jsonl_result(prep.samples, prep.bad_lines, journal, staging, provenance=prov)
+        skills_file = _skills_to_write(prep, origin) if prep.shard is not None else None
+        write_jsonl_result(prep.samples, prep.bad_lines, journal, staging, provenance=prov,
+                           skills_file=skills_file if isinstance(skills_file, Path) else None)
         return {}
 
-    origin = prep.skills.origin if prep.skills is not None else "file"
     summary = write_dataset(prep.source, prep.samples, journal, staging, provenance=prov,
                             card=lambda final: render_card(final, examples),
                             segments=prep.plan.segments if prep.plan is not None else (),

@@ -36,11 +36,9 @@ def _quality_line(q: dict[str, Any]) -> str:
 
 
 def _skills_line(skills: dict[str, Any]) -> str:
-    labelled_by = skills.get("labelled_by", "model")
-    where = {"file": "meta/skills.json", "language": "lerobot's subtask rows (language_persistent)",
-             "annotate": f"labelled by the {labelled_by} backend (--skills annotate)"}.get(
-                 skills.get("source"), str(skills.get("source")))
-    line = f"{where}: {skills.get('skills', 0)} skill(s) in {skills.get('episodes_with_skills', 0)} episode(s)"
+    from hub_pgen.skills import origin_text
+
+    line = f"{origin_text(skills)}: {skills.get('skills', 0)} skill(s) in {skills.get('episodes_with_skills', 0)} episode(s)"
     if skills.get("source") == "annotate":
         line += f"; {len(skills.get('failed', []))} episode(s) not labelled, {skills.get('repaired', 0)} repaired"
     return line
@@ -49,6 +47,9 @@ def _skills_line(skills: dict[str, Any]) -> str:
 def print_summary(result: RunResult) -> None:
     if result.state == "dry-run":
         _print_plan(result.plan_report or {})
+        return
+    if result.kind == "skills":
+        _print_labels(result)
         return
     rows: list[tuple[str, str]] = [
         ("result", result.state),
@@ -98,6 +99,20 @@ def print_summary(result: RunResult) -> None:
         for r in result.examples:
             print(f"  [{r.skill_current}] ({r.scenario_type}/{r.response_type})")
             print(f"    user:  {r.user_prompt}\n    robot: {r.robot_utterance}")
+
+
+def _print_labels(result: RunResult) -> None:
+    """``hub-pgen label``: what was labelled, and how to use it."""
+    skills = result.skills or {}
+    rows = [("result", result.state), ("output", str(result.output)),
+            ("episodes", str(result.samples)), ("labelled", str(result.ok)),
+            ("not labelled", str(result.failed) + ("  (rerun with --retry-failed to ask again)" if result.failed else "")),
+            ("skills", f"{skills.get('skills', 0)} in {skills.get('episodes_with_skills', 0)} episode(s); "
+                       f"{skills.get('repaired', 0)} episode(s) repaired"),
+            *[("warning", line) for line in result.notices],
+            ("next", f"add --skills-file {result.output}/{layout.SKILLS_PATH} to the runs (and shards) that use them"),
+            ("fingerprint", result.fingerprint), ("seconds", f"{result.elapsed_s:.1f}")]
+    _table("hub-pgen labels", rows)
 
 
 _PLAN_LABELS = {"episodes_without_skills": "episodes without skills (indices)",

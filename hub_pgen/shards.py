@@ -47,6 +47,49 @@ def select(samples: Sequence[Sample], num_shards: int, index: int) -> tuple[tupl
     return tuple(s for s in samples if s.episode_index in keep), mine
 
 
+def plan_ahead(config: Any, meta: Any) -> tuple[Any, set[int], dict[int, int]] | None:
+    """A shard of a Hub source, before any data file: the job's plan made from ``meta/`` alone — the
+    skills file, and each episode's frames on lerobot's grid where its timestamp stats vouch for it
+    (hub_pgen.source.needs) — to know the shard's own episodes. Returns the source (with the data
+    files of the episodes off the grid, fetched), the episodes whose data files the shard needs (its
+    own and those), and the samples per episode of that plan (the real plan is checked against it:
+    :func:`ahead_differs`). None when that cannot be known before the data (skills from language
+    rows or to be labelled): the shard then reads every data file."""
+    from collections import Counter
+
+    from hub_pgen import skills as skills_mod
+    from hub_pgen.plan import planner
+    from hub_pgen.source import hub, needs
+    from hub_pgen.source.skills import load_skills
+
+    path = skills_mod.static_file(config.skills, meta.root, config.skills_file)
+    if path is None:
+        return None
+    skills = load_skills(path, known_episodes=set(meta.episodes))
+    off = needs.off_grid(meta, config.episodes)
+    if off:
+        meta = hub.fetch(meta, data=off)
+    plan = planner.build_plan(meta, skills, strategy=config.sampling, interval=config.sample_interval,
+                              episodes=config.episodes, seed=config.seed, scenario_mix=config.scenario_mix,
+                              response_mix=config.response_mix)
+    if not plan.samples:
+        return None
+    _, own = select(plan.samples, config.num_shards, config.shard_index)
+    logger.info("shard %s: planned from meta/episodes (%d episode(s) on the frame grid, %d read): %d own episode(s)",
+                label(config.shard_index, config.num_shards), len(meta.episodes) - len(off), len(off), len(own))
+    return meta, set(own) | off, dict(Counter(s.episode_index for s in plan.samples))
+
+
+def ahead_differs(ahead: dict[int, int], plan: Any, source: Any) -> list[int]:
+    """Episodes whose data were read and whose samples differ from the plan made before it (:func:`plan_ahead`):
+    their stats described another frame grid than their data, so the other episodes' may lie too."""
+    from collections import Counter
+
+    real = Counter(s.episode_index for s in plan.samples)
+    read = [e for e, ep in source.episodes.items() if ep.data_path not in source.absent_data]
+    return sorted(e for e in read if real.get(e, 0) != ahead.get(e, 0))
+
+
 def label(index: int, count: int) -> str:
     return f"{index} of {count}"
 
@@ -142,6 +185,7 @@ def check_coverage(shards: Sequence[ShardResult], samples: Sequence[Sample]) -> 
     count = shards[0].count
     owner = assign(samples, count)
     expected: dict[int, set[str]] = defaultdict(set)
+    by_id = {s.sample_id: s for s in samples}
     for s in samples:
         expected[owner[s.episode_index]].add(s.sample_id)
     union: dict[str, JournalRecord] = {}
@@ -157,8 +201,23 @@ def check_coverage(shards: Sequence[ShardResult], samples: Sequence[Sample]) -> 
             raise UsageError(f"shard {label(shard.index, count)} ({shard.path}) lacks {len(lost)} of its "
                              f"{len(want)} sample(s), e.g. {lost[0]}",
                              hint="rerun that shard's command: it resumes and generates what is missing")
+        wrong = [sid for sid in sorted(got) if _planned(shard.records[sid]) != _planned(by_id[sid])]
+        if wrong:
+            raise UsageError(
+                f"shard {label(shard.index, count)} ({shard.path}) planned {len(wrong)} of its sample(s) otherwise "
+                f"than this merge's plan does (e.g. {wrong[0]}: {_planned(shard.records[wrong[0]])} in the shard, "
+                f"{_planned(by_id[wrong[0]])} here)",
+                hint="a shard of a Hub dataset plans other shards' episodes from meta/episodes' timestamp stats: "
+                     "when the data files disagree with those stats, recompute them (lerobot), or run the shards on a "
+                     "local copy (--root), which reads every data file")
         union.update(shard.records)
     return union
+
+
+def _planned(item: Any) -> tuple[Any, ...]:
+    """What the plan decides of a sample (a Sample, or the record a shard wrote of one)."""
+    return (item.episode_index, item.frame_start, item.frame_end, item.skill_current, item.scenario_type,
+            item.response_type)
 
 
 def merge_config(shard: ShardResult, *, root: Path | None, repo_id: str | None, revision: str | None,
@@ -175,6 +234,9 @@ def merge_config(shard: ShardResult, *, root: Path | None, repo_id: str | None, 
             params[key] = tuple(params[key])
     params.update(root=root, repo_id=repo_id, revision=revision, input_jsonl=None, output_dir=output_dir,
                   num_shards=1, shard_index=0, **push)
+    if params.get("skills_file"):  # the shard's copy of it: the merge may run on another machine
+        own = shard.path / layout.SKILLS_PATH
+        params["skills_file"] = own if own.is_file() else Path(params["skills_file"])
     return RunConfig(**params)
 
 

@@ -260,13 +260,14 @@ def test_default_revision_is_the_v3_tag_when_present_else_main(server, hub_env, 
     assert src_hub.resolve_revision("org/tagged", tagged) == (tagged, tagged)
 
 
-@pytest.mark.parametrize("case", ["missing repo", "missing revision", "missing skills.json"])
+@pytest.mark.parametrize("case", ["missing repo", "missing revision", "not a LeRobot dataset"])
 def test_hub_problems_say_what_is_wrong_and_what_to_do(server, hub_env, source_dataset, tmp_path, case):
+    """(A dataset without meta/skills.json is not a Hub problem: tests/test_hub_as_is.py runs it.)"""
     repo_id, revision = "org/no-such-repo", None
     if case != "missing repo":
         folder = copy_tree(source_dataset, tmp_path / "ds")
-        if case == "missing skills.json":
-            (folder / layout.SKILLS_PATH).unlink()
+        if case == "not a LeRobot dataset":
+            (folder / layout.INFO_PATH).unlink()
         repo_id = f"org/problem-{case.split()[1].replace('.', '-')}"
         seed(server, repo_id, folder)
         revision = "no-such-branch" if case == "missing revision" else None
@@ -275,7 +276,7 @@ def test_hub_problems_say_what_is_wrong_and_what_to_do(server, hub_env, source_d
     msg, hint = str(e.value), e.value.hint or ""
     assert e.value.repo_id == repo_id and repo_id in msg and hint
     expect = {"missing repo": ("was not found", "HF_TOKEN"), "missing revision": ("'no-such-branch' does not exist", "--revision"),
-              "missing skills.json": ("meta/skills.json", "annotate")}[case]
+              "not a LeRobot dataset": ("meta/info.json: it is not a LeRobot dataset", "v3.0")}[case]
     assert expect[0] in msg and expect[1] in hint
     assert not any(p.startswith(("data/", "videos/")) for p in server.downloaded(repo_id))
     assert TOKEN not in msg + hint
@@ -319,13 +320,15 @@ def test_offline_set_before_start_in_a_fresh_process(server, hub_env, source_dat
     assert server.requests == []
 
 
-def test_open_hub_source_checks_cameras_before_downloading_data(server, hub_env, source_dataset):
+def test_open_hub_metadata_checks_cameras_before_downloading_data(server, hub_env, source_dataset):
     sha = seed(server, "org/open", source_dataset)
     with pytest.raises(UsageError, match="no-such-camera"):
-        src_hub.open_hub_source("org/open", image_keys=["no-such-camera"])
+        src_hub.open_hub_metadata("org/open", image_keys=["no-such-camera"])
     assert all(p.startswith("meta/") for p in server.downloaded("org/open"))
-    source = src_hub.open_hub_source("org/open", videos=False)
-    assert (source.repo_id, source.revision) == ("org/open", sha)
+    meta = src_hub.open_hub_metadata("org/open")
+    assert (meta.repo_id, meta.revision) == ("org/open", sha) and meta.absent_data == set(meta.data_paths)
+    source = src_hub.fetch(meta, data=None)
+    assert not source.absent_data
     assert source.episodes and all((source.root / ep.data_path).is_file() for ep in source.episodes.values())
     assert not any(p.startswith("videos/") for p in server.downloaded("org/open"))
 

@@ -90,19 +90,45 @@ def _episode_lengths(out: Path) -> tuple[list[int], list[int]]:
     return t.column("episode_index").to_pylist(), t.column("length").to_pylist()
 
 
-def test_auto_without_skills_stops_before_anything_exists_and_names_annotate(recorded, tmp_path, capsys):
+def test_file_or_language_without_skills_stops_before_anything_exists_and_names_annotate(recorded, tmp_path,
+                                                                                          capsys):
     before = tree_hashes(recorded)
     out = tmp_path / "out"
-    assert run(recorded, out, "--backend", "template") == 3
-    err = capsys.readouterr().err
-    assert "no meta/skills.json and no subtask rows in language_persistent" in err
-    assert "--skills annotate" in err and "3 episode(s), one model call each" in err
-    assert not out.exists() and not Path(f"{out}.partial").exists()
     assert run(recorded, out, "--backend", "template", "--skills", "file") == 3
-    assert "skills.json: file not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--skills file: dataset" in err and "has no meta/skills.json" in err
+    assert "TIP: let the model label the skills first: --skills annotate" in err and "3 episode(s)" in err
     assert run(recorded, out, "--backend", "template", "--skills", "language") == 3
     assert "has no language columns at all" in capsys.readouterr().err
-    assert tree_hashes(recorded) == before and not out.exists()
+    assert tree_hashes(recorded) == before and not out.exists() and not Path(f"{out}.partial").exists()
+
+
+def test_auto_without_skills_labels_them_first_and_says_so(recorded, template_annotated, tmp_path, capsys):
+    """The card's one command on a dataset as lerobot records it: auto labels, then generates, and says
+    up front what the labelling adds; the result is the --skills annotate one (the same folder key)."""
+    out = tmp_path / "out"
+    capsys.readouterr()
+    assert run(recorded, out, "--backend", "template", "--json") == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    notice = next(n for n in result["notices"] if n.startswith("--skills auto:"))
+    assert "no skill annotation" in notice and "3 episode(s), no model call (the template backend" in notice
+    assert notice in captured.err  # said as it starts, not only in the summary
+    assert result["skills"]["source"] == "annotate" and result["skills"]["requested"] == "auto"
+    assert result["fingerprint"] == json.loads((template_annotated / "meta" / "hub_pgen.json").read_text())[
+        "fingerprint"]
+    assert skills_json(out) == skills_json(template_annotated)
+    prov = json.loads((out / "meta" / "hub_pgen.json").read_text())
+    assert prov["skills"]["requested"] == "auto" and prov["parameters"]["skills"] == "auto"
+    card = (out / "README.md").read_text()
+    assert "the dataset had none (--skills auto)" in card
+    validate(out, source=recorded)
+    # --dry-run prices it the same way: the labelling's calls, before any sample exists
+    assert run(recorded, tmp_path / "dry", "--backend", "transformers", "--dry-run", "--json") == 0
+    captured = capsys.readouterr()
+    plan = json.loads(captured.out)["plan_report"]
+    assert plan["skills"] == "annotate" and plan["labelling_model_calls"] == 3
+    assert "3 episode(s), 3 extra model call(s) (3 contact sheet(s), about 1,680 image tokens)" in captured.err
 
 
 @pytest.fixture(scope="module")
@@ -304,9 +330,11 @@ def test_annotate_through_an_openai_compatible_server(recorded, tmp_path, monkey
                for r in records)
 
 
-def test_min_skill_seconds_only_goes_with_annotate(recorded, tmp_path, capsys):
-    assert run(recorded, tmp_path / "out", "--backend", "template", "--min-skill-seconds", "2") == 2
-    assert "--min-skill-seconds only applies to --skills annotate" in capsys.readouterr().err
+def test_min_skill_seconds_only_goes_with_skills_the_model_labels(recorded, tmp_path, capsys):
+    for skills in (["--skills", "file"], ["--skills", "language"], ["--skills-file", str(tmp_path / "s.json")]):
+        assert run(recorded, tmp_path / "out", "--backend", "template", "--min-skill-seconds", "2", *skills) == 2
+        assert "--min-skill-seconds only applies to skills the model labels" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_annotate_ignores_a_skills_file_and_says_so(example_root, tmp_path, capsys):
@@ -346,7 +374,10 @@ def test_label_once_then_shard_on_the_labels(recorded, template_annotated, tmp_p
     labels = template_annotated / "meta" / "skills.json"
     assert run(recorded, tmp_path / "x", "--backend", "template", "--skills", "annotate", "--num-shards", "2",
                "--shard-index", "0") == 2
-    assert "--skills-file THAT_OUTPUT/meta/skills.json" in capsys.readouterr().err
+    assert "hub-pgen label" in capsys.readouterr().err
+    assert run(recorded, tmp_path / "x", "--backend", "template", "--num-shards", "2", "--shard-index", "0") == 3
+    err = capsys.readouterr().err  # auto comes to labelling, which a shard cannot do
+    assert "a shard cannot label" in err and "hub-pgen label --root" in err and not (tmp_path / "x").exists()
     for i in (0, 1):
         assert run(recorded, tmp_path / f"s{i}", "--backend", "template", "--skills-file", str(labels),
                    "--num-shards", "2", "--shard-index", str(i)) == 0

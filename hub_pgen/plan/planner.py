@@ -159,9 +159,13 @@ def read_frame_times(source: SourceDataset, episodes: Iterable[int]) -> dict[int
     Reads only four columns of each data file, once per file."""
     wanted = set(episodes)
     by_file: dict[str, list[int]] = {}
-    for e in wanted:
-        by_file.setdefault(source.episodes[e].data_path, []).append(e)
     out: dict[int, tuple[np.ndarray, int | None]] = {}
+    for e in wanted:
+        ep = source.episodes[e]
+        if ep.data_path in source.absent_data:
+            out[e] = (grid_times(source, e), None)
+        else:
+            by_file.setdefault(ep.data_path, []).append(e)
     for rel, eps in sorted(by_file.items()):
         path = source.root / rel
         try:
@@ -189,6 +193,18 @@ def read_frame_times(source: SourceDataset, episodes: Iterable[int]) -> dict[int
             ti = ti_col[mask][order]
             out[e] = (ts_col[mask][order], int(ti[0]) if len(ti) else None)
     return out
+
+
+def grid_times(source: SourceDataset, episode: int) -> np.ndarray:
+    """An episode's frame times without its data file: lerobot's grid (``frame_index / fps`` as float32,
+    as lerobot writes them), which its meta/episodes stats vouch for (``Episode.on_grid``). Only a shard
+    plans other shards' episodes this way (hub_pgen.source.needs); their own frames come from the data."""
+    ep = source.episodes[episode]
+    if not ep.on_grid:
+        raise SourceError(f"episode {episode}: its data file {ep.data_path} is not here and its meta/episodes stats "
+                          "do not show its frame times", path=source.root / ep.data_path,
+                          hint="report this with the command you ran (hub-pgen fetches such files first)")
+    return (np.arange(ep.length, dtype=np.float64) / source.fps).astype(np.float32).astype(np.float64)
 
 
 def frame_skill_positions(timestamps: np.ndarray, starts: Sequence[float], ends: Sequence[float]) -> np.ndarray:

@@ -177,7 +177,9 @@ def _summary(review: Review, counts: dict[str, int]) -> str:
             rows.append(("new tasks.parquet rows", pc.get("new_tasks")))
         skills = prov.get("skills") or {}
         if skills:
-            rows.append(("skills from", f"{skills.get('source')}: {skills.get('skills', '?')} skill(s) in "
+            from hub_pgen.skills import origin_text
+
+            rows.append(("skills from", f"{origin_text(skills)}: {skills.get('skills', '?')} skill(s) in "
                                         f"{skills.get('episodes_with_skills', '?')} episode(s)"))
     out = ['<section id="summary"><h2>Summary</h2><div class="grid"><div><h3>Counts</h3>', _table(rows), "</div>"]
 

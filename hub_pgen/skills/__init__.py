@@ -5,8 +5,9 @@
   writes): each row is a skill from its timestamp to the next row's, the last to the episode's end.
 - ``annotate``: the model labels them, episode by episode (:mod:`hub_pgen.skills.annotate`); this
   runs after the output folder is locked and the backend is up, with its own journal.
-- ``auto`` (default): the first of ``file`` and ``language`` that the dataset has, else an error
-  that names ``--skills annotate`` and what it costs.
+- ``auto`` (default): the first of ``file`` and ``language`` that the dataset has, else ``annotate``
+  (most public datasets have neither: the card's one command labels them first, and says so, with
+  the extra model calls it costs, before it starts).
 
 The new dataset carries the skills the run used: ``meta/skills.json`` in the seed's format (the
 source's own file, byte for byte, when that is where they came from).
@@ -39,13 +40,21 @@ class SkillSet:
 
 
 def resolve(choice: str, source: SourceDataset, skills_file: Path | None = None) -> SkillSet | None:
-    """The skills of ``file`` / ``language`` / ``auto``; None for ``annotate`` (labelled later, by the model).
+    """The skills of ``file`` / ``language`` / ``auto``; None for ``annotate`` (labelled later, by the
+    model), which is also what ``auto`` comes to on a dataset with neither a skills.json nor subtask rows.
     ``skills_file`` (``--skills-file``): a skills.json elsewhere than the dataset's ``meta/``."""
     from hub_pgen.source.skills import load_skills
 
     path = Path(skills_file) if skills_file is not None else source.root / layout.SKILLS_PATH
     if choice == "annotate":
         return None
+    if choice == "file" and skills_file is None and not path.is_file():
+        where = (f"dataset repo {source.repo_id} at {str(source.revision)[:8]}" if source.repo_id
+                 else f"dataset {source.root}")
+        raise SkillsError(f"--skills file: {where} has no {layout.SKILLS_PATH}", path=layout.SKILLS_PATH,
+                          hint=f"let the model label the skills first: --skills annotate (or leave --skills out: auto "
+                               f"does that when the dataset has no skills; {len(source.episodes)} episode(s), one "
+                               "model call each), or give a skills.json with --skills-file FILE")
     if choice == "file" or (choice == "auto" and path.is_file()):
         return SkillSet(load_skills(path, known_episodes=set(source.episodes)), "file", path)
     found = from_language(source)
@@ -58,13 +67,16 @@ def resolve(choice: str, source: SourceDataset, skills_file: Path | None = None)
                           path=source.root / layout.DATA_DIR,
                           hint=f"let the model label the skills: --skills annotate ({episodes} episode(s), one model "
                                "call each), or give meta/skills.json and --skills file")
-    raise SkillsError(
-        "the dataset has no skill annotation: no meta/skills.json and no subtask rows in language_persistent",
-        path=path,
-        hint=f"add --skills annotate: the model first labels each episode's skills from contact sheets of its frames "
-             f"({episodes} episode(s), one model call each, about 1,000 image tokens per 10 s of video; "
-             "--dry-run shows the plan), or write meta/skills.json (format: README, 'meta/skills.json')",
-    )
+    return None  # auto, and nothing to read: the model labels them
+
+
+def static_file(choice: str, root: Path, skills_file: Path | None) -> Path | None:
+    """The skills.json a run reads, when that is known from ``meta/`` alone (before any data file):
+    ``--skills-file``, or the dataset's own under ``file``/``auto``. None otherwise (language, annotate)."""
+    if choice not in ("auto", "file"):
+        return None
+    path = Path(skills_file) if skills_file is not None else Path(root) / layout.SKILLS_PATH
+    return path if path.is_file() else None
 
 
 def from_language(source: SourceDataset) -> SkillsFile | None:
@@ -122,3 +134,22 @@ def to_json(skills: SkillsFile) -> dict[str, Any]:
 
 def digest(skills: SkillsFile) -> str:
     return hashlib.sha256(json.dumps(to_json(skills), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def origin_text(skills: dict[str, Any] | None) -> str:
+    """Where a result's skills came from, in words (the summary, the card, the review page), from its
+    provenance's ``skills`` record."""
+    skills = skills or {}
+    source = skills.get("source")
+    if source == "file":
+        name = skills.get("skills_file")
+        return f"--skills-file {name}" if name else layout.SKILLS_PATH
+    if source == "language":
+        return "lerobot's subtask rows (language_persistent)"
+    if source == "annotate":
+        by = f"labelled by the {skills.get('labelled_by', 'model')} backend"
+        return by + (" (the dataset had none (--skills auto); each answer: meta/hub_pgen_skills.jsonl)"
+                     if skills.get("requested") == "auto" else " (--skills annotate; each answer: "
+                                                               "meta/hub_pgen_skills.jsonl)")
+    return str(source or layout.SKILLS_PATH)
+

@@ -29,7 +29,7 @@ import random
 import re
 import string
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -416,7 +416,8 @@ def _snapshot(repo_id: str, sha: str, revision: str, patterns: Sequence[str], *,
 def download_meta(repo_id: str, *, revision: str | None = None, api: HfApi | None = None,
                   cache_dir: Path | None = None, local_dir: Path | None = None) -> HubSnapshot:
     """Step 1: resolve the revision and fetch ``meta/**`` at that commit. Checks that the repo is a
-    LeRobot dataset with skills, so a wrong repo fails before any data comes down."""
+    LeRobot dataset, so a wrong repo fails before any data comes down. Whether it has skills is the
+    skills stage's business (``--skills auto`` labels a dataset that has none)."""
     used, sha = resolve_revision(repo_id, revision, api=api, cache_dir=cache_dir)
     root = _snapshot(repo_id, sha, used, META_PATTERNS, api=api, cache_dir=cache_dir, local_dir=local_dir)
     snap = HubSnapshot(root=root, repo_id=repo_id, revision=used, sha=sha)
@@ -424,20 +425,52 @@ def download_meta(repo_id: str, *, revision: str | None = None, api: HfApi | Non
     if not (root / layout.INFO_PATH).is_file():
         raise HubError(f"{where} has no {layout.INFO_PATH}: it is not a LeRobot dataset", repo_id=repo_id,
                        hint="check --repo-id and --revision; LeRobot v2.1 datasets must be converted to v3.0 first")
-    if not (root / layout.SKILLS_PATH).is_file():
-        raise HubError(
-            f"{where} has no {layout.SKILLS_PATH}: hub-pgen needs the skill annotations",
-            repo_id=repo_id,
-            hint="annotate the dataset's skills first (meta/skills.json, see the README), or pass the --revision "
-            "that has them",
-        )
     return snap
+
+
+DOWNLOAD_WORKERS = 8  # files fetched at once (huggingface_hub's snapshot_download default)
+
+
+def download_files(snapshot: HubSnapshot, files: Sequence[str], *, api: HfApi | None = None,
+                   cache_dir: Path | None = None, local_dir: Path | None = None) -> int:
+    """These files of the snapshot's commit (paths relative to the dataset root), each at most once:
+    a file already in the snapshot folder is not asked for again (a commit's files never change).
+    Returns how many came down. Named one by one (``hf_hub_download``), not matched against the
+    repo's whole listing, so a shard of a dataset with 100,000 files asks for its own files only."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from huggingface_hub import hf_hub_download
+
+    todo = [f for f in dict.fromkeys(files) if not (snapshot.root / f).is_file()]
+    if not todo:
+        return 0
+    api = api or make_api()
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    offline = is_offline()
+
+    def one(rel: str) -> str:
+        return with_retries(lambda: hf_hub_download(
+            snapshot.repo_id, rel, repo_type=REPO_TYPE, revision=snapshot.sha, cache_dir=str(cache),
+            local_dir=str(local_dir) if local_dir is not None else None, endpoint=api.endpoint, token=api.token,
+            library_name="hub-pgen", library_version=__version__, local_files_only=offline,
+        ), what=f"download {snapshot.repo_id}@{snapshot.sha[:8]} {rel}")
+
+    logger.info("%s@%s: downloading %d file(s)", snapshot.repo_id, snapshot.sha[:8], len(todo))
+    with hub_errors(snapshot.repo_id, action="download", revision=snapshot.revision, endpoint=api.endpoint,
+                    cache_dir=cache, token=api.token):
+        with ThreadPoolExecutor(max_workers=min(DOWNLOAD_WORKERS, len(todo))) as pool:
+            for rel, got in zip(todo, pool.map(one, todo)):
+                if Path(got).resolve() != (snapshot.root / rel).resolve():
+                    raise HubError(f"{snapshot.repo_id}@{snapshot.sha[:8]}: {rel} landed in {got}, not in "
+                                   f"{snapshot.root}", repo_id=snapshot.repo_id)
+    return len(todo)
 
 
 def download_payload(snapshot: HubSnapshot, *, cameras: Sequence[str] | None = None, videos: bool = True,
                      api: HfApi | None = None, cache_dir: Path | None = None,
                      local_dir: Path | None = None) -> HubSnapshot:
-    """Step 2: the data parquet files, and the videos of ``cameras`` (None: all), at the same commit."""
+    """The data parquet files, and the videos of ``cameras`` (None: all), at the same commit: every
+    file of them (the merge, and a run that writes the dataset, need them all)."""
     from hub_pgen.source.lerobot import load_info
 
     info = load_info(snapshot.root)
@@ -457,48 +490,53 @@ def download_source(repo_id: str, *, revision: str | None = None, cameras: Seque
                             local_dir=local_dir)
 
 
-def open_hub_source(repo_id: str, *, revision: str | None = None, cameras: Sequence[str] | None = None,
-                    reporter: Reporter | None = None, image_keys: Sequence[str] | None = None,
-                    num_views: int | None = None, videos: bool = True, only_cameras_used: bool = False,
-                    api: HfApi | None = None, cache_dir: Path | None = None,
-                    local_dir: Path | None = None) -> SourceDataset:
-    """What the pipeline calls for ``--repo-id``: a :class:`SourceDataset` whose ``revision`` is the
-    resolved sha. ``image_keys``/``num_views`` are checked against ``info.json`` before any data or
-    video comes down (a typo costs seconds, not a download). ``cameras`` limits the videos fetched;
-    ``only_cameras_used=True`` limits them to the cameras ``image_keys``/``num_views`` choose (the
-    rest can follow with :func:`fetch_remaining_videos` when the dataset is written).
-    ``videos=False`` (e.g. ``--dry-run``) fetches metadata and data only."""
-    from hub_pgen.data import SourceDataset
+def open_hub_metadata(repo_id: str, *, revision: str | None = None, image_keys: Sequence[str] | None = None,
+                      num_views: int | None = None, api: HfApi | None = None, cache_dir: Path | None = None,
+                      local_dir: Path | None = None) -> SourceDataset:
+    """Step 1 for the pipeline: ``meta/`` at the resolved commit, read (info, tasks, episodes), with
+    ``image_keys``/``num_views`` checked against ``info.json`` before any data or video comes down (a
+    typo costs seconds, not a download). Every data file is ``absent_data`` until :func:`fetch`."""
     from hub_pgen.plan.planner import choose_cameras
-    from hub_pgen.source.lerobot import load_info, load_source
+    from hub_pgen.source.lerobot import load_metadata
 
     check_cache_folders(cache_dir)
     snap = download_meta(repo_id, revision=revision, api=api, cache_dir=cache_dir, local_dir=local_dir)
-    info = load_info(snap.root)
-    stub = SourceDataset(root=snap.root, info=info, tasks=(), task_indices=(), episodes={})
-    used = choose_cameras(stub, image_keys=image_keys, num_views=num_views)  # raises UsageError early
-    if only_cameras_used and cameras is None:
-        cameras = used
-    if reporter is not None:
-        what = "data" + ((f" and videos of {', '.join(cameras) or 'no camera'}" if cameras is not None
-                          else " and videos") if videos else "")
-        reporter.stage("download", f"{repo_id}@{snap.revision} ({snap.sha[:8]}): {what}")
-    snap = download_payload(snap, cameras=cameras, videos=videos, api=api, cache_dir=cache_dir,
-                            local_dir=local_dir)
-    return load_source(snap.root, repo_id=repo_id, revision=snap.sha, check_videos=cameras if videos else ())
+    meta = load_metadata(snap.root, repo_id=repo_id, revision=snap.sha)
+    choose_cameras(meta, image_keys=image_keys, num_views=num_views)  # raises UsageError early
+    return meta
 
 
-def fetch_remaining_videos(source: SourceDataset, *, api: HfApi | None = None, cache_dir: Path | None = None,
-                           local_dir: Path | None = None) -> None:
-    """Every camera's videos of a Hub source, at its pinned sha, into the same snapshot folder (files
-    already there are not fetched again). The new dataset is complete, so writing it needs them all."""
+def fetch(source: SourceDataset, *, data: Collection[int] | None, videos: Collection[int] | None = (),
+          cameras: Sequence[str] = (), api: HfApi | None = None, cache_dir: Path | None = None,
+          local_dir: Path | None = None) -> SourceDataset:
+    """The data files of the episodes ``data`` (None: every episode) and the videos of ``cameras`` for
+    the episodes ``videos`` (None: every episode), of a Hub source's pinned commit. Returns the source
+    as it is now: read again when data files came (each checked against the metadata), and with the
+    fetched videos checked present."""
+    from hub_pgen.source import needs
+    from hub_pgen.source.lerobot import load_source, require_videos
+
     if not source.repo_id or not source.revision:
-        return
+        return source
     snap = HubSnapshot(root=source.root, repo_id=source.repo_id, revision=source.revision, sha=source.revision)
-    root = download_payload(snap, cameras=None, api=api, cache_dir=cache_dir, local_dir=local_dir).root
-    if root.resolve() != Path(source.root).resolve():
-        raise HubError(f"{source.repo_id}@{source.revision[:8]}: videos landed in {root}, not in {source.root}",
-                       repo_id=source.repo_id)
-    from hub_pgen.source.lerobot import require_videos
+    wanted = set(source.episodes) if data is None else set(data)
+    download_files(snap, needs.files(source, data=wanted, videos=videos, cameras=cameras), api=api,
+                   cache_dir=cache_dir, local_dir=local_dir)
+    data_paths = {source.episodes[e].data_path for e in wanted if e in source.episodes}
+    if not data_paths.isdisjoint(source.absent_data):  # new data files: read the source again
+        present = (set(source.data_paths) - source.absent_data) | data_paths
+        source = load_source(source.root, repo_id=source.repo_id, revision=source.revision, data_paths=present,
+                             check_videos=())
+    require_videos(source, cameras, episodes=videos)
+    return source
 
-    require_videos(source)  # a file the metadata names but the repo lacks: say so before writing
+
+def fetch_rest(source: SourceDataset, *, api: HfApi | None = None, cache_dir: Path | None = None,
+               local_dir: Path | None = None) -> SourceDataset:
+    """Every data file and every camera's videos of a Hub source, at its pinned sha, into the same
+    snapshot folder (files already there are not fetched again), and the source read again whole: the
+    new dataset is complete, so writing it needs them all."""
+    if not source.repo_id or not source.revision:
+        return source
+    return fetch(source, data=None, videos=None, cameras=source.video_keys, api=api, cache_dir=cache_dir,
+                 local_dir=local_dir)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 _REQUIRED_INFO_KEYS = ("codebase_version", "fps", "features", "data_path")
 _REQUIRED_FEATURES = ("timestamp", "frame_index", "episode_index", "index", "task_index")
+# the per-episode timestamp stats that tell whether an episode's frames sit on lerobot's grid
+_GRID_STATS = ("stats/timestamp/min", "stats/timestamp/max", "stats/timestamp/mean", "stats/timestamp/count")
 _REQUIRED_EPISODE_COLUMNS = (
     "episode_index",
     "length",
@@ -129,7 +131,7 @@ def load_episodes(root: Path, info: dict[str, Any]) -> dict[int, Episode]:
             raise SourceError(f"{path} lacks column(s) {missing}", path=path,
                               hint="meta/info.json and meta/episodes disagree (a feature without its episode "
                                    "columns?): the dataset may be damaged; download it again")
-        wanted = [c for c in table.column_names if not c.startswith("stats/")]
+        wanted = [c for c in table.column_names if not c.startswith("stats/") or c in _GRID_STATS]
         for row in table.select(wanted).to_pylist():
             ep = _episode_from_row(row, info, video_keys, path)
             if ep.index in episodes:
@@ -146,12 +148,27 @@ def require_folder(root: Path) -> None:
                                   hint="point --root at the folder that holds meta/info.json, or use --repo-id")
 
 
+def load_metadata(root: Path, *, repo_id: str | None = None, revision: str | None = None) -> SourceDataset:
+    """The dataset as ``meta/`` describes it (info, tasks, episodes), before any data or video file is
+    read: what a Hub source looks at to choose the files the run needs. Not checked against the data."""
+    root = Path(root)
+    require_folder(root)
+    info = load_info(root)
+    tasks, task_indices = load_tasks(root)
+    episodes = load_episodes(root, info)
+    checks.check_counts(info, episodes, root / layout.INFO_PATH)
+    return SourceDataset(root=root, info=info, tasks=tasks, task_indices=task_indices, episodes=episodes,
+                         repo_id=repo_id, revision=revision, absent_data=frozenset(ep.data_path for ep in
+                                                                                  episodes.values()))
+
+
 def load_source(root: Path, *, repo_id: str | None = None, revision: str | None = None,
-                check_videos: Sequence[str] | None = None) -> SourceDataset:
+                check_videos: Sequence[str] | None = None, data_paths: Collection[str] | None = None) -> SourceDataset:
     """Read a dataset folder's metadata. Raises :class:`SourceError` naming the file at fault.
 
-    Every data file must be there, and the video files of ``check_videos`` (None: every camera) —
-    a Hub source checks only the cameras it downloaded so far."""
+    The data files in ``data_paths`` (None: every one) must be there and agree with the metadata, and
+    the video files of ``check_videos`` (None: every camera) — a Hub source checks only what it
+    downloaded so far; the rest is ``absent_data`` until it comes down (:func:`hub_pgen.source.hub.fetch_rest`)."""
     root = Path(root)
     require_folder(root)
     # a Hub download's files are links into the cache folder of that repo (snapshots/<sha> -> blobs/)
@@ -161,11 +178,13 @@ def load_source(root: Path, *, repo_id: str | None = None, revision: str | None 
     tasks, task_indices = load_tasks(root)
     episodes = load_episodes(root, info)
     checks.check_counts(info, episodes, root / layout.INFO_PATH)
-    for rel in sorted({ep.data_path for ep in episodes.values()}):
+    every = sorted({ep.data_path for ep in episodes.values()})
+    present = every if data_paths is None else sorted(set(every) & set(data_paths))
+    for rel in present:
         check_data_file(root / rel, [e for e, ep in episodes.items() if ep.data_path == rel])
-    checks.check_frames(root, episodes, task_indices)
+    checks.check_frames(root, {e: ep for e, ep in episodes.items() if ep.data_path in set(present)}, task_indices)
     checks.check_stats(load_stats(root), root / layout.STATS_PATH)
-    language = checks.check_language(root, info, sorted({ep.data_path for ep in episodes.values()}))
+    language = checks.check_language(root, info, present)
     logger.info("source %s: %d episodes, %d tasks, fps %s", root, len(episodes), len(tasks), info["fps"])
     source = SourceDataset(
         root=root,
@@ -176,6 +195,7 @@ def load_source(root: Path, *, repo_id: str | None = None, revision: str | None 
         repo_id=repo_id,
         revision=revision,
         language=language,
+        absent_data=frozenset(every) - frozenset(present),
     )
     require_videos(source, check_videos)
     return source
@@ -224,12 +244,16 @@ def _read_json_object(path: Path, *, missing: str, hint: str) -> dict[str, Any]:
     return obj
 
 
-def require_videos(source: SourceDataset, keys: Sequence[str] | None = None) -> None:
-    """Raise :class:`SourceNotFoundError` listing the video files of ``keys`` (None: all) that the
-    episodes metadata names but the folder lacks: the new dataset would be incomplete."""
+def require_videos(source: SourceDataset, keys: Sequence[str] | None = None, *,
+                   episodes: Collection[int] | None = None) -> None:
+    """Raise :class:`SourceNotFoundError` listing the video files of ``keys`` (None: all) for
+    ``episodes`` (None: all) that the episodes metadata names but the folder lacks: the new dataset
+    would be incomplete, or a sample's frames could not be read."""
     wanted = source.video_keys if keys is None else [k for k in keys if k in source.video_keys]
     missing: dict[str, list[int]] = {}
     for ep in source.episodes.values():
+        if episodes is not None and ep.index not in episodes:
+            continue
         for key in wanted:
             span = ep.videos.get(key)
             if span is not None and not (source.root / span.path).is_file():
@@ -316,14 +340,41 @@ def _episode_from_row(row: dict[str, Any], info: dict[str, Any], video_keys: lis
         )
     tasks = row.get("tasks") or ()
     try:
+        length = int(row["length"])
         return Episode(
             index=index,
-            length=int(row["length"]),
+            length=length,
             dataset_from_index=int(row["dataset_from_index"]),
             dataset_to_index=int(row["dataset_to_index"]),
             data_path=data_path,
             tasks=tuple(str(t) for t in tasks),
             videos=videos,
+            on_grid=_on_frame_grid(row, length, float(info["fps"])),
         )
     except ValueError as e:
         raise SourceError(f"{path}: {e}", path=path) from e
+
+
+def _stat(row: dict[str, Any], name: str) -> float | None:
+    value = row.get(f"stats/timestamp/{name}")
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _on_frame_grid(row: dict[str, Any], length: int, fps: float) -> bool:
+    """Whether the episode's timestamp stats (count, min, max, mean) are those of lerobot's grid,
+    ``timestamp = frame_index / fps``: then its frames' times are known without reading its data file.
+    False whenever a stat is missing. (A merge reads every file, so a stat that lies cannot slip
+    through: its plan is checked against the shards'.)"""
+    if length < 1:
+        return False
+    stats = {k: _stat(row, k) for k in ("min", "max", "mean", "count")}
+    if stats["min"] is None or stats["max"] is None or stats["mean"] is None:
+        return False
+    last = (length - 1) / fps
+    tol = 1e-6 * max(1.0, last)  # float32 timestamps: ~6e-8 relative
+    return ((stats["count"] is None or round(stats["count"]) == length) and abs(stats["min"]) <= tol
+            and abs(stats["max"] - last) <= tol and abs(stats["mean"] - last / 2) <= tol)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hub_pgen import layout
+from hub_pgen.skills import origin_text
 from hub_pgen.data import JournalRecord
 
 
@@ -69,10 +70,7 @@ def render_card(provenance: dict[str, Any], examples: Sequence[JournalRecord], *
         ("backend", gen.get("backend")),
         ("model", gen.get("model")),
         ("prompt template hash", gen.get("prompt_template")),
-        ("skills from", {"file": "meta/skills.json", "language": "lerobot subtask rows (language_persistent)",
-                         "annotate": f"labelled by the {(provenance.get('skills') or {}).get('labelled_by', 'model')} "
-                                     "backend (meta/hub_pgen_skills.jsonl)"}.get(
-                             (provenance.get("skills") or {}).get("source"), "meta/skills.json")),
+        ("skills from", origin_text(provenance.get("skills"))),
         ("sampling", gen.get("sampling")),
         ("configuration fingerprint", provenance.get("fingerprint")),
         ("samples", counts.get("samples")),

@@ -382,12 +382,17 @@ def _write_syn_annotations(
 
 def write_jsonl_result(
     samples: Sequence[Sample], bad_lines: Sequence[Any], records: dict[str, JournalRecord], staging: Path, *,
-    provenance: dict[str, Any],
+    provenance: dict[str, Any], skills_file: Path | None = None,
 ) -> int:
-    """``--input-jsonl`` runs have no dataset to extend: the result is the D_syn JSONL and provenance."""
+    """``--input-jsonl`` runs and shards have no dataset to extend: the result is the D_syn JSONL and
+    provenance (and, for a shard whose skills came from ``--skills-file``, that file as
+    ``meta/skills.json``, so its merge plans from the same skills wherever it runs)."""
     path = staging / layout.JSONL_RESULT_NAME
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if skills_file is not None:
+            (staging / layout.SKILLS_PATH).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(skills_file, staging / layout.SKILLS_PATH)
         with open(path, "w", encoding="utf-8") as fh:
             ids = [s.sample_id for s in samples] + [b.sample_id for b in bad_lines]
             for sid in sorted(ids):

@@ -127,7 +127,9 @@ FATAL: dict[str, tuple[Callable[[Path], object], tuple[str, ...], int, tuple[str
     "skills.json not JSON": (lambda r: (r / SKILLS).write_text("skills: yes"), (), 3,
                              (SKILLS, "not valid JSON", "line 1")),
     "skills.json truncated": (lambda r: truncate(r / SKILLS, 120), (), 3, (SKILLS, "not valid JSON", "line")),
-    "skills.json missing": (lambda r: (r / SKILLS).unlink(), (), 3, (SKILLS, "no skill annotation", "--skills annotate")),
+    # (without --skills file, auto labels the skills instead: tests/test_skills_sources.py)
+    "skills.json missing": (lambda r: (r / SKILLS).unlink(), ("--skills", "file"), 3,
+                            (SKILLS, "--skills file: dataset", "--skills annotate")),
     "skills.json not an object": (lambda r: (r / SKILLS).write_text("[]"), (), 3, (SKILLS, "must be a JSON object")),
     "skill end <= start": (lambda r: edit_json(r / SKILLS, lambda o: skill(o, "0", 1).update(end=skill(o, "0", 1)["start"])),
                            (), 3, (SKILLS, "episode 0", "skills[1]", "not after its start")),

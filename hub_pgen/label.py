@@ -1,0 +1,172 @@
+"""``hub-pgen label``: the first of the Hi Robot pipeline's two steps on its own — the model labels each
+episode's skills, and the result is a small folder, not a dataset:
+
+    OUT/meta/skills.json            the skills, in the seed's format (what --skills-file reads)
+    OUT/meta/hub_pgen_skills.jsonl  each episode's answer, repairs and failures
+    OUT/meta/hub_pgen.json          provenance (``kind: "skills"``)
+
+One machine labels once; then any number of runs reuse the labels with ``--skills-file
+OUT/meta/skills.json`` — the shards of one job above all, which cannot label (every shard needs every
+episode's skills to plan the type schedule). It is ``--skills annotate``'s labelling, step for step:
+the same contact sheets, schema, repairs and journal (a killed run resumes without asking twice,
+``--retry-failed`` asks the failed episodes again), the same folder rules (locked, versioned by a
+fingerprint of what shapes the labels, renamed into place when complete). A dataset on the Hub
+brings down its data files and the labelled camera's videos only.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from hub_pgen import faults, layout
+from hub_pgen.config import RunConfig, fingerprint
+from hub_pgen.errors import OutputError, UsageError
+from hub_pgen.progress import NullReporter, Reporter
+
+KIND = "skills"
+# what shapes the labels (the rest of a run's identity shapes only the dialogues)
+IDENTITY_KEYS = ("source", "episodes", "seed", "backend", "temperature", "top_p", "constrained", "max_retries",
+                 "skills")
+
+
+def output_dir(source_name: str, fp: str, base: Path = Path("hub-pgen-out")) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in source_name) or "dataset"
+    return base / f"{safe}-skills-{fp[:8]}"
+
+
+def label(config: RunConfig, *, backend: Any = None, reporter: Reporter | None = None, dry_run: bool = False,
+          wait: bool = False, retry_failed: bool = False) -> Any:
+    """Label the skills of ``config``'s source (its ``skills`` is taken as ``annotate``)."""
+    from hub_pgen import pipeline
+    from hub_pgen.generate.registry import get_backend
+    from hub_pgen.skills import to_json
+    from hub_pgen.write import output as out_mod
+    from hub_pgen.write.lock import RunLock
+
+    t0 = time.monotonic()
+    reporter = reporter or NullReporter()
+    if config.input_jsonl is not None:
+        raise UsageError("hub-pgen label labels a dataset's episodes; --input-jsonl samples carry their skills",
+                         hint="give --root DIR or --repo-id OWNER/NAME")
+    config = replace(config, skills="annotate", skills_file=None)
+    spec = get_backend(config.backend)
+    pipeline._check_local_source(config)
+    if backend is None and not dry_run:
+        spec.check(config)
+        config = spec.resolve(config)
+    prep = pipeline.prepare(config, reporter)
+    identity = {k: prep.identity.get(k) for k in IDENTITY_KEYS} | {"kind": KIND}
+    fp = fingerprint(identity)
+    prep = replace(prep, identity=identity, fingerprint=fp)
+    paths = out_mod.OutputPaths.for_output(config.output_dir or output_dir(prep.source_name, fp))
+    source_root = prep.source.root if prep.source is not None else None
+    if dry_run:
+        report = {"kind": KIND, "fingerprint": fp, **pipeline._labelling_cost(config, prep),
+                  "backend": config.backend, "output": str(paths.output),
+                  "output_state": pipeline._output_state(paths, prep, source_root)}
+        report.pop("samples", None)
+        return pipeline.RunResult("dry-run", None, fp, plan_report=report, elapsed_s=time.monotonic() - t0)
+    first = out_mod.inspect_output(paths, fingerprint=fp, identity=identity, source_root=source_root)
+    if retry_failed and first not in ("complete", "resume"):
+        raise UsageError(f"--retry-failed: {paths.output} holds no labels of this configuration to retry",
+                         hint="give the --output-dir of the earlier hub-pgen label run, or drop --retry-failed")
+    lock = RunLock(paths.work)
+    lock.acquire(wait=wait)
+    made = None
+    committed = False
+    try:
+        state = out_mod.inspect_output(paths, fingerprint=fp, identity=identity, source_root=source_root)
+        if state == "complete" and not (retry_failed and _failed(paths.output)):
+            out_mod.cleanup_work(paths)
+            reporter.stage("done", f"{paths.output} already holds these labels")
+            return _result("already-complete", paths.output, fp, json.loads(
+                (paths.output / layout.PROVENANCE_PATH).read_text(encoding="utf-8")), t0)
+        if state == "stale":
+            out_mod.discard_state(paths)
+        reporter.stage("load", f"backend {config.backend}" + (f", model {config.model}" if spec.uses_model else ""))
+        if backend is None:
+            backend = made = pipeline.make_backend(config)
+            start = getattr(backend, "start", None)
+            if start is not None:
+                start(paths.work / layout.SERVERS_NAME, lambda msg: reporter.stage("serve", msg))
+        started = out_mod.start_run(paths, fingerprint=fp, identity=identity,
+                                    started_at=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat())
+        committed = True
+        prep, result = pipeline.label_episodes(config, prep, paths, backend, reporter, retry_failed=retry_failed,
+                                               from_output=state == "complete")
+        prep = replace(prep, skills=_skill_set(result))
+        prov = _provenance(config, prep, backend, started)
+        staging = out_mod.fresh_staging(paths)
+        try:
+            (staging / "meta").mkdir(parents=True, exist_ok=True)
+            _write_json(staging / layout.SKILLS_PATH, to_json(result.skills))
+            with open(staging / layout.SKILL_ANNOTATIONS_PATH, "w", encoding="utf-8") as fh:
+                for _, record in sorted(result.records.items()):
+                    fh.write(json.dumps(record.to_json(), ensure_ascii=False, sort_keys=True) + "\n")
+            _write_json(staging / layout.PROVENANCE_PATH, prov)
+        except OSError as e:
+            raise OutputError(f"cannot write the labels under {staging}: {e.strerror or e}", path=staging,
+                              hint="free disk space or fix permissions, then rerun the same command: the labels "
+                                   "are kept in its journal") from e
+        faults.point("finalize")
+        out_mod.finalize(paths, replace=state == "complete")
+        return _result("written", paths.output, fp, prov, t0, notices=prep.notices)
+    finally:
+        close = getattr(made, "close", None)
+        if close is not None:
+            close()
+        if committed:
+            lock.release()
+        else:
+            lock.abandon()
+
+
+def _skill_set(result: Any) -> Any:
+    from hub_pgen.skills import SkillSet
+
+    return SkillSet(result.skills, "annotate")
+
+
+def _failed(output: Path) -> bool:
+    from hub_pgen.skills.annotate import load_records
+
+    return any(r.status != "ok" for r in load_records(output / layout.SKILL_ANNOTATIONS_PATH,
+                                                      fingerprint=None).values())
+
+
+def _provenance(config: RunConfig, prep: Any, backend: Any, started: str) -> dict[str, Any]:
+    from hub_pgen import pipeline
+
+    base = pipeline.provenance(config, prep, backend, {}, started)
+    params = {k: v for k, v in base["parameters"].items()
+              if k in ("root", "repo_id", "revision", "episodes", "image_keys", "num_image_views", "seed",
+                       "min_skill_seconds", "backend", "model", "model_revision", "temperature", "top_p",
+                       "constrained", "max_retries", "batch_size")}
+    skills = pipeline._skills_provenance(prep)
+    return {"kind": KIND, "tool": base["tool"], "created_at": started, "fingerprint": prep.fingerprint,
+            "identity": prep.identity, "source": base["source"],
+            "labelling": {"backend": config.backend, "model": base["generation"]["model"],
+                          "camera": prep.cameras[0] if prep.cameras else None},
+            "parameters": params, "skills": skills, "counts": {
+                "episodes": len(prep.skill_records or {}), "labelled": skills.get("labelled", 0),
+                "failed": len(skills.get("failed", []))},
+            "notices": list(prep.notices), "use": f"--skills-file {layout.SKILLS_PATH} of this folder"}
+
+
+def _result(state: str, output: Path, fp: str, prov: dict[str, Any], t0: float, notices: tuple[str, ...] = ()) -> Any:
+    from hub_pgen.pipeline import RunResult
+
+    counts = prov.get("counts") or {}
+    return RunResult(state, output, fp, samples=counts.get("episodes", 0), ok=counts.get("labelled", 0),
+                     failed=counts.get("failed", 0), elapsed_s=time.monotonic() - t0, notices=notices,
+                     skills=prov.get("skills"), kind=KIND)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
