@@ -91,6 +91,7 @@ def label(config: RunConfig, *, backend: Any = None, reporter: Reporter | None =
         reporter.stage("load", f"backend {config.backend}" + (f", model {config.model}" if spec.uses_model else ""))
         if backend is None:
             backend = made = pipeline.make_backend(config)
+            pipeline.say_where(backend, reporter)
             start = getattr(backend, "start", None)
             if start is not None:
                 start(paths.work / layout.SERVERS_NAME, lambda msg: reporter.stage("serve", msg))

@@ -343,8 +343,12 @@ def plan_report(config: RunConfig, prep: Prepared) -> dict[str, Any]:
     if prep.source is not None:
         report["format"] = config.output_format
         report["skills"] = prep.skills.origin if prep.skills is not None else "annotate"
+    from hub_pgen.plan import cost
+
     if prep.annotate:
-        report.update(_labelling_cost(config, prep))
+        labelling = _labelling_cost(config, prep)
+        report.update(labelling)
+        report["cost"] = cost.of_run(config, prep, labelling=labelling)
         return report
     if prep.plan is None:
         report.update(samples=len(prep.samples), bad_lines=len(prep.bad_lines), model_calls=len(prep.samples))
@@ -370,6 +374,7 @@ def plan_report(config: RunConfig, prep: Prepared) -> dict[str, Any]:
                      if get_backend(config.backend).uses_model else 0),
         batches=-(-len(prep.samples) // config.batch_size),
         mix=mix_report([(s.scenario_type, s.response_type) for s in prep.samples]),
+        cost=cost.of_run(config, prep),
     )
     if config.show_prompt:  # one rendered prompt per scenario type, with the images it would show
         prompts = {}
@@ -593,7 +598,9 @@ def run(
     reporter = reporter or NullReporter()
     spec = get_backend(config.backend)
     _check_local_source(config)  # a wrong --root is said before a missing model stack (which it would hide)
-    if backend is None:
+    if backend is None and dry_run:  # the plan and its cost need no model stack, no GPU, no server
+        config = _resolve_for_plan(config, spec)
+    elif backend is None:
         from hub_pgen import engines
 
         engines.check(config)  # --engine ray without ray
@@ -626,7 +633,7 @@ def run(
     if dry_run:
         report = plan_report(config, prep)
         report.update(backend=config.backend,
-                      model=public_model_name(config.model) if spec.uses_model else None,
+                      model=public_model_name(config.model) if spec.uses_model and config.model else None,
                       output=str(paths.output), output_state=_output_state(paths, prep, source_root))
         return RunResult("dry-run", None, prep.fingerprint, samples=len(prep.samples),
                          plan_report=report, elapsed_s=time.monotonic() - t0, notices=prep.notices)
@@ -671,6 +678,7 @@ def run(
         if backend is None:
             backend = make_backend(config)  # before run.json: a typo in --model leaves nothing behind
             made = backend
+            say_where(backend, reporter)
             start = getattr(backend, "start", None)
             if start is not None:  # servers it starts (logs beside the journal), and a first look at them
                 start(paths.work / layout.SERVERS_NAME, lambda msg: reporter.stage("serve", msg))
@@ -692,6 +700,27 @@ def run(
             lock.release()
         else:
             lock.abandon()
+
+
+def _resolve_for_plan(config: RunConfig, spec: Any) -> RunConfig:
+    """A dry run's config: the defaults that need a look (the one model a server lists) when the look
+    works; a server that is not up yet leaves ``--model`` as given (the plan says so)."""
+    from hub_pgen.errors import HubPgenError
+
+    try:
+        return spec.resolve(config)
+    except HubPgenError as e:
+        logger.warning("--dry-run: %s (the plan is made without it)", e)
+        return config
+
+
+def say_where(backend: Any, reporter: Reporter) -> None:
+    """The model, device and dtype a run uses, in its log (a backend that runs a model says it)."""
+    runs_on = getattr(backend, "runs_on", None)
+    if runs_on is not None:
+        line = runs_on()
+        reporter.stage("model", line)
+        logger.info("model: %s", line)
 
 
 def _check_local_source(config: RunConfig) -> None:
@@ -855,18 +884,21 @@ def _labelling_cost(config: RunConfig, prep: Prepared) -> dict[str, Any]:
     episodes = list(config.episodes) if config.episodes is not None else sorted(prep.source.episodes)
     requests = episode_requests(prep.source, episodes, config.min_skill_seconds)
     per_episode = [sheets.sheets_needed(len(r.times)) for r in requests]
+    from hub_pgen.plan import cost
+
     camera = prep.cameras[0] if prep.cameras else None
-    shape = (prep.source.features.get(camera) or {}).get("shape") if camera else None
+    shape = cost.camera_shape(prep.source.features.get(camera)) if camera else None
     tokens = None
-    if shape and len(shape) == 3:  # [height, width, channels]; each sheet as laid out, 28 px a token (Qwen2/2.5-VL)
-        tile_h = max(1, round(int(shape[0]) * sheets.TILE_WIDTH / int(shape[1])))
+    uses_model = get_backend(config.backend).uses_model
+    if shape:  # each sheet as laid out, through the model's image processor (hub_pgen.plan.cost)
+        proc = cost.processor_for(config.model if uses_model else None, config.model_revision)
+        tile_h = max(1, round(shape[0] * sheets.TILE_WIDTH / shape[1]))
         per = sheets.COLUMNS * sheets.ROWS
         tokens = 0
         for r in requests:
             for start in range(0, len(r.times), per):
                 rows = math.ceil(min(per, len(r.times) - start) / sheets.COLUMNS)
-                tokens += math.ceil(sheets.COLUMNS * sheets.TILE_WIDTH / 28) * math.ceil(rows * tile_h / 28)
-    uses_model = get_backend(config.backend).uses_model
+                tokens += proc.image_tokens(rows * tile_h, sheets.COLUMNS * sheets.TILE_WIDTH)
     return {
         "episodes_to_label": len(requests),
         "labelling_camera": camera,

@@ -125,6 +125,9 @@ def _print_plan(report: dict[str, Any]) -> None:
     for key, value in report.items():
         if key == "prompts":
             continue
+        if key == "cost" and isinstance(value, dict):
+            rows += _cost_rows(value)
+            continue
         if key == "mix" and isinstance(value, dict):
             for kind, counts in value.items():
                 rows.append((kind.replace("_", " "), ", ".join(f"{k} {v}" for k, v in counts.items())))
@@ -140,6 +143,20 @@ def _print_plan(report: dict[str, Any]) -> None:
     for scenario, shown in prompts.items():
         print(f"\n--- prompt for {scenario} ({shown['sample_id']}; images: {', '.join(shown['images']) or 'none'}) ---")
         print(shown["prompt"])
+
+
+def _cost_rows(cost: dict[str, Any]) -> list[tuple[str, str]]:
+    if "image_tokens_per_sample" not in cost:
+        return [("cost", cost.get("note", "—"))]
+    seconds = float(cost.get("gpu_seconds_estimate") or 0)
+    rows = [("tokens per sample", f"{cost['input_tokens_per_sample']:,} in ({cost['image_tokens_per_sample']:,} image: "
+                                  f"{cost['image_tokens_from']}; {cost['text_tokens_per_sample']:,} text: "
+                                  f"{cost['text_tokens_from']}), about {cost['output_tokens_per_sample']} out"),
+            ("model calls in all", f"{cost['model_calls']:,} ({cost['input_tokens']:,} input tokens)"),
+            ("GPU time (estimate)", f"{seconds / 3600:.1f} h ({seconds:,.0f} s) at {cost['gpu_rate_assumed']}")]
+    if cost.get("note"):
+        rows.append(("note", cost["note"]))
+    return rows
 
 
 def _table(title: str, rows: list[tuple[str, str]]) -> None:

@@ -79,7 +79,16 @@ def check_device(device: str | None) -> None:
     torch cannot parse is a usage error, a CUDA device on a machine without one a load error."""
     from hub_pgen.errors import UsageError
 
-    if device in (None, "", "auto", "cpu"):
+    if device == "cpu":
+        return
+    if device in (None, "", "auto"):  # a GPU when there is one: one that is there but unusable is said
+        if not cuda_usable():
+            present = gpu_present()
+            if present:
+                raise ModelLoadError(
+                    f"this machine has a GPU ({present}), but torch cannot use it: {_no_cuda_reason()}"
+                    + (f" [{_cuda_warning}]" if _cuda_warning else "") + "; hub-pgen does not fall back to the CPU "
+                    "silently", hint=_unusable_gpu_hint())
         return
     try:
         parsed = torch.device(device)
@@ -94,6 +103,55 @@ def check_device(device: str | None) -> None:
                 f"numbered 0..{torch.cuda.device_count() - 1}",
                 hint="pick an existing GPU, or --device auto to use all of them",
             )
+
+
+_cuda_warning: str | None = None  # what torch said when CUDA did not initialise (a driver too old, say)
+
+
+def cuda_usable() -> bool:
+    """``torch.cuda.is_available()``, keeping the warning torch gives when CUDA fails to initialise."""
+    import warnings
+
+    global _cuda_warning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ok = bool(torch.cuda.is_available())
+    said = [str(w.message).strip().splitlines()[0] for w in caught if "cuda" in str(w.message).lower()]
+    if said:
+        _cuda_warning = said[0][:300]
+    return ok
+
+
+def gpu_present() -> str | None:
+    """The NVIDIA GPU this machine has, whatever torch can do with it: ``nvidia-smi -L``'s first line,
+    else the driver's or the device node's presence. None on a machine without one."""
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=15)
+        except (OSError, subprocess.SubprocessError):
+            out = None
+        if out is not None and out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip().splitlines()[0]
+    if Path("/proc/driver/nvidia/version").is_file():
+        return "an NVIDIA driver is loaded (/proc/driver/nvidia/version)"
+    if Path("/dev/nvidia0").exists():
+        return "an NVIDIA device node (/dev/nvidia0)"
+    return None
+
+
+def _unusable_gpu_hint() -> str:
+    if torch.version.cuda is None:
+        fix = ("this torch is a CPU-only build: install a CUDA one, e.g. pip install --force-reinstall torch "
+               "torchvision --index-url https://download.pytorch.org/whl/cu128 (see the README's GPU runner checklist)")
+    else:
+        fix = (f"torch {torch.__version__} needs an NVIDIA driver for CUDA {torch.version.cuda} or newer: update the "
+               "driver (nvidia-smi shows its version), or install the torch build that matches it; check "
+               "CUDA_VISIBLE_DEVICES too")
+    return fix + "; or pass --device cpu to run on the CPU on purpose"
 
 
 def check_local_model(model: str) -> None:
@@ -118,7 +176,7 @@ def resolve_device(device: str | None) -> str:
     ``device_map="auto"``: every GPU, spilling to the CPU)."""
     if device:
         return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cuda" if cuda_usable() else "cpu"
 
 
 def resolve_dtype(dtype: str | None, device: str) -> str:

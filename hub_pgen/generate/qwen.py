@@ -162,6 +162,21 @@ class TransformersBackend:
         clear_models()
         gc.collect()
 
+    def runs_on(self) -> str:
+        """One line for the log: the model, and the device and dtype it runs with (and, on a GPU, which)."""
+        load = self.loaded.options
+        where = load.device
+        placed = getattr(self.model, "hf_device_map", None)
+        if isinstance(placed, dict) and len(set(map(str, placed.values()))) > 1:
+            where += " (" + ", ".join(sorted(set(map(str, placed.values())))) + ")"
+        elif load.device.startswith("cuda") and torch.cuda.is_available():
+            index = torch.device(load.device).index or 0
+            where += f" ({torch.cuda.get_device_name(index)})"
+        attn = load.attn_implementation or getattr(self.model.config, "_attn_implementation", None)
+        return (f"{load.model} ({self.loaded.family}) on device {where}, dtype {load.dtype}"
+                + (f", attention {attn}" if attn else "")
+                + ("; on the CPU this is slow: for trying things out" if load.device == "cpu" else ""))
+
     # -- Backend protocol ----------------------------------------------------------------------
 
     def describe(self) -> dict[str, Any]:
