@@ -547,6 +547,11 @@ def _guarded(fn, argv: Sequence[str], *, as_json: bool = False) -> int:
     previous = signal.signal(signal.SIGTERM, _on_sigterm) if _main_thread() else None
     try:
         return fn()
+    except BrokenPipeError:
+        # the reader of stdout went away (`hub-pgen --json | head`): the work is done and recorded; say
+        # nothing more, and keep the interpreter's last flush from raising again
+        _stdout_to_devnull()
+        return 0
     except HubPgenError as e:
         _error(str(e), e.hint, e.exit_code, as_json)
         if os.environ.get("HUB_PGEN_DEBUG"):
@@ -574,6 +579,15 @@ def _guarded(fn, argv: Sequence[str], *, as_json: bool = False) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _stdout_to_devnull() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (a test's capture)
+        pass
+
+
 def _main_thread() -> bool:
     import threading
 
@@ -594,8 +608,11 @@ def _error(message: str, hint: str | None, exit_code: int, as_json: bool = False
 
 def _json_error(message: str, hint: str | None, exit_code: int) -> None:
     """``--json``: the error on stdout as one JSON object, so a script reads errors as it reads results."""
-    print(json.dumps({"state": "error", "exit_code": exit_code, "error": message, "tip": hint}, indent=2,
-                     sort_keys=True), flush=True)
+    try:
+        print(json.dumps({"state": "error", "exit_code": exit_code, "error": message, "tip": hint}, indent=2,
+                         sort_keys=True), flush=True)
+    except BrokenPipeError:  # nobody reads stdout any more: the exit code and stderr still say it
+        _stdout_to_devnull()
 
 
 if __name__ == "__main__":

@@ -234,6 +234,11 @@ class RunConfig:
         for flag, repo in (("--repo-id", self.repo_id), ("--push-to", self.push_to)):
             if repo is not None:
                 check_repo_id(flag, repo)
+        if self.push_to is not None and self.push_to == self.repo_id and not self.branch:
+            raise UsageError(f"--push-to {self.push_to} is the source dataset itself: its main branch and v3.0 tag "
+                             "would become the new dataset",
+                             hint=f"push to a repo of your own (--push-to YOUR-NAME/{self.push_to.split('/')[1]}-pgen), "
+                                  f"or to a branch of the source (--branch pgen) if you may write there")
         if self.input_jsonl is not None and self.push_to:
             raise UsageError("--push-to needs a dataset source (--root or --repo-id); --input-jsonl only makes a JSONL")
 
@@ -306,8 +311,10 @@ def check_repo_id(flag: str, repo_id: str) -> None:
             raise HFValidationError("it must have the form OWNER/NAME")
         validate_repo_id(repo_id)
     except HFValidationError as e:
+        example = ("lerobot/svla_so101_pickplace" if flag == "--repo-id"
+                   else "your-name/svla_so101_pickplace-pgen")  # never the source's own repo
         raise UsageError(f"{flag} {repo_id!r} is not a Hub repo id: {e}",
-                         hint=f"use {flag} OWNER/NAME, e.g. {flag} lerobot/svla_so101_pickplace") from None
+                         hint=f"use {flag} OWNER/NAME, e.g. {flag} {example}") from None
 
 
 def fingerprint(identity: dict[str, Any]) -> str:

@@ -521,7 +521,7 @@ def provenance(config: RunConfig, prep: Prepared, backend: Backend | None, journ
     params = config.parameters()
     params.pop("output_dir", None)
     # no local paths in a file that gets pushed: a folder is named by its last component
-    for key in ("root", "input_jsonl"):
+    for key in ("root", "input_jsonl", "skills_file"):
         if params.get(key):
             params[key] = Path(params[key]).name
     model = public_model_name(config.model) if get_backend(config.backend).uses_model else None

@@ -1,11 +1,12 @@
 #!/usr/bin/env python
-"""The seed brief's entry point, kept for people who run it the original way:
+"""The Hi Robot brief's entry point, kept for people who run it the way the brief does:
 
     python scripts/annotate_pgen.py --output-dir PATH --repo-id lerobot/svla_so101_pickplace \
         --model Qwen/Qwen3-VL-30B-A3B-Instruct --batch-size 1
 
 It accepts every ``hub-pgen`` flag (``--model`` may be repeated: the last wins) and delegates to the
-package. The seed's module API is importable from here too.
+package. The brief's module API (PGEN_PROMPT_TEMPLATE, construct_prompt, call_qwen, annotate_sample) is
+importable from here too.
 """
 
 from __future__ import annotations

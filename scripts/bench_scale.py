@@ -2,7 +2,7 @@
 """Shards and Ray on one box: samples/s of 1 process vs N shard processes at once and vs 1 and 2 Ray
 actors (``--engine ray``, a local cluster), and what the merge costs.
 
-With the tiny random-weight Qwen2-VL on CPU (the GPU figures come from a lent GPU), on a generated
+With the tiny random-weight Qwen2-VL on CPU (the GPU figures come from a GPU machine: scripts/gpu_bench.sh), on a generated
 svla_so101-shaped dataset: the one-machine run, then N shard runs started together (wall time until
 the last ends), then ``hub-pgen merge`` of the shards, against the template backend's one-machine
 run of the same plan (generation free, so its time is the writing a merge must also do). Ratios

@@ -3,7 +3,7 @@
 #
 # The path users take, end to end, with a real-size model and no download:
 #   1. wheels   install .whl/*.whl (from scripts/gpu_wheels.sh) into WORK/site when av or xgrammar
-#               do not import (the lent GPU machine has neither, and no network)
+#               do not import (a GPU machine may have neither, and no network)
 #   2. install  pip-install this checkout without network, so `hub-pgen` is on PATH as users have it
 #   3. env      versions, GPU name and memory (no CUDA device: FAIL at once, unless --tiny)
 #   4. model    a Qwen2.5-VL-7B model folder (published hyperparameters, scripts/bench_gpu.py SPECS)

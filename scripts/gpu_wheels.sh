@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Download, HERE (a machine with network), the wheels the lent GPU machine lacks into .whl/, for
+# Download, HERE (a machine with network), the wheels a GPU machine without network lacks into .whl/, for
 # scripts/gpu_smoke.sh, which installs them there with pip --no-index --target (the GPU machine has
 # no network). .whl/ is ignored by git; the device tool takes it with carry [".whl"].
 #

@@ -329,3 +329,57 @@ def test_a_sharded_job_labels_once_each_shard_fetches_its_own_files_and_the_merg
 
     assert dataset(tmp_path / "merged") == dataset(one)
     load_with_lerobot(server, "user/sharded", tmp_path)
+
+
+# --- the other doors: the seed brief's script, report, --job -----------------------------------------
+
+
+@pytest.mark.slow
+def test_the_seed_scripts_command_as_typed(server, on_the_hub, tmp_path, tmp_path_factory):
+    """The Hi Robot brief's own command: python scripts/annotate_pgen.py ... --model Qwen3-VL-30B-A3B."""
+    moe = tiny_model_dir(tmp_path_factory.mktemp("tiny-moe"), "qwen3_vl_moe")
+    seed(server, "Qwen/Qwen3-VL-30B-A3B-Instruct", moe, kind="model")
+    out = tmp_path / "PATH"
+    proc = typed(["python", str(REPO / "scripts" / "annotate_pgen.py"), "--output-dir", str(out), "--repo-id", CARD_REPO,
+                  "--model", "Qwen/Qwen3-VL-30B-A3B-Instruct", "--batch-size", "1"], server=server, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "--skills auto: the dataset has no skill annotation" in proc.stderr
+    assert "(qwen3_vl_moe) on device cpu, dtype float32" in proc.stderr
+    validate(out, source=on_the_hub)
+    prov = json.loads((out / layout.PROVENANCE_PATH).read_text())
+    assert prov["generation"]["model"] == "Qwen/Qwen3-VL-30B-A3B-Instruct" and prov["skills"]["requested"] == "auto"
+
+
+def test_report_redraws_the_page_of_a_result_made_from_the_hub(server, hub_env, on_the_hub, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["--repo-id", CARD_REPO, "--backend", "template", "--output-dir", str(out), "-q"]) == 0
+    page = (out / layout.REPORT_PATH).read_bytes()
+    assert b"the dataset had none (--skills auto)" in page  # where the skills came from, on the page too
+    (out / layout.REPORT_PATH).unlink()
+    assert main(["report", str(out), "-q"]) == 0
+    assert (out / layout.REPORT_PATH).read_bytes() == page
+
+
+def test_a_job_on_a_dataset_without_skills_runs_the_same_command_there(server, hub_env, on_the_hub, tmp_path, capsys,
+                                                                        monkeypatch):
+    """--job sends the card's command as typed; run where the job runs (a fresh process against the Hub),
+    that command labels, generates and pushes like a local run."""
+    import huggingface_hub.constants
+
+    from hub_pgen import jobs
+
+    from .jobs_server import JobsServer
+
+    spec = "hub-pgen @ git+https://github.com/someone/hub-pgen@" + "a" * 40
+    with JobsServer(token=TOKEN) as api:
+        monkeypatch.setenv("HF_ENDPOINT", api.url)
+        monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+        monkeypatch.setattr(jobs, "POLL_S", 0.05)
+        assert main(["--repo-id", CARD_REPO, "--push-to", "user/by-job", "--backend", "template", "--job", "h200",
+                     "--job-install", spec, "-q"]) == 0, capsys.readouterr().err
+        [sent] = api.submissions
+    command = sent["command"]
+    assert command[:6] == ["uv", "tool", "run", "--from", spec, "hub-pgen"] and "--skills" not in command
+    proc = typed(["hub-pgen", *command[6:]], server=server, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    validate(pulled(server, "user/by-job", "v3.0", tmp_path / "pushed"), source=on_the_hub)
