@@ -383,3 +383,31 @@ def test_a_job_on_a_dataset_without_skills_runs_the_same_command_there(server, h
     proc = typed(["hub-pgen", *command[6:]], server=server, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     validate(pulled(server, "user/by-job", "v3.0", tmp_path / "pushed"), source=on_the_hub)
+
+
+@pytest.mark.parametrize("shards", ["1", "3"])
+def test_the_workflows_plan_job_on_a_dataset_without_skills(shards, server, on_the_hub, tmp_path):
+    """pgen.yml's plan step, run as Actions runs it (bash -eo pipefail, inputs through env) with the real
+    hub-pgen against the Hub: it prices the labelling, and asks for a label job when the job is sharded."""
+    import re
+
+    yaml = pytest.importorskip("yaml")
+    wf = yaml.safe_load((REPO / ".github" / "workflows" / "pgen.yml").read_text())
+    step = next(s for s in wf["jobs"]["plan"]["steps"] if s.get("id") == "plan")
+    values = {"inputs.repo-id": CARD_REPO, "inputs.revision": "", "inputs.model": "Qwen/Qwen3-VL-8B-Instruct",
+              "inputs.batch-size": "4", "inputs.sampling": "segment", "inputs.skills": "auto", "inputs.format": "both",
+              "inputs.shards": shards, "secrets.HF_TOKEN": TOKEN}
+    env = {k: re.sub(r"\$\{\{\s*(.*?)\s*\}\}", lambda m: values[m.group(1)], str(v)) for k, v in step["env"].items()}
+    env |= user_env(server, tmp_path / "hf_home")
+    env |= {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "GITHUB_OUTPUT": str(tmp_path / "output"),
+            "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")}
+    (tmp_path / "step.sh").write_text(step["run"])
+    server.clear_log()
+    proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", str(tmp_path / "step.sh")], env=env,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "output").read_text() == f"label={'true' if shards == '3' else 'false'}\n"
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| skills | annotate |" in summary and f"{len(LENGTHS)} episode(s), {len(LENGTHS)} model call(s)" in summary
+    assert "GPU time (estimate)" in summary
+    assert not any(p.startswith("videos/") for p in server.downloaded(CARD_REPO))

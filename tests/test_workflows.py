@@ -27,7 +27,11 @@ INPUT_FLAGS = {
     "model": "--model",
     "batch-size": "--batch-size",
     "sampling": "--sampling",
+    "skills": "--skills",
+    "format": "--format",
 }
+RUNS_ON = """${{ fromJSON(vars.HUB_PGEN_RUNNER_LABELS || '["self-hosted","gpu"]') }}"""
+GPU_SETUP = REPO / ".github" / "actions" / "gpu-setup" / "action.yml"
 
 
 def load(name: str) -> dict[str, Any]:
@@ -118,15 +122,20 @@ def test_ci_caches_the_venv_and_pip(ci):
 
 
 def test_pgen_is_dispatched_with_the_documented_inputs(pgen):
+    from hub_pgen import layout
+    from hub_pgen.skills import SOURCES
+
     inputs = triggers(pgen)["workflow_dispatch"]["inputs"]
-    assert set(inputs) == set(INPUT_FLAGS) | {"runner-labels", "shards"}
+    assert set(inputs) == set(INPUT_FLAGS) | {"shards"}
+    assert len(inputs) <= 10  # GitHub refuses a workflow_dispatch with more than 10 inputs
     assert inputs["repo-id"]["required"] is True
     assert set(inputs["sampling"]["options"]) == {"segment", "interval", "frame"}
-    assert json.loads(inputs["runner-labels"]["default"]) == ["self-hosted", "gpu"]
+    assert inputs["skills"]["options"] == list(SOURCES) and inputs["skills"]["default"] == "auto"
+    assert inputs["format"]["options"] == list(layout.FORMATS) and inputs["format"]["default"] == layout.DEFAULT_FORMAT
     assert inputs["shards"]["type"] == "number" and inputs["shards"]["default"] == 1
-    assert set(pgen["jobs"]) == {"plan", "pgen", "merge"}
-    job = pgen["jobs"]["pgen"]
-    assert job["runs-on"] == "${{ fromJSON(inputs.runner-labels) }}"
+    assert set(pgen["jobs"]) == {"plan", "label", "pgen", "merge"}
+    for gpu in ("label", "pgen"):  # the GPU runners: a repository variable, ["self-hosted","gpu"] by default
+        assert pgen["jobs"][gpu]["runs-on"] == RUNS_ON
 
 
 def test_both_workflows_validate_against_githubs_schema():
@@ -136,11 +145,17 @@ def test_both_workflows_validate_against_githubs_schema():
                            str(WORKFLOWS / "pgen.yml"), str(WORKFLOWS / "ci.yml")],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    proc = subprocess.run([exe, "--builtin-schema", "vendor.github-actions", str(GPU_SETUP)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_the_matrix_form_plans_shards_then_merges(pgen, tmp_path):
     plan, job, merge = pgen["jobs"]["plan"], pgen["jobs"]["pgen"], pgen["jobs"]["merge"]
-    assert job["needs"] == "plan" and job["strategy"]["fail-fast"] is False
+    assert job["needs"] == ["plan", "label"] and job["strategy"]["fail-fast"] is False
+    assert pgen["jobs"]["label"]["if"] == "needs.plan.outputs.label == 'true'"
+    assert "needs.label.result != 'failure'" in job["if"] and "needs.plan.result == 'success'" in job["if"]
+    assert plan["outputs"]["label"] == "${{ steps.plan.outputs.label }}"
     assert job["strategy"]["matrix"]["shard"] == "${{ fromJSON(needs.plan.outputs.indices) }}"
     assert plan["outputs"]["indices"] == "${{ steps.shards.outputs.indices }}"
     assert set(merge["needs"]) == {"plan", "pgen"} and merge["if"] == "inputs.shards > 1"
@@ -168,6 +183,7 @@ def test_the_matrix_form_plans_shards_then_merges(pgen, tmp_path):
 def test_shard_inputs_reach_the_cli_and_the_merge_pushes(pgen, tmp_path):
     given = {"inputs.repo-id": "a/b", "inputs.revision": "", "inputs.push-to": "me/out", "inputs.branch": "b1",
              "inputs.model": "Qwen/Qwen2.5-VL-7B-Instruct", "inputs.batch-size": "8", "inputs.sampling": "segment",
+             "inputs.skills": "auto", "inputs.format": "both",
              "inputs.shards": "3", "matrix.shard": "1", "secrets.HF_TOKEN": "not-a-real-token"}
     argv = run_step(generate_step(pgen), given, tmp_path)
     pairs = dict(zip(argv[::2], argv[1::2]))
@@ -211,7 +227,7 @@ def test_secrets_are_only_referenced_from_env(pgen, ci):
 
 
 def test_the_hub_cache_is_persistent_and_outside_the_workspace(pgen):
-    text = (WORKFLOWS / "pgen.yml").read_text()
+    text = (WORKFLOWS / "pgen.yml").read_text() + GPU_SETUP.read_text()
     assert "/opt/hf-cache" in text and "HF_HOME=" in text and "RUNNER_TOOL_CACHE" in text
     assert "GITHUB_WORKSPACE" not in text
 
@@ -235,9 +251,11 @@ def test_journal_and_provenance_are_uploaded(pgen):
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 @pytest.mark.parametrize("given", [
     {"repo-id": "lerobot/svla_so101_pickplace", "revision": "", "push-to": "", "branch": "",
-     "model": "Qwen/Qwen3-VL-8B-Instruct", "batch-size": "4", "sampling": "segment"},
+     "model": "Qwen/Qwen3-VL-8B-Instruct", "batch-size": "4", "sampling": "segment", "skills": "auto",
+     "format": "both"},
     {"repo-id": "a/b", "revision": "v3.0", "push-to": "me/out", "branch": "exp 1; rm -rf /",
-     "model": "Qwen/Qwen2.5-VL-7B-Instruct", "batch-size": "8", "sampling": "frame"},
+     "model": "Qwen/Qwen2.5-VL-7B-Instruct", "batch-size": "8", "sampling": "frame", "skills": "annotate",
+     "format": "lerobot-language"},
 ])
 def test_the_generate_script_builds_the_command_line(pgen, tmp_path, given):
     """Run the step's script as Actions would (bash -eo pipefail) with a hub-pgen that records argv."""
@@ -254,10 +272,34 @@ def test_the_generate_script_builds_the_command_line(pgen, tmp_path, given):
     assert pairs["--output-dir"] == str(tmp_path / "out") and "--num-shards" not in pairs
 
 
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_shards_take_the_label_jobs_skills_file(pgen, tmp_path):
+    values = {"inputs.repo-id": "a/b", "inputs.revision": "", "inputs.push-to": "", "inputs.branch": "",
+              "inputs.model": "m/m", "inputs.batch-size": "4", "inputs.sampling": "segment", "inputs.skills": "auto",
+              "inputs.format": "both", "inputs.shards": "2", "matrix.shard": "1", "secrets.HF_TOKEN": "x"}
+    work = tmp_path / "work"
+    (work / "labels" / "meta").mkdir(parents=True)
+    (work / "labels" / "meta" / "skills.json").write_text("{}")
+    argv = run_step(generate_step(pgen), values, tmp_path, cwd=work)
+    pairs = dict(zip(argv[::2], argv[1::2]))
+    assert pairs["--skills-file"] == "labels/meta/skills.json" and "--skills" not in pairs
+    label = pgen["jobs"]["label"]
+    get = next(s for s in steps(pgen, "pgen") if s.get("name") == "Get the labels")
+    upload = next(s for s in label["steps"] if s.get("name") == "Upload the labels")
+    assert get["with"] == {"name": upload["with"]["name"], "path": "labels/meta"}
+    assert get["if"] == "needs.label.result == 'success'"
+    step = next(s for s in label["steps"] if "hub-pgen" in s.get("run", ""))
+    argv = run_step(step, values, tmp_path)
+    assert argv[0] == "label" and dict(zip(argv[1::2], argv[2::2]))["--output-dir"] == str(tmp_path / "out")
+
+
 def test_a_cached_runner_venv_still_gets_new_dependencies(pgen):
     """A runner keeps its venv between runs; installing hub-pgen with --no-deps into it would skip
     what a newer hub-pgen needs (accelerate was such a dependency: every GPU load failed without it)."""
-    install = next(s for s in steps(pgen) if s.get("name") == "Install hub-pgen")["run"]
+    action = yaml.safe_load(GPU_SETUP.read_text())
+    install = next(s for s in action["runs"]["steps"] if s.get("name") == "Install hub-pgen")["run"]
+    for gpu in ("label", "pgen"):
+        assert any(s.get("uses") == "./.github/actions/gpu-setup" for s in steps(pgen, gpu))
     last = [line.strip() for line in install.splitlines() if "pip install" in line][-1]
     assert "--no-deps" not in last and last.endswith('install -q -e ".[transformers]"')  # the model stack too
     assert "pip check" in install
