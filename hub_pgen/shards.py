@@ -2,9 +2,10 @@
 
 ``--num-shards N --shard-index I`` generates shard I only. The plan is made whole first — the same
 samples, scenario/response types and seeds a one-machine run has — and the shard keeps the samples
-of its episodes: the plan's episodes with samples, in index order, dealt round-robin (episode k of
-that list goes to shard k mod N). That depends on the plan and N only: not on the other shards, not
-on resume. The shard is not part of the configuration fingerprint (every shard of a job has the
+of its episodes: the plan's episodes with samples, in index order, cut into N contiguous runs of
+about equal samples (:func:`assign`), so a shard's episodes share files and it downloads little
+more than its share (hub_pgen.source.needs). That depends on the plan and N only: not on the other
+shards, not on resume. The shard is not part of the configuration fingerprint (every shard of a job has the
 job's), only of its folder: a shard's result is ``syn_annotations.jsonl`` (its D_syn records) and
 ``meta/hub_pgen.json`` (provenance, with the shard and the job's fingerprint), not a dataset.
 
@@ -34,9 +35,27 @@ logger = logging.getLogger(__name__)
 
 
 def assign(samples: Sequence[Sample], num_shards: int) -> dict[int, int]:
-    """Episode → shard index, for the plan's episodes that have samples."""
-    episodes = sorted({s.episode_index for s in samples if s.episode_index is not None})
-    return {e: k % num_shards for k, e in enumerate(episodes)}
+    """Episode → shard index, for the plan's episodes that have samples: contiguous runs of episodes in
+    index order, balanced by samples (a shard takes episodes until it holds its share, 1/N of them),
+    every shard one at least while there are as many episodes as shards. Contiguous, because lerobot
+    writes episodes in order into files of many episodes: a shard then downloads its own files and at
+    most two it shares with a neighbour (dealt round-robin, every shard would need every file)."""
+    from collections import Counter
+
+    counts = Counter(s.episode_index for s in samples if s.episode_index is not None)
+    episodes = sorted(counts)
+    total = sum(counts.values())
+    out: dict[int, int] = {}
+    shard, held, done = 0, 0, 0
+    for i, e in enumerate(episodes):
+        left = len(episodes) - i  # episodes not yet placed, this one included
+        if shard < num_shards - 1 and held and (done + counts[e] / 2 > (shard + 1) * total / num_shards
+                                                 or left <= num_shards - 1 - shard):
+            shard, held = shard + 1, 0
+        out[e] = shard
+        held += 1
+        done += counts[e]
+    return out
 
 
 def select(samples: Sequence[Sample], num_shards: int, index: int) -> tuple[tuple[Sample, ...], tuple[int, ...]]:

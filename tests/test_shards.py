@@ -187,3 +187,26 @@ def test_a_shard_says_what_comes_next_and_an_empty_one_says_so(example_root, tmp
     assert main(["--root", str(example_root), "--output-dir", str(tmp_path / "s7"), "--backend", "template",
                  "--num-shards", "9", "--shard-index", "7", "-q"]) == 0
     assert "shard 7 of 9 has no samples: the plan's 5 episode(s) with samples fill fewer than 9 shards" in caplog.text
+
+
+def test_shards_are_contiguous_runs_of_episodes_balanced_by_samples():
+    """Contiguous, so a shard's episodes share files (it downloads its own files, not every file);
+    balanced by samples; every shard holds an episode while there are enough of them."""
+    import random
+    from types import SimpleNamespace
+
+    from hub_pgen.shards import assign
+
+    rng = random.Random(0)
+    for _ in range(500):
+        m, n = rng.randint(1, 40), rng.randint(1, 12)
+        counts = {e: rng.randint(1, 9) for e in range(0, 2 * m, 2)}  # episode indices need not be dense
+        samples = [SimpleNamespace(episode_index=e) for e, c in counts.items() for _ in range(c)]
+        owner = assign(samples, n)
+        order = [owner[e] for e in sorted(owner)]
+        assert order == sorted(order) and order[0] == 0 and max(order) < n
+        assert all(b - a <= 1 for a, b in zip(order, order[1:]))  # no shard skipped between two others
+        if m >= n:
+            assert set(order) == set(range(n))
+    even = [SimpleNamespace(episode_index=e) for e in range(24) for _ in range(3)]
+    assert [assign(even, 4)[e] for e in range(24)] == [k for k in range(4) for _ in range(6)]
