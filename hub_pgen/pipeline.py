@@ -672,8 +672,9 @@ def run(
 
             if prep.annotate:
                 raise UsageError("--skills annotate runs with the local engine",
-                                 hint="label the skills in a local run first, then use --engine ray with "
-                                      "--skills-file THAT_OUTPUT/meta/skills.json")
+                                 hint="label the skills once first: hub-pgen label (the same source and model "
+                                      "options) --output-dir labels; then --engine ray with --skills-file "
+                                      "labels/meta/skills.json")
             backend = RayBackendInfo(config.backend, spec.needs_images)
         if backend is None:
             backend = make_backend(config)  # before run.json: a typo in --model leaves nothing behind
