@@ -66,6 +66,7 @@ class RunResult:
     report: Path | None = None  # the review page (meta/hub_pgen_report.html) of a dataset result
     shard: dict[str, Any] | None = None  # a shard result: {"index", "count", "episodes", "samples"}
     kind: str = "dataset"  # "dataset" (a run, a merge), or "skills" (hub-pgen label: samples are episodes)
+    runs_on: str | None = None  # the model, device and dtype this run used (a backend that runs a model)
 
 
 @dataclass(frozen=True)
@@ -648,6 +649,7 @@ def run(
     lock = RunLock(paths.work)
     lock.acquire(wait=wait)
     made: Backend | None = None  # a backend this run made (and so closes)
+    runs_on: str | None = None
     committed = False  # run.json written: from here on OUT.partial is a resumable run
     try:
         # again under the lock: a run that held it may have finished (or started) this folder
@@ -679,7 +681,7 @@ def run(
         if backend is None:
             backend = make_backend(config)  # before run.json: a typo in --model leaves nothing behind
             made = backend
-            say_where(backend, reporter)
+            runs_on = say_where(backend, reporter)
             start = getattr(backend, "start", None)
             if start is not None:  # servers it starts (logs beside the journal), and a first look at them
                 start(paths.work / layout.SERVERS_NAME, lambda msg: reporter.stage("serve", msg))
@@ -691,8 +693,9 @@ def run(
                                  from_output=state == "complete")
             if images:
                 prep = fetch_videos(prep, config, reporter, prep.cameras)
-        return _generate_and_write(config, prep, paths, backend, reporter, t0, started,
-                                   earlier=earlier, retry_failed=retry_failed, replace_output=state == "complete")
+        result = _generate_and_write(config, prep, paths, backend, reporter, t0, started,
+                                     earlier=earlier, retry_failed=retry_failed, replace_output=state == "complete")
+        return replace(result, runs_on=runs_on)
     finally:
         close = getattr(made, "close", None)
         if close is not None:
@@ -715,13 +718,15 @@ def _resolve_for_plan(config: RunConfig, spec: Any) -> RunConfig:
         return config
 
 
-def say_where(backend: Any, reporter: Reporter) -> None:
-    """The model, device and dtype a run uses, in its log (a backend that runs a model says it)."""
+def say_where(backend: Any, reporter: Reporter) -> str | None:
+    """The model, device and dtype a run uses, in its log and result (a backend that runs a model says it)."""
     runs_on = getattr(backend, "runs_on", None)
-    if runs_on is not None:
-        line = runs_on()
-        reporter.stage("model", line)
-        logger.info("model: %s", line)
+    if runs_on is None:
+        return None
+    line = runs_on()
+    reporter.stage("model", line)
+    logger.info("model: %s", line)
+    return line
 
 
 def _check_local_source(config: RunConfig) -> None:

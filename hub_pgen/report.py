@@ -61,6 +61,7 @@ def print_summary(result: RunResult) -> None:
         ("failed", str(result.failed) + ("  (rerun with --retry-failed to try them again)" if result.failed else "")),
         ("resumed from journal", str(result.resumed)),
         ("sent to the backend this run", str(result.generated)),
+        *([("model", result.runs_on)] if result.runs_on else []),
         *([("format", result.output_format)] if result.output_format else []),
         *([("skills from", _skills_line(result.skills))] if result.skills else []),
         *([("shard", f"{result.shard['index']} of {result.shard['count']} ({len(result.shard['episodes'])} "

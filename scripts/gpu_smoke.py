@@ -152,22 +152,24 @@ def cmd_model(args: argparse.Namespace) -> int:
 # --- dataset --------------------------------------------------------------------------------------
 
 
-def dataset_spec(tiny: bool) -> Any:
+def dataset_spec(tiny: bool, as_is: bool = False) -> Any:
+    """``as_is``: the same dataset without meta/skills.json, as public datasets come (the model labels it)."""
     from hub_pgen.example import ExampleSpec
 
+    skills = "none" if as_is else "regular"
     if tiny:  # 3 episodes x 5 skills = 15 samples at 64x48
-        return ExampleSpec(n_episodes=3, frames_per_episode=30, skills="regular")
+        return ExampleSpec(n_episodes=3, frames_per_episode=30, skills=skills)
     # 640x480 like the svla_so101 cameras, 2 AV1 cameras, 2 data/video files (4 + 1 episodes);
     # 5 + 5 + 5 + 4 + 5 = 24 segment samples = 3 full batches of 8
     return ExampleSpec(n_episodes=5, frames_per_episode=(48, 54, 60, 45, 51), width=640, height=480,
-                       skills="regular")
+                       skills=skills)
 
 
 def cmd_dataset(args: argparse.Namespace) -> int:
     from hub_pgen.example import build_example_dataset, episode_lengths
 
     out = Path(args.dir)
-    spec = dataset_spec(args.tiny)
+    spec = dataset_spec(args.tiny, args.as_is)
     if (out / "meta" / "info.json").is_file():  # built aside and renamed: there means complete
         _line(step="dataset", reused=str(out))
         return 0
@@ -222,6 +224,32 @@ def output_problems(work: Path, result: Any) -> list[str]:
     return problems
 
 
+def where_problems(work: Path, mode: str) -> list[str]:
+    """The run's log names the device and dtype it used: a GPU run on cuda in bfloat16."""
+    result = _read_json(work / "result.json")
+    line = result.get("runs_on") if isinstance(result, dict) else None
+    if not line:
+        return ["the run's result does not name the model's device and dtype (runs_on)"]
+    want = ("on device cpu", "dtype float32") if mode == "tiny" else ("on device cuda", "dtype bfloat16")
+    return [f"the run says {line!r}, not {' / '.join(want)}" for w in want if w not in line][:1]
+
+
+def as_is_problems(work: Path) -> list[str]:
+    """The dataset without skills: auto labelled it with the model, then wrote dialogues."""
+    result = _read_json(work / "result-as-is.json")
+    if not isinstance(result, dict):
+        return ["the run on the dataset without skills printed no result object"]
+    skills = result.get("skills") or {}
+    problems = []
+    if skills.get("source") != "annotate" or skills.get("requested") != "auto":
+        problems.append(f"the dataset without skills was not labelled by --skills auto (skills: {skills})")
+    if not skills.get("labelled"):
+        problems.append("the model labelled no episode of the dataset without skills")
+    if not result.get("ok"):
+        problems.append("no dialogue on the dataset without skills")
+    return problems
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     work = Path(args.work)
     steps = []
@@ -232,7 +260,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     failed = [s for s in steps if s["rc"] != 0]
     problems = [f"step {s['step']} exited {s['rc']}" for s in failed]
     if not failed and any(s["step"] == "validate" for s in steps):
-        problems += output_problems(work, result)
+        problems += output_problems(work, result) + where_problems(work, args.mode)
+    if not failed and any(s["step"] == "validate-as-is" for s in steps):
+        problems += as_is_problems(work)
     elif not failed:
         problems.append("the run stopped before validate")
     report: dict[str, Any] = {
@@ -248,6 +278,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     if isinstance(result, dict):
         report["result"] = {k: result.get(k) for k in ("samples", "ok", "failed", "generated", "new_tasks",
                                                         "elapsed_s", "state", "failures")}
+    as_is = _read_json(work / "result-as-is.json")
+    if isinstance(as_is, dict):
+        report["result_as_is"] = {k: as_is.get(k) for k in ("samples", "ok", "failed", "elapsed_s", "skills")}
+    report["model_line"] = result.get("runs_on") if isinstance(result, dict) else None
     if args.gpu_mem_mib:
         report["gpu_memory_used_max_mib"] = args.gpu_mem_mib
     rows = []
@@ -289,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("dataset")
     d.add_argument("dir")
     d.add_argument("--tiny", action="store_true")
+    d.add_argument("--as-is", action="store_true", help="without meta/skills.json (the model labels it)")
     r = sub.add_parser("report")
     r.add_argument("--work", required=True)
     r.add_argument("--steps", required=True, help="TSV lines: step, exit code, seconds[, note]")

@@ -12,8 +12,10 @@
 #   5. dataset  a LeRobot v3.0 example (hub_pgen.example): 5 episodes, 2 AV1 cameras at 640x480
 #   6. run      hub-pgen --root DS --model MODEL --device cuda --output-dir OUT --batch-size 8 --json
 #               (frames -> generate (constrained JSON) -> journal -> write)
-#   7. validate hub-pgen validate OUT --source DS
-#   8. report   the run's counts (at least one dialogue, one D_syn record per sample, the new feature
+#   7. validate hub-pgen validate OUT --source DS; the run's log names device cuda and dtype bfloat16
+#   8. as-is    the same dataset without meta/skills.json, as public datasets come: the same command
+#               (--skills auto) labels the skills with the model first, then generates; validate
+#   9. report   the run's counts (at least one dialogue, one D_syn record per sample, the new feature
 #               in info.json), each step's wall time, and a one-line verdict: PASS or FAIL
 # Exit 0 on PASS, 1 on FAIL, 2 on bad arguments. With $OUT set (the device tool's output folder)
 # gpu_smoke.log, gpu_smoke.json, hub_pgen_result.json and hub_pgen_provenance.json go there.
@@ -156,18 +158,21 @@ install_hub_pgen() {
 
 # --- 6. the run -----------------------------------------------------------------------------------
 run_cli() {
-    local device=cuda mon=""
+    local device=cuda mon="" source=$work/source outdir=$work/out result=$work/result.json
+    if [ "${1:-}" = as-is ]; then
+        source=$work/source-as-is outdir=$work/out-as-is result=$work/result-as-is.json
+    fi
     [ "$mode" = tiny ] && device=cpu
-    local cmd=(hub-pgen --root "$work/source" --model "$work/model" --device "$device"
-               --output-dir "$work/out" --batch-size 8 --json "${extra[@]}")
-    rm -rf "$work/out" "$work/out.partial"  # a fresh run each time, also in a reused --work folder
-    echo "${cmd[*]}" >"$work/command.txt"
+    local cmd=(hub-pgen --root "$source" --model "$work/model" --device "$device"
+               --output-dir "$outdir" --batch-size 8 --json "${extra[@]}")
+    rm -rf "$outdir" "$outdir.partial"  # a fresh run each time, also in a reused --work folder
+    [ "${1:-}" = as-is ] || echo "${cmd[*]}" >"$work/command.txt"
     log "${cmd[*]}"
     if [ "$mode" = gpu ] && command -v nvidia-smi >/dev/null; then
         nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 500 >"$work/gpu_mem.csv" 2>/dev/null &
         mon=$!
     fi
-    timeout -k 10 "$TIMEOUT" "${cmd[@]}" >"$work/result.json"
+    timeout -k 10 "$TIMEOUT" "${cmd[@]}" >"$result"
     local rc=$?
     if [ -n "$mon" ]; then
         kill "$mon" 2>/dev/null; wait "$mon" 2>/dev/null
@@ -189,4 +194,8 @@ step model timeout -k 10 "$TIMEOUT" "$PYTHON" scripts/gpu_smoke.py model "$work/
 step dataset timeout -k 10 "$TIMEOUT" "$PYTHON" scripts/gpu_smoke.py dataset "$work/source" "${tiny_flag[@]}" || finish
 step run run_cli || finish
 step validate timeout -k 10 "$TIMEOUT" hub-pgen validate "$work/out" --source "$work/source" || finish
+step dataset-as-is timeout -k 10 "$TIMEOUT" "$PYTHON" scripts/gpu_smoke.py dataset "$work/source-as-is" --as-is \
+    "${tiny_flag[@]}" || finish
+step run-as-is run_cli as-is || finish
+step validate-as-is timeout -k 10 "$TIMEOUT" hub-pgen validate "$work/out-as-is" --source "$work/source-as-is" || finish
 finish

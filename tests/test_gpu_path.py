@@ -104,4 +104,4 @@ def test_the_family_is_read_from_the_name_or_the_folder(tiny):
     # a 640x480 camera, as the README's cost lines say: Qwen2.5-VL 391 tokens, Qwen3-VL 300
     assert cost.processor_for("Qwen/Qwen2.5-VL-7B-Instruct").image_tokens(480, 640) == 17 * 23
     assert cost.processor_for("Qwen/Qwen3-VL-8B-Instruct").image_tokens(480, 640) == 15 * 20
-    assert math.isclose(cost.gpu_seconds(10, 1000, 100, 2), 10 * 1000 / 10_000 + 5 * 100 / 30)
+    assert math.isclose(cost.gpu_seconds(10, 1000, 100, 2), 10 * 1000 / 10_000 + 5 * 100 / 40)

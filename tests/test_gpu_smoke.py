@@ -15,7 +15,8 @@ import pytest
 from hub_pgen.validate import validate
 
 ROOT = Path(__file__).resolve().parents[1]
-STEPS = ["wheels", "install", "env", "model", "dataset", "run", "validate"]
+STEPS = ["wheels", "install", "env", "model", "dataset", "run", "validate", "dataset-as-is", "run-as-is",
+         "validate-as-is"]
 
 
 @pytest.mark.slow
@@ -44,6 +45,10 @@ def test_gpu_smoke_tiny_passes_and_leaves_a_valid_dataset(tmp_path):
     assert all(s["rc"] == 0 and s["seconds"] >= 0 for s in report["steps"])
     assert report["result"]["samples"] == 15 and report["result"]["ok"] >= 1
     assert report["command"].startswith("hub-pgen --root ") and "--device cpu" in report["command"]
+    assert "on device cpu, dtype float32" in report["model_line"]  # the log names device and dtype
+    # the dataset without skills: the same command labels them with the model, then generates
+    assert report["result_as_is"]["skills"]["source"] == "annotate" and report["result_as_is"]["ok"] >= 1
+    validate(work / "out-as-is", source=work / "source-as-is")
     assert (device_out / "gpu_smoke.log").read_text().count("== run") >= 2
     # hub-pgen itself came from this checkout, installed into the work folder, not from the venv
     assert f"hub-pgen: {work}/site-hub-pgen/bin/hub-pgen" in log

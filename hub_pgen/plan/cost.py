@@ -34,8 +34,10 @@ CHARS_PER_TOKEN = 4.0  # English prose in Qwen's BPE, when the tokenizer is not 
 TEMPLATE_TOKENS = 30  # the chat template's role markers and the vision start/end tokens around images
 ANSWER_TOKENS = 120  # a dialogue's JSON answer, typically (the schema bounds it; --max-new-tokens caps it)
 # the stated rates of the GPU-time estimate: one H100/H200-class GPU, a 7-8B model in bfloat16, batch
-# --batch-size; a 30B-A3B MoE decodes at about the same rate, a 72B one about 8x slower
-RATES = {"prefill_tokens_per_s": 10_000.0, "decode_tokens_per_s_per_sequence": 30.0}
+# --batch-size; a 30B-A3B MoE decodes at about the same rate, a 72B one about 8x slower. Calibrated on
+# docs/benchmarks.md's H100 figures (Qwen2.5-VL-7B, 640x480, 80 new tokens: 0.5 samples/s at batch 1,
+# about 4 at batch 16)
+RATES = {"prefill_tokens_per_s": 10_000.0, "decode_tokens_per_s_per_sequence": 40.0}
 
 
 @dataclass(frozen=True)
