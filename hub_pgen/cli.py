@@ -337,11 +337,16 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def setup_logging(verbose: bool) -> None:
+def setup_logging(verbose: bool, quiet: bool = False) -> None:
+    """Warnings and errors on stderr (``-v``: everything; ``-q``: errors only — the warnings stay in
+    the summary's and the provenance's notices)."""
     level = logging.DEBUG if verbose else logging.INFO
     root = logging.getLogger("hub_pgen")
     root.setLevel(level)
     if root.handlers:
+        for h in root.handlers:
+            if isinstance(h, _StderrHandler) or getattr(h, "_hub_pgen", False):
+                h.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING)
         return
     if sys.stderr.isatty():
         from rich.logging import RichHandler
@@ -351,7 +356,8 @@ def setup_logging(verbose: bool) -> None:
     else:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("[hub-pgen %(asctime)s] %(levelname)s %(message)s", "%H:%M:%S"))
-    handler.setLevel(logging.WARNING if not verbose else logging.DEBUG)
+    handler.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING)
+    handler._hub_pgen = True  # type: ignore[attr-defined]
     root.addHandler(handler)
 
 
@@ -359,7 +365,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "hub-pgen") -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in argv
     if argv and argv[0] == "demo":
@@ -380,7 +386,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         def parse_and_label() -> int:
             parser = build_parser(prog="hub-pgen label")
             args = parser.parse_args(argv[1:])
-            setup_logging(args.verbose)
+            setup_logging(args.verbose, args.quiet)
             return label_main(args, parser)
 
         return _guarded(parse_and_label, argv, as_json=as_json)
@@ -388,15 +394,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "merge":
         def parse_and_merge() -> int:
             args = build_merge_parser().parse_args(argv[1:])
-            setup_logging(args.verbose)
+            setup_logging(args.verbose, args.quiet)
             return merge_main(args)
 
         return _guarded(parse_and_merge, argv, as_json=as_json)
 
     def parse_and_run() -> int:
-        parser = build_parser()
+        parser = build_parser(prog=prog)
         args = parser.parse_args(argv)
-        setup_logging(args.verbose)
+        setup_logging(args.verbose, args.quiet)
         from hub_pgen import jobs
 
         if args.job is not None:  # the same command on a Hugging Face Jobs machine
@@ -407,10 +413,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _guarded(parse_and_run, argv, as_json=as_json)
 
 
+def _require_push_token(push_to: str | None, dry_run: bool = False) -> None:
+    """``--push-to`` needs a token; without one the run would generate everything and fail at the end."""
+    if not push_to:
+        return
+    from huggingface_hub import get_token
+
+    if get_token():
+        return
+    if dry_run:
+        logger.warning("--push-to %s: no Hugging Face token is set (HF_TOKEN or `hf auth login`): the real run "
+                       "would stop before it starts", push_to)
+        return
+    raise UsageError(f"--push-to {push_to} needs a Hugging Face token with write access, and none is set",
+                     hint="set HF_TOKEN to a token with write access (https://huggingface.co/settings/tokens), or run "
+                          "`hf auth login`; nothing has run yet")
+
+
 def run_main(args: argparse.Namespace) -> int:
     from hub_pgen import pipeline
 
     config = config_from_args(args)
+    _require_push_token(config.push_to, args.dry_run)
     _warn_unused_model_options(args, config)
     if not args.verbose:
         from huggingface_hub.utils import logging as hf_logging
@@ -507,6 +531,7 @@ def merge_main(args: argparse.Namespace) -> int:
 
     if (args.root is None) == (args.repo_id is None):
         raise UsageError("give the source the shards ran on: --root DIR or --repo-id OWNER/NAME (one of them)")
+    _require_push_token(args.push_to)
     push = {"push_to": args.push_to, "branch": args.branch, "private": args.private, "tag_version": args.tag_version}
     return _run_and_report(args, lambda reporter: pipeline.merge(
         args.shards, root=args.root, repo_id=args.repo_id, revision=args.revision, output_dir=args.output_dir,

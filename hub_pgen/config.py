@@ -234,7 +234,8 @@ class RunConfig:
         for flag, repo in (("--repo-id", self.repo_id), ("--push-to", self.push_to)):
             if repo is not None:
                 check_repo_id(flag, repo)
-        if self.push_to is not None and self.push_to == self.repo_id and not self.branch:
+        if (self.push_to is not None and self.repo_id is not None and self.push_to.lower() == self.repo_id.lower()
+                and not self.branch):  # the Hub's repo ids are not case-sensitive
             raise UsageError(f"--push-to {self.push_to} is the source dataset itself: its main branch and v3.0 tag "
                              "would become the new dataset",
                              hint=f"push to a repo of your own (--push-to YOUR-NAME/{self.push_to.split('/')[1]}-pgen), "

@@ -40,7 +40,7 @@ def main(argv: Sequence[str]) -> int:
     from hub_pgen.report import print_summary
     from hub_pgen.validate import validate
 
-    setup_logging(False)
+    setup_logging(False, args.quiet)
     source = args.output_dir / "source"
     if not (source / layout.INFO_PATH).is_file():
         build_example_dataset(source, ExampleSpec(n_episodes=args.episodes))

@@ -190,6 +190,10 @@ class ModelLoadError(HubPgenError, OSError):
     exit_code = 5
 
 
+class MissingPackagesError(ModelLoadError):
+    """A backend's packages are not installed (the extra to install is in the hint)."""
+
+
 class GenerationError(HubPgenError, RuntimeError):
     """A model answer could not be turned into a valid dialogue (recorded per sample)."""
 

@@ -599,8 +599,9 @@ def run(
     reporter = reporter or NullReporter()
     spec = get_backend(config.backend)
     _check_local_source(config)  # a wrong --root is said before a missing model stack (which it would hide)
+    stops = None
     if backend is None and dry_run:  # the plan and its cost need no model stack, no GPU, no server
-        config = _resolve_for_plan(config, spec)
+        config, stops = _resolve_for_plan(config, spec)
     elif backend is None:
         from hub_pgen import engines
 
@@ -636,6 +637,8 @@ def run(
         report.update(backend=config.backend,
                       model=public_model_name(config.model) if spec.uses_model and config.model else None,
                       output=str(paths.output), output_state=_output_state(paths, prep, source_root))
+        if stops:
+            report["real_run"] = stops
         return RunResult("dry-run", None, prep.fingerprint, samples=len(prep.samples),
                          plan_report=report, elapsed_s=time.monotonic() - t0, notices=prep.notices)
 
@@ -706,16 +709,29 @@ def run(
             lock.abandon()
 
 
-def _resolve_for_plan(config: RunConfig, spec: Any) -> RunConfig:
-    """A dry run's config: the defaults that need a look (the one model a server lists) when the look
-    works; a server that is not up yet leaves ``--model`` as given (the plan says so)."""
-    from hub_pgen.errors import HubPgenError
+def _resolve_for_plan(config: RunConfig, spec: Any) -> tuple[RunConfig, str | None]:
+    """A dry run's checks and config. What the real run would refuse is refused here too (a model
+    folder that is not there, a device that cannot work) — except what a plan does not need: a
+    missing model stack and a server that is not up yet are said (the second value, also a warning),
+    and the plan is made without them."""
+    from hub_pgen.errors import HubPgenError, MissingPackagesError, ModelLoadError
 
+    stops = None
     try:
-        return spec.resolve(config)
+        spec.check(config)
+    except MissingPackagesError as e:
+        stops = f"the real run would stop here (exit {e.exit_code}): {e}" + (f"; {e.hint}" if e.hint else "")
+        logger.warning("--dry-run: %s", stops)
+    except (UsageError, ModelLoadError):
+        raise
+    except HubPgenError as e:
+        stops = f"the real run would stop here (exit {e.exit_code}): {e}"
+        logger.warning("--dry-run: %s", stops)
+    try:
+        return spec.resolve(config), stops
     except HubPgenError as e:
         logger.warning("--dry-run: %s (the plan is made without it)", e)
-        return config
+        return config, stops or f"{e}"
 
 
 def say_where(backend: Any, reporter: Reporter) -> str | None:
@@ -982,7 +998,10 @@ def _generate_and_write(
         try:
             sent = generate_all(pending, prep, config, backend, writer, journal, reporter)
         except KeyboardInterrupt:
-            raise Interrupted(len(journal), len(prep.samples) + len(prep.bad_lines), paths.journal) from None
+            # counted from the file: an interrupt between a batch's fsync and the run's view of it
+            # would otherwise say one batch fewer than the resume finds
+            safe = {**earlier, **load_journal(paths.journal, fingerprint=prep.fingerprint)}
+            raise Interrupted(len(safe), len(prep.samples) + len(prep.bad_lines), paths.journal) from None
 
     if prep.source is not None and prep.source.repo_id and prep.shard is None:
         from hub_pgen.source.hub import fetch_rest
@@ -994,7 +1013,12 @@ def _generate_and_write(
     from hub_pgen.quality import measure
 
     quality = measure([journal[s.sample_id] for s in prep.samples if s.sample_id in journal])
-    notes += quality.alarms(config.sampling if prep.source is not None else None)
+    alarms = quality.alarms(config.sampling if prep.source is not None else None)
+    if get_backend(config.backend).uses_model:
+        notes += alarms
+    elif alarms:  # the template backend writes set phrasings on purpose: its measures advise nothing
+        logger.info("quality alarms not raised for the %s backend (no model to change): %s", config.backend,
+                    "; ".join(alarms))
     for line in notes:
         logger.warning("%s", line)
     from hub_pgen import filters

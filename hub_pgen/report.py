@@ -150,9 +150,11 @@ def _cost_rows(cost: dict[str, Any]) -> list[tuple[str, str]]:
     if "image_tokens_per_sample" not in cost:
         return [("cost", cost.get("note", "—"))]
     seconds = float(cost.get("gpu_seconds_estimate") or 0)
-    rows = [("tokens per sample", f"{cost['input_tokens_per_sample']:,} in ({cost['image_tokens_per_sample']:,} image: "
-                                  f"{cost['image_tokens_from']}; {cost['text_tokens_per_sample']:,} text: "
-                                  f"{cost['text_tokens_from']}), about {cost['output_tokens_per_sample']} out"),
+    template = cost["input_tokens_per_sample"] - cost["image_tokens_per_sample"] - cost["text_tokens_per_sample"]
+    rows = [("tokens per sample", f"{cost['input_tokens_per_sample']:,} in = {cost['image_tokens_per_sample']:,} image "
+                                  f"({cost['image_tokens_from']}) + {cost['text_tokens_per_sample']:,} text "
+                                  f"({cost['text_tokens_from']}) + {template} of the chat template; about "
+                                  f"{cost['output_tokens_per_sample']} out"),
             ("model calls in all", f"{cost['model_calls']:,} ({cost['input_tokens']:,} input tokens)"),
             ("GPU time (estimate)", f"{seconds / 3600:.1f} h ({seconds:,.0f} s) at {cost['gpu_rate_assumed']}")]
     if cost.get("note"):

@@ -17,4 +17,4 @@ from hub_pgen.cli import main
 from hub_pgen.pgen import PGEN_PROMPT_TEMPLATE, annotate_sample, call_qwen, construct_prompt  # noqa: F401
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:], prog="python scripts/annotate_pgen.py"))

@@ -475,6 +475,7 @@ def test_source_is_unchanged_by_the_new_paths(example_root, tmp_path, capsys):
 def test_a_run_where_every_sample_fails_exits_8_and_is_not_pushed(example_root, tiny, tmp_path, capsys,
                                                                   monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a push would fail with exit 6
+    monkeypatch.setenv("HF_TOKEN", "hf_NotARealTokenButThereIsOne0123456")  # --push-to is refused without one
     out = tmp_path / "out"
     rc, stdout, err = cli(capsys, "--root", str(example_root), "--output-dir", str(out), "--model", str(tiny),
                           "--device", "cpu", "--episodes", "0", "--no-constrained", "--max-retries", "0",
@@ -511,7 +512,7 @@ def test_a_missing_model_folder_fails_before_anything_else(example_root, tmp_pat
 
 def test_model_options_with_the_template_backend_are_reported_as_ignored(example_root, tmp_path, capsys):
     rc, _, err = cli(capsys, "--root", str(example_root), "--output-dir", str(tmp_path / "out"), "--backend",
-                     "template", "--device", "cuda", "--max-new-tokens", "50", "-q")
+                     "template", "--device", "cuda", "--max-new-tokens", "50")
     assert rc == 0
     line = next(x for x in err.splitlines() if "runs no model" in x)
     assert "--backend template runs no model:" in line and "--device" in line and "--max-new-tokens" in line

@@ -61,6 +61,9 @@ def test_a_dry_run_needs_no_torch_and_prices_the_run(example_root, tmp_path):
     expected = cost.gpu_seconds(plan["samples"], c["input_tokens_per_sample"], c["output_tokens_per_sample"], 4)
     assert c["gpu_seconds_estimate"] == pytest.approx(expected, abs=0.1)
     assert "prefill tokens/s" in c["gpu_rate_assumed"] and "not a measurement" in c["gpu_rate_assumed"]
+    # and it says what the real run would need: the model stack is missing here (exit 5, with the install)
+    assert plan["real_run"].startswith("the real run would stop here (exit 5)") and "[transformers]" in plan["real_run"]
+    assert "the real run would stop here (exit 5)" in proc.stderr
 
 
 def test_the_formula_is_transformers_smart_resize():

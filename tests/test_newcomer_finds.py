@@ -3,6 +3,7 @@ TIP that pointed at the source's own repo."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -46,3 +47,66 @@ def test_a_bad_push_to_is_never_told_to_push_to_the_source(capsys, tmp_path):
     err = capsys.readouterr().err
     assert "is the source dataset itself" in err and "--push-to YOUR-NAME/svla_so101_pickplace-pgen" in err
     assert not Path("hub-pgen-out").exists() or not any(Path("hub-pgen-out").iterdir())
+
+
+def test_push_to_without_a_token_is_refused_before_anything_runs(example_root, tmp_path, capsys, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-saved-login"))
+    out = tmp_path / "out"
+    assert main(["--root", str(example_root), "--backend", "template", "--output-dir", str(out),
+                 "--push-to", "me/new"]) == 2
+    err = capsys.readouterr().err
+    assert "needs a Hugging Face token with write access" in err and "hf auth login" in err
+    assert not out.exists() and not Path(f"{out}.partial").exists()
+    assert main(["merge", str(tmp_path / "s0"), "--root", str(example_root), "--push-to", "me/new"]) == 2
+
+
+def test_a_push_that_fails_says_the_dataset_is_written_and_a_rerun_pushes_it(example_root, tmp_path, capsys,
+                                                                               monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_NotARealTokenButThereIsOne0123456")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: the push cannot reach it
+    monkeypatch.setenv("HUB_PGEN_RETRY_SCALE", "0.001")
+    out = tmp_path / "out"
+    assert main(["--root", str(example_root), "--backend", "template", "--output-dir", str(out),
+                 "--push-to", "me/new"]) == 6
+    err = capsys.readouterr().err
+    assert f"the dataset itself is complete and valid in {out}" in err
+    assert "rerun the same command: it finds the dataset complete, generates nothing, and pushes it" in err
+    assert "HF_HUB_OFFLINE" not in err  # offline cannot help a push
+    from hub_pgen.validate import validate
+
+    validate(out, source=example_root)
+
+
+def test_the_wrong_root_says_where_the_dataset_is(example_root, tmp_path, capsys):
+    shutil.copytree(example_root, tmp_path / "demo-out" / "source")
+    assert main(["--root", str(tmp_path / "demo-out"), "--backend", "template"]) == 3
+    assert f"did you mean --root {tmp_path / 'demo-out' / 'source'}?" in capsys.readouterr().err
+    info = tmp_path / "demo-out" / "source" / "meta" / "info.json"
+    assert main(["--root", str(info), "--backend", "template"]) == 3
+    err = capsys.readouterr().err
+    assert "is a file, not a dataset folder" in err and f"did you mean --root {tmp_path / 'demo-out' / 'source'}?" in err
+
+
+def test_quiet_prints_no_warnings_and_the_template_backend_no_model_advice(example_root, tmp_path, capsys):
+    assert main(["--root", str(example_root), "--backend", "template", "--output-dir", str(tmp_path / "q"), "-q"]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
+    assert main(["--root", str(example_root), "--backend", "template", "--output-dir", str(tmp_path / "t")]) == 0
+    err = capsys.readouterr().err
+    assert "try another model" not in err and "--temperature" not in err
+
+
+def test_the_template_labeller_splits_a_short_episode_when_the_minimum_allows(tmp_path):
+    from hub_pgen.skills.annotate import EpisodeRequest
+
+    task = "Pick up the pink lego brick and place it in the transparent box"
+    times = (0.0, 0.7333, 1.4667)  # 2 frames a second of a 1.5 s episode at 30 fps
+    two = json.loads(EpisodeRequest(0, task, times, (0, 22, 44), 1.5, 0.5).offline_answer())["skills"]
+    assert [s["name"] for s in two] == ["pick up the pink lego brick", "place it in the transparent box"]
+    assert two[0]["end"] == two[1]["start"] == 0.73
+    one = json.loads(EpisodeRequest(0, task, times, (0, 22, 44), 1.5, 1.0).offline_answer())["skills"]
+    assert len(one) == 1  # two skills of 1 s do not fit in 1.5 s

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from hub_pgen.data import GenerationRequest, GenerationResult
+from hub_pgen.errors import ModelLoadError
 from hub_pgen.generate.layer import Call, CallFailed
 
 
@@ -44,3 +45,20 @@ def is_local_model(model: str) -> bool:
     """A model given as a path (a folder on disk) rather than a Hub id ``OWNER/NAME``."""
     path = Path(model).expanduser()
     return path.is_absolute() or model.startswith((".", "~")) or model.count("/") > 1 or path.exists()
+
+
+def check_local_model(model: str) -> None:
+    """A local model folder that is not there, or lacks its config, fails here, before any download
+    or output folder (the same mistake at load time costs the source download first)."""
+    if not is_local_model(model):
+        return
+    path = Path(model).expanduser()
+    if not path.exists():
+        raise ModelLoadError(f"model folder {model} does not exist",
+                             hint="pass a Hub id such as Qwen/Qwen3-VL-8B-Instruct, or an existing model folder")
+    if not path.is_dir() or not (path / "config.json").is_file():
+        raise ModelLoadError(
+            f"model folder {model} is incomplete: it has no config.json",
+            hint="the folder needs config.json, the weights, and the processor files (tokenizer, preprocessor/"
+                 "processor config, chat template) as save_pretrained writes them",
+        )

@@ -18,7 +18,7 @@ import torch
 import transformers
 
 from hub_pgen.errors import ModelLoadError
-from hub_pgen.generate.base import is_local_model
+from hub_pgen.generate.base import check_local_model, is_local_model  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from hub_pgen.generate.constrained import GrammarCache
@@ -152,23 +152,6 @@ def _unusable_gpu_hint() -> str:
                "driver (nvidia-smi shows its version), or install the torch build that matches it; check "
                "CUDA_VISIBLE_DEVICES too")
     return fix + "; or pass --device cpu to run on the CPU on purpose"
-
-
-def check_local_model(model: str) -> None:
-    """A local model folder that is not there, or lacks its config, fails here, before any download
-    or output folder (the same mistake at load time costs the source download first)."""
-    if not is_local_model(model):
-        return
-    path = Path(model).expanduser()
-    if not path.exists():
-        raise ModelLoadError(f"model folder {model} does not exist",
-                             hint="pass a Hub id such as Qwen/Qwen3-VL-8B-Instruct, or an existing model folder")
-    if not path.is_dir() or not (path / "config.json").is_file():
-        raise ModelLoadError(
-            f"model folder {model} is incomplete: it has no config.json",
-            hint="the folder needs config.json, the weights, and the processor files (tokenizer, preprocessor/"
-                 "processor config, chat template) as save_pretrained writes them",
-        )
 
 
 def resolve_device(device: str | None) -> str:

@@ -68,27 +68,37 @@ def _transformers_identity(config: RunConfig) -> dict[str, Any]:
 
 def require_packages(backend: str, modules: tuple[str, ...], extra: str) -> None:
     """A backend whose packages are missing stops before any output exists, naming the extra."""
-    import importlib.util
 
-    from hub_pgen.errors import ModelLoadError
+    from hub_pgen.errors import MissingPackagesError
     from hub_pgen.install import pip_install
 
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    missing = [m for m in modules if _missing(m)]
     if missing:
-        raise ModelLoadError(f"--backend {backend} needs {', '.join(missing)}, which this Python does not have",
+        raise MissingPackagesError(f"--backend {backend} needs {', '.join(missing)}, which this Python does not have",
                              hint=f"{pip_install(extra)} (or --backend openai with a model server, "
                                   "which needs neither torch nor transformers)")
+
+
+def _missing(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is None
+    except (ValueError, ImportError):  # sys.modules[module] = None: blocked
+        return True
 
 
 TRANSFORMERS_MODULES = ("torch", "torchvision", "transformers", "accelerate", "xgrammar")
 
 
 def _check_transformers(config: RunConfig) -> None:
+    from hub_pgen.generate.base import check_local_model
+
+    check_local_model(config.model)  # before the packages: a wrong path is said whatever is installed
     require_packages("transformers", TRANSFORMERS_MODULES, "transformers")
-    from hub_pgen.generate.loading import check_device, check_local_model
+    from hub_pgen.generate.loading import check_device
 
     check_device(config.device)
-    check_local_model(config.model)
 
 
 def _make_transformers(config: RunConfig) -> Backend:

@@ -29,12 +29,20 @@ def push_result(result: RunResult, config: RunConfig, reporter: Reporter | Any =
     if reporter is not None:
         where = config.push_to + (f"@{config.branch}" if config.branch else "")
         reporter.stage("push", f"{result.output} -> {where}")
-    pushed = push_dataset(
-        result.output,
-        config.push_to,
-        branch=config.branch,
-        private=config.private,
-        tag_version=True if config.tag_version else None,
-        validate=validate,
-    )
+    from hub_pgen.errors import HubError
+
+    try:
+        pushed = push_dataset(
+            result.output,
+            config.push_to,
+            branch=config.branch,
+            private=config.private,
+            tag_version=True if config.tag_version else None,
+            validate=validate,
+        )
+    except HubError as e:  # the dataset is there and valid: say so, and that a rerun only pushes
+        raise HubError(f"{e}; the dataset itself is complete and valid in {result.output}",
+                       repo_id=getattr(e, "repo_id", None),
+                       hint=(e.hint + "; then " if e.hint else "") + "rerun the same command: it finds the dataset "
+                            "complete, generates nothing, and pushes it") from e
     return replace(result, push=pushed)

@@ -138,7 +138,7 @@ class EpisodeRequest:
         labels, bounds = self.labels(), self.bounds
         n = max(1, min(len(names), self.max_skills()))
         while True:  # as many equal spans as there are names, each at least --min-skill-seconds
-            cuts = sorted({round(j * (len(labels) - 1) / n) for j in range(n + 1)})
+            cuts = _even_cuts(bounds, n)
             if n == 1 or all(bounds[b] - bounds[a] >= self.min_seconds for a, b in zip(cuts[:-1], cuts[1:])):
                 break
             n -= 1
@@ -147,6 +147,23 @@ class EpisodeRequest:
         skills = [{"name": names[k], "start": labels[a], "end": labels[b]}
                   for k, (a, b) in enumerate(zip(cuts[:-1], cuts[1:]))]
         return json.dumps({"skills": skills}, separators=(",", ":"))
+
+
+def _even_cuts(bounds: Sequence[float], n: int) -> list[int]:
+    """Indices into ``bounds`` that cut ``[bounds[0], bounds[-1]]`` into ``n`` spans as equal in time as
+    the shown frames allow (equal in index count would leave a sliver before an end that follows the
+    last shown frame closely)."""
+    first, last = bounds[0], bounds[-1]
+    cuts = [0]
+    for j in range(1, n):
+        target = first + j * (last - first) / n
+        best = min(range(cuts[-1] + 1, len(bounds) - (n - j)), key=lambda i: (abs(bounds[i] - target), i),
+                   default=None)
+        if best is None:
+            break
+        cuts.append(best)
+    cuts.append(len(bounds) - 1)
+    return sorted(set(cuts))
 
 
 def _clauses(task: str) -> list[str]:

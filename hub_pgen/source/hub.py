@@ -252,7 +252,8 @@ def hub_errors(repo_id: str, *, action: str, revision: str | None = None, endpoi
         raise HubError(
             f"{action}: cannot reach {where} ({redact(_short(e), secret)})",
             repo_id=repo_id,
-            hint="check the network and HF_ENDPOINT; with a warm cache, HF_HUB_OFFLINE=1 works without network",
+            hint="check the network and HF_ENDPOINT" + ("" if action == "push" else
+                                                       "; with a warm cache, HF_HUB_OFFLINE=1 works without network"),
         ) from e
     except (NotADirectoryError, FileExistsError, PermissionError) as e:
         cache = Path(cache_dir or default_cache_dir())

@@ -42,8 +42,11 @@ def load_info(root: Path, *, output: bool = False) -> dict[str, Any]:
     """``meta/info.json``, checked. ``output``: the folder is one hub-pgen wrote (read for its review), so
     its ``task_index_high_level`` feature is expected rather than refused."""
     path = root / layout.INFO_PATH
+    inside = sorted(p.parent.parent for p in Path(root).glob("*/" + layout.INFO_PATH))[:3] if not path.exists() else []
     info = _read_json_object(path, missing=f"{path} not found: {root} is not a LeRobot dataset folder",
-                             hint="point --root at the folder that holds meta/info.json, or use --repo-id")
+                             hint=(f"did you mean --root {' or --root '.join(map(str, inside))}? (it holds "
+                                   "meta/info.json)" if inside else
+                                   "point --root at the folder that holds meta/info.json, or use --repo-id"))
     missing = [k for k in _REQUIRED_INFO_KEYS if k not in info]
     if missing:
         raise SourceError(f"{path} lacks required key(s) {missing}", path=path,
@@ -142,10 +145,16 @@ def load_episodes(root: Path, info: dict[str, Any]) -> dict[int, Episode]:
 
 def require_folder(root: Path) -> None:
     """A ``--root`` that is not a folder stops here (also checked before a model stack is looked for)."""
-    if not Path(root).is_dir():
-        raise SourceNotFoundError(f"dataset folder {root} does not exist" + (" (it is a file)" if Path(root).exists()
-                                                                            else ""), path=root,
-                                  hint="point --root at the folder that holds meta/info.json, or use --repo-id")
+    root = Path(root)
+    if root.is_dir():
+        return
+    if root.exists():
+        above = next((p for p in root.parents if (p / layout.INFO_PATH).is_file()), None)
+        raise SourceNotFoundError(f"{root} is a file, not a dataset folder", path=root,
+                                  hint=f"did you mean --root {above}?" if above is not None else
+                                  "point --root at the folder that holds meta/info.json, or use --repo-id")
+    raise SourceNotFoundError(f"dataset folder {root} does not exist", path=root,
+                              hint="point --root at the folder that holds meta/info.json, or use --repo-id")
 
 
 def load_metadata(root: Path, *, repo_id: str | None = None, revision: str | None = None) -> SourceDataset:
