@@ -226,7 +226,8 @@ def build_parser(prog: str = "hub-pgen") -> argparse.ArgumentParser:
                           "OWNER/hub-pgen@COMMIT\" (repeatable: later ones are installed beside it; default: the "
                           "source this hub-pgen was installed from)")
     log = p.add_argument_group("logging")
-    log.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    log.add_argument("-q", "--quiet", action="store_true",
+                     help="no progress output and no summary (warnings and errors still go to stderr)")
     log.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -337,16 +338,13 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def setup_logging(verbose: bool, quiet: bool = False) -> None:
-    """Warnings and errors on stderr (``-v``: everything; ``-q``: errors only — the warnings stay in
-    the summary's and the provenance's notices)."""
+def setup_logging(verbose: bool) -> None:
+    """Warnings and errors on stderr, also with ``-q`` (which silences progress and the summary: a CI
+    log keeps what went wrong); ``-v``: everything."""
     level = logging.DEBUG if verbose else logging.INFO
     root = logging.getLogger("hub_pgen")
     root.setLevel(level)
     if root.handlers:
-        for h in root.handlers:
-            if isinstance(h, _StderrHandler) or getattr(h, "_hub_pgen", False):
-                h.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING)
         return
     if sys.stderr.isatty():
         from rich.logging import RichHandler
@@ -356,8 +354,7 @@ def setup_logging(verbose: bool, quiet: bool = False) -> None:
     else:
         handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("[hub-pgen %(asctime)s] %(levelname)s %(message)s", "%H:%M:%S"))
-    handler.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING)
-    handler._hub_pgen = True  # type: ignore[attr-defined]
+    handler.setLevel(logging.WARNING if not verbose else logging.DEBUG)
     root.addHandler(handler)
 
 
@@ -386,7 +383,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "hub-pgen") -> int:
         def parse_and_label() -> int:
             parser = build_parser(prog="hub-pgen label")
             args = parser.parse_args(argv[1:])
-            setup_logging(args.verbose, args.quiet)
+            setup_logging(args.verbose)
             return label_main(args, parser)
 
         return _guarded(parse_and_label, argv, as_json=as_json)
@@ -394,7 +391,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "hub-pgen") -> int:
     if argv and argv[0] == "merge":
         def parse_and_merge() -> int:
             args = build_merge_parser().parse_args(argv[1:])
-            setup_logging(args.verbose, args.quiet)
+            setup_logging(args.verbose)
             return merge_main(args)
 
         return _guarded(parse_and_merge, argv, as_json=as_json)
@@ -402,7 +399,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "hub-pgen") -> int:
     def parse_and_run() -> int:
         parser = build_parser(prog=prog)
         args = parser.parse_args(argv)
-        setup_logging(args.verbose, args.quiet)
+        setup_logging(args.verbose)
         from hub_pgen import jobs
 
         if args.job is not None:  # the same command on a Hugging Face Jobs machine

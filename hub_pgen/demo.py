@@ -24,7 +24,8 @@ def main(argv: Sequence[str]) -> int:
     p.add_argument("--model", help="with --backend transformers (required): a local Qwen-VL folder or Hub id")
     p.add_argument("--device", help="with --backend transformers: cpu, cuda, cuda:N or auto")
     p.add_argument("--episodes", type=int, default=6, help="episodes in the generated example (default: 6)")
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress and no summary (warnings and errors still go to stderr)")
     args = p.parse_args(argv)
     if args.backend == "transformers" and not args.model:
         from hub_pgen.errors import UsageError
@@ -40,7 +41,7 @@ def main(argv: Sequence[str]) -> int:
     from hub_pgen.report import print_summary
     from hub_pgen.validate import validate
 
-    setup_logging(False, args.quiet)
+    setup_logging(False)
     source = args.output_dir / "source"
     if not (source / layout.INFO_PATH).is_file():
         build_example_dataset(source, ExampleSpec(n_episodes=args.episodes))

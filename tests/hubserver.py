@@ -724,3 +724,25 @@ class _Handler(QuietHandler):
             if repo.tags.pop(self._route["revision"], None) is None:
                 raise HttpError(404, "Invalid rev id", "RevisionNotFound")
         return self._send_json(200, {})
+
+
+def point_at(monkeypatch, hub: HubServer, home, token: str | None) -> None:
+    """A user's environment for ``hub``: the endpoint, the token, a private HF_HOME under ``home``, Xet and
+    telemetry off, nothing offline — set for in-process calls (huggingface_hub's own import-time constants
+    included: another test may have imported it first)."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    if token is not None:
+        monkeypatch.setenv("HF_TOKEN", token)
+    monkeypatch.setenv("HF_HOME", str(Path(home) / "hf_home"))
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    for var in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HUGGING_FACE_HUB_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    # with telemetry read as on at import, huggingface_hub would fetch an "agent harnesses" list from
+    # huggingface.co: nothing here may leave the loopback
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    hub.clear_log()
+    hub.clear_faults()
+

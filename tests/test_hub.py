@@ -22,9 +22,9 @@ from hub_pgen.push.hub import PushResult, RetryPolicy, local_files, push_dataset
 from hub_pgen.source import hub as src_hub
 
 try:
-    from .hubserver import HubServer
+    from .hubserver import HubServer, point_at
 except ImportError:  # tests/ not a package: pytest put tests/ itself on sys.path
-    from hubserver import HubServer
+    from hubserver import HubServer, point_at
 
 # Before huggingface_hub is first imported (it reads these once): no telemetry, no Xet.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -48,21 +48,7 @@ def server():
 @pytest.fixture
 def hub_env(server, tmp_path, monkeypatch):
     """The environment a user would set: endpoint, token, a private HF_HOME; Xet off."""
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    for var in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HUGGING_FACE_HUB_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    # huggingface_hub reads HF_HUB_DISABLE_TELEMETRY once, at import; when another test imported it
-    # first, its user-agent code would fetch an "agent harnesses" list from huggingface.co. Nothing
-    # here may leave the loopback, so set the value as a user's environment would have.
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
-    server.clear_log()
-    server.clear_faults()
+    point_at(monkeypatch, server, tmp_path, TOKEN)
     return tmp_path / "hf_home"
 
 

@@ -25,7 +25,8 @@ from hub_pgen.testing.tiny_qwen import tiny_model_dir
 from hub_pgen.validate import validate
 
 from .contract import tree_hashes
-from .hubserver import HubServer
+from .hubserver import HubServer, point_at
+from .recorded import record_with_lerobot
 
 TOKEN = "hf_TestTokenDoNotLeak0123456789abcdef"
 CARD_REPO = "lerobot/svla_so101_pickplace"
@@ -65,21 +66,13 @@ def server():
 @pytest.fixture
 def hub_env(server, tmp_path, monkeypatch):
     """A user's environment: the endpoint, a token, a private HF_HOME, the working folder a user runs in."""
-    monkeypatch.setenv("HF_ENDPOINT", server.url)
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))
-    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setenv("HUB_PGEN_RETRY_SCALE", "0.01")
-    for var in ("HF_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HUGGING_FACE_HUB_TOKEN", "HF_LEROBOT_HOME"):
-        monkeypatch.delenv(var, raising=False)
     from huggingface_hub import constants
 
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    point_at(monkeypatch, server, tmp_path, TOKEN)
+    monkeypatch.setenv("HUB_PGEN_RETRY_SCALE", "0.01")
+    monkeypatch.delenv("HF_LEROBOT_HOME", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.chdir(tmp_path)  # the default output folder (hub-pgen-out/...) lands here
-    server.clear_log()
-    server.clear_faults()
     return tmp_path
 
 
@@ -87,11 +80,7 @@ def hub_env(server, tmp_path, monkeypatch):
 def recorded(tmp_path_factory) -> Path:
     """Six episodes recorded with lerobot's own API: no skills.json, no language columns, many files."""
     pytest.importorskip("lerobot")
-    base = tmp_path_factory.mktemp("recorded")
-    proc = subprocess.run([sys.executable, "-c", LEROBOT_WRITER, str(base / "src")], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "HF_HOME": str(base / "hf")})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    src = base / "src"
+    src = record_with_lerobot(LEROBOT_WRITER, tmp_path_factory.mktemp("recorded") / "src")
     assert not (src / layout.SKILLS_PATH).exists()
     assert len(list((src / "data").rglob("*.parquet"))) == len(LENGTHS)  # one data file per episode
     assert len(list((src / "videos" / CAMERAS[0]).rglob("*.mp4"))) == len(LENGTHS)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -42,6 +41,7 @@ from hub_pgen import layout
 from hub_pgen.validate import validate
 
 from .hubserver import HubServer
+from .recorded import record_with_lerobot
 from .test_hub_as_is import LEROBOT_WRITER, TOKEN, seed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -126,10 +126,7 @@ def session(tmp_path_factory):
     home = base / "home"
     (home / "data").mkdir(parents=True)
     build_example_dataset(home / "data" / "pickplace", ExampleSpec(skills="regular", n_episodes=10))
-    recorded = base / "recorded"
-    proc = subprocess.run([sys.executable, "-c", LEROBOT_WRITER, str(recorded)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "HF_HOME": str(base / "hf-writer")})
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    recorded = record_with_lerobot(LEROBOT_WRITER, base / "recorded")
     _d_labeled(home)
     fake_bin = base / "bin"
     fake_bin.mkdir()

@@ -22,6 +22,7 @@ from hub_pgen.testing.tiny_qwen import tiny_model_dir
 from hub_pgen.validate import validate
 
 from .contract import persistent_by_episode, tree_hashes
+from .recorded import record_with_lerobot
 
 LEROBOT_WRITER = """
 import sys
@@ -45,12 +46,9 @@ ds.finalize()
 def recorded(tmp_path_factory) -> Path:
     """Three episodes (4.2-6.1 s at 10 fps, two cameras) written by lerobot 0.6.1's own recorder API."""
     pytest.importorskip("lerobot")
-    base = tmp_path_factory.mktemp("recorded")
-    proc = subprocess.run([sys.executable, "-c", LEROBOT_WRITER, str(base / "src")], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "HF_HOME": str(base / "hf")})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert not (base / "src" / "meta" / "skills.json").exists()
-    return base / "src"
+    src = record_with_lerobot(LEROBOT_WRITER, tmp_path_factory.mktemp("recorded") / "src")
+    assert not (src / "meta" / "skills.json").exists()
+    return src
 
 
 def run(src: Path, out: Path, *extra: str) -> int:

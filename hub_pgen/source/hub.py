@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
     from hub_pgen.data import SourceDataset
-    from hub_pgen.progress import Reporter
 
 logger = logging.getLogger(__name__)
 
