@@ -66,6 +66,9 @@ environment:
   GITHUB_STEP_SUMMARY                              (GitHub Actions) a Markdown job summary goes here"""
 
 
+SUBCOMMANDS = ("demo", "validate", "report", "merge", "label")
+
+
 class _Parser(argparse.ArgumentParser):
     """Bad arguments are a :class:`UsageError` (exit 2 with a TIP, and JSON with --json), not a bare exit."""
 
@@ -80,7 +83,12 @@ class _Parser(argparse.ArgumentParser):
         close = [next((f for f in flags if f.startswith(u.split("=")[0])), None)
                  or next(iter(difflib.get_close_matches(u.split("=")[0], flags, n=1)), None) for u in unknown]
         close = [c for c in close if c]
-        if close:
+        words = re.findall(r"unrecognized arguments: (\S+)", message)
+        command = difflib.get_close_matches(words[0], SUBCOMMANDS, n=1) if words and not words[0].startswith("-") \
+            else []
+        if command:  # `hub-pgen lable ...`: a subcommand misspelt
+            hint = f"did you mean hub-pgen {command[0]} ...? ({hint})"
+        elif close:
             hint = f"did you mean {', '.join(close)}? ({hint})"
         raise UsageError(f"{message}", hint=hint)
 

@@ -33,7 +33,7 @@ class Episode:
     tasks: tuple[str, ...] = ()
     videos: dict[str, VideoSpan] = field(default_factory=dict)
     # meta/episodes' timestamp stats show the frames on lerobot's grid (timestamp = frame_index / fps, in
-    # float32): a shard may plan this episode without its data file (hub_pgen.plan.planner.frame_times)
+    # float32): a shard may plan this episode without its data file (hub_pgen.plan.planner.grid_times)
     on_grid: bool = False
 
     def __post_init__(self) -> None:
@@ -56,8 +56,8 @@ class SourceDataset:
     repo_id: str | None = None
     revision: str | None = None  # resolved commit sha when it came from the Hub
     language: Any = None  # hub_pgen.language.SourceLanguage: the source's own language rows, if any
-    # data files the metadata names that are not here yet (a Hub source fetches what the run needs first:
-    # hub_pgen.source.needs); empty for a folder on disk, and for every source before a dataset is written
+    # data files the metadata names that are not here yet (a Hub source fetches what each step needs:
+    # hub_pgen.source.needs); empty for a folder on disk, and once the rest is fetched to write a dataset
     absent_data: frozenset[str] = frozenset()
 
     @property

@@ -251,6 +251,6 @@ class Interrupted(HubPgenError):
     def __init__(self, done: int, total: int, journal: Path, what: str = "samples") -> None:
         super().__init__(
             f"interrupted: {done} of {total} {what} are safe in the journal {journal}",
-            hint=f"rerun the same command to resume; finished {what} are not generated again",
+            hint=f"rerun the same command to resume; the model is not asked again for the finished {what}",
         )
         self.done, self.total, self.journal = done, total, Path(journal)

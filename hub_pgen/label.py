@@ -34,17 +34,12 @@ IDENTITY_KEYS = ("source", "episodes", "seed", "backend", "temperature", "top_p"
                  "skills")
 
 
-def output_dir(source_name: str, fp: str, base: Path = Path("hub-pgen-out")) -> Path:
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in source_name) or "dataset"
-    return base / f"{safe}-skills-{fp[:8]}"
-
-
 def label(config: RunConfig, *, backend: Any = None, reporter: Reporter | None = None, dry_run: bool = False,
           wait: bool = False, retry_failed: bool = False) -> Any:
     """Label the skills of ``config``'s source (its ``skills`` is taken as ``annotate``)."""
     from hub_pgen import pipeline
     from hub_pgen.generate.registry import get_backend
-    from hub_pgen.skills import to_json
+    from hub_pgen.skills import SkillSet, to_json
     from hub_pgen.write import output as out_mod
     from hub_pgen.write.lock import RunLock
 
@@ -56,19 +51,24 @@ def label(config: RunConfig, *, backend: Any = None, reporter: Reporter | None =
     config = replace(config, skills="annotate", skills_file=None)
     spec = get_backend(config.backend)
     pipeline._check_local_source(config)
-    if backend is None and not dry_run:
+    stops = None
+    if backend is None and dry_run:  # the run's own checks, less what only a real run needs
+        config, stops = pipeline._resolve_for_plan(config, spec)
+    elif backend is None:
         spec.check(config)
         config = spec.resolve(config)
     prep = pipeline.prepare(config, reporter)
     identity = {k: prep.identity.get(k) for k in IDENTITY_KEYS} | {"kind": KIND}
     fp = fingerprint(identity)
     prep = replace(prep, identity=identity, fingerprint=fp)
-    paths = out_mod.OutputPaths.for_output(config.output_dir or output_dir(prep.source_name, fp))
+    paths = out_mod.OutputPaths.for_output(config.output_dir
+                                           or out_mod.default_output_dir(prep.source_name, fp, kind=KIND))
     source_root = prep.source.root if prep.source is not None else None
     if dry_run:
         report = {"kind": KIND, "fingerprint": fp, **pipeline._labelling_cost(config, prep),
                   "backend": config.backend, "output": str(paths.output),
-                  "output_state": pipeline._output_state(paths, prep, source_root)}
+                  "output_state": pipeline._output_state(paths, prep, source_root),
+                  **({"real_run": stops} if stops else {})}
         report.pop("samples", None)
         return pipeline.RunResult("dry-run", None, fp, plan_report=report, elapsed_s=time.monotonic() - t0)
     first = out_mod.inspect_output(paths, fingerprint=fp, identity=identity, source_root=source_root)
@@ -100,7 +100,7 @@ def label(config: RunConfig, *, backend: Any = None, reporter: Reporter | None =
         committed = True
         prep, result = pipeline.label_episodes(config, prep, paths, backend, reporter, retry_failed=retry_failed,
                                                from_output=state == "complete")
-        prep = replace(prep, skills=_skill_set(result))
+        prep = replace(prep, skills=SkillSet(result.skills, "annotate"))
         prov = _provenance(config, prep, backend, started)
         staging = out_mod.fresh_staging(paths)
         try:
@@ -125,12 +125,6 @@ def label(config: RunConfig, *, backend: Any = None, reporter: Reporter | None =
             lock.release()
         else:
             lock.abandon()
-
-
-def _skill_set(result: Any) -> Any:
-    from hub_pgen.skills import SkillSet
-
-    return SkillSet(result.skills, "annotate")
 
 
 def _failed(output: Path) -> bool:

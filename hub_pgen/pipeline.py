@@ -86,6 +86,7 @@ class Prepared:
     skills: Any = None  # hub_pgen.skills.SkillSet the plan was made from (None: JSONL, or not labelled yet)
     annotate: bool = False  # --skills annotate: the model labels the skills after the folder is locked
     skill_records: Any = None  # --skills annotate: each episode's SegmentRecord, by episode
+    labelling: dict[str, Any] | None = None  # --skills auto that comes to labelling: what it costs (said once)
     shard: dict[str, Any] | None = None  # --num-shards: {"index", "count", "episodes", "samples"} (hub_pgen.shards)
     merged_from: dict[str, Any] | None = None  # hub-pgen merge: {"shards": N} (its samples come from them)
 
@@ -218,7 +219,8 @@ def _prepare_dataset(config: RunConfig, reporter: Reporter, source: SourceDatase
         prep = Prepared(source, (), (), cameras, _public_identity(identity), fingerprint(identity), name, None, None,
                         annotate=True)
         if config.skills == "auto":
-            notices += (_labelling_notice(config, prep),)
+            prep = replace(prep, labelling=_labelling_cost(config, prep))
+            notices += (_labelling_notice(config, prep.labelling),)
         for line in notices:
             logger.warning("%s", line)
         return replace(prep, notices=notices)
@@ -248,9 +250,8 @@ def _refuse_labelling_here(config: RunConfig, source: SourceDataset) -> None:
              "command (and to the merge)")
 
 
-def _labelling_notice(config: RunConfig, prep: Prepared) -> str:
-    """What ``--skills auto`` tells the user, up front, when it comes to labelling."""
-    cost = _labelling_cost(config, prep)
+def _labelling_notice(config: RunConfig, cost: dict[str, Any]) -> str:
+    """What ``--skills auto`` tells the user, up front, when it comes to labelling (``cost``: _labelling_cost)."""
     calls = cost["labelling_model_calls"]
     tokens = f", about {cost['image_tokens']:,} image tokens" if cost.get("image_tokens") else ""
     extra = (f"{calls} extra model call(s) ({cost['contact_sheets']} contact sheet(s){tokens})" if calls else
@@ -347,7 +348,7 @@ def plan_report(config: RunConfig, prep: Prepared) -> dict[str, Any]:
     from hub_pgen.plan import cost
 
     if prep.annotate:
-        labelling = _labelling_cost(config, prep)
+        labelling = prep.labelling or _labelling_cost(config, prep)
         report.update(labelling)
         report["cost"] = cost.of_run(config, prep, labelling=labelling)
         return report
@@ -731,7 +732,7 @@ def _resolve_for_plan(config: RunConfig, spec: Any) -> tuple[RunConfig, str | No
         return spec.resolve(config), stops
     except HubPgenError as e:
         logger.warning("--dry-run: %s (the plan is made without it)", e)
-        return config, stops or f"{e}"
+        return config, stops or f"the real run asks the server for its model first, which failed here: {e}"
 
 
 def say_where(backend: Any, reporter: Reporter) -> str | None:

@@ -88,3 +88,25 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+
+
+# --- the Hub stand-in, for the modules that talk to it (tests/hubserver.py) ---------------------------
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The loopback Hub stand-in, one a module (a module that means another server defines its own)."""
+    from .hubserver import TOKEN, HubServer
+
+    with HubServer(token=TOKEN) as s:
+        yield s
+
+
+@pytest.fixture
+def hub_env(server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The environment a user would set for ``server``: endpoint, token, a private HF_HOME; Xet off."""
+    from .hubserver import TOKEN, point_at
+
+    point_at(monkeypatch, server, tmp_path, TOKEN)
+    return tmp_path / "hf_home"
+

@@ -42,6 +42,7 @@ from .loopback import LoopbackServer, QuietHandler
 REPO_KINDS = {"models": "model", "datasets": "dataset", "spaces": "space"}
 GITATTRIBUTES = b"*.parquet filter=lfs diff=lfs merge=lfs -text\n*.mp4 filter=lfs diff=lfs merge=lfs -text\n"
 HOLD_TIMEOUT_S = 60.0  # a held request never parks a server thread forever
+TOKEN = "hf_TestTokenDoNotLeak0123456789abcdef"  # the tests' user token: no file or log may ever hold it
 
 
 def git_blob_id(content: bytes) -> str:

@@ -22,34 +22,20 @@ from hub_pgen.push.hub import PushResult, RetryPolicy, local_files, push_dataset
 from hub_pgen.source import hub as src_hub
 
 try:
-    from .hubserver import HubServer, point_at
+    from .hubserver import TOKEN, HubServer
 except ImportError:  # tests/ not a package: pytest put tests/ itself on sys.path
-    from hubserver import HubServer, point_at
+    from hubserver import TOKEN, HubServer
 
 # Before huggingface_hub is first imported (it reads these once): no telemetry, no Xet.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 
-TOKEN = "hf_TestTokenDoNotLeak0123456789abcdef"
 CAMERAS = ("observation.images.up", "observation.images.side")
 FAST = RetryPolicy(attempts=5, base_delay=0.01, max_delay=0.05)
 REPO = Path(__file__).resolve().parents[1]
 
 
 # --- fixtures -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def server():
-    with HubServer(token=TOKEN) as s:
-        yield s
-
-
-@pytest.fixture
-def hub_env(server, tmp_path, monkeypatch):
-    """The environment a user would set: endpoint, token, a private HF_HOME; Xet off."""
-    point_at(monkeypatch, server, tmp_path, TOKEN)
-    return tmp_path / "hf_home"
 
 
 def _example_builder():

@@ -25,10 +25,9 @@ from hub_pgen.testing.tiny_qwen import tiny_model_dir
 from hub_pgen.validate import validate
 
 from .contract import tree_hashes
-from .hubserver import HubServer, point_at
+from .hubserver import TOKEN, HubServer
 from .recorded import record_with_lerobot
 
-TOKEN = "hf_TestTokenDoNotLeak0123456789abcdef"
 CARD_REPO = "lerobot/svla_so101_pickplace"
 CAMERAS = ("observation.images.up", "observation.images.side")
 LENGTHS = (30, 22, 31, 25, 27, 24)
@@ -57,18 +56,11 @@ ds.finalize()
 # --- fixtures -------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def server():
-    with HubServer(token=TOKEN) as s:
-        yield s
-
-
 @pytest.fixture
-def hub_env(server, tmp_path, monkeypatch):
-    """A user's environment: the endpoint, a token, a private HF_HOME, the working folder a user runs in."""
+def user(hub_env, tmp_path, monkeypatch):
+    """``hub_env`` (conftest) as a user's shell has it, in the working folder a user runs in."""
     from huggingface_hub import constants
 
-    point_at(monkeypatch, server, tmp_path, TOKEN)
     monkeypatch.setenv("HUB_PGEN_RETRY_SCALE", "0.01")
     monkeypatch.delenv("HF_LEROBOT_HOME", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
@@ -221,7 +213,7 @@ def with_subtasks(server, recorded, tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("skills", ["auto", "annotate", "language"])
-def test_every_skills_source_works_on_repo_id_as_on_root(skills, server, hub_env, on_the_hub, with_subtasks,
+def test_every_skills_source_works_on_repo_id_as_on_root(skills, server, user, on_the_hub, with_subtasks,
                                                          tmp_path, capsys):
     repo, src = (("lerobot/with_subtasks", with_subtasks) if skills == "language" else (CARD_REPO, on_the_hub))
     flags = ["--backend", "template", "--skills", skills]
@@ -242,16 +234,16 @@ def test_every_skills_source_works_on_repo_id_as_on_root(skills, server, hub_env
     load_with_lerobot(server, f"user/{skills}", tmp_path)
 
 
-def test_skills_file_on_a_hub_dataset_without_one_is_exit_3_naming_annotate(server, hub_env, on_the_hub, capsys):
+def test_skills_file_on_a_hub_dataset_without_one_is_exit_3_naming_annotate(server, user, on_the_hub, capsys):
     assert main(["--repo-id", CARD_REPO, "--backend", "template", "--skills", "file"]) == 3
     err = capsys.readouterr().err
     assert f"--skills file: dataset repo {CARD_REPO} at" in err and "has no meta/skills.json" in err
     assert "TIP: let the model label the skills first: --skills annotate" in err
     assert not any(p.startswith("videos/") for p in server.downloaded(CARD_REPO))
-    assert not (hub_env / "hub-pgen-out").exists()
+    assert not (user / "hub-pgen-out").exists()
 
 
-def test_a_dry_run_prices_the_labelling_and_downloads_no_video(server, hub_env, on_the_hub, capsys):
+def test_a_dry_run_prices_the_labelling_and_downloads_no_video(server, user, on_the_hub, capsys):
     assert main(["--repo-id", CARD_REPO, "--dry-run", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)["plan_report"]
     assert plan["skills"] == "annotate" and plan["labelling_model_calls"] == len(LENGTHS)
@@ -259,7 +251,7 @@ def test_a_dry_run_prices_the_labelling_and_downloads_no_video(server, hub_env, 
     assert got and not any(p.startswith("videos/") for p in got)
 
 
-def test_an_episodes_dry_run_downloads_only_its_episodes_data(server, hub_env, on_the_hub, capsys):
+def test_an_episodes_dry_run_downloads_only_its_episodes_data(server, user, on_the_hub, capsys):
     assert main(["--repo-id", CARD_REPO, "--backend", "template", "--episodes", "1,4", "--dry-run", "--json"]) == 0
     got = {p for p in downloaded_files(server, CARD_REPO) if not p.startswith("meta/")}
     assert got == episode_files(on_the_hub, {1, 4}, cameras=())
@@ -270,7 +262,7 @@ def test_an_episodes_dry_run_downloads_only_its_episodes_data(server, hub_env, o
 
 @pytest.mark.slow
 def test_a_sharded_job_labels_once_each_shard_fetches_its_own_files_and_the_merge_pushes(
-        server, hub_env, on_the_hub, tmp_path, capsys, monkeypatch):
+        server, user, on_the_hub, tmp_path, capsys, monkeypatch):
     common = ["--repo-id", CARD_REPO, "--backend", "template", "-q"]
     # a shard cannot label: the run says what to do instead, before anything is downloaded past meta/ and data
     assert main([*common, "--num-shards", "3", "--shard-index", "0"]) == 3
@@ -339,7 +331,7 @@ def test_the_seed_scripts_command_as_typed(server, on_the_hub, tmp_path, tmp_pat
     assert prov["generation"]["model"] == "Qwen/Qwen3-VL-30B-A3B-Instruct" and prov["skills"]["requested"] == "auto"
 
 
-def test_report_redraws_the_page_of_a_result_made_from_the_hub(server, hub_env, on_the_hub, tmp_path, capsys):
+def test_report_redraws_the_page_of_a_result_made_from_the_hub(server, user, on_the_hub, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["--repo-id", CARD_REPO, "--backend", "template", "--output-dir", str(out), "-q"]) == 0
     page = (out / layout.REPORT_PATH).read_bytes()
@@ -349,7 +341,7 @@ def test_report_redraws_the_page_of_a_result_made_from_the_hub(server, hub_env, 
     assert (out / layout.REPORT_PATH).read_bytes() == page
 
 
-def test_a_job_on_a_dataset_without_skills_runs_the_same_command_there(server, hub_env, on_the_hub, tmp_path, capsys,
+def test_a_job_on_a_dataset_without_skills_runs_the_same_command_there(server, user, on_the_hub, tmp_path, capsys,
                                                                         monkeypatch):
     """--job sends the card's command as typed; run where the job runs (a fresh process against the Hub),
     that command labels, generates and pushes like a local run."""

@@ -111,3 +111,8 @@ def test_the_template_labeller_splits_a_short_episode_when_the_minimum_allows(tm
     assert two[0]["end"] == two[1]["start"] == 0.73
     one = json.loads(EpisodeRequest(0, task, times, (0, 22, 44), 1.5, 1.0).offline_answer())["skills"]
     assert len(one) == 1  # two skills of 1 s do not fit in 1.5 s
+
+
+def test_a_misspelt_subcommand_is_named(capsys):
+    assert main(["lable", "--root", "x", "--backend", "template"]) == 2
+    assert "did you mean hub-pgen label ...?" in capsys.readouterr().err

@@ -40,9 +40,9 @@ import pytest
 from hub_pgen import layout
 from hub_pgen.validate import validate
 
-from .hubserver import HubServer
+from .hubserver import TOKEN, HubServer
 from .recorded import record_with_lerobot
-from .test_hub_as_is import LEROBOT_WRITER, TOKEN, seed
+from .test_hub_as_is import LEROBOT_WRITER, seed
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"

@@ -394,3 +394,29 @@ def test_label_once_then_shard_on_the_labels(recorded, template_annotated, tmp_p
     assert run(recorded, tmp_path / "y", "--backend", "template", "--skills", "language", "--skills-file",
                str(labels)) == 2
     assert "--skills-file gives the skills" in capsys.readouterr().err
+
+
+def test_label_killed_midway_resumes_and_a_second_label_at_once_is_refused(recorded, tmp_path):
+    """hub-pgen label as a user meets it: a kill while labelling, the same command again (nothing asked
+    twice, the labels of an uninterrupted run), and a second label on the same folder while one runs."""
+    from hub_pgen.write.lock import RunLock
+
+    args = ["label", "--root", str(recorded), "--backend", "template", "-q"]
+    ref = tmp_path / "ref"
+    assert _cli([*args, "--output-dir", str(ref)]).returncode == 0
+    out = tmp_path / "labels"
+    assert _cli([*args, "--output-dir", str(out)], {"HUB_PGEN_KILL_AT": "skills.journal:2"}).returncode == -9
+    assert not out.exists() and (Path(f"{out}.partial") / "skills.jsonl").is_file()
+    done = _cli([*args, "--output-dir", str(out)], {"HUB_PGEN_KILL_AT": "skills.asked:2"})  # episode 2 only
+    assert done.returncode == 0, done.stderr
+    for rel in ("meta/skills.json", "meta/hub_pgen_skills.jsonl"):
+        assert (out / rel).read_bytes() == (ref / rel).read_bytes()
+    again = tmp_path / "again"
+    lock = RunLock(Path(f"{again}.partial"))
+    lock.acquire()
+    try:
+        busy = _cli([*args, "--output-dir", str(again)])
+    finally:
+        lock.release()
+    assert busy.returncode == 4 and "--wait" in busy.stderr, busy.stderr
+    assert not again.exists()

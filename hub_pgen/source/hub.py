@@ -2,12 +2,16 @@
 
 The revision is resolved to a commit sha once (:func:`resolve_revision`); every download after that
 asks for that sha, so a push to the source repo during a long run cannot mix two versions of the
-dataset. Downloads go through ``huggingface_hub.snapshot_download`` into the ordinary Hub cache
-(``HF_HOME`` / ``HF_HUB_CACHE``), in two steps, because which files are needed is only known from
-``meta/info.json``:
+dataset. Everything lands in the ordinary Hub cache (``HF_HOME`` / ``HF_HUB_CACHE``). Which files a
+run needs is only known from ``meta/``, so:
 
-1. :func:`download_meta` — ``meta/**`` (info, tasks, episodes, stats, skills);
-2. :func:`download_payload` — the data parquet files and the videos of the cameras asked for.
+1. :func:`open_hub_metadata` — ``meta/**`` (``snapshot_download``), read as metadata only;
+2. :func:`fetch` — the files a step reads, named one by one from ``meta/episodes``
+   (:func:`download_files`: ``hf_hub_download`` in a pool; :mod:`hub_pgen.source.needs` says which),
+   and :func:`fetch_rest` — everything, before a dataset is written.
+
+:func:`download_source` (``meta/``, then every data file and camera by pattern) is the whole-dataset
+download for callers that want it all at once.
 
 Everything here reads ``HF_TOKEN``, ``HF_ENDPOINT``, ``HF_HOME``/``HF_HUB_CACHE`` and
 ``HF_HUB_OFFLINE`` when called (not when imported), so a process that sets them late still gets

@@ -48,10 +48,11 @@ class OutputPaths:
         return cls(output, work, work / layout.JOURNAL_NAME, work / layout.RUN_NAME, work / layout.STAGING_NAME)
 
 
-def default_output_dir(source_name: str, fp: str, base: Path = Path("hub-pgen-out")) -> Path:
-    """Versioned by configuration: a different configuration gets a different folder."""
+def default_output_dir(source_name: str, fp: str, base: Path = Path("hub-pgen-out"), kind: str = "pgen") -> Path:
+    """Versioned by configuration: a different configuration gets a different folder (``kind``: "pgen"
+    for a dataset, "skills" for ``hub-pgen label``'s labels)."""
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in source_name) or "dataset"
-    return base / f"{safe}-pgen-{fp[:8]}"
+    return base / f"{safe}-{kind}-{fp[:8]}"
 
 
 def read_output_fingerprint(output: Path) -> tuple[str, dict[str, Any]] | None:
