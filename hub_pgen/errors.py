@@ -82,6 +82,18 @@ class UnsupportedVersionError(SourceError):
         self.version = version
 
 
+class ShardError(HubPgenError, ValueError):
+    """A shard's folder given to ``hub-pgen merge`` holds what no shard run writes: a number out of
+    bounds, a field of the wrong type, a record that disagrees with the merge's plan (edited, or
+    made from another copy of the source)."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint or "rerun the shard named above (the same command): a shard's folder "
+                                               "is merged only as its run wrote it")
+
+
 class SkillsError(HubPgenError, ValueError):
     """``meta/skills.json`` is missing, malformed, or disagrees with the dataset."""
 

@@ -14,7 +14,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from hub_pgen.data import JournalRecord
+from hub_pgen.data import GenerationResult, JournalRecord, Sample
 from hub_pgen.errors import ConfigMismatchError, OutputError
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,34 @@ def load_journal(path: Path, *, fingerprint: str | None = None) -> dict[str, Jou
             raise ConfigMismatchError(path, {"fingerprint": (record.fingerprint, fingerprint)})
         records[record.sample_id] = record
     return records
+
+
+def to_record(sample: Sample, result: GenerationResult, fp: str) -> JournalRecord:
+    """The journal record of a sample and what the model made of it."""
+    d = result.dialogue
+    return JournalRecord(
+        sample_id=sample.sample_id,
+        status="ok" if d is not None else "failed",
+        episode_id=sample.episode_id,
+        t=sample.frame_index,
+        images=tuple(ref.label() for ref in sample.images),
+        skill_current=sample.skill_current,
+        skill_history=sample.skill_history,
+        task_description=sample.task_description,
+        user_prompt=d.user_prompt if d else None,
+        robot_utterance=d.robot_utterance if d else None,
+        scenario_type=d.scenario_type if d else sample.scenario_type,
+        response_type=d.response_type if d else sample.response_type,
+        episode_index=sample.episode_index,
+        frame_index=sample.frame_index,
+        timestamp=sample.timestamp,
+        frame_start=sample.frame_start,
+        frame_end=sample.frame_end,
+        error=result.error,
+        raw_text=result.raw_text or None,
+        attempts=result.attempts,
+        fingerprint=fp,
+    )
 
 
 class JournalWriter:

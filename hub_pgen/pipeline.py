@@ -25,7 +25,7 @@ from hub_pgen.generate.base import Backend, is_local_model
 from hub_pgen.generate.prompt import construct_prompt, prompt_template_hash
 from hub_pgen.generate.registry import get_backend
 from hub_pgen.notices import Notices
-from hub_pgen.journal import JournalWriter, load_journal
+from hub_pgen.journal import JournalWriter, load_journal, to_record
 from hub_pgen.plan import planner
 from hub_pgen.plan.taxonomy import assign_types, mix_report
 from hub_pgen.progress import NullReporter, Reporter
@@ -393,33 +393,6 @@ def sample_seed(seed: int, sample_id: str) -> int:
     return (seed * 1_000_003 + zlib.crc32(sample_id.encode())) & 0x7FFFFFFF
 
 
-def to_record(sample: Sample, result: GenerationResult, fp: str) -> JournalRecord:
-    d = result.dialogue
-    return JournalRecord(
-        sample_id=sample.sample_id,
-        status="ok" if d is not None else "failed",
-        episode_id=sample.episode_id,
-        t=sample.frame_index,
-        images=tuple(ref.label() for ref in sample.images),
-        skill_current=sample.skill_current,
-        skill_history=sample.skill_history,
-        task_description=sample.task_description,
-        user_prompt=d.user_prompt if d else None,
-        robot_utterance=d.robot_utterance if d else None,
-        scenario_type=d.scenario_type if d else sample.scenario_type,
-        response_type=d.response_type if d else sample.response_type,
-        episode_index=sample.episode_index,
-        frame_index=sample.frame_index,
-        timestamp=sample.timestamp,
-        frame_start=sample.frame_start,
-        frame_end=sample.frame_end,
-        error=result.error,
-        raw_text=result.raw_text or None,
-        attempts=result.attempts,
-        fingerprint=fp,
-    )
-
-
 def iter_images(
     samples: Sequence[Sample], prep: Prepared, backend: Backend, max_pixels: int | None
 ) -> Iterator[tuple[Sample, list[Any] | FrameError]]:
@@ -781,15 +754,15 @@ def merge(
     output_dir: Path | None, push: dict[str, Any], reporter: Reporter | None = None, wait: bool = False,
 ) -> tuple[RunConfig, RunResult]:
     """``hub-pgen merge``: the dataset of a sharded job, as a one-machine run would write it."""
-    from hub_pgen import shards
+    from hub_pgen import merge as merge_mod
 
     t0 = time.monotonic()
     reporter = reporter or NullReporter()
-    loaded = [shards.load_shard(Path(p)) for p in shard_paths]
-    shards.check_shards(loaded)
+    loaded = [merge_mod.load_shard(Path(p)) for p in shard_paths]
+    merge_mod.check_shards(loaded)
     first = loaded[0]
-    config = shards.merge_config(first, root=root, repo_id=repo_id, revision=revision, output_dir=output_dir,
-                                 push=push)
+    config = merge_mod.merge_config(first, root=root, repo_id=repo_id, revision=revision, output_dir=output_dir,
+                                    push=push)
     reporter.stage("merge", f"{len(loaded)} shard(s) of job {first.fingerprint[:8]}")
     prep = prepare(config, reporter)
     if prep.identity != first.identity:
@@ -799,9 +772,10 @@ def merge(
         shown = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
         raise UsageError(f"the shards were made from another source or configuration than this merge's ({shown})",
                          hint="give the merge the source the shards ran on (--root / --repo-id and --revision)")
+    merge_mod.check_source_files(loaded, prep.source.root if prep.source and not prep.source.repo_id else None)
     # the job's fingerprint (a local model is named, not located, in files); the shards it is merged from
     prep = replace(prep, fingerprint=first.fingerprint, merged_from={"shards": first.count})
-    union = shards.check_coverage(loaded, prep.samples)
+    records = merge_mod.check_coverage(loaded, prep.samples, prep.fingerprint)
     output = config.output_dir or out_mod.default_output_dir(prep.source_name, prep.fingerprint)
     paths = out_mod.OutputPaths.for_output(output)
     source_root = prep.source.root if prep.source else None
@@ -823,7 +797,7 @@ def merge(
         committed = True
         if not load_journal(paths.journal, fingerprint=prep.fingerprint):
             with JournalWriter(paths.journal) as writer:
-                writer.append(shards.with_records_fingerprint(union, prep.fingerprint))
+                writer.append(records)
         backend = _Replay((first.provenance.get("generation") or {}).get("backend_details"))
         return config, _generate_and_write(config, prep, paths, backend, reporter, t0, started, earlier={},
                                            retry_failed=False, replace_output=False)
@@ -1046,6 +1020,10 @@ def _generate_and_write(
         prov["fingerprint"], _ = prep.folder_key()
         prov["plan_fingerprint"] = prep.fingerprint
         prov["shard"] = dict(prep.shard)
+        if prep.source is not None and not prep.source.repo_id:  # a Hub source is pinned by its sha
+            from hub_pgen.merge import source_files
+
+            prov["source_files"] = source_files(prep.source.root)  # the merge checks it ran on these
     if retry_ids:
         prov["retried"] = _retry_history(paths.output, retry_ids, journal, started)
     if prep.merged_from is not None:

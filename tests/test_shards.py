@@ -99,7 +99,7 @@ def test_shards_that_do_not_add_up_are_refused(example_root, job, tmp_path, caps
     cases = []
     # a shard missing
     assert merge(example_root, out, job / "shard0") == 2
-    cases.append("shard(s) 1 of 2 missing")
+    cases.append("1 shard(s) missing (1 of 2)")
     # the same shard twice
     assert merge(example_root, out, job / "shard0", job / "shard0", job / "shard1") == 2
     cases.append("shard 0 of 2 is given twice")
