@@ -206,6 +206,16 @@ class GenerationResult:
 # --- journal ----------------------------------------------------------------------------------
 
 Status = Literal["ok", "failed"]
+_OPT = type(None)
+# the JSON types of a record's fields, as hub-pgen writes them (JournalRecord.from_json checks them)
+_RECORD_TYPES: dict[str, tuple[type, ...]] = {
+    "sample_id": (str,), "status": (str,), "episode_id": (str,), "t": (int, _OPT), "skill_current": (str,),
+    "task_description": (str,), "user_prompt": (str, _OPT), "robot_utterance": (str, _OPT),
+    "scenario_type": (str,), "response_type": (str,), "episode_index": (int, _OPT), "frame_index": (int, _OPT),
+    "timestamp": (float, int, _OPT), "frame_start": (int, _OPT), "frame_end": (int, _OPT),
+    "task_index_high_level": (int, _OPT), "error": (str, _OPT), "raw_text": (str, _OPT), "attempts": (int,),
+    "fingerprint": (str,), "verified": (dict, _OPT),
+}
 
 
 @dataclass(frozen=True)
@@ -253,6 +263,18 @@ class JournalRecord:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> JournalRecord:
+        """The record a line holds; TypeError when a field is not of the type hub-pgen writes (a line from
+        an edited or damaged file must not reach code that sorts, formats or indexes it)."""
+        if not isinstance(d, dict):
+            raise TypeError(f"expected a JSON object, got {type(d).__name__}")
+        for key, types in _RECORD_TYPES.items():
+            if key in d and (not isinstance(d[key], types) or isinstance(d[key], bool)):
+                raise TypeError(f"{key!r} is {type(d[key]).__name__}")
+        for key in ("images", "skill_history"):
+            if key in d and not (isinstance(d[key], list) and all(isinstance(x, str) for x in d[key])):
+                raise TypeError(f"{key!r} must list strings")
+        if "earlier" in d and not (isinstance(d["earlier"], list) and all(isinstance(e, dict) for e in d["earlier"])):
+            raise TypeError("'earlier' must list objects")
         known = {f for f in cls.__dataclass_fields__}
         kw = {k: v for k, v in d.items() if k in known}
         kw["images"] = tuple(kw.get("images", ()))

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from hub_pgen.data import GenerationResult, JournalRecord, Sample
-from hub_pgen.errors import ConfigMismatchError, OutputError
+from hub_pgen.errors import ConfigMismatchError, HubPgenError, OutputError, SourceError
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,36 @@ def to_record(sample: Sample, result: GenerationResult, fp: str) -> JournalRecor
         attempts=result.attempts,
         fingerprint=fp,
     )
+
+
+MAX_RECORD_BYTES = 4 << 20  # one line of a finished result's records (real ones are a few KiB)
+
+
+def read_records(path: Path, *, error: type[HubPgenError] = SourceError,
+                 hint: str = "the file is damaged or was edited: rerun the run that wrote it") -> dict[str, JournalRecord]:
+    """The D_syn records of a finished result (``meta/syn_annotations.jsonl``, a shard's
+    ``syn_annotations.jsonl``), strictly: it is a result, not a journal being written, so a line that
+    is not whole, not a record of the types hub-pgen writes, too long, or a sample twice is an
+    ``error`` naming the line — never skipped, never passed on to code that trusts its types."""
+    from hub_pgen.source.jsonfile import JsonProblem, loads_strict
+
+    records: dict[str, JournalRecord] = {}
+    if not path.is_file():
+        raise error(f"{path} is missing: a finished result holds its records there", hint=hint)
+    with open(path, "rb") as fh:
+        for n, line in enumerate(fh, 1):
+            if len(line) > MAX_RECORD_BYTES:
+                raise error(f"{path}:{n}: a record of {len(line):,} bytes (at most {MAX_RECORD_BYTES:,})", hint=hint)
+            if not line.strip():
+                continue
+            try:
+                rec = JournalRecord.from_json(loads_strict(line.decode("utf-8")))
+            except (UnicodeDecodeError, json.JSONDecodeError, JsonProblem, TypeError, ValueError) as e:
+                raise error(f"{path}:{n}: not a record hub-pgen writes ({e})", hint=hint) from None
+            if rec.sample_id in records:
+                raise error(f"{path}:{n}: sample {rec.sample_id[:60]!r} appears twice", hint=hint)
+            records[rec.sample_id] = rec
+    return records
 
 
 class JournalWriter:

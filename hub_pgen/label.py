@@ -27,6 +27,7 @@ from hub_pgen import faults, layout
 from hub_pgen.config import RunConfig, fingerprint
 from hub_pgen.errors import OutputError, UsageError
 from hub_pgen.progress import NullReporter, Reporter
+from hub_pgen.provenance_file import read_provenance
 
 KIND = "skills"
 # what shapes the labels (the rest of a run's identity shapes only the dialogues)
@@ -84,8 +85,7 @@ def label(config: RunConfig, *, backend: Any = None, reporter: Reporter | None =
         if state == "complete" and not (retry_failed and _failed(paths.output)):
             out_mod.cleanup_work(paths)
             reporter.stage("done", f"{paths.output} already holds these labels")
-            return _result("already-complete", paths.output, fp, json.loads(
-                (paths.output / layout.PROVENANCE_PATH).read_text(encoding="utf-8")), t0)
+            return _result("already-complete", paths.output, fp, read_provenance(paths.output), t0)
         if state == "stale":
             out_mod.discard_state(paths)
         reporter.stage("load", f"backend {config.backend}" + (f", model {config.model}" if spec.uses_model else ""))

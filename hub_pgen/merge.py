@@ -26,13 +26,12 @@ from hub_pgen import layout
 from hub_pgen.data import GenerationResult, JournalRecord, Sample
 from hub_pgen.errors import GenerationError, ShardError, UsageError
 from hub_pgen.generate.parse import validate_object
-from hub_pgen.journal import to_record
+from hub_pgen.journal import read_records, to_record
 from hub_pgen.shards import assign, label
 from hub_pgen.source.jsonfile import JsonProblem, loads_strict
 
 MAX_SHARDS = 10_000  # more than any Actions matrix (256) or sensible Slurm array of one dataset
 MAX_PROVENANCE_BYTES = 64 << 20  # a shard's meta/hub_pgen.json; real ones are a few KiB (+ the source's file list)
-MAX_RECORD_BYTES = 4 << 20  # one line of a shard's syn_annotations.jsonl
 MAX_TEXT_CHARS = 64 << 10  # an error or raw answer taken from a shard (a run keeps less)
 MAX_ATTEMPTS = 1_000
 MAX_EARLIER = 100
@@ -99,7 +98,7 @@ def load_shard(path: Path) -> ShardResult:
     for key, value in prov["parameters"].items():  # every shard's, though the merge runs the first's
         if key in types:
             _parameter(value, types[key], prov_path, key)
-    records = _read_records(path / layout.JSONL_RESULT_NAME)
+    records = read_records(path / layout.JSONL_RESULT_NAME, error=ShardError, hint="rerun that shard")
     return ShardResult(path, index, count, fingerprint, dict(prov["identity"]), dict(prov["parameters"]), prov,
                        records)
 
@@ -320,57 +319,6 @@ def _read_json(path: Path, limit: int) -> Any:
         raise UsageError(f"shard {path.parent.parent}: {layout.PROVENANCE_PATH} is not valid JSON ({e})") from None
     except JsonProblem as e:
         raise ShardError(f"{path}: {e}") from None
-
-
-def _read_records(path: Path) -> dict[str, JournalRecord]:
-    """A finished shard's records: every line whole (it is a result, not a journal being written)."""
-    records: dict[str, JournalRecord] = {}
-    if not path.is_file():
-        raise ShardError(f"{path} is missing: a finished shard holds its records there", hint="rerun that shard")
-    with open(path, "rb") as fh:
-        for n, line in enumerate(fh, 1):
-            if len(line) > MAX_RECORD_BYTES:
-                raise ShardError(f"{path}:{n}: a record of {len(line):,} bytes (at most {MAX_RECORD_BYTES:,})",
-                                 hint="rerun that shard")
-            if not line.strip():
-                continue
-            try:
-                obj = loads_strict(line.decode("utf-8"))
-                if not isinstance(obj, dict):
-                    raise JsonProblem(f"expected a JSON object, got {type(obj).__name__}")
-                for key, kind in (("images", list), ("skill_history", list), ("earlier", list)):
-                    if key in obj and not isinstance(obj[key], kind):
-                        raise TypeError(f"{key!r} must be a list")
-                if not all(isinstance(e, dict) for e in obj.get("earlier", [])):
-                    raise TypeError("'earlier' must list objects")
-                rec = JournalRecord.from_json(obj)
-                _record_types(rec)
-            except (UnicodeDecodeError, json.JSONDecodeError, JsonProblem, TypeError, ValueError) as e:
-                raise ShardError(f"{path}:{n}: not a record hub-pgen writes ({e})", hint="rerun that shard") from None
-            if rec.sample_id in records:
-                raise ShardError(f"{path}:{n}: sample {_shown(rec.sample_id)} appears twice", hint="rerun that shard")
-            records[rec.sample_id] = rec
-    return records
-
-
-_RECORD_TYPES: dict[str, tuple[type, ...]] = {
-    "sample_id": (str,), "status": (str,), "episode_id": (str,), "t": (int, type(None)),
-    "skill_current": (str,), "task_description": (str,), "user_prompt": (str, type(None)),
-    "robot_utterance": (str, type(None)), "scenario_type": (str,), "response_type": (str,),
-    "episode_index": (int, type(None)), "frame_index": (int, type(None)), "timestamp": (float, int, type(None)),
-    "frame_start": (int, type(None)), "frame_end": (int, type(None)), "error": (str, type(None)),
-    "raw_text": (str, type(None)), "attempts": (int,), "fingerprint": (str,),
-}
-
-
-def _record_types(rec: JournalRecord) -> None:
-    for key, types in _RECORD_TYPES.items():
-        value = getattr(rec, key)
-        if not isinstance(value, types) or isinstance(value, bool):
-            raise TypeError(f"{key!r} is {type(value).__name__}")
-    for key in ("images", "skill_history"):
-        if not all(isinstance(x, str) for x in getattr(rec, key)):
-            raise TypeError(f"{key!r} must list strings")
 
 
 def _parameter(value: Any, annotation: str, where: Path, key: str) -> Any:

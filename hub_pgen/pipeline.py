@@ -7,7 +7,6 @@ only wires them and owns the loop that streams samples through frames, generatio
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 import os
 import time
@@ -1102,9 +1101,12 @@ def _retry_history(output: Path, retry_ids: set[str], journal: dict[str, Journal
     history: list[dict] = []
     prov_path = output / layout.PROVENANCE_PATH
     if prov_path.is_file():
+        from hub_pgen.provenance_file import read_provenance
+
         try:
-            history = list(json.loads(prov_path.read_text(encoding="utf-8")).get("retried", []))
-        except (json.JSONDecodeError, AttributeError):
+            history = list(read_provenance(output).get("retried", []))
+        except SourceError as e:
+            logger.warning("the earlier --retry-failed passes are not kept: %s", e.message)
             history = []
     recovered = sum(1 for sid in retry_ids if journal.get(sid) is not None and journal[sid].status == "ok")
     return history + [{"at": at, "retried": len(retry_ids), "recovered": recovered}]
@@ -1203,7 +1205,9 @@ def _bad_line_record(bad: Any, fp: str) -> JournalRecord:
 
 def _result_from_output(state: str, output: Path, prep: Prepared, t0: float) -> RunResult:
     """What an already-complete output holds, from its provenance and its D_syn records."""
-    prov = json.loads((output / layout.PROVENANCE_PATH).read_text(encoding="utf-8"))
+    from hub_pgen.provenance_file import read_provenance
+
+    prov = read_provenance(output)
     counts = prov.get("counts", {})
     records = list(_earlier_records(output, prep.fingerprint).values())
     failures = tuple(r for r in records if r.status == "failed")  # not the filtered ones (counted apart)

@@ -16,7 +16,6 @@ unless ``tag_version=True``.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from urllib.parse import quote
 
 from hub_pgen import __version__, layout
-from hub_pgen.errors import HubError, OutputError, UsageError
+from hub_pgen.errors import HubError, OutputError, SourceError, UsageError
 from hub_pgen.write.card import refresh_card
 from hub_pgen.source.hub import REPO_TYPE, hub_errors, make_api, redact, with_retries
 
@@ -92,11 +91,13 @@ def check_complete(folder: Path) -> None:
             path=folder,
             hint="rerun the same hub-pgen command: it resumes from the journal and finishes the folder, then pushes",
         )
+    from hub_pgen.provenance_file import read_provenance
+
     try:
-        json.loads((folder / layout.PROVENANCE_PATH).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise OutputError(f"refusing to push {folder}: {layout.PROVENANCE_PATH} is not valid JSON ({e})",
-                          path=folder, hint="rerun the same hub-pgen command to rewrite the folder") from e
+        read_provenance(folder)
+    except SourceError as e:
+        raise OutputError(f"refusing to push {folder}: {e.message}", path=folder,
+                          hint="rerun the same hub-pgen command to rewrite the folder") from None
 
 
 def local_files(folder: Path, *, links_out: bool = False) -> dict[str, Path]:
@@ -130,9 +131,11 @@ def local_files(folder: Path, *, links_out: bool = False) -> dict[str, Path]:
 
 
 def default_commit_message(folder: Path) -> str:
+    from hub_pgen.provenance_file import read_provenance
+
     try:
-        prov = json.loads((Path(folder) / layout.PROVENANCE_PATH).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+        prov = read_provenance(Path(folder))
+    except SourceError:
         prov = {}
     fp = str(prov.get("fingerprint") or "")[:12]
     src = (prov.get("source") or {}).get("repo_id")

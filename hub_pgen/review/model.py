@@ -5,7 +5,6 @@ dialogue. The HTML report and the Rerun export both render a :class:`Review`.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,7 +17,8 @@ import pyarrow.parquet as pq
 from hub_pgen import layout
 from hub_pgen.data import ImageRef, JournalRecord, Sample, Skill, SourceDataset
 from hub_pgen.errors import SourceError, SourceNotFoundError, UsageError
-from hub_pgen.journal import load_journal
+from hub_pgen.journal import read_records
+from hub_pgen.provenance_file import read_provenance
 
 # Cards the report shows by default: failures and filtered samples first, then ok ones spread evenly
 # over the plan. 1,000 cards with two thumbnails each is ~8 MB (docs/benchmarks.md).
@@ -84,15 +84,13 @@ def load_review(root: Path, *, max_cards: int = DEFAULT_MAX_CARDS, episodes: set
         raise SourceNotFoundError(
             f"{root} is not a dataset hub-pgen wrote (no {layout.PROVENANCE_PATH} and {layout.SYN_ANNOTATIONS_PATH})",
             path=root, hint="give the output folder of a run (--output-dir), e.g. hub-pgen report hub-pgen-out/NAME")
-    try:
-        provenance = json.loads((root / layout.PROVENANCE_PATH).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SourceError(f"{root / layout.PROVENANCE_PATH} is not readable JSON ({e})", path=root) from e
+    provenance = read_provenance(root)
     info = load_info(root, output=True)
     eps = load_episodes(root, info)
     fps = float(info["fps"])
     source = SourceDataset(root=root, info=info, tasks=(), task_indices=(), episodes=eps)
-    records = tuple(load_journal(root / layout.SYN_ANNOTATIONS_PATH).values())
+    records = tuple(read_records(root / layout.SYN_ANNOTATIONS_PATH).values())
+    _check_places(records, eps, root / layout.SYN_ANNOTATIONS_PATH)
     if episodes is not None:
         unknown = sorted(episodes - set(eps))
         if unknown:
@@ -121,6 +119,24 @@ def load_review(root: Path, *, max_cards: int = DEFAULT_MAX_CARDS, episodes: set
                   provenance, records, tuple(views), frozenset(pick_cards(records, max_cards)), source,
                   "task_index_high_level" if column is not None else "records",
                   scope=tuple(sorted(episodes)) if episodes is not None else None, total_episodes=len(eps))
+
+
+def _check_places(records: tuple[JournalRecord, ...], eps: dict[int, Any], path: Path) -> None:
+    """Every record's episode is the dataset's and its frames lie in it (the page indexes by them)."""
+    for r in records:
+        if r.episode_index is None:
+            continue
+        ep = eps.get(r.episode_index)
+        where = f"{path}: sample {r.sample_id[:60]!r}"
+        if ep is None:
+            raise SourceError(f"{where} names episode {r.episode_index}, which the dataset does not have",
+                              path=path, hint="the records belong to another dataset, or were edited: rerun the run")
+        for key in ("frame_index", "frame_start", "frame_end"):
+            value = getattr(r, key)
+            if value is not None and not 0 <= value <= ep.length:
+                raise SourceError(f"{where}: {key} {value} is outside episode {r.episode_index} "
+                                  f"(frames 0..{ep.length - 1})", path=path,
+                                  hint="the records belong to another dataset, or were edited: rerun the run")
 
 
 def pick_cards(records: tuple[JournalRecord, ...], limit: int) -> list[str]:
