@@ -30,6 +30,11 @@ against the Jobs API's hardware list; when that list cannot be read, the server'
 submission is mapped to a message instead). ``--job ... --dry-run`` prints what would be sent and
 sends nothing (the job itself never gets ``--dry-run``: for the plan's cost, run ``--dry-run`` here).
 
+Answers of the Jobs API are not trusted: ids (the user name, the job id) are checked before they are
+printed or put into a URL; an answer that cannot be read is exit 6, and after the submission it says the
+job may have been submitted, and where to look and cancel it (``_submitting``). What is printed of the
+command (the summary, ``--json``) is redacted (:mod:`hub_pgen.redact`); token-shaped arguments are refused.
+
 ``--follow`` streams the job's log until it ends; the exit code is then 0 for ``COMPLETED`` and
 :data:`EXIT_JOB_FAILED` (9) for ``ERROR``, ``CANCELED`` or ``DELETED`` (a timeout ends as ``ERROR`` or
 ``CANCELED``); Ctrl-C stops following (exit 130) and leaves the job running.
@@ -43,7 +48,6 @@ import json
 import logging
 import os
 import re
-import shlex
 import signal
 import subprocess
 import sys
@@ -55,8 +59,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from hub_pgen import __version__
-from hub_pgen.errors import HubError, UsageError
+from hub_pgen.errors import HubError, HubPgenError, UsageError
 from hub_pgen.install import installed_from_index
+from hub_pgen.redact import printable, redact_argv, redact_text, shown_command
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +85,9 @@ POLL_S = 2.0
 _TIMEOUT_RE = re.compile(r"^\d+(\.\d+)?[smhd]?$")
 _FLAVOR_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _LOOPBACK = ("localhost", "0.0.0.0", "::1", "ip6-localhost")
+# what a server-provided id may be before it is printed or put into a URL (a Hub job id is 24 hex digits)
+JOB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+NAMESPACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
 
 
 @dataclass(frozen=True)
@@ -252,9 +260,10 @@ def prepare(args: argparse.Namespace, argv: Sequence[str],
         command += ["--with", extra]
     command += ["hub-pgen", *remote]
     if any(value in arg for value in secrets.values() for arg in command) or any(
-            re.search(r"://[^/\s@]+@", spec) for spec in install):
-        raise UsageError("an argument holds a secret (your Hugging Face token, the server's key, or credentials "
-                         "in a --job-install URL): a job's command is visible to anyone who can see the job",
+            re.search(r"://[^/\s@]+@", spec) for spec in install) or any(redact_text(arg) != arg for arg in command):
+        raise UsageError("an argument holds a secret (your Hugging Face token, the server's key, credentials "
+                         "in a --job-install URL, or a string shaped like a token: hf_…, sk-…, Bearer …, "
+                         "user:pass@ or ?token= in a URL): a job's command is visible to anyone who can see the job",
                          hint="take it out of the arguments: the job gets HF_TOKEN (and --api-key-env's "
                               "variable) as secrets; --job-install needs a URL the job can read without one")
     name = "hub-pgen-" + re.sub(r"[^a-zA-Z0-9_-]", "-", args.push_to)
@@ -303,6 +312,63 @@ def _api_errors(what: str, clean, flavor: str) -> Iterator[None]:
                        hint="check the connection (and HF_ENDPOINT), then run the same command again") from None
 
 
+def _checked(value: Any, pattern: re.Pattern[str], what: str) -> str:
+    """A server-provided id, before it is printed or put into a URL or path: :class:`ValueError` unless
+    it is a string that ``pattern`` matches whole."""
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise ValueError(f"its {what} {printable(repr(value), 80)} is not one (letters, digits, - and _, "
+                         "at most 128 characters)")
+    return value
+
+
+@contextlib.contextmanager
+def _unreadable(what: str, clean, hint: str, then: str = "") -> Iterator[None]:
+    """An answer of the Jobs API that is not JSON, or not of the shape huggingface_hub expects (a
+    ``ValueError``, ``KeyError``, ``TypeError`` or ``AttributeError`` inside it), as :class:`HubError`
+    (exit 6), never an internal error."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        yield
+    except (HubPgenError, HfHubHTTPError):  # ours; the server's HTTP refusals (some are ValueErrors too)
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        said = f"no {printable(e, 80)}" if isinstance(e, KeyError) else printable(e, 200)
+        raise HubError(clean(f"{what} cannot be read ({type(e).__name__}: {said}){then}"), hint=clean(hint)) from None
+
+
+@contextlib.contextmanager
+def _submitting(flavor: str, clean, jobs_page: str) -> Iterator[None]:
+    """The submission. Once it is sent, an answer that cannot be read (not JSON, no job id, a broken
+    connection, a gateway's 5xx) does not mean there is no job: it may run, and bill. Say so, and where to
+    look, rather than invite a second submission."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from hub_pgen.source.hub import transport_errors
+
+    maybe = "the job may have been submitted, and may be running (and billed)"
+    where = (f"look at {jobs_page} (or hf jobs ps) and cancel it there (hf jobs cancel ID) if it is; run the same "
+             "command again only if no job is there, or it would run twice")
+    try:
+        with _unreadable(f"--job {flavor}: the Jobs API's answer to the submission", clean, where, f"; {maybe}"):
+            yield
+    except HfHubHTTPError as e:
+        status = getattr(e.response, "status_code", None) or 0
+        if status < 500:  # refused: no job (the hints of _api_errors say why)
+            with _api_errors(f"--job {flavor}", clean, flavor):
+                raise
+        said = e.server_message or str(e).splitlines()[0]
+        raise HubError(clean(f"--job {flavor}: the Jobs API answered {status} to the submission: "
+                             f"{printable(said, 200)}; {maybe}"), hint=clean(where)) from None
+    except transport_errors() as e:
+        if type(e).__name__ == "ConnectError":  # no connection, so nothing was sent
+            raise HubError(clean(f"--job {flavor}: the Hub could not be reached ({printable(e, 200)}); nothing was "
+                                 "submitted"), hint="check the connection (and HF_ENDPOINT), then run the same "
+                                                    "command again") from None
+        raise HubError(clean(f"--job {flavor}: the connection broke during the submission ({type(e).__name__}: "
+                             f"{printable(e, 200)}); {maybe}"), hint=clean(where)) from None
+
+
 def _flavors(api) -> list[str] | None:
     """The Jobs API's flavors, or None when it will not say (the submission's answer decides then)."""
     from huggingface_hub.errors import HfHubHTTPError
@@ -310,7 +376,7 @@ def _flavors(api) -> list[str] | None:
     from hub_pgen.source.hub import transport_errors
 
     try:
-        return [hw.name for hw in api.list_jobs_hardware()]
+        return [hw.name for hw in api.list_jobs_hardware() if isinstance(hw.name, str) and _FLAVOR_RE.match(hw.name)]
     except (HfHubHTTPError, KeyError, TypeError, ValueError, *transport_errors()) as e:
         logger.debug("the Jobs hardware list could not be read (%s): the flavor is checked by the submission",
                      type(e).__name__)
@@ -322,7 +388,12 @@ def _describe(sub: Submission) -> list[str]:
             f"  flavor   {sub.flavor}",
             f"  timeout  {sub.timeout}",
             f"  secrets  {', '.join(sub.secret_names)}",
-            f"  command  {shlex.join(sub.command)}"]
+            f"  command  {shown_command(sub.command)}"]
+
+
+def _recorded(sub: Submission) -> dict[str, Any]:
+    """The submission as printed with --json: its command and install specs redacted (hub_pgen.redact)."""
+    return {**asdict(sub), "command": redact_argv(sub.command), "install": redact_argv(sub.install)}
 
 
 def submit_main(args: argparse.Namespace, argv: Sequence[str], parser: argparse.ArgumentParser) -> int:
@@ -337,7 +408,7 @@ def submit_main(args: argparse.Namespace, argv: Sequence[str], parser: argparse.
               "writes to its own, and its result goes to --push-to", file=sys.stderr)
     if args.dry_run:
         if args.json:
-            print(json.dumps({"state": "job-dry-run", **asdict(sub)}, indent=2, sort_keys=True))
+            print(json.dumps({"state": "job-dry-run", **_recorded(sub)}, indent=2, sort_keys=True))
         else:
             print(clean("\n".join(["hub-pgen: --dry-run: this job would be submitted (nothing was sent):",
                                    *_describe(sub)])))
@@ -356,23 +427,30 @@ def submit_main(args: argparse.Namespace, argv: Sequence[str], parser: argparse.
             raise UsageError(f"--job {sub.flavor}: the Jobs API has no such flavor",
                              hint=(f"did you mean --job {close[0]}? " if close else "")
                              + "flavors: " + ", ".join(flavors))
-        namespace = api.whoami()["name"]
+        with _unreadable(f"--job {sub.flavor}: the Hub's answer to who you are", clean,
+                         "nothing was submitted; check HF_ENDPOINT (it must be the Hub), then run the same command "
+                         "again"):
+            namespace = _checked(api.whoami()["name"], NAMESPACE_RE, "user name")
+    jobs_page = f"{api.endpoint}/settings/jobs"
+    with _submitting(sub.flavor, clean, jobs_page):
         job = api.run_job(image=sub.image, command=sub.command, env=sub.env, secrets=secrets, flavor=sub.flavor,
                           timeout=sub.timeout, name=sub.name, namespace=namespace)
+        job_id = _checked(job.id, JOB_ID_RE, "job id")
+    url = f"{api.endpoint}/jobs/{namespace}/{job_id}"  # from checked parts, not the answer's own URL
     out = sys.stderr if args.json else sys.stdout
-    record: dict[str, Any] = {"state": "job-submitted", "job_id": job.id, "url": job.url, "flavor": sub.flavor,
-                              "image": sub.image, "command": sub.command, "timeout": sub.timeout,
+    record: dict[str, Any] = {"state": "job-submitted", "job_id": job_id, "url": url, "flavor": sub.flavor,
+                              "image": sub.image, "command": redact_argv(sub.command), "timeout": sub.timeout,
                               "secrets": sub.secret_names, "push_to": args.push_to}
     if args.quiet and not args.json:
-        print(job.url)
+        print(url)
     elif not args.json:
-        print(clean("\n".join([f"hub-pgen: job {job.id} submitted: {job.url}", *_describe(sub),
-                               f"  logs: hf jobs logs {job.id}    cancel: hf jobs cancel {job.id}"])), flush=True)
+        print(clean("\n".join([f"hub-pgen: job {job_id} submitted: {url}", *_describe(sub),
+                               f"  logs: hf jobs logs {job_id}    cancel: hf jobs cancel {job_id}"])), flush=True)
     if not args.follow:
         if args.json:
             print(json.dumps(record, indent=2, sort_keys=True))
         return 0
-    stage, message, interrupted = _follow(api, job.id, namespace, out, clean, sub.flavor)
+    stage, message, interrupted = _follow(api, job_id, namespace, out, clean, sub.flavor)
     code = 0 if stage == "COMPLETED" else EXIT_JOB_FAILED if stage in TERMINAL_STAGES else EXIT_INTERRUPTED
     record.update({"state": f"job-{stage.lower()}", "stage": stage, "message": message, "exit_code": code})
     if stage == "COMPLETED":
@@ -381,15 +459,15 @@ def submit_main(args: argparse.Namespace, argv: Sequence[str], parser: argparse.
     if args.json:
         print(clean(json.dumps(record, indent=2, sort_keys=True)))
     elif interrupted:
-        print(f"hub-pgen: stopped following job {job.id}; it goes on ({stage}).\nTIP: follow it again with "
-              f"hf jobs logs {job.id}, or stop it with hf jobs cancel {job.id}", file=sys.stderr)
+        print(f"hub-pgen: stopped following job {job_id}; it goes on ({stage}).\nTIP: follow it again with "
+              f"hf jobs logs {job_id}, or stop it with hf jobs cancel {job_id}", file=sys.stderr)
     elif stage == "COMPLETED":
         if not args.quiet:
-            print(f"hub-pgen: job {job.id} COMPLETED; the dataset: {record['pushed']}", file=sys.stderr)
+            print(f"hub-pgen: job {job_id} COMPLETED; the dataset: {record['pushed']}", file=sys.stderr)
     else:
-        print(clean(f"hub-pgen: error: job {job.id} ended {stage}" + (f": {message}" if message else "")),
+        print(clean(f"hub-pgen: error: job {job_id} ended {stage}" + (f": {message}" if message else "")),
               file=sys.stderr)
-        print(f"TIP: its log above says why (hf jobs logs {job.id}); fix the cause and run the same command "
+        print(f"TIP: its log above says why (hf jobs logs {job_id}); fix the cause and run the same command "
               "again", file=sys.stderr)
     return code
 
@@ -419,9 +497,12 @@ def _noting_interrupts() -> Iterator[list[int]]:
 
 def _follow(api, job_id: str, namespace: str, out, clean, flavor: str) -> tuple[str, str | None, bool]:
     """Stream the log to ``out``, then wait for the final stage: (stage, status message, interrupted)."""
+    goes_on = (f"the job goes on: hf jobs inspect {job_id} shows its stage, hf jobs logs {job_id} its log, "
+               f"hf jobs cancel {job_id} stops it")
     with _noting_interrupts() as seen:
         try:
-            with _api_errors(f"following job {job_id}", clean, flavor):
+            with _unreadable(f"following job {job_id}: an answer about the job", clean, goes_on), \
+                    _api_errors(f"following job {job_id}", clean, flavor):
                 for line in api.fetch_job_logs(job_id=job_id, namespace=namespace, follow=True):
                     print(clean(line), file=out, flush=True)
                 if seen:
@@ -431,7 +512,7 @@ def _follow(api, job_id: str, namespace: str, out, clean, flavor: str) -> tuple[
                     info = api.inspect_job(job_id=job_id, namespace=namespace)
                     stage = _stage(info)
                     if stage in TERMINAL_STAGES:
-                        return stage, info.status.message, False
+                        return stage, _message(info), False
                     if time.monotonic() >= deadline:
                         raise HubError(f"the log of job {job_id} ended while the job is still {stage}",
                                        hint=f"follow it again with hf jobs logs {job_id} (hf jobs inspect "
@@ -441,10 +522,16 @@ def _follow(api, job_id: str, namespace: str, out, clean, flavor: str) -> tuple[
             stage, message = "RUNNING", None
             with contextlib.suppress(Exception):
                 info = api.inspect_job(job_id=job_id, namespace=namespace)
-                stage, message = _stage(info), info.status.message
+                stage, message = _stage(info), _message(info)
             return stage, message, stage not in TERMINAL_STAGES
 
 
 def _stage(info) -> str:
     stage = info.status.stage
-    return str(getattr(stage, "value", stage))
+    return printable(str(getattr(stage, "value", stage)), 40)
+
+
+def _message(info) -> str | None:
+    """The job's status message, as the server gave it: fit to print (control characters escaped)."""
+    message = info.status.message
+    return None if message is None else printable(message, 500)

@@ -501,6 +501,7 @@ def provenance(config: RunConfig, prep: Prepared, backend: Backend | None, journ
     model = public_model_name(config.model) if get_backend(config.backend).uses_model else None
     if "model" in params:
         params["model"] = model
+    params = _public_parameters(params)
     return {
         "tool": {"name": "hub-pgen", "version": __version__},
         "created_at": started_at,
@@ -530,6 +531,18 @@ def provenance(config: RunConfig, prep: Prepared, backend: Backend | None, journ
         "mix": mix_report([(s.scenario_type, s.response_type) for s in prep.samples]),
         "notices": list(prep.notices),
     }
+
+
+def _public_parameters(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters as the provenance, card and review page show them (they get pushed): a command
+    (``--serve-command``) by its redacted form, every other string without tokens or URL credentials
+    (hub_pgen.redact; the README's rule). The run itself used them as given."""
+    from hub_pgen.redact import redact_command, redact_value
+
+    out = {k: redact_value(v) for k, v in params.items()}
+    if isinstance(params.get("serve_command"), str):
+        out["serve_command"] = redact_command(params["serve_command"])
+    return out
 
 
 def public_model_name(model: str) -> str:

@@ -54,10 +54,14 @@ class JobsServer(LoopbackServer):
                  list_hardware: bool = True,
                  log_lines: tuple[str, ...] = ("hub-pgen: generating", "hub-pgen: pushed"),
                  final_stage: str = "COMPLETED", final_message: str | None = None,
-                 submit_status: int | None = None) -> None:
+                 submit_status: int | None = None, submit_raw: bytes | None = None, job_id: Any = None,
+                 whoami_raw: bytes | None = None, inspect_raw: bytes | None = None) -> None:
         self.token, self.user, self.flavors, self.list_hardware = token, user, flavors, list_hardware
         self.log_lines, self.final_stage, self.final_message = list(log_lines), final_stage, final_message
         self.submit_status = submit_status  # answer POST /api/jobs with this status instead
+        # hostile answers: the job is created, then answered with these bytes (not JSON, say); the job's
+        # JobInfo names job_id instead of its own id; whoami / GET job answer these bytes
+        self.submit_raw, self.job_id, self.whoami_raw, self.inspect_raw = submit_raw, job_id, whoami_raw, inspect_raw
         self.jobs: dict[str, dict[str, Any]] = {}
         self.requests: list[Request] = []
         self.access_log: list[str] = []
@@ -118,7 +122,7 @@ class JobsServer(LoopbackServer):
         parts = path.strip("/").split("/")
 
         def send(status: int, payload: Any) -> None:
-            data = json.dumps(payload).encode()
+            data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             h.send_response(status)
             h.send_header("Content-Type", "application/json")
             h.send_header("Content-Length", str(len(data)))
@@ -128,6 +132,8 @@ class JobsServer(LoopbackServer):
         if path == "/api/whoami-v2":
             if not authorized:
                 return send(401, {"error": "Invalid credentials in Authorization header"})
+            if self.whoami_raw is not None:
+                return send(200, self.whoami_raw)
             return send(200, {"type": "user", "name": self.user, "auth": {"type": "access_token"}})
         if path == "/api/jobs/hardware" and method == "GET":
             if not self.list_hardware:
@@ -145,11 +151,16 @@ class JobsServer(LoopbackServer):
             job_id = hashlib.sha1(f"{len(self.jobs)}".encode()).hexdigest()[:24]
             job = {"id": job_id, "namespace": parts[2], "spec": body, "stage": "SCHEDULING", "created": _now()}
             self.jobs[job_id] = job
-            return send(200, self._job_info(job))
+            if self.submit_raw is not None:
+                return send(200, self.submit_raw)
+            info = self._job_info(job)
+            if self.job_id is not None:
+                info["id"] = self.job_id
+            return send(200, info)
         if len(parts) >= 4 and parts[:2] == ["api", "jobs"] and parts[3] in self.jobs and method == "GET":
             job = self.jobs[parts[3]]
             if len(parts) == 4:
-                return send(200, self._job_info(job))
+                return send(200, self.inspect_raw if self.inspect_raw is not None else self._job_info(job))
             if parts[4:] == ["logs"]:
                 job["stage"] = "RUNNING"
                 h.send_response(200)

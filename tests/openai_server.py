@@ -260,7 +260,8 @@ class _Handler(QuietHandler):
 def main(argv: Sequence[str] | None = None) -> int:
     """Run as a server process (what ``--serve-command`` starts in the tests): ``python
     tests/openai_server.py --port P --model M``; ``--die-at-start`` exits 3 after a line of log,
-    ``--startup-delay S`` waits before listening, ``--pid-file F`` records this process's pid."""
+    ``--startup-delay S`` waits before listening, ``--pid-file F`` records this process's pid,
+    ``--argv-file F`` its arguments (JSON), ``--api-key K`` requires that key."""
     import argparse
     import os
     import sys
@@ -272,7 +273,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--die-at-start", action="store_true")
     p.add_argument("--startup-delay", type=float, default=0.0)
     p.add_argument("--pid-file")
+    p.add_argument("--api-key", help="require this key (as vllm serve --api-key does)")
+    p.add_argument("--argv-file", help="write this process's arguments here, as JSON")
     args = p.parse_args(argv)
+    if args.argv_file:
+        import json as _json
+
+        with open(args.argv_file, "w") as fh:
+            _json.dump(sys.argv[1:] if argv is None else list(argv), fh)
     if args.pid_file:
         with open(args.pid_file, "a") as fh:
             fh.write(f"{os.getpid()}\n")
@@ -281,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("stand-in: CUDA out of memory while loading the weights (simulated)", flush=True)
         return 3
     time.sleep(args.startup_delay)
-    server = OpenAIServer(models=[args.model], mode=args.mode, port=args.port).start()
+    server = OpenAIServer(models=[args.model], mode=args.mode, port=args.port, api_key=args.api_key).start()
     print(f"stand-in: serving {server.url}", flush=True)
     try:
         while True:

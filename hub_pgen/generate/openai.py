@@ -13,7 +13,10 @@ says when most answers were not schema-valid. Transport trouble (429, 5xx, timeo
 connections) is retried per request with exponential backoff and jitter; a server that stays
 unreachable stops the run with :class:`ServerError` (exit 6) — every finished sample is already in
 the journal, and rerunning the same command resumes. Needs only ``httpx`` (no torch, no
-transformers); the API key is read from the environment and never logged or written.
+transformers); the API key is read from the environment and never logged or written, and ``HF_TOKEN``
+(the fallback key) goes to Hugging Face hosts only (:func:`sends_hub_token`). Every request goes through
+:mod:`hub_pgen.generate.transport`: one deadline for the whole request (``--request-timeout``), bodies
+capped, no redirect followed; an answer of the wrong shape (``/models`` included) is a clear error.
 
 Images are JPEG at quality 90: a 640x480 camera frame is ~40-70 KB (PNG: ~400-900 KB), and VLM
 processors resize and normalise far more than JPEG at 90 changes.
@@ -23,9 +26,12 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import logging
+import math
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -36,16 +42,19 @@ from typing import Any
 
 from hub_pgen.data import GenerationRequest, GenerationResult
 from hub_pgen.errors import ServerError, UsageError, scrub
+from hub_pgen.generate import transport
 from hub_pgen.generate.layer import Call, CallFailed, generate_with_retries
 from hub_pgen.generate.schema import DEFAULT_MAX_NEW_TOKENS, answer_bounds, dialogue_schema
 from hub_pgen.generate.servers import ServeOptions, ServerPool
 from hub_pgen.plan.taxonomy import RESPONSE_TYPES, SCENARIO_TYPES
+from hub_pgen.redact import printable
 
 logger = logging.getLogger(__name__)
 
 JPEG_QUALITY = 90
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
-DEFAULT_KEY_ENVS = ("OPENAI_API_KEY", "HF_TOKEN")
+MIN_ANSWER_CHARS = 64 << 10  # an answer longer than this and than CHARS_PER_TOKEN a token is refused unparsed
+CHARS_PER_TOKEN = 256
 RETRY_SCALE_ENV = "HUB_PGEN_RETRY_SCALE"  # multiplies the backoff delays (tests shrink them)
 
 
@@ -53,7 +62,7 @@ RETRY_SCALE_ENV = "HUB_PGEN_RETRY_SCALE"  # multiplies the backoff delays (tests
 class OpenAIOptions:
     base_url: str  # with ``serve``: filled in when the servers are up
     model: str
-    api_key_env: str | None = None  # None: OPENAI_API_KEY, else HF_TOKEN, else no key
+    api_key_env: str | None = None  # None: OPENAI_API_KEY, else HF_TOKEN (Hugging Face hosts only), else none
     concurrency: int = 16
     request_timeout: float = 300.0
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
@@ -75,37 +84,100 @@ class OpenAIOptions:
                              hint="e.g. --base-url http://127.0.0.1:8000/v1 (vllm serve's default)")
 
 
-def api_key(env: str | None) -> str | None:
-    for name in (env,) if env else DEFAULT_KEY_ENVS:
-        value = os.environ.get(name or "")
+# The Hub token goes to Hugging Face's own hosts only (https), and to HF_ENDPOINT's host: never to any
+# other --base-url, where it would be a gift to whoever runs that server.
+HF_TOKEN_HOSTS = ("huggingface.co", "hf.co")  # and their subdomains (router.huggingface.co, ...)
+HF_TOKEN_SUFFIXES = (".huggingface.co", ".hf.co", ".hf.space", ".endpoints.huggingface.cloud")
+HF_TOKEN_WHERE = ("https://huggingface.co, https://hf.co and their subdomains (router.huggingface.co), "
+                  "https://*.hf.space, https://*.endpoints.huggingface.cloud, and HF_ENDPOINT's host")
+MAX_MODELS = 10_000  # a model list longer than this is not a server's list
+MODEL_ID_RE = re.compile(r"(?!-)[A-Za-z0-9_./:@+=~-]{1,256}")
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) as httpx will connect: the same parser decides where the key goes."""
+    import httpx
+
+    u = httpx.URL(url)
+    port = u.port or {"http": 80, "https": 443}.get(u.scheme)
+    return u.scheme, u.host.lower().rstrip("."), port
+
+
+def sends_hub_token(url: str) -> bool:
+    """May ``HF_TOKEN`` be sent, unasked, to this server? Only to Hugging Face (see HF_TOKEN_WHERE)."""
+    try:
+        scheme, host, port = _origin(url)
+        endpoint = os.environ.get("HF_ENDPOINT")
+        if endpoint and _origin(endpoint) == (scheme, host, port):
+            return True
+    except Exception:  # noqa: BLE001 - a URL httpx cannot parse gets no token
+        return False
+    return scheme == "https" and (host in HF_TOKEN_HOSTS or host.endswith(HF_TOKEN_SUFFIXES))
+
+
+def api_key(env: str | None, url: str | None = None) -> str | None:
+    """The key for the server at ``url``: ``--api-key-env``'s variable (sent wherever the user points
+    it), else ``OPENAI_API_KEY``, else ``HF_TOKEN`` when ``url`` is a Hugging Face host, else none."""
+    if env:
+        value = os.environ.get(env)
         if value:
             return value
-    if env:
         raise UsageError(f"--api-key-env {env}: the environment variable {env} is not set",
                          hint=f"export {env}=... (the key is read from there, never from the command line)")
-    return None
+    if os.environ.get("OPENAI_API_KEY"):
+        return os.environ["OPENAI_API_KEY"]
+    token = os.environ.get("HF_TOKEN")
+    return token if token and url is not None and sends_hub_token(url) else None
+
+
+def _hub_token_withheld(env: str | None, url: str) -> bool:
+    return not env and not os.environ.get("OPENAI_API_KEY") and bool(os.environ.get("HF_TOKEN")) \
+        and not sends_hub_token(url)
 
 
 def _client(options: OpenAIOptions, base_url: str | None = None) -> Any:
-    import httpx
-
     logging.getLogger("httpx").setLevel(logging.WARNING)  # no per-request INFO lines
-    key = api_key(options.api_key_env)
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    return httpx.Client(base_url=(base_url or options.base_url).rstrip("/") + "/", headers=headers,
-                        timeout=httpx.Timeout(options.request_timeout, connect=min(10.0, options.request_timeout)),
-                        limits=httpx.Limits(max_connections=options.concurrency,
-                                            max_keepalive_connections=options.concurrency))
+    url = base_url or options.base_url
+    key = api_key(options.api_key_env, url)
+    return transport.make_client(url, headers={"Authorization": f"Bearer {key}"} if key else {},
+                                 timeout=options.request_timeout, connections=options.concurrency)
 
 
 def served_models(base_url: str, *, api_key_env: str | None = None, timeout: float = 30.0) -> list[str]:
-    """The model names ``GET {base_url}/models`` lists."""
+    """The model names ``GET {base_url}/models`` lists; :class:`ServerError` (exit 6) for an answer that
+    is not an OpenAI model list (not JSON, the wrong shape, too long, ids that are not names)."""
     options = OpenAIOptions(base_url=base_url, model="?", api_key_env=api_key_env, concurrency=1,
                             request_timeout=timeout)
     with _client(options) as client:
-        response = _request(client, "GET", "models", None, options)
-    data = response.json().get("data") if isinstance(response.json(), dict) else None
-    return [str(m.get("id")) for m in data or [] if isinstance(m, dict) and m.get("id")]
+        reply = _request(client, "GET", "models", None, options)
+    where = f"{printable(base_url.rstrip('/'), 200)}/models"
+    hint = ("is --base-url an OpenAI-compatible server (it ends in /v1 for most)? Or give --model NAME, and "
+            "the list is not read")
+    if reply.status_code != 200:
+        raise ServerError(f"{where} answered HTTP {reply.status_code}, not a model list: {_detail(reply)}", hint=hint)
+    if reply.too_large:
+        raise ServerError(f"{where}: the model list is larger than {transport.MAX_BODY_BYTES >> 20} MiB; not read",
+                          hint=hint)
+    try:
+        payload = reply.json()
+    except ValueError as e:
+        raise ServerError(f"{where}: the answer is not JSON ({e}): '{printable(reply.text, 120)}'", hint=hint) from None
+    data = payload.get("data") if isinstance(payload, dict) else None
+    if not isinstance(data, list):
+        raise ServerError(f"{where}: the answer is not a model list (a JSON object whose \"data\" is a list), "
+                          f"got {printable(json.dumps(payload)[:120], 120)}", hint=hint)
+    if len(data) > MAX_MODELS:
+        raise ServerError(f"{where} lists {len(data):,} models, more than any server serves ({MAX_MODELS:,})",
+                          hint=hint)
+    ids = []
+    for entry in data:
+        model = entry.get("id") if isinstance(entry, dict) else None
+        if not isinstance(model, str) or not MODEL_ID_RE.fullmatch(model):
+            raise ServerError(f"{where} lists a model whose id is not a model name: "
+                              f"{printable(json.dumps(entry)[:120], 120)} (an id is 1-256 of A-Z a-z 0-9 _ . / : @ "
+                              "+ = ~ -, not starting with -)", hint=hint)
+        ids.append(model)
+    return ids
 
 
 def image_data_url(image: Any) -> str:
@@ -130,6 +202,7 @@ class OpenAIBackend:
         self.answers = 0
         self.invalid = 0
         self.per_server: list[int] = []
+        self.answered_as: dict[str, int] = {}  # answers that named another model than --model
 
     def start(self, log_dir: Path, report: Any = None) -> None:
         """Start the servers ``serve`` asks for (logs in ``log_dir``), then look at each server once
@@ -167,10 +240,12 @@ class OpenAIBackend:
 
     def notes(self) -> list[str]:
         """What the summary should say about the server."""
+        notes = []
         if self.answers and self.invalid * 2 > self.answers and self.options.constrained:
-            return [f"{self.invalid} of {self.answers} answers were not schema-valid: does this server support "
-                    "response_format json_schema (vLLM >= 0.12, SGLang do; transformers serve does not)?"]
-        return []
+            notes.append(f"{self.invalid} of {self.answers} answers were not schema-valid: does this server support "
+                         "response_format json_schema (vLLM >= 0.12, SGLang do; transformers serve does not)?")
+        return notes + [f"{n} answer(s) came from model '{printable(name, 100)}', not --model '{printable(self.options.model, 100)}': the "
+                "server answers with another model than the one asked for" for name, n in self.answered_as.items()]
 
     def close(self) -> None:
         """Close the connections, and stop the servers this backend started."""
@@ -240,67 +315,102 @@ class OpenAIBackend:
         response = _request(client, "POST", "chat/completions", self.body(call), self.options)
         if response.status_code >= 400:
             return CallFailed(f"server answered HTTP {response.status_code}: {_detail(response)}")
+        if response.too_large:
+            return CallFailed(f"server answer is larger than {transport.MAX_BODY_BYTES >> 20} MiB: not read")
         try:
-            message = response.json()["choices"][0]["message"]
+            payload = response.json()
+            message = payload["choices"][0]["message"]
         except (ValueError, KeyError, IndexError, TypeError):
-            return CallFailed(f"server answer is not a chat completion: {response.text[:200]!r}")
+            return CallFailed(f"server answer is not a chat completion: '{printable(response.text, 200)}'")
         text = message.get("content") if isinstance(message, dict) else None
         if not isinstance(text, str):
             return CallFailed("server answered no text (content is null)")
+        limit = max(MIN_ANSWER_CHARS, CHARS_PER_TOKEN * (call.max_new_tokens or self.options.max_new_tokens))
+        if len(text) > limit:
+            return CallFailed(f"server answered {len(text):,} characters, more than {limit:,} (what "
+                              f"--max-new-tokens allows): not parsed")
+        answered = payload.get("model") if isinstance(payload, dict) else None
+        if isinstance(answered, str) and answered != self.options.model \
+                and not answered.startswith(self.options.model):  # gpt-4o answers as gpt-4o-2024-08-06
+            with self._lock:
+                if answered in self.answered_as or len(self.answered_as) < 5:
+                    self.answered_as[answered] = self.answered_as.get(answered, 0) + 1
         return text
 
 
 def _detail(response: Any) -> str:
+    """What an error answer says, fit for a message (control characters escaped, credentials out)."""
     try:
         body = response.json()
         msg = body.get("error", body) if isinstance(body, dict) else body
         if isinstance(msg, dict):
             msg = msg.get("message", msg)
-        return scrub(str(msg))[:300]
-    except ValueError:
-        return scrub(response.text[:300])
+        return printable(msg if isinstance(msg, str) else json.dumps(msg), 300)
+    except (ValueError, TypeError):
+        return printable(response.text, 300) or "(no body)"
 
 
-def _request(client: Any, method: str, path: str, body: dict[str, Any] | None, options: OpenAIOptions) -> Any:
-    """One HTTP request, tried again on 429/5xx/timeouts/dropped connections with backoff and jitter.
-    Returns the response (a 4xx that retrying cannot fix included); raises :class:`ServerError` when
-    the server stays unreachable, refuses the key, or does not know the path or model."""
+def _request(client: Any, method: str, path: str, body: dict[str, Any] | None,
+             options: OpenAIOptions) -> transport.Reply:
+    """One HTTP request (:func:`transport.fetch`: one deadline for all of it, its body capped), tried
+    again on 429/5xx/timeouts/dropped connections with backoff and jitter. Returns the reply (a 4xx that
+    retrying cannot fix included); raises :class:`ServerError` when the server stays unreachable, refuses
+    the key, does not know the path or model, or redirects."""
     import httpx
 
-    url = str(client.base_url).rstrip("/") + "/" + path
+    url = printable(str(client.base_url).rstrip("/") + "/" + path, 300)
     last = ""
+    timed_out = False
     for attempt in range(options.transport_attempts):
         retry_after = None
         try:
-            response = client.request(method, path, json=body)
-        except (httpx.TransportError, httpx.TimeoutException) as e:
-            last = f"{type(e).__name__}: {e}"
+            response = transport.fetch(client, method, path, json_body=body, timeout=options.request_timeout)
+        except httpx.TimeoutException as e:  # every timeout is at most what was left of the deadline
+            t = options.request_timeout
+            last = (f"ConnectTimeout: no connection within {min(10.0, t):g} s" if isinstance(e, httpx.ConnectTimeout)
+                    else f"{type(e).__name__}: the whole request took longer than {t:g} s (--request-timeout)")
+            timed_out = True
+        except (httpx.TransportError, httpx.DecodingError) as e:
+            last, timed_out = f"{type(e).__name__}: {e}", False
         else:
-            if response.status_code in (401, 403):
-                raise ServerError(f"{scrub(url)} refused the API key (HTTP {response.status_code}: {_detail(response)})",
-                                  hint="set the key in OPENAI_API_KEY or HF_TOKEN, or name its variable with "
-                                       "--api-key-env")
-            if response.status_code == 404:
-                raise ServerError(f"{scrub(url)}: HTTP 404 ({_detail(response)})",
+            status = response.status_code
+            if 300 <= status < 400:
+                where = printable(response.headers.get("location") or "nowhere", 200)
+                raise ServerError(f"{url} answered a redirect (HTTP {status} to {where}); hub-pgen follows no "
+                                  "redirect, so the API key goes to no other address",
+                                  hint="give the address the server really answers on as --base-url")
+            if status in (401, 403):
+                hint = ("set the key in OPENAI_API_KEY, or name its variable with --api-key-env"
+                        if not _hub_token_withheld(options.api_key_env, str(client.base_url)) else
+                        f"HF_TOKEN is set but was not sent: the Hub token goes only to {HF_TOKEN_WHERE}. For this "
+                        "server, set OPENAI_API_KEY, or --api-key-env HF_TOKEN to send the Hub token to it")
+                raise ServerError(f"{url} refused the API key (HTTP {status}: {_detail(response)})", hint=hint)
+            if status == 404:
+                raise ServerError(f"{url}: HTTP 404 ({_detail(response)})",
                                   hint="check --base-url (it ends in /v1 for most servers) and --model (the "
                                        "served model name: GET /v1/models lists them)")
-            if response.status_code not in RETRY_STATUSES:
+            if status not in RETRY_STATUSES:
                 return response
-            last = f"HTTP {response.status_code}: {_detail(response)}"
+            last, timed_out = f"HTTP {status}: {_detail(response)}", False
             retry_after = _retry_after(response)
         if attempt + 1 < options.transport_attempts:
             delay = retry_after if retry_after is not None else min(options.max_backoff, 0.5 * 2 ** attempt)
             delay *= float(os.environ.get(RETRY_SCALE_ENV, "1"))
             delay = min(options.max_backoff, delay) * (0.5 + random.random() / 2)  # jitter: no thundering herd
-            logger.debug("%s %s: %s; retry %d in %.2fs", method, scrub(url), last, attempt + 1, delay)
+            logger.debug("%s %s: %s; retry %d in %.2fs", method, url, printable(last), attempt + 1, delay)
             time.sleep(delay)
-    raise ServerError(f"cannot reach {scrub(url)} after {options.transport_attempts} tries (last: {scrub(last)})",
-                      hint="check that the server is up (its /health) and --base-url, then rerun the same command "
-                           "(whatever was finished is kept and not sent again)")
+    hint = ("check that the server is up (its /health) and --base-url, then rerun the same command "
+            "(whatever was finished is kept and not sent again)")
+    if timed_out:
+        hint = (f"each try has --request-timeout {options.request_timeout:g} s in all, from connecting to the "
+                "answer's last byte: a slow server or long answers need more (raise --request-timeout); " + hint)
+    raise ServerError(f"cannot reach {url} after {options.transport_attempts} tries (last: {printable(last)})",
+                      hint=hint)
 
 
 def _retry_after(response: Any) -> float | None:
     try:
-        return max(0.0, float(response.headers.get("retry-after")))
+        value = float(response.headers.get("retry-after"))
     except (TypeError, ValueError):
         return None
+    return value if math.isfinite(value) and value >= 0 else None

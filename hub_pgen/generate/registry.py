@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from hub_pgen.errors import UsageError
+from hub_pgen.errors import UsageError, scrub
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
 
@@ -144,7 +144,8 @@ def _resolve_openai(config: RunConfig) -> RunConfig:
 
     models = served_models(config.base_url, api_key_env=config.api_key_env, timeout=config.request_timeout)
     if len(models) != 1:
-        raise UsageError(f"--model: {config.base_url} serves {len(models)} models ({', '.join(models) or 'none'}); "
+        shown = ", ".join(models[:10]) + (f", … ({len(models) - 10} more)" if len(models) > 10 else "")
+        raise UsageError(f"--model: {scrub(config.base_url)} serves {len(models)} models ({shown or 'none'}); "
                          "say which", hint="add --model NAME, a name GET /v1/models lists")
     return dataclasses.replace(config, model=models[0])
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shlex
 import signal
 import socket
@@ -26,10 +27,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hub_pgen.errors import ServerError, UsageError, scrub
+from hub_pgen.redact import printable, redact_command, shown_command
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +50,62 @@ def preset(name: str) -> str:
     return PRESETS[name].replace("{python}", shlex.quote(sys.executable)).replace(
         "{bin}", shlex.quote(str(here)) + "/" if (here / "vllm").exists() else "")
 LOG_TAIL = 20
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+PLACEHOLDERS = ("model", "port", "gpus_per_server")
+_KNOWN = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+Piece = tuple[str, str | None]  # (literal text, placeholder or None)
+
+
+def parse_template(command: str, flag: str = "--serve-command") -> tuple[tuple[Piece, ...], ...]:
+    """``command`` split as the shell would (shlex) *first*, then each argument cut into literal text and
+    placeholders: a value filled in later (``--model "m --trust-remote-code"``, a quote in it) stays one
+    argument, whatever it holds. :class:`UsageError` for an unbalanced quote, a lone brace, a placeholder
+    other than :data:`PLACEHOLDERS`, or one with a format spec, conversion, attribute or index."""
+    import string
+
+    shown = redact_command(command)
+    try:
+        argv = shlex.split(command)
+    except ValueError as e:
+        raise UsageError(f"{flag} {shown!r} cannot be split into arguments: {e}",
+                         hint="close every quote; quote an argument with spaces whole, e.g. "
+                              "--serve-command \"vllm serve {model} --port {port} --chat-template '/x y.jinja'\"") \
+            from None
+    if not argv:
+        raise UsageError(f"{flag} is empty", hint="e.g. --serve-command \"vllm serve {model} --port {port}\"")
+    out = []
+    for arg in argv:
+        pieces: list[Piece] = []
+        try:
+            parsed = list(string.Formatter().parse(arg))
+        except ValueError as e:
+            raise UsageError(f"{flag} {shown!r}: the argument '{printable(arg, 80)}' has a lone brace ({e})",
+                             hint=f"placeholders are {_KNOWN}; write {{{{ and }}}} for a literal brace") from None
+        for literal, name, spec, conversion in parsed:
+            if literal:
+                pieces.append((literal, None))
+            if name is None:
+                continue
+            typed = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            if name in PLACEHOLDERS and (spec or conversion):
+                raise UsageError(f"{flag} {shown!r}: the placeholder {typed} has a format spec or conversion",
+                                 hint=f"write it plain: {{{name}}} (the known placeholders: {_KNOWN})")
+            if name not in PLACEHOLDERS:
+                base = name.split(".")[0].split("[")[0]
+                what = ("takes no attribute or index" if base in PLACEHOLDERS
+                        else "is not a placeholder hub-pgen knows")
+                raise UsageError(f"{flag} {shown!r}: {printable(typed, 80)} {what}",
+                                 hint=f"the known placeholders: {_KNOWN}; write {{{{ and }}}} for a literal brace")
+            pieces.append(("", name))
+        out.append(tuple(pieces))
+    return tuple(out)
+
+
+def fill(template: tuple[tuple[Piece, ...], ...], values: dict[str, str]) -> list[str]:
+    """The argument list: each placeholder replaced inside its own argument, nothing split again."""
+    return ["".join(values[name] if name else literal for literal, name in pieces) for pieces in template]
 
 
 @dataclass(frozen=True)
@@ -58,15 +117,28 @@ class ServeOptions:
     startup_timeout: float = 900.0
 
     def __post_init__(self) -> None:
-        if "{port}" not in self.command:
-            raise UsageError(f"--serve-command {self.command!r} has no {{port}}",
+        template = parse_template(self.command)
+        used = {name for pieces in template for _, name in pieces if name}
+        if "port" not in used:
+            raise UsageError(f"--serve-command {redact_command(self.command)!r} has no {{port}}",
                              hint="the command must listen on {port}, e.g. \"vllm serve {model} --port {port}\"")
+        if "model" in used and (self.model.startswith("-") or _CONTROL.search(self.model)):
+            raise UsageError(f"--model '{printable(self.model, 100)}' cannot go into the server's command: it "
+                             + ("starts with '-', so the server would read it as a flag" if self.model.startswith("-")
+                                else "holds a control character"),
+                             hint="give the model's name or folder (e.g. --model Qwen/Qwen2.5-VL-7B-Instruct)")
+        object.__setattr__(self, "_template", template)
         if self.num_servers is not None and self.num_servers < 1:
             raise UsageError(f"--num-servers must be >= 1, got {self.num_servers}")
         if self.gpus_per_server < 1:
             raise UsageError(f"--gpus-per-server must be >= 1, got {self.gpus_per_server}")
         if not self.startup_timeout > 0 or self.startup_timeout == float("inf"):
             raise UsageError(f"--serve-timeout must be a number of seconds > 0, got {self.startup_timeout}")
+
+    def argv(self, port: int) -> list[str]:
+        """The command for the server on ``port``, as an argument list (never through a shell)."""
+        return fill(self._template, {"model": self.model, "port": str(port),
+                                     "gpus_per_server": str(self.gpus_per_server)})
 
 
 def visible_gpus() -> list[str]:
@@ -147,8 +219,8 @@ class ServerPool:
 
     def _spawn(self, i: int, gpus: Sequence[str]) -> Server:
         port = free_port()
-        command = self.options.command.format(model=self.options.model, port=port,
-                                              gpus_per_server=self.options.gpus_per_server)
+        argv = self.options.argv(port)
+        command = shown_command(argv)  # what the log and messages say: secrets and local paths out (hub_pgen.redact)
         log = self.log_dir / f"server-{i}.log"
         env = dict(os.environ)
         if gpus:
@@ -157,7 +229,7 @@ class ServerPool:
             fh.write(f"$ {scrub(command)}\n".encode())
             fh.flush()
             try:
-                process = subprocess.Popen(shlex.split(command), stdout=fh, stderr=subprocess.STDOUT,
+                process = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT,
                                            stdin=subprocess.DEVNULL, env=env, start_new_session=True,
                                            preexec_fn=_die_with_parent)
             except OSError as e:
@@ -169,19 +241,28 @@ class ServerPool:
         return Server(f"http://127.0.0.1:{port}/v1", port, process, log, tuple(gpus))
 
     def _wait(self, server: Server) -> None:
+        """Until ``/health`` (or ``/v1/models``) answers 200; each probe has 2 s in all (a server that
+        drips its answer cannot stretch the wait past ``--serve-timeout``)."""
+        from hub_pgen.generate import transport
+
+        with transport.make_client(f"http://127.0.0.1:{server.port}", timeout=2.0, connections=1) as client:
+            self._wait_on(server, client)
+
+    def _wait_on(self, server: Server, client: Any) -> None:
         import httpx
 
+        from hub_pgen.generate.transport import fetch
+
         deadline = time.monotonic() + self.options.startup_timeout
-        base = f"http://127.0.0.1:{server.port}"
         while True:
             code = server.process.poll()
             if code is not None:
                 raise ServerError(f"the model server on port {server.port} exited with code {code} before it was "
                                   f"ready; the end of its log ({server.log}):\n{server.tail()}",
                                   hint="fix what the log says (model name, GPU memory, engine flags) and rerun")
-            for path in ("/health", "/v1/models"):
+            for path in ("health", "v1/models"):
                 with contextlib.suppress(httpx.HTTPError):
-                    if httpx.get(base + path, timeout=2.0).status_code == 200:
+                    if fetch(client, "GET", path, timeout=2.0).status_code == 200:
                         return
             if time.monotonic() > deadline:
                 raise ServerError(f"the model server on port {server.port} did not answer within "
