@@ -375,14 +375,17 @@ def test_lerobot_loads_the_pushed_dataset_by_repo_id(server, hub_env, loadable_o
 def test_push_to_a_branch_leaves_main_and_its_tag_alone(server, hub_env, finished_output, tmp_path):
     first = push(finished_output, "me/branchy")
     changed = copy_tree(finished_output, tmp_path / "v2")
-    (changed / layout.SYN_ANNOTATIONS_PATH).write_text('{"sample_id": "changed"}\n')
+    records = changed / layout.SYN_ANNOTATIONS_PATH
+    lines = records.read_text().splitlines()
+    lines[0] = lines[0].replace('"user_prompt": "', '"user_prompt": "Changed: ', 1)
+    records.write_text("\n".join(lines) + "\n")
     on_branch = push(changed, "me/branchy", branch="exp/2")
     repo = server.repo("me/branchy")
     assert repo.branches["main"] == first.commit_sha and repo.tags["v3.0"] == first.commit_sha
     assert repo.branches["exp/2"] == on_branch.commit_sha != first.commit_sha
     assert not on_branch.tagged and on_branch.url.endswith("/tree/exp%2F2")
     assert server.history("me/branchy", "exp/2")[1].oid == first.commit_sha  # branched from main
-    assert server.files_at("me/branchy", "exp/2")[layout.SYN_ANNOTATIONS_PATH] == b'{"sample_id": "changed"}\n'
+    assert server.files_at("me/branchy", "exp/2")[layout.SYN_ANNOTATIONS_PATH] == records.read_bytes()
     moved = push(changed, "me/branchy", branch="exp/3", tag_version=True)
     assert moved.tagged and repo.tags["v3.0"] == moved.commit_sha and repo.branches["main"] == first.commit_sha
 
