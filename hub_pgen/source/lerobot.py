@@ -327,9 +327,10 @@ def _episode_from_row(row: dict[str, Any], info: dict[str, Any], video_keys: lis
     if empty:
         raise SourceError(f"{path}: episode {row.get('episode_index')!r} has empty (null) {empty}", path=path,
                           hint="the episodes metadata is damaged: download the dataset again")
-    index = int(row["episode_index"])
+    index = _whole(row, "episode_index", path, MAX_INDEX)
     data_path = _format_path(
-        info["data_path"], path, chunk_index=int(row["data/chunk_index"]), file_index=int(row["data/file_index"])
+        info["data_path"], path, chunk_index=_whole(row, "data/chunk_index", path, MAX_INDEX),
+        file_index=_whole(row, "data/file_index", path, MAX_INDEX)
     )
     videos: dict[str, VideoSpan] = {}
     for key in video_keys:
@@ -338,23 +339,23 @@ def _episode_from_row(row: dict[str, Any], info: dict[str, Any], video_keys: lis
             template,
             path,
             video_key=key,
-            chunk_index=int(row[f"videos/{key}/chunk_index"]),
-            file_index=int(row[f"videos/{key}/file_index"]),
+            chunk_index=_whole(row, f"videos/{key}/chunk_index", path, MAX_INDEX),
+            file_index=_whole(row, f"videos/{key}/file_index", path, MAX_INDEX),
         )
         to_ts = row.get(f"videos/{key}/to_timestamp")
         videos[key] = VideoSpan(
             path=vpath,
-            from_timestamp=float(row[f"videos/{key}/from_timestamp"]),
-            to_timestamp=float(to_ts) if to_ts is not None else float("nan"),
+            from_timestamp=_seconds(row, f"videos/{key}/from_timestamp", path),
+            to_timestamp=_seconds(row, f"videos/{key}/to_timestamp", path) if to_ts is not None else float("nan"),
         )
     tasks = row.get("tasks") or ()
     try:
-        length = int(row["length"])
+        length = _whole(row, "length", path, MAX_FRAMES)
         return Episode(
             index=index,
             length=length,
-            dataset_from_index=int(row["dataset_from_index"]),
-            dataset_to_index=int(row["dataset_to_index"]),
+            dataset_from_index=_whole(row, "dataset_from_index", path, MAX_FRAMES),
+            dataset_to_index=_whole(row, "dataset_to_index", path, MAX_FRAMES),
             data_path=data_path,
             tasks=tuple(str(t) for t in tasks),
             videos=videos,
@@ -362,6 +363,32 @@ def _episode_from_row(row: dict[str, Any], info: dict[str, Any], video_keys: lis
         )
     except ValueError as e:
         raise SourceError(f"{path}: {e}", path=path) from e
+
+
+MAX_INDEX = 10**9  # an episode, chunk or file index (lerobot's paths give them 3 digits)
+MAX_FRAMES = 10**12  # frames of an episode or a dataset
+MAX_SECONDS = 10**9  # a time in a video file (31 years)
+
+
+def _whole(row: dict[str, Any], column: str, path: Path, hi: int) -> int:
+    """A count or index of the episodes metadata: an integer from 0 to ``hi``, as lerobot writes them
+    (int64 columns; a float column — 2.5, NaN, 1e300 — is refused: the copy in the output would not
+    be a LeRobot dataset either)."""
+    value = row[column]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= hi:
+        raise SourceError(f"{path}: episode {row.get('episode_index')!r}: {column} must be a whole number from 0 to "
+                          f"{hi:,}, got {value!r:.40}", path=path,
+                          hint="the episodes metadata is damaged: download the dataset again")
+    return value
+
+
+def _seconds(row: dict[str, Any], column: str, path: Path) -> float:
+    value = row[column]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= MAX_SECONDS:
+        raise SourceError(f"{path}: episode {row.get('episode_index')!r}: {column} must be a time in seconds from 0 "
+                          f"to {MAX_SECONDS:,}, got {value!r:.40}", path=path,
+                          hint="the episodes metadata is damaged: download the dataset again")
+    return float(value)
 
 
 def _stat(row: dict[str, Any], name: str) -> float | None:
