@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub_pgen import fsio
 from hub_pgen.errors import ServerError, UsageError, scrub
 
 logger = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ class ServerPool:
         env = dict(os.environ)
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-        with open(log, "ab") as fh:
+        with open(fsio.open_append(log), "ab") as fh:  # never through a link planted at the log's name
             fh.write(f"$ {scrub(command)}\n".encode())
             fh.flush()
             try:
