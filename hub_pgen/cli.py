@@ -10,7 +10,6 @@ exceptions into exit codes and ``TIP:`` lines in one place (:func:`main`).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -22,6 +21,7 @@ from typing import Any
 
 from hub_pgen import __version__, layout
 from hub_pgen.errors import HubPgenError, UsageError
+from hub_pgen.textsafe import for_terminal, json_text, say
 
 logger = logging.getLogger("hub_pgen")
 
@@ -346,6 +346,14 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+class _SafeFormatter(logging.Formatter):
+    """Every log line as the terminal will show it: control characters (an ESC sequence in a skill name
+    or an answer, a bidi override) as visible escapes (hub_pgen.textsafe.for_terminal)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return for_terminal(super().format(record))
+
+
 def setup_logging(verbose: bool) -> None:
     """Warnings and errors on stderr, also with ``-q`` (which silences progress and the summary: a CI
     log keeps what went wrong); ``-v``: everything."""
@@ -358,10 +366,10 @@ def setup_logging(verbose: bool) -> None:
         from rich.logging import RichHandler
 
         handler: logging.Handler = RichHandler(show_path=False, markup=False)
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler.setFormatter(_SafeFormatter("%(message)s"))
     else:
         handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("[hub-pgen %(asctime)s] %(levelname)s %(message)s", "%H:%M:%S"))
+        handler.setFormatter(_SafeFormatter("[hub-pgen %(asctime)s] %(levelname)s %(message)s", "%H:%M:%S"))
     handler.setLevel(logging.WARNING if not verbose else logging.DEBUG)
     root.addHandler(handler)
 
@@ -471,7 +479,7 @@ def _run_and_report(args: argparse.Namespace, work: Any) -> int:
     if args.json:
         from hub_pgen.report import result_json
 
-        print(json.dumps(result_json(result), indent=2, sort_keys=True, default=str))
+        say(json_text(result_json(result), indent=2, sort_keys=True, default=str))
     elif not args.quiet:
         print_summary(result)
     write_step_summary(result, config)
@@ -595,7 +603,7 @@ def _guarded(fn, argv: Sequence[str], *, as_json: bool = False) -> int:
         hint = f"rerun the same command to resume: hub-pgen {shlex.join(argv)}"
         if as_json:
             _json_error(message, hint, EXIT_INTERRUPTED)
-        print(f"\nhub-pgen: {message}\nTIP: {hint}", file=sys.stderr)
+        say(f"\nhub-pgen: {message}\nTIP: {hint}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:  # the one place unexpected errors are turned into an exit code
         _error(f"internal error: {type(e).__name__}: {e}",
@@ -631,16 +639,16 @@ def _error(message: str, hint: str | None, exit_code: int, as_json: bool = False
     if as_json:
         _json_error(message, hint, exit_code)
     kind = "" if exit_code == EXIT_INTERRUPTED else "error: "  # an interrupt is the user's, not a failure
-    print(f"hub-pgen: {kind}{message}", file=sys.stderr)
+    say(f"hub-pgen: {kind}{message}", file=sys.stderr)  # control characters in it shown as escapes
     if hint:
-        print(f"TIP: {hint}", file=sys.stderr)
+        say(f"TIP: {hint}", file=sys.stderr)
 
 
 def _json_error(message: str, hint: str | None, exit_code: int) -> None:
     """``--json``: the error on stdout as one JSON object, so a script reads errors as it reads results."""
     try:
-        print(json.dumps({"state": "error", "exit_code": exit_code, "error": message, "tip": hint}, indent=2,
-                         sort_keys=True), flush=True)
+        say(json_text({"state": "error", "exit_code": exit_code, "error": message, "tip": hint}, indent=2,
+                      sort_keys=True), flush=True)
     except BrokenPipeError:  # nobody reads stdout any more: the exit code and stderr still say it
         _stdout_to_devnull()
 

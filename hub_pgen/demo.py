@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from hub_pgen import layout
+from hub_pgen.textsafe import say
 
 
 def main(argv: Sequence[str]) -> int:
@@ -48,7 +49,7 @@ def main(argv: Sequence[str]) -> int:
     config = RunConfig(root=source, output_dir=args.output_dir / "dataset", backend=args.backend,
                        model=args.model or DEFAULT_MODEL, device=args.device)
     if not args.quiet:
-        print("hub-pgen demo: the example has flaws on purpose (a skill that ends past its episode, a gap "
+        say("hub-pgen demo: the example has flaws on purpose (a skill that ends past its episode, a gap "
               "between skills, an episode without skills), so the WARNING below is expected.", file=sys.stderr)
     reporter = make_reporter(quiet=args.quiet)
     try:
@@ -58,6 +59,6 @@ def main(argv: Sequence[str]) -> int:
     validate(result.output, source=source)
     if not args.quiet:
         print_summary(result)
-        print(f"\nhub-pgen validate {result.output} --source {source}: valid")
-        print(f"\nLoad it with lerobot:\n  LeRobotDataset('local/demo', root='{result.output}')")
+        say(f"\nhub-pgen validate {result.output} --source {source}: valid")
+        say(f"\nLoad it with lerobot:\n  LeRobotDataset('local/demo', root='{result.output}')")
     return 0

@@ -170,6 +170,23 @@ class ConfigMismatchError(OutputExistsError):
         self.differences = differences
 
 
+class UnsafePathError(OutputError):
+    """Where hub-pgen would write a file there is a symbolic link (or a folder, a FIFO): it never
+    writes through one (a link planted there would make it overwrite the file the link points at)."""
+
+    def __init__(self, path: Path | str, *, what: str, target: str | None = None) -> None:
+        super().__init__(
+            f"{path} is {what}" + (f" (to {target})" if target is not None else "")
+            + "; hub-pgen never writes through a link (that would overwrite what it points at), nor into "
+              "anything but a regular file",
+            path=path,
+            hint=f"remove {path} (hub-pgen never makes it {what}), or choose another output location; "
+                 "then rerun the same command",
+        )
+        self.what = what
+        self.target = target
+
+
 class OutputBusyError(OutputError):
     """Another run holds the output folder's lock."""
 

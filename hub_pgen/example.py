@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -39,6 +40,7 @@ import pyarrow.parquet as pq
 
 from hub_pgen import layout
 from hub_pgen.errors import OutputExistsError
+from hub_pgen.fsio import umask as _umask
 
 logger = logging.getLogger(__name__)
 
@@ -620,8 +622,9 @@ def build_example_dataset(root: Path, spec: ExampleSpec = ExampleSpec()) -> Path
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise OutputExistsError(f"{root} exists and is not an empty folder", path=root,
                                 hint="give a new path for the example dataset")
-    staging = root.with_name(f".{root.name}.building-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # a new folder of a random name (never one a link was planted at, as a fixed name could be)
+    staging = Path(tempfile.mkdtemp(prefix=f".{root.name}.building-", dir=root.parent))
     lengths = episode_lengths(spec)
     tasks = list(dict.fromkeys(episode_task(e) for e in range(spec.n_episodes)))
     try:
@@ -635,7 +638,7 @@ def build_example_dataset(root: Path, spec: ExampleSpec = ExampleSpec()) -> Path
         _write_json(staging / layout.INFO_PATH, _info(spec, lengths, len(tasks)))
         if root.exists():
             root.rmdir()
-        root.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(staging, 0o777 & ~_umask())  # as mkdir makes it (mkdtemp makes it 0700)
         staging.rename(root)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

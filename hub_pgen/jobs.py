@@ -62,6 +62,7 @@ from hub_pgen import __version__
 from hub_pgen.errors import HubError, HubPgenError, UsageError
 from hub_pgen.install import installed_from_index
 from hub_pgen.redact import printable, redact_argv, redact_text, shown_command
+from hub_pgen.textsafe import json_text, say
 
 logger = logging.getLogger(__name__)
 
@@ -404,13 +405,13 @@ def submit_main(args: argparse.Namespace, argv: Sequence[str], parser: argparse.
     sub, secrets = prepare(args, argv, parser)
     clean = _redactor(secrets)
     if sub.dropped and not args.quiet:
-        print(f"hub-pgen: {', '.join(sub.dropped)} left out of the job: it names this machine's disk; the job "
+        say(f"hub-pgen: {', '.join(sub.dropped)} left out of the job: it names this machine's disk; the job "
               "writes to its own, and its result goes to --push-to", file=sys.stderr)
     if args.dry_run:
         if args.json:
-            print(json.dumps({"state": "job-dry-run", **_recorded(sub)}, indent=2, sort_keys=True))
+            say(json_text({"state": "job-dry-run", **_recorded(sub)}, indent=2, sort_keys=True))
         else:
-            print(clean("\n".join(["hub-pgen: --dry-run: this job would be submitted (nothing was sent):",
+            say(clean("\n".join(["hub-pgen: --dry-run: this job would be submitted (nothing was sent):",
                                    *_describe(sub)])))
         return 0
     if not args.verbose:
@@ -442,13 +443,13 @@ def submit_main(args: argparse.Namespace, argv: Sequence[str], parser: argparse.
                               "image": sub.image, "command": redact_argv(sub.command), "timeout": sub.timeout,
                               "secrets": sub.secret_names, "push_to": args.push_to}
     if args.quiet and not args.json:
-        print(url)
+        say(url)
     elif not args.json:
-        print(clean("\n".join([f"hub-pgen: job {job_id} submitted: {url}", *_describe(sub),
-                               f"  logs: hf jobs logs {job_id}    cancel: hf jobs cancel {job_id}"])), flush=True)
+        say(clean("\n".join([f"hub-pgen: job {job_id} submitted: {url}", *_describe(sub),
+                             f"  logs: hf jobs logs {job_id}    cancel: hf jobs cancel {job_id}"])), flush=True)
     if not args.follow:
         if args.json:
-            print(json.dumps(record, indent=2, sort_keys=True))
+            say(json_text(record, indent=2, sort_keys=True))
         return 0
     stage, message, interrupted = _follow(api, job_id, namespace, out, clean, sub.flavor)
     code = 0 if stage == "COMPLETED" else EXIT_JOB_FAILED if stage in TERMINAL_STAGES else EXIT_INTERRUPTED
@@ -457,17 +458,17 @@ def submit_main(args: argparse.Namespace, argv: Sequence[str], parser: argparse.
         record["pushed"] = f"{api.endpoint}/datasets/{args.push_to}" + (
             f"/tree/{args.branch}" if args.branch else "")
     if args.json:
-        print(clean(json.dumps(record, indent=2, sort_keys=True)))
+        say(clean(json_text(record, indent=2, sort_keys=True)))
     elif interrupted:
-        print(f"hub-pgen: stopped following job {job_id}; it goes on ({stage}).\nTIP: follow it again with "
-              f"hf jobs logs {job_id}, or stop it with hf jobs cancel {job_id}", file=sys.stderr)
+        say(f"hub-pgen: stopped following job {job_id}; it goes on ({stage}).\nTIP: follow it again with "
+            f"hf jobs logs {job_id}, or stop it with hf jobs cancel {job_id}", file=sys.stderr)
     elif stage == "COMPLETED":
         if not args.quiet:
-            print(f"hub-pgen: job {job_id} COMPLETED; the dataset: {record['pushed']}", file=sys.stderr)
+            say(f"hub-pgen: job {job_id} COMPLETED; the dataset: {record['pushed']}", file=sys.stderr)
     else:
-        print(clean(f"hub-pgen: error: job {job_id} ended {stage}" + (f": {message}" if message else "")),
-              file=sys.stderr)
-        print(f"TIP: its log above says why (hf jobs logs {job_id}); fix the cause and run the same command "
+        say(clean(f"hub-pgen: error: job {job_id} ended {stage}" + (f": {message}" if message else "")),
+            file=sys.stderr)
+        say(f"TIP: its log above says why (hf jobs logs {job_id}); fix the cause and run the same command "
               "again", file=sys.stderr)
     return code
 
@@ -504,7 +505,7 @@ def _follow(api, job_id: str, namespace: str, out, clean, flavor: str) -> tuple[
             with _unreadable(f"following job {job_id}: an answer about the job", clean, goes_on), \
                     _api_errors(f"following job {job_id}", clean, flavor):
                 for line in api.fetch_job_logs(job_id=job_id, namespace=namespace, follow=True):
-                    print(clean(line), file=out, flush=True)
+                    say(clean(line), file=out, flush=True)
                 if seen:
                     raise KeyboardInterrupt
                 deadline = time.monotonic() + SETTLE_S

@@ -14,8 +14,9 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from hub_pgen import fsio
 from hub_pgen.data import GenerationResult, JournalRecord, Sample
-from hub_pgen.errors import ConfigMismatchError, HubPgenError, OutputError, SourceError
+from hub_pgen.errors import ConfigMismatchError, HubPgenError, OutputError, SourceError, UnsafePathError
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +108,12 @@ def read_records(path: Path, *, error: type[HubPgenError] = SourceError,
 
 
 class JournalWriter:
-    """Appends records durably. Opening cuts a torn tail so appended lines start on a line boundary."""
+    """Appends records durably. Opening cuts a torn tail so appended lines start on a line boundary.
+
+    The file is opened once, never through a link (:func:`hub_pgen.fsio.open_append`: a link planted at
+    ``OUT.partial/journal.jsonl`` is refused, exit 4, its target untouched), and the tail is cut on that
+    descriptor. Each record is one line of :func:`hub_pgen.fsio.jsonl_line`, which any string encodes
+    to (a lone surrogate in an answer is kept as its ``\\udXXX`` escape)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -123,18 +129,22 @@ class JournalWriter:
     def open(self) -> None:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if self.path.exists():
-                _cut_torn_tail(self.path)
-            self._fh = open(self.path, "ab")
+            fd = fsio.open_append(self.path)
+            try:
+                _cut_torn_tail(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fh = open(fd, "ab")
+        except UnsafePathError:
+            raise
         except OSError as e:
             raise OutputError(f"cannot write the journal {self.path}: {e.strerror or e}", path=self.path) from e
 
     def append(self, records: Iterable[JournalRecord]) -> None:
         if self._fh is None:
             raise RuntimeError("JournalWriter.append before open()")
-        blob = b"".join(
-            json.dumps(r.to_json(), ensure_ascii=False, sort_keys=True).encode() + b"\n" for r in records
-        )
+        blob = b"".join(fsio.jsonl_line(r.to_json()) for r in records)
         if not blob:
             return
         try:
@@ -145,7 +155,8 @@ class JournalWriter:
             raise OutputError(
                 f"cannot append to the journal {self.path}: {e.strerror or e}",
                 path=self.path,
-                hint="free disk space, then rerun the same command: finished samples are kept",
+                hint="free disk space, then rerun the same command: what the journal holds (finished samples, labelled "
+                     "episodes) is kept, and only the rest is asked again",
             ) from e
 
     def close(self) -> None:
@@ -154,25 +165,20 @@ class JournalWriter:
             self._fh = None
 
 
-def _cut_torn_tail(path: Path) -> None:
-    with open(path, "rb+") as fh:
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        if size == 0:
+def _cut_torn_tail(fd: int) -> None:
+    """Cut the file open on ``fd`` after its last newline (a line torn by a kill)."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    # scan back to the last newline
+    pos = size - 1
+    chunk = 4096
+    while pos > 0:
+        start = max(0, pos - chunk)
+        buf = os.pread(fd, pos - start, start)
+        nl = buf.rfind(b"\n")
+        if nl >= 0:
+            os.ftruncate(fd, start + nl + 1)
             return
-        fh.seek(size - 1)
-        if fh.read(1) == b"\n":
-            return
-        # scan back to the last newline
-        pos = size - 1
-        chunk = 4096
-        while pos > 0:
-            start = max(0, pos - chunk)
-            fh.seek(start)
-            buf = fh.read(pos - start)
-            nl = buf.rfind(b"\n")
-            if nl >= 0:
-                fh.truncate(start + nl + 1)
-                return
-            pos = start
-        fh.truncate(0)
+        pos = start
+    os.ftruncate(fd, 0)

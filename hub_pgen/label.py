@@ -17,15 +17,15 @@ brings down its data files and the labelled camera's videos only.
 from __future__ import annotations
 
 import datetime as _dt
-import json
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hub_pgen import faults, layout
+from hub_pgen import faults, fsio, layout
 from hub_pgen.config import RunConfig, fingerprint
-from hub_pgen.errors import OutputError, UsageError
+from hub_pgen.errors import OutputError, UnsafePathError, UsageError
 from hub_pgen.progress import NullReporter, Reporter
 from hub_pgen.provenance_file import read_provenance
 
@@ -106,11 +106,14 @@ def label(config: RunConfig, *, backend: Any = None, reporter: Reporter | None =
         try:
             (staging / "meta").mkdir(parents=True, exist_ok=True)
             _write_json(staging / layout.SKILLS_PATH, to_json(result.skills))
-            with open(staging / layout.SKILL_ANNOTATIONS_PATH, "w", encoding="utf-8") as fh:
+            with fsio.create(staging / layout.SKILL_ANNOTATIONS_PATH) as fh:
                 for _, record in sorted(result.records.items()):
-                    fh.write(json.dumps(record.to_json(), ensure_ascii=False, sort_keys=True) + "\n")
+                    fh.write(fsio.jsonl_line(record.to_json()))
             _write_json(staging / layout.PROVENANCE_PATH, prov)
         except OSError as e:
+            shutil.rmtree(staging, ignore_errors=True)  # OUT.partial keeps run.json and the labels' journal
+            if isinstance(e, UnsafePathError):
+                raise
             raise OutputError(f"cannot write the labels under {staging}: {e.strerror or e}", path=staging,
                               hint="free disk space or fix permissions, then rerun the same command: the labels "
                                    "are kept in its journal") from e
@@ -163,5 +166,5 @@ def _result(state: str, output: Path, fp: str, prov: dict[str, Any], t0: float, 
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    fsio.write_new(path, fsio.json_text(obj, indent=2, sort_keys=True))
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from hub_pgen.textsafe import inline
+
 logger = logging.getLogger(__name__)
 
 SHOWN_EPISODES = 5
@@ -44,7 +46,8 @@ class Notices:
             shown = ", ".join(map(str, episodes[:SHOWN_EPISODES])) + (", …" if len(episodes) > SHOWN_EPISODES else "")
             where = f"{len(episodes)} episode(s) ({shown})" if episodes else f"{len(notes)} time(s)"
             example = next((n.detail for n in notes if n.detail), "")
-            out.append(f"{kind}: {where}" + (f"; e.g. {example}" if example else ""))
+            # one line, whatever the particulars hold (a skill name with a line break, an answer's ESC)
+            out.append(f"{kind}: {where}" + (f"; e.g. {inline(example)}" if example else ""))
         return out
 
     def log(self) -> None:

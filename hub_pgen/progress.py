@@ -1,4 +1,7 @@
-"""Progress of a run: rich bars on a terminal, plain timestamped lines elsewhere (CI logs, Actions)."""
+"""Progress of a run: rich bars on a terminal, plain timestamped lines elsewhere (CI logs, Actions).
+
+A stage's detail (paths, model names, server messages) is shown through
+:func:`hub_pgen.textsafe.inline` (one line each), and on rich as plain text, never console markup."""
 
 from __future__ import annotations
 
@@ -7,6 +10,8 @@ import os
 import sys
 import time
 from typing import Protocol
+
+from hub_pgen.textsafe import inline, say
 
 logger = logging.getLogger("hub_pgen")
 
@@ -35,10 +40,10 @@ class PlainReporter:
         self._t0 = self._last = 0.0
 
     def _print(self, text: str) -> None:
-        print(f"[hub-pgen {time.strftime('%H:%M:%S')}] {text}", file=self.stream, flush=True)
+        say(f"[hub-pgen {time.strftime('%H:%M:%S')}] {text}", file=self.stream, flush=True)
 
     def stage(self, name: str, detail: str = "") -> None:
-        self._print(f"{name}{': ' + detail if detail else ''}")
+        self._print(f"{name}{': ' + inline(detail) if detail else ''}")  # one line: no detail forges another
 
     def samples_start(self, total: int, done: int) -> None:
         self.total, self.done, self._start_done = total, done, done
@@ -87,7 +92,9 @@ class RichReporter:
         self._done0 = 0
 
     def stage(self, name: str, detail: str = "") -> None:
-        self.console.log(f"[cyan]{name}[/cyan] {detail}")
+        from rich.markup import escape
+
+        self.console.log(f"[cyan]{escape(name)}[/cyan] {escape(inline(detail))}")
 
     def samples_start(self, total: int, done: int) -> None:
         self._t0, self._done0 = time.monotonic(), done

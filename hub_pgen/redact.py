@@ -31,6 +31,8 @@ import shlex
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from hub_pgen.textsafe import inline
+
 MASK = "***"
 ELLIPSIS = "\u2026"  # …
 
@@ -147,16 +149,13 @@ def redact_value(value: Any) -> Any:
     return value
 
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-
-
 def printable(text: Any, limit: int = 300) -> str:
     """Text a server or an answer supplied, fit to print on a terminal or into a message: control
-    characters (newlines, escape sequences, bidi overrides) shown as ``\\xNN``, at most ``limit``
-    characters (then ``…``), credentials taken out."""
+    characters (line breaks, escape sequences, bidi overrides) shown as escapes
+    (:func:`hub_pgen.textsafe.inline`), at most ``limit`` characters (then ``…``), credentials taken out."""
     s = str(text)
     if len(s) > limit * 4:
         s = s[:limit * 4]
-    s = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100 else f"\\u{ord(m.group()):04x}", s)
+    s = inline(s)
     s = redact_text(s)
     return s if len(s) <= limit else s[:limit] + ELLIPSIS

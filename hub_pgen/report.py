@@ -1,9 +1,14 @@
-"""What a finished run tells people: the terminal summary, ``--json``, and the GitHub Actions job summary."""
+"""What a finished run tells people: the terminal summary, ``--json``, and the GitHub Actions job summary.
+
+Every value from the data, the model or a server is shown through :mod:`hub_pgen.textsafe`: one line
+per value on a terminal (:func:`~hub_pgen.textsafe.inline`; rich cells as plain ``Text``, never
+console markup), literal Markdown in the job summary.
+"""
 
 from __future__ import annotations
 
-import html
 import os
+import re
 import sys
 from collections import Counter
 from dataclasses import asdict
@@ -11,6 +16,7 @@ from typing import Any
 
 from hub_pgen import layout
 from hub_pgen.pipeline import RunResult
+from hub_pgen.textsafe import for_markdown_cell, for_markdown_code, inline, say, well_formed
 
 
 def result_json(result: RunResult) -> dict[str, Any]:
@@ -96,10 +102,10 @@ def print_summary(result: RunResult) -> None:
         rows.append(("pushed", getattr(result.push, "url", str(result.push))))
     _table("hub-pgen summary", rows)
     if result.examples:
-        print("\nA few generated dialogues:")
-        for r in result.examples:
-            print(f"  [{r.skill_current}] ({r.scenario_type}/{r.response_type})")
-            print(f"    user:  {r.user_prompt}\n    robot: {r.robot_utterance}")
+        say("\nA few generated dialogues:")
+        for r in result.examples:  # model text: one line each, whatever it holds
+            say(f"  [{inline(r.skill_current)}] ({inline(r.scenario_type)}/{inline(r.response_type)})")
+            say(f"    user:  {inline(r.user_prompt)}\n    robot: {inline(r.robot_utterance)}")
 
 
 def _print_labels(result: RunResult) -> None:
@@ -142,8 +148,11 @@ def _print_plan(report: dict[str, Any]) -> None:
         rows.append((_PLAN_LABELS.get(key, key.replace("_", " ")), str(value)))
     _table("hub-pgen plan (dry run: nothing generated)", rows)
     for scenario, shown in prompts.items():
-        print(f"\n--- prompt for {scenario} ({shown['sample_id']}; images: {', '.join(shown['images']) or 'none'}) ---")
-        print(shown["prompt"])
+        say(f"\n--- prompt for {inline(scenario)} ({inline(shown['sample_id'])}; images: "
+            f"{inline(', '.join(shown['images']) or 'none')}) ---")
+        # indented: a line of the data's (a skill name's line break) cannot pass for a log line, nor for an
+        # Actions workflow command, which starts a line with '::'
+        say("\n".join("  " + line for line in shown["prompt"].split("\n")))
 
 
 def _cost_rows(cost: dict[str, Any]) -> list[tuple[str, str]]:
@@ -163,29 +172,39 @@ def _cost_rows(cost: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def _table(title: str, rows: list[tuple[str, str]]) -> None:
+    rows = [(inline(k), inline(v)) for k, v in rows]  # one row a line: no value can forge another
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title=title, show_header=False)
         table.add_column(style="bold")
         table.add_column()
         for k, v in rows:
-            table.add_row(k, v)
+            table.add_row(Text(k), Text(v))  # Text: a '[link=…]' in a value is not console markup
         Console().print(table)
         return
-    print(title)
+    say(title)
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
-        print(f"  {k.ljust(width)}  {v}")
+        say(f"  {k.ljust(width)}  {v}")
+
+
+_URL = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~/%+-]*)?$")
 
 
 def write_step_summary(result: RunResult, config: Any) -> None:
-    """In GitHub Actions, a Markdown job summary: counts, failures, mix, link to the pushed repo."""
+    """In GitHub Actions, a Markdown job summary: counts, failures, mix, link to the pushed repo.
+
+    Model, dataset and server text is literal Markdown (:func:`~hub_pgen.textsafe.for_markdown_cell`),
+    and the pushed repo is a link only when the server's URL is a plain http(s) one. The file is the
+    runner's (``GITHUB_STEP_SUMMARY``, a path it makes for each step, not one from the data): it is
+    appended to as given, links followed, as every Actions step does."""
     path = os.environ.get("GITHUB_STEP_SUMMARY")
     if not path:
         return
-    e = lambda x: html.escape(str(x))  # noqa: E731 — model text is data, never markup
+    e = for_markdown_cell  # model text is data, never markup
     lines = ["## hub-pgen", "", "| | |", "|---|---|"]
     source = config.repo_id or (config.root and config.root.name) or config.input_jsonl
     for k, v in (("source", source), ("result", result.state), ("samples", result.samples), ("ok", result.ok),
@@ -195,14 +214,15 @@ def write_step_summary(result: RunResult, config: Any) -> None:
         lines.append(f"| {e(k)} | {e(v)} |")
     if result.push is not None:
         url = getattr(result.push, "url", None)
-        lines.append(f"| pushed | [{e(config.push_to)}]({e(url)}) |" if url else f"| pushed | {e(config.push_to)} |")
+        lines.append(f"| pushed | [{e(config.push_to)}]({url}) |" if isinstance(url, str) and _URL.match(url)
+                     else f"| pushed | {e(config.push_to)} |")
     for kind, counts in (result.mix or {}).items():
         lines += ["", f"**{e(kind)}**: " + ", ".join(f"{e(k)} {v}" for k, v in counts.items())]
     if result.failures:
         lines += ["", "### Failures", ""]
-        lines += [f"- `{e(r.sample_id)}`: {e(r.error)}" for r in result.failures[:20]]
+        lines += [f"- {for_markdown_code(r.sample_id)}: {e(r.error)}" for r in result.failures[:20]]
     if result.report is not None:
-        lines += ["", f"The review page of every sample, `{e(layout.REPORT_PATH)}`, is in this run's `pgen-report-*` "
+        lines += ["", f"The review page of every sample, `{layout.REPORT_PATH}`, is in this run's `pgen-report-*` "
                       "artifact (pgen.yml uploads it): download it and open it in a browser."]
     with open(path, "a", encoding="utf-8") as fh:
-        fh.write("\n".join(lines) + "\n")
+        fh.write(well_formed("\n".join(lines) + "\n"))

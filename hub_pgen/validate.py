@@ -21,6 +21,7 @@ from hub_pgen import language as lang
 from hub_pgen import layout
 from hub_pgen.errors import UsageError, ValidationError
 from hub_pgen.source.jsonfile import JsonProblem, read_strict
+from hub_pgen.textsafe import say, well_formed
 
 
 def problems(root: Path, *, source: Path | None = None) -> list[str]:
@@ -140,7 +141,10 @@ def _expected_dialogues(root: Path, prov: dict | None) -> Expected:
         e, f = rec.get("episode_index"), rec.get("frame_start", rec.get("frame_index"))
         if not isinstance(e, int) or not isinstance(f, int) or f"episode {e} frame {f}" in skipped:
             continue
-        out[(e, f)] = (rec.get("user_prompt"), rec.get("robot_utterance"), rec.get("timestamp"))
+        # as parquet holds it: a lone surrogate the journal kept as its escape is U+FFFD there
+        prompt, reply = (well_formed(v) if isinstance(v, str) else v
+                         for v in (rec.get("user_prompt"), rec.get("robot_utterance")))
+        out[(e, f)] = (prompt, reply, rec.get("timestamp"))
     return out
 
 
@@ -336,5 +340,5 @@ def main(argv: Sequence[str]) -> int:
                          hint="validate the merged dataset: hub-pgen merge SHARD... --root SRC --output-dir OUT, then "
                               "hub-pgen validate OUT")
     validate(args.path, source=args.source)
-    print(f"{args.path}: valid")
+    say(f"{args.path}: valid")
     return 0

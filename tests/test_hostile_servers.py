@@ -613,11 +613,11 @@ def test_a_status_message_with_escape_sequences_is_shown_escaped(tmp_path, capsy
     with JobsServer(token=HUB_TOKEN, final_stage="ERROR", final_message="boom\x1b]0;owned\x07\nline") as s:
         _point_jobs_at(monkeypatch, tmp_path, s)
         rc, _, err = cli(capsys, *JOB_ARGS, "--follow")
-    assert rc == 9 and "boom\\x1b]0;owned\\x07\\x0aline" in err and "\x1b" not in err
+    assert rc == 9 and "boom\\x1b]0;owned\\x07\\nline" in err and "\x1b" not in err
 
 
 def test_printable():
-    assert printable("a\x1b[31mb\u202ec\r\n") == "a\\x1b[31mb\\u202ec\\x0d\\x0a"
+    assert printable("a\x1b[31mb\u202ec\r\n") == "a\\x1b[31mb\\u202ec\\r\\n"
     assert printable("x" * 500, 10) == "x" * 10 + "…"
     assert redact_text("see https://u:p@h/x") == "see https://***@h/x"
 

@@ -109,7 +109,7 @@ def test_videos_are_hard_links(template_run):
 def test_card_and_provenance(template_run):
     _, out, _ = template_run
     card = (out / "README.md").read_text()
-    assert card.startswith("---\n") and "LeRobot" in card and "task_categories:\n- \"robotics\"" in card
+    assert card.startswith("---\n") and "LeRobot" in card and "task_categories:\n- robotics\n" in card
     prov = json.loads((out / "meta" / "hub_pgen.json").read_text())
     assert prov["generation"]["backend"] == "template" and prov["tool"]["name"] == "hub-pgen"
     assert prov["counts"]["ok"] == prov["counts"]["samples"] > 0 and len(prov["fingerprint"]) == 16

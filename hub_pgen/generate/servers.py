@@ -31,6 +31,7 @@ from typing import Any
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hub_pgen import fsio
 from hub_pgen.errors import ServerError, UsageError, scrub
 from hub_pgen.redact import printable, redact_command, shown_command
 
@@ -225,7 +226,7 @@ class ServerPool:
         env = dict(os.environ)
         if gpus:
             env["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)
-        with open(log, "ab") as fh:
+        with open(fsio.open_append(log), "ab") as fh:  # never through a link planted at the log's name
             fh.write(f"$ {scrub(command)}\n".encode())
             fh.flush()
             try:

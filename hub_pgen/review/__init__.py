@@ -22,9 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hub_pgen import layout
-from hub_pgen.errors import OutputError, UsageError
+from hub_pgen import fsio, layout
+from hub_pgen.errors import OutputError, UnsafePathError, UsageError
 from hub_pgen.review.model import DEFAULT_MAX_CARDS, Review, load_review
+from hub_pgen.textsafe import say, well_formed
 
 __all__ = ["ReportResult", "load_review", "main", "write_report"]
 
@@ -41,22 +42,27 @@ class ReportResult:
 def write_report(root: Path, dest: Path | None = None, *, max_cards: int = DEFAULT_MAX_CARDS,
                  episodes: set[int] | None = None, review: Review | None = None, name: str | None = None) -> ReportResult:
     """Write the HTML report of the output folder ``root`` to ``dest`` (default: ``root/meta/
-    hub_pgen_report.html``), whole or not at all. ``name``: what the page calls the dataset (default:
-    the pushed repo, else the folder's name; a run writing into its staging folder passes OUT's)."""
+    hub_pgen_report.html``), whole or not at all, and never through a link (:func:`hub_pgen.fsio.
+    write_atomic`; the dataset's own page also only inside ``root``: a result folder whose ``meta``
+    links elsewhere is refused). ``name``: what the page calls the dataset (default: the pushed repo,
+    else the folder's name; a run writing into its staging folder passes OUT's)."""
     from hub_pgen.review.html import render
     from hub_pgen.review.thumbs import thumbnails
 
     review = review or load_review(root, max_cards=max_cards, episodes=episodes, name=name or _name(root))
     thumbs = thumbnails(review)
-    page = render(review, thumbs).encode("utf-8")
+    page = well_formed(render(review, thumbs)).encode("utf-8")  # a lone surrogate in an answer: U+FFFD
+    own = dest is None
     dest = Path(dest) if dest is not None else Path(root) / layout.REPORT_PATH
-    tmp = dest.with_name(dest.name + ".tmp")
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(page)
-        os.replace(tmp, dest)
+        if own and not _inside(dest.parent, root):
+            raise UnsafePathError(dest.parent, what="a link out of the dataset folder",
+                                  target=os.path.realpath(dest.parent))
+        fsio.write_atomic(dest, page)
+    except UnsafePathError:
+        raise
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write the report {dest}: {e.strerror or e}", path=dest,
                           hint="write it elsewhere: hub-pgen report OUT --output FILE.html") from e
     images = [t for ts in thumbs.values() for t in ts]
@@ -148,18 +154,18 @@ def main(argv: Sequence[str]) -> int:
     if found:
         review = replace(review, problems=tuple(found))
         if not args.quiet:
-            print(f"hub-pgen: warning: {args.path} does not pass hub-pgen validate ({len(found)} problem(s), e.g. "
+            say(f"hub-pgen: warning: {args.path} does not pass hub-pgen validate ({len(found)} problem(s), e.g. "
                   f"{found[0]}); the page says so. TIP: hub-pgen validate {args.path} lists them", file=sys.stderr)
     if html:
         result = write_report(args.path, args.output, review=review)
         if not args.quiet:
             broken = f", {result.unreadable_images} frame(s) unreadable" if result.unreadable_images else ""
-            print(f"{result.path}: {result.cards} sample card(s), {result.images} image(s){broken}, "
+            say(f"{result.path}: {result.cards} sample card(s), {result.images} image(s){broken}, "
                   f"{result.size / 1e6:.2f} MB")
     if args.rrd is not None:
         counts = rerun.export(review, args.rrd)
         if not args.quiet:
-            print(f"{args.rrd}: {counts['episodes']} episode(s), {counts['frames']} image(s), "
+            say(f"{args.rrd}: {counts['episodes']} episode(s), {counts['frames']} image(s), "
                   f"{counts['samples']} sample(s) as text; open it with: rerun {args.rrd}")
     return 0
 
@@ -172,6 +178,11 @@ def argv_rrd(argv: Sequence[str]) -> str:
         if a.startswith("--rrd="):
             return a.split("=", 1)[1]
     return ""
+
+
+def _inside(path: Path, root: Path) -> bool:
+    real, top = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    return real == top or top in real.parents
 
 
 def _name(root: Path) -> str:

@@ -20,11 +20,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hub_pgen import fsio
 from hub_pgen.data import ImageRef, Sample
 from hub_pgen.errors import FrameError, ModelLoadError, OutputError
 from hub_pgen.frames import iter_sample_images
 from hub_pgen.install import pip_install
 from hub_pgen.review.model import EpisodeView, Review
+from hub_pgen.textsafe import well_formed
 
 MAX_SIDE = 320
 JPEG_QUALITY = 75
@@ -49,16 +51,23 @@ def entity(ep: int, name: str) -> str:
 
 
 def export(review: Review, path: Path, *, max_side: int = MAX_SIDE) -> dict[str, int]:
-    """Write the recording to ``path`` (whole or not at all: written beside it, then renamed).
-    Returns what was logged: ``frames`` (images), ``episodes``, ``samples``."""
+    """Write the recording to ``path`` (whole or not at all: written beside it under a new random
+    name, then renamed over it, so a link at ``path`` or a planted ``FILE.tmp`` is never written
+    through). Returns what was logged: ``frames`` (images), ``episodes``, ``samples``."""
     rr = _rerun()
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        with fsio.temp_beside(path) as tmp:
+            return _export(rr, review, path, tmp, max_side)
     except OSError as e:
+        if isinstance(e, OutputError):
+            raise
         raise OutputError(f"cannot write the recording {path}: {e.strerror or e}", path=path,
                           hint="give --rrd a file in a folder you can write") from e
+
+
+def _export(rr: Any, review: Review, path: Path, tmp: Path, max_side: int) -> dict[str, int]:
     rec = rr.RecordingStream("hub-pgen", recording_id=f"hub-pgen-{review.provenance.get('fingerprint', 'review')}")
     counts = {"frames": 0, "episodes": 0, "samples": 0, "unreadable_frames": 0}
     try:
@@ -67,7 +76,7 @@ def export(review: Review, path: Path, *, max_side: int = MAX_SIDE) -> dict[str,
         except (OSError, RuntimeError) as e:  # rerun-sdk reports a file it cannot create as a RuntimeError
             raise OutputError(f"cannot write the recording {path}: {e}", path=path,
                               hint="give --rrd a file in a folder you can write") from e
-        rec.send_recording_name(f"hub-pgen review: {review.name} (from {review.source_name})")
+        rec.send_recording_name(well_formed(f"hub-pgen review: {review.name} (from {review.source_name})"))
         cameras = [k for k in review.source.camera_keys]
         for ep in review.episodes:
             counts["episodes"] += 1
@@ -81,10 +90,7 @@ def export(review: Review, path: Path, *, max_side: int = MAX_SIDE) -> dict[str,
             raise OutputError(f"cannot write the recording {path}: {e.strerror or e}", path=path,
                               hint="give --rrd a file in a folder you can write") from e
     except BaseException:
-        try:
-            rec.disconnect()
-        finally:
-            tmp.unlink(missing_ok=True)
+        rec.disconnect()  # the temp file is removed by temp_beside
         raise
     return counts
 
@@ -108,7 +114,7 @@ def _episode(rr: Any, rec: Any, review: Review, ep: EpisodeView, cameras: list[s
             text, level = f"[filtered] {r.skill_current}: {r.error}\nUser: {r.user_prompt}\nRobot: {r.robot_utterance}", "WARN"
         else:
             text, level = f"[failed] {r.skill_current}: {r.error}", "ERROR"
-        logs.setdefault(r.frame_index, []).append(rr.TextLog(text, level=level))
+        logs.setdefault(r.frame_index, []).append(rr.TextLog(well_formed(text), level=level))
 
     def frames() -> Iterator[Sample]:
         for f in range(ep.length):
@@ -128,9 +134,9 @@ def _episode(rr: Any, rec: Any, review: Review, ep: EpisodeView, cameras: list[s
         rec.set_time("timestamp", duration=f / ep.fps)
         rec.set_time("index", sequence=meta.dataset_from_index + f)
         if f in skill_at:
-            rec.log(entity(ep.index, "skill"), rr.TextDocument(skill_at[f], media_type="text/plain"))
+            rec.log(entity(ep.index, "skill"), rr.TextDocument(well_formed(skill_at[f]), media_type="text/plain"))
         if f in dialogue_at:
-            rec.log(entity(ep.index, "dialogue"), rr.TextDocument(dialogue_at[f], media_type="text/plain"))
+            rec.log(entity(ep.index, "dialogue"), rr.TextDocument(well_formed(dialogue_at[f]), media_type="text/plain"))
         for log in logs.get(f, ()):
             rec.log(entity(ep.index, "samples"), log)
         if isinstance(images, FrameError):

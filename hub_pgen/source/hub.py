@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from hub_pgen import __version__, layout
+from hub_pgen import __version__, fsio, layout
 from hub_pgen.errors import HubError, scrub
 
 if TYPE_CHECKING:
@@ -297,9 +297,7 @@ def _remember_ref(repo_id: str, ref: str, sha: str, cache_dir: Path) -> None:
         if path.is_file() and path.read_text(encoding="utf-8").strip() == sha:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(sha, encoding="utf-8")
-        os.replace(tmp, path)
+        fsio.write_atomic(path, sha, durable=False)
     except OSError as e:
         logger.debug("could not record %s -> %s in the cache: %s", ref, sha, e)
 

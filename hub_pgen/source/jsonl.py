@@ -2,7 +2,8 @@
 
 One sample a line: ``{"episode_id", "t", "images": [paths], "skill_current", "skill_history",
 "task_description"}``. A line that is not such an object does not stop the run: it becomes a
-recorded failure naming its line number, and the other lines go on.
+recorded failure naming its line number (a string with a lone UTF-16 surrogate too, naming its
+key), and the other lines go on.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from hub_pgen.data import ImageRef, Sample
 from hub_pgen.errors import InputJsonlError
+from hub_pgen.source.jsonfile import refuse_lone_surrogates
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,9 @@ def load_labeled_jsonl(path: Path) -> tuple[list[Sample], list[BadLine]]:
         if not line.strip():
             continue
         try:
-            samples.append(_sample(json.loads(line), n))
+            d = json.loads(line)
+            refuse_lone_surrogates(d, line)  # a LoneSurrogate is a ValueError: that line's failure
+            samples.append(_sample(d, n))
         except json.JSONDecodeError as e:
             bad.append(BadLine(n, f"not JSON ({e.msg} at column {e.colno})"))
         except RecursionError:

@@ -247,7 +247,8 @@ def _read_json_object(path: Path, *, missing: str, hint: str) -> dict[str, Any]:
                           hint="the file is damaged: download the dataset again") from e
     except JsonProblem as e:
         raise SourceError(f"{path}: {e}", path=path,
-                          hint="fix the file (or download the dataset again): LeRobot never writes this") from e
+                          hint=getattr(e, "hint", None)
+                          or "fix the file (or download the dataset again): LeRobot never writes this") from e
     if not isinstance(obj, dict):
         raise SourceError(f"{path} must hold a JSON object, got {type(obj).__name__}", path=path)
     return obj

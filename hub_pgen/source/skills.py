@@ -47,7 +47,8 @@ def load_skills(path: Path, *, known_episodes: set[int] | None = None) -> Skills
         raw = read_strict(path)
     except JsonProblem as e:
         raise SkillsError(str(e), path=path,
-                          hint="fix meta/skills.json: each episode once, times as plain numbers in seconds") from e
+                          hint=getattr(e, "hint", None)
+                          or "fix meta/skills.json: each episode once, times as plain numbers in seconds") from e
     except json.JSONDecodeError as e:
         raise SkillsError(f"not valid JSON (line {e.lineno}, column {e.colno}: {e.msg})", path=path,
                           hint="the file is damaged or truncated: write it again (see the skills.json format in "

@@ -1,25 +1,30 @@
 """The dataset card (``README.md``) of the new dataset: Hub metadata, provenance, examples.
 
-Model text is data, never markup: it is HTML-escaped and table pipes are escaped, so a generated
-``<script>`` or ``|`` cannot change what the card shows.
+Model and dataset text is data, never markup: every dialogue, skill name, task string, repo id and
+count lands through :mod:`hub_pgen.textsafe` (``for_markdown_cell`` in a table, ``for_markdown`` in
+a line, ``for_markdown_code`` in a code span), so a generated ``![x](http://host/p.png)``,
+``<script>``, ``|`` or line break shows as those characters and changes nothing else. The YAML front
+matter is huggingface_hub's (:class:`~huggingface_hub.DatasetCardData`), never concatenated text; a
+link is made only of a repo id that is one (``owner/name``).
 """
 
 from __future__ import annotations
 
-import html
 import json
-import os
+import re
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hub_pgen import layout
-from hub_pgen.skills import origin_text
+from hub_pgen import fsio, layout
 from hub_pgen.data import JournalRecord
+from hub_pgen.skills import origin_text
+from hub_pgen.textsafe import for_markdown, for_markdown_cell, for_markdown_code
 
-
-def escape(text: Any) -> str:
-    return html.escape(str(text), quote=True).replace("|", "\\|").replace("\n", " ")
+escape = for_markdown_cell  # a table cell (the card's tables: provenance, quality, examples)
+# what the Hub accepts as a repo id (huggingface_hub's validate_repo_id): only such an id becomes a link
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
 
 
 def render_card(provenance: dict[str, Any], examples: Sequence[JournalRecord], *, limit: int = 8,
@@ -34,20 +39,15 @@ def render_card(provenance: dict[str, Any], examples: Sequence[JournalRecord], *
     gen = provenance.get("generation", {})
     counts = provenance.get("counts", {})
     mix = provenance.get("mix", {})
-    front = {
-        "license": "other",
-        "tags": ["LeRobot", "hub-pgen", "hi-robot", "synthetic-dialogue"],
-        "task_categories": ["robotics"],
-        "configs": [{"config_name": "default", "data_files": "data/*/*.parquet"}],
-    }
-    lines = ["---", _yaml(front), "---", ""]
+    lines = ["---", _front_matter(), "---", ""]
     lines.append("# Synthetic user prompts and robot replies (Hi Robot `pgen`)")
     lines.append("")
-    origin = (
-        f"[{escape(src_repo)}](https://huggingface.co/datasets/{src_repo})" if src_repo else f"`{escape(src.get('root', '?'))}`"
-    )
+    if isinstance(src_repo, str) and _REPO_ID.match(src_repo) and ".." not in src_repo:
+        origin = f"[{for_markdown(src_repo)}](https://huggingface.co/datasets/{src_repo})"
+    else:
+        origin = for_markdown_code(src_repo or src.get("root", "?"))
     parts = layout.FORMATS.get(provenance.get("format", "hirobot"), ("hirobot",))
-    made = (f"made by hub-pgen {escape(provenance.get('tool', {}).get('version', ''))}. "
+    made = (f"made by hub-pgen {for_markdown(provenance.get('tool', {}).get('version', ''))}. "
             "For each sampled moment of each annotated skill, a vision-language model (`pgen` in "
             "Hi Robot, Shi et al. 2025) imagined a user prompt that would lead to that skill and the robot's reply.")
     hirobot = (f"Each distinct dialogue is a new row of `meta/tasks.parquet`; `{layout.FEATURE}` points at it "
@@ -96,7 +96,7 @@ def render_card(provenance: dict[str, Any], examples: Sequence[JournalRecord], *
     if mix:
         lines += ["", "## Scenario and response mix (paper, appendix A.1)", ""]
         for kind in ("scenario_type", "response_type"):
-            counts_text = ", ".join(f"{escape(k)}: {v}" for k, v in mix.get(kind, {}).items())
+            counts_text = ", ".join(f"{for_markdown(k)}: {for_markdown(v)}" for k, v in mix.get(kind, {}).items())
             lines.append(f"- **{kind}** — {counts_text}")
     ok = [r for r in examples if r.status == "ok"][:limit]
     if ok:
@@ -136,30 +136,25 @@ def render_card(provenance: dict[str, Any], examples: Sequence[JournalRecord], *
         f"`{layout.REPORT_PATH}` is a review page of the samples, one self-contained HTML file: per episode the "
         "skill timeline with each sample on it, the frames the model saw, each dialogue or failure, the quality "
         "measures and the mix. Download it and open it in a browser"
-        + (f": `hf download {repo} {layout.REPORT_PATH} --repo-type dataset"
-           + (f" --revision {branch}" if branch else "") + "`." if repo else "."),
+        + (": " + for_markdown_code(f"hf download {shlex.quote(str(repo))} {layout.REPORT_PATH} --repo-type dataset"
+                                    + (f" --revision {shlex.quote(str(branch))}" if branch else "")) + "."
+           if repo else "."),
         "",
     ]
     return "\n".join(lines)
 
 
-def _yaml(obj: dict[str, Any]) -> str:
-    """A tiny YAML emitter for the card's front matter (JSON scalars are valid YAML)."""
-    out: list[str] = []
-    for key, value in obj.items():
-        if isinstance(value, list) and value and isinstance(value[0], dict):
-            out.append(f"{key}:")
-            for item in value:
-                first = True
-                for k, v in item.items():
-                    out.append(f"{'- ' if first else '  '}{k}: {json.dumps(v)}")
-                    first = False
-        elif isinstance(value, list):
-            out.append(f"{key}:")
-            out += [f"- {json.dumps(v)}" for v in value]
-        else:
-            out.append(f"{key}: {json.dumps(value)}")
-    return "\n".join(out)
+def _front_matter() -> str:
+    """The Hub metadata, as huggingface_hub writes it (anything dataset-derived added here one day is
+    quoted by its YAML dumper, never pasted into the text)."""
+    from huggingface_hub import DatasetCardData
+
+    return DatasetCardData(
+        license="other",
+        tags=["LeRobot", "hub-pgen", "hi-robot", "synthetic-dialogue"],
+        task_categories=["robotics"],
+        configs=[{"config_name": "default", "data_files": "data/*/*.parquet"}],
+    ).to_yaml()
 
 
 def refresh_card(folder: Path, *, repo_id: str | None, branch: str | None) -> str:
@@ -174,7 +169,5 @@ def refresh_card(folder: Path, *, repo_id: str | None, branch: str | None) -> st
     card = render_card(prov, examples, repo_id=repo_id, branch=branch)
     path = folder / layout.CARD_PATH
     if not path.is_file() or path.read_text(encoding="utf-8") != card:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(card, encoding="utf-8")
-        os.replace(tmp, path)
+        fsio.write_atomic(path, card)
     return card

@@ -1,7 +1,9 @@
 """Write the new dataset: a copy of the source with ``task_index_high_level`` on every frame.
 
 Everything goes into a staging folder that the caller moves into place once complete; the source
-is only read. Data files keep their names, row order and every other column (the new int64 column
+is only read. Every file is created new (:func:`hub_pgen.fsio.create`: never through a link), and
+text that reaches parquet is :func:`~hub_pgen.textsafe.well_formed` (a lone surrogate in a dialogue
+cannot be stored as UTF-8; the journal and ``meta/syn_annotations.jsonl`` keep it as its escape). Data files keep their names, row order and every other column (the new int64 column
 is appended); videos are hard-linked (copied across filesystems), never re-encoded; the provenance
 record ``meta/hub_pgen.json`` is written last and marks the folder complete.
 """
@@ -22,10 +24,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hub_pgen import faults, layout
+from hub_pgen import faults, fsio, layout
 from hub_pgen import language as lang
 from hub_pgen.data import JournalRecord, Sample, SourceDataset
-from hub_pgen.errors import OutputError, SourceError
+from hub_pgen.errors import OutputError, SourceError, UnsafePathError
+from hub_pgen.textsafe import well_formed
 from hub_pgen.write import language as lang_w
 from hub_pgen.write import stats as st
 
@@ -71,7 +74,7 @@ def assign_task_indices(
 
     The row's ``skill`` must be true for every frame pointing at it, so a dialogue text that was
     generated for two different skills (or equals an original task string) gets a ``(#n)`` suffix
-    to keep the index strings unique.
+    to keep the index strings unique (after lone surrogates became U+FFFD: parquet holds UTF-8).
     """
     next_index = max(source_indices, default=-1) + 1
     taken: set[str] = set(source_tasks)
@@ -86,14 +89,15 @@ def assign_task_indices(
         key = (dialogue.task_string, s.skill_current)
         row = by_key.get(key)
         if row is None:
-            text = dialogue.task_string
+            base = text = well_formed(dialogue.task_string)
             n = 2
             while text in taken:
-                text = f"{dialogue.task_string} (#{n})"
+                text = f"{base} (#{n})"
                 n += 1
             taken.add(text)
-            row = NewTask(next_index, text, dialogue.user_prompt, dialogue.robot_utterance, s.skill_current,
-                          dialogue.scenario_type, dialogue.response_type)
+            row = NewTask(next_index, text, well_formed(dialogue.user_prompt), well_formed(dialogue.robot_utterance),
+                          well_formed(s.skill_current), well_formed(dialogue.scenario_type),
+                          well_formed(dialogue.response_type))
             next_index += 1
             by_key[key] = row
             new.append(row)
@@ -163,7 +167,7 @@ def write_dataset(
                 if path.is_file():
                     dst = staging / path.relative_to(source.root)
                     dst.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(path, dst)
+                    fsio.copy_new(path, dst)
         info = dict(source.info)
         features = dict(source.info["features"])
         if hirobot:
@@ -182,21 +186,23 @@ def write_dataset(
         handled = set(source.data_paths)
         if isinstance(skills_json, Path):  # --skills-file: that file, as it is
             (staging / layout.SKILLS_PATH).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(skills_json, staging / layout.SKILLS_PATH)
+            fsio.copy_new(skills_json, staging / layout.SKILLS_PATH)
             handled.add(layout.SKILLS_PATH)
         elif skills_json is not None:
             _write_json(staging / layout.SKILLS_PATH, skills_json)
             handled.add(layout.SKILLS_PATH)
         if skill_records:
-            with open(staging / layout.SKILL_ANNOTATIONS_PATH, "w", encoding="utf-8") as fh:
+            with fsio.create(staging / layout.SKILL_ANNOTATIONS_PATH) as fh:
                 for rec in skill_records:
-                    fh.write(json.dumps({k: v for k, v in rec.items() if k != "fingerprint"}, ensure_ascii=False,
-                                        sort_keys=True) + "\n")
+                    fh.write(fsio.jsonl_line({k: v for k, v in rec.items() if k != "fingerprint"}))
         linked, copied = _copy_rest(source.root, staging, handled=handled)
         _write_syn_annotations(staging / layout.SYN_ANNOTATIONS_PATH, samples, records,
                                assignment if hirobot else None)
-        (staging / layout.CARD_PATH).write_text(card(provenance), encoding="utf-8")
+        fsio.write_new(staging / layout.CARD_PATH, card(provenance))
         _write_json(staging / layout.PROVENANCE_PATH, provenance)  # last: marks the folder complete
+    except UnsafePathError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     except OSError as e:
         shutil.rmtree(staging, ignore_errors=True)  # leave the work folder as a resumable journal, nothing half-written
         raise OutputError(
@@ -238,7 +244,8 @@ def _write_data_file(src: Path, dst: Path, per_episode: dict[int, np.ndarray] | 
             added[name] = lang.hf_feature(name)
     table = table.replace_schema_metadata(_with_hf_features(table.schema.metadata, added))
     dst.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, dst, **_writer_options(meta))
+    with fsio.create(dst) as fh:
+        pq.write_table(table, fh, **_writer_options(meta))
 
 
 def _writer_options(meta: pq.FileMetaData) -> dict[str, Any]:
@@ -288,7 +295,8 @@ def _write_tasks(src: Path, dst: Path, new_tasks: Sequence[NewTask]) -> None:
         df = pd.concat([df, rows[df.columns]], axis=0)
     df.index.name = index_name
     dst.parent.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(dst)
+    with fsio.create(dst) as fh:
+        df.to_parquet(fh)
 
 
 def _stat_names(source: SourceDataset) -> tuple[str, ...]:
@@ -306,7 +314,7 @@ def _write_episodes_file(src: Path, dst: Path, ep_stats: dict[int, dict[str, np.
     table = pq.read_table(src)
     if not any(c.startswith("stats/") for c in table.column_names):
         dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src, dst)
+        fsio.copy_new(src, dst)
         return
     episodes = table.column("episode_index").to_pylist()
     names = next(iter(ep_stats.values())).keys() if ep_stats else ()
@@ -318,7 +326,8 @@ def _write_episodes_file(src: Path, dst: Path, ep_stats: dict[int, dict[str, np.
             typ = pa.list_(pa.int64() if name in ("min", "max", "count") else pa.float64())
         table = table.append_column(pa.field(f"stats/{layout.FEATURE}/{name}", typ), pa.array(values, type=typ))
     dst.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, dst, **_writer_options(pq.ParquetFile(src).metadata))
+    with fsio.create(dst) as fh:
+        pq.write_table(table, fh, **_writer_options(pq.ParquetFile(src).metadata))
 
 
 def _write_stats(src: Path, dst: Path, per_episode: list[dict[str, np.ndarray]]) -> None:
@@ -331,7 +340,7 @@ def _write_stats(src: Path, dst: Path, per_episode: list[dict[str, np.ndarray]])
 
 def _write_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=4, ensure_ascii=False) + "\n", encoding="utf-8")
+    fsio.write_new(path, fsio.json_text(obj, indent=4))
 
 
 def _copy_rest(src_root: Path, dst_root: Path, *, handled: set[str]) -> tuple[int, int]:
@@ -358,7 +367,7 @@ def _copy_rest(src_root: Path, dst_root: Path, *, handled: set[str]) -> tuple[in
                     continue
                 except OSError:
                     pass  # other filesystem, or links not allowed: copy
-            shutil.copy2(src, dst)
+            fsio.copy_new(src, dst)
             copied += 1
     return linked, copied
 
@@ -368,7 +377,7 @@ def _write_syn_annotations(
 ) -> None:
     """One line per sample; ``task_index_high_level`` is null when the format has no such column."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as fh:
+    with fsio.create(path) as fh:
         for s in samples:
             rec = records.get(s.sample_id)
             if rec is None:
@@ -377,7 +386,7 @@ def _write_syn_annotations(
             d["task_index_high_level"] = (assignment.by_sample.get(s.sample_id, layout.NO_TASK)
                                           if assignment is not None else None)
             d.pop("fingerprint", None)
-            fh.write(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n")
+            fh.write(fsio.jsonl_line(d))
 
 
 def write_jsonl_result(
@@ -392,16 +401,19 @@ def write_jsonl_result(
         path.parent.mkdir(parents=True, exist_ok=True)
         if skills_file is not None:
             (staging / layout.SKILLS_PATH).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(skills_file, staging / layout.SKILLS_PATH)
-        with open(path, "w", encoding="utf-8") as fh:
+            fsio.copy_new(skills_file, staging / layout.SKILLS_PATH)
+        with fsio.create(path) as fh:
             ids = [s.sample_id for s in samples] + [b.sample_id for b in bad_lines]
             for sid in sorted(ids):
                 rec = records.get(sid)
                 if rec is not None:
                     d = rec.to_json()
                     d.pop("fingerprint", None)
-                    fh.write(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n")
+                    fh.write(fsio.jsonl_line(d))
         _write_json(staging / layout.PROVENANCE_PATH, provenance)
+    except UnsafePathError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     except OSError as e:
         shutil.rmtree(staging, ignore_errors=True)
         raise OutputError(

@@ -31,6 +31,7 @@ import pyarrow as pa
 from hub_pgen import language as lang
 from hub_pgen.data import JournalRecord, Sample
 from hub_pgen.language import Row
+from hub_pgen.textsafe import well_formed
 
 # --- what a run adds ----------------------------------------------------------------------------
 
@@ -48,14 +49,16 @@ def plan_language(segments: Iterable[Any], samples: Sequence[Sample], records: d
     goes on its sample's first frame (the frame whose images the model saw)."""
     subtasks: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for seg in segments:
-        subtasks[seg.episode_index].append((seg.frame_start, seg.skill))
+        subtasks[seg.episode_index].append((seg.frame_start, well_formed(seg.skill)))
     dialogues: dict[tuple[int, int], tuple[str, str]] = {}
     for s in samples:
         rec = records.get(s.sample_id)
         dialogue = rec.dialogue if rec is not None else None
         if dialogue is None or s.episode_index is None or s.frame_start is None:
             continue
-        dialogues[(s.episode_index, s.frame_start)] = (dialogue.user_prompt, dialogue.robot_utterance)
+        # parquet holds UTF-8: a lone surrogate becomes U+FFFD (the journal keeps it as its escape)
+        dialogues[(s.episode_index, s.frame_start)] = (well_formed(dialogue.user_prompt),
+                                                       well_formed(dialogue.robot_utterance))
     return LanguagePlan({e: tuple(sorted(v)) for e, v in subtasks.items()}, dialogues)
 
 

@@ -20,8 +20,8 @@ import os
 import socket
 from pathlib import Path
 
-from hub_pgen import layout
-from hub_pgen.errors import OutputBusyError, OutputError
+from hub_pgen import fsio, layout
+from hub_pgen.errors import OutputBusyError, OutputError, UnsafePathError
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,9 @@ class RunLock:
         announced = False
         while True:
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                fd = fsio.open_locked_file(self.path)  # never through a link: it is truncated below
+            except UnsafePathError:
+                raise
             except OSError as e:
                 raise OutputError(f"cannot create the lock file {self.path}: {e.strerror or e}", path=self.path,
                                   hint="choose a writable --output-dir") from e

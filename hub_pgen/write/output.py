@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from hub_pgen import faults, layout
+from hub_pgen import faults, fsio, layout
 from hub_pgen.config import diff_identity
-from hub_pgen.errors import ConfigMismatchError, OutputError, OutputExistsError
+from hub_pgen.errors import ConfigMismatchError, OutputError, OutputExistsError, UnsafePathError
 
 logger = logging.getLogger(__name__)
 
@@ -173,8 +173,16 @@ def discard_state(paths: OutputPaths) -> None:
     """Remove a stale run's state (run.json, empty journal, failed labels, staging); the lock file stays."""
     for p in (paths.run_file, paths.journal, paths.work / layout.SKILLS_JOURNAL_NAME):
         p.unlink(missing_ok=True)
-    if paths.staging.exists():
-        shutil.rmtree(paths.staging)
+    _remove(paths.staging)
+
+
+def _remove(path: Path) -> None:
+    """Remove what is at ``path`` in the work folder: a folder with its contents, else the entry itself
+    (a link is removed, never followed: ``rmtree`` of a link would refuse, and its target is not ours)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.is_symlink() or path.exists():
+        path.unlink()
 
 
 def start_run(paths: OutputPaths, *, fingerprint: str, identity: dict[str, Any], started_at: str) -> str:
@@ -183,10 +191,11 @@ def start_run(paths: OutputPaths, *, fingerprint: str, identity: dict[str, Any],
         paths.work.mkdir(parents=True, exist_ok=True)
         if paths.run_file.is_file():
             return json.loads(paths.run_file.read_text(encoding="utf-8")).get("started_at", started_at)
-        tmp = paths.run_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"fingerprint": fingerprint, "identity": identity, "started_at": started_at},
-                                  indent=2, sort_keys=True, default=str))
-        os.replace(tmp, paths.run_file)
+        fsio.write_atomic(paths.run_file, fsio.json_dumps(
+            {"fingerprint": fingerprint, "identity": identity, "started_at": started_at},
+            indent=2, sort_keys=True, default=str))
+    except UnsafePathError:
+        raise
     except OSError as e:
         raise OutputError(f"cannot create the run folder {paths.work}: {e.strerror or e}", path=paths.work,
                           hint="choose a writable --output-dir") from e
@@ -197,8 +206,7 @@ def fresh_staging(paths: OutputPaths) -> Path:
     """An empty staging folder; a half-written one from a killed run is discarded (writing is
     deterministic, so writing again gives the same bytes)."""
     try:
-        if paths.staging.exists():
-            shutil.rmtree(paths.staging)
+        _remove(paths.staging)
         paths.staging.mkdir(parents=True)
     except OSError as e:
         raise OutputError(f"cannot create the staging folder {paths.staging}: {e.strerror or e}",
