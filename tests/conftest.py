@@ -34,6 +34,11 @@ from pathlib import Path
 
 import pytest
 
+# Subprocesses (``python -m hub_pgen``) run the checkout these tests belong to, whatever checkout
+# an editable install in the venv points at (two worktrees can share one venv).
+_REPO = Path(__file__).resolve().parent.parent
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(_REPO), os.environ.get("PYTHONPATH", "")) if p)
+
 _HF_TMP = Path(tempfile.mkdtemp(prefix="hub-pgen-tests-hf-"))
 atexit.register(shutil.rmtree, _HF_TMP, ignore_errors=True)
 os.environ["HF_HOME"] = str(_HF_TMP / "home")
