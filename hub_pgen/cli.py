@@ -253,12 +253,13 @@ def config_from_args(args: argparse.Namespace):
     keys = tuple(k.strip() for k in args.image_keys.split(",") if k.strip()) if args.image_keys else None
     template = None
     if args.prompt_file is not None:
-        try:
-            template = args.prompt_file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-            raise UsageError(f"--prompt-file {args.prompt_file} cannot be read ({why})",
-                             hint="give a UTF-8 text file") from None
+        from hub_pgen.generate.prompt import PROMPT_FILE_MAX_BYTES, PromptFileError, read_prompt_file
+
+        try:  # bounded and never blocking: a FIFO, a device or a folder is refused before a byte is read
+            template = read_prompt_file(args.prompt_file)
+        except PromptFileError as e:
+            raise UsageError(f"--prompt-file {args.prompt_file} {e}",
+                             hint=f"give a UTF-8 text file of at most {PROMPT_FILE_MAX_BYTES // 1024} KiB") from None
     if args.show_prompt and not args.dry_run:
         raise UsageError("--show-prompt goes with --dry-run (it prints the prompts instead of running)",
                          hint="add --dry-run")

@@ -22,7 +22,7 @@ from hub_pgen import faults
 from hub_pgen.data import JournalRecord, Sample
 from hub_pgen.errors import GenerationError
 from hub_pgen.generate.layer import Call, CallFailed
-from hub_pgen.generate.parse import extract_object
+from hub_pgen.generate.parse import extract_object, keep_raw
 
 PROMPT = """A user said this to a robot: "{prompt}"
 The robot's task in this episode: {task}
@@ -88,10 +88,10 @@ def verify(samples: Sequence[Sample], journal: dict[str, JournalRecord], segment
             try:
                 read = extract_object(answer).get("skill")
             except GenerationError as e:  # no JSON at all
-                verdicts.append(Verdict(s.sample_id, None, False, answer, str(e), fingerprint))
+                verdicts.append(Verdict(s.sample_id, None, False, keep_raw(answer), str(e), fingerprint))
                 continue
-            read = read if read in names else None
-            verdicts.append(Verdict(s.sample_id, read, read == s.skill_current, answer,
+            read = read if isinstance(read, str) and read in names else None
+            verdicts.append(Verdict(s.sample_id, read, read == s.skill_current, keep_raw(answer),
                                     None if read is not None else "the answer names none of the skills", fingerprint))
         append(verdicts)
         faults.point("verify")

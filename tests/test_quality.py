@@ -106,9 +106,9 @@ def test_a_custom_prompt_changes_the_fingerprint_and_reaches_the_model(example_r
 
 
 @pytest.mark.parametrize("text, message", [
-    ("Skill {skill_current} and {oops}", "unknown placeholder(s) {oops}"),
+    ("Skill {skill_current} and {oops}", "line 1, column 27: unknown placeholder {oops}"),
     ("Just {task_description}", "never names {skill_current}"),
-    ("A literal { brace {skill_current}", "does not format"),
+    ("A literal { brace {skill_current}", "a '{' that opens no placeholder"),
     ('Answer {skill_current} as {"user_prompt": "..."}', "a literal brace (as in JSON) is written {{ or }}"),
 ])
 def test_a_bad_prompt_file_stops_at_start(example_root, tmp_path, capsys, text, message):

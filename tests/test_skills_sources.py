@@ -295,7 +295,7 @@ def test_answers_are_repaired_where_that_is_safe(answer, skills, repairs):
     ("no json here", "no JSON object"),
     ('{"skills": []}', 'no "skills" list'),
     ('{"skills": [{"name": "", "start": 0, "end": 1}]}', "has no name"),
-    ('{"skills": [{"name": "reach", "start": "soon", "end": 1}]}', "not numbers"),
+    ('{"skills": [{"name": "reach", "start": "soon", "end": 1}]}', "must be a number of seconds"),
     # a weak model's "answer": spans of no length say nothing about where the skills are
     ('{"skills": [{"name": "reach", "start": 1.0, "end": 1.0}, {"name": "x", "start": 2.5, "end": 2.0}]}',
      "every skill ends where it starts"),

@@ -18,7 +18,8 @@ from typing import Any
 
 from hub_pgen.data import GenerationRequest, GenerationResult
 from hub_pgen.errors import GenerationError
-from hub_pgen.generate.parse import parse_dialogue
+from hub_pgen.generate.parse import keep_raw, parse_dialogue
+from hub_pgen.generate.schema import DEFAULT_BOUNDS, AnswerBounds
 
 logger = logging.getLogger(__name__)
 
@@ -64,11 +65,13 @@ def make_call(request: GenerationRequest, attempt: int, temperature: float) -> C
 
 def generate_with_retries(
     run: RunCalls, requests: Sequence[GenerationRequest], *, temperature: float, max_retries: int,
-    on_answer: Callable[[str, bool], None] | None = None,
+    on_answer: Callable[[str, bool], None] | None = None, bounds: AnswerBounds = DEFAULT_BOUNDS,
 ) -> list[GenerationResult]:
     """One result per request (in the requests' order, matched by sample id): answers that do not
-    parse are tried again up to ``max_retries`` times, then returned as failures with the raw text.
-    ``on_answer(raw, valid)`` sees every answer (a backend counts schema-invalid ones)."""
+    parse are tried again up to ``max_retries`` times, then returned as failures with the raw text
+    (bounded: :func:`~hub_pgen.generate.parse.keep_raw`). ``on_answer(raw, valid)`` sees every answer
+    (a backend counts schema-invalid ones); ``bounds``: the string bounds the schema stated
+    (:func:`~hub_pgen.generate.schema.answer_limits`)."""
     by_id = {r.sample.sample_id: r for r in requests}
     if len(by_id) != len(requests):
         raise ValueError("requests of one batch must have distinct sample ids")
@@ -92,17 +95,17 @@ def generate_with_retries(
             sample = by_id[sid].sample
             try:
                 dialogue = parse_dialogue(out, scenario_type=sample.scenario_type or None,
-                                          response_type=sample.response_type or None)
+                                          response_type=sample.response_type or None, bounds=bounds)
             except GenerationError as exc:
                 logger.debug("sample %s attempt %d: %s", sid, tries, exc)
                 if on_answer is not None:
                     on_answer(out, False)
-                last[sid] = (exc.message, out)
+                last[sid] = (exc.message, keep_raw(out))
                 retry.append(sid)
                 continue
             if on_answer is not None:
                 on_answer(out, True)
-            results[sid] = GenerationResult(sid, dialogue, raw_text=out, attempts=tries)
+            results[sid] = GenerationResult(sid, dialogue, raw_text=keep_raw(out), attempts=tries)
         todo = retry
     for sid in todo:
         reason, raw = last[sid]

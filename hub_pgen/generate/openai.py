@@ -44,7 +44,7 @@ from hub_pgen.data import GenerationRequest, GenerationResult
 from hub_pgen.errors import ServerError, UsageError, scrub
 from hub_pgen.generate import transport
 from hub_pgen.generate.layer import Call, CallFailed, generate_with_retries
-from hub_pgen.generate.schema import DEFAULT_MAX_NEW_TOKENS, answer_bounds, dialogue_schema
+from hub_pgen.generate.schema import DEFAULT_MAX_NEW_TOKENS, answer_bounds, answer_limits, dialogue_schema
 from hub_pgen.generate.servers import ServeOptions, ServerPool
 from hub_pgen.plan.taxonomy import RESPONSE_TYPES, SCENARIO_TYPES
 from hub_pgen.redact import printable
@@ -236,7 +236,8 @@ class OpenAIBackend:
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         return generate_with_retries(self._run, requests, temperature=self.options.temperature,
-                                     max_retries=self.options.max_retries, on_answer=self._count)
+                                     max_retries=self.options.max_retries, on_answer=self._count,
+                                     bounds=answer_limits(self.options.max_new_tokens, self.options.constrained))
 
     def notes(self) -> list[str]:
         """What the summary should say about the server."""

@@ -43,7 +43,7 @@ from hub_pgen.generate.loading import (  # noqa: F401  (re-exported: the backend
     resolve_dtype,
 )
 from hub_pgen.generate.layer import RETRY_TEMPERATURE, Call, CallFailed, generate_with_retries
-from hub_pgen.generate.schema import DEFAULT_MAX_NEW_TOKENS, AnswerBounds, answer_bounds
+from hub_pgen.generate.schema import DEFAULT_MAX_NEW_TOKENS, AnswerBounds, answer_bounds, answer_limits
 from hub_pgen.plan.taxonomy import RESPONSE_TYPES, SCENARIO_TYPES
 
 logger = logging.getLogger(__name__)
@@ -216,7 +216,8 @@ class TransformersBackend:
         """One result per request, in order; failures are results, never exceptions (the shared
         layer, :mod:`hub_pgen.generate.layer`, parses, retries and enforces the assigned types)."""
         return generate_with_retries(self._run, requests, temperature=self.options.temperature,
-                                     max_retries=self.options.max_retries)
+                                     max_retries=self.options.max_retries,
+                                     bounds=answer_limits(self.options.max_new_tokens, self.options.constrained))
 
     def complete(
         self,

@@ -15,11 +15,22 @@ types are fixed text, and so the longest allowed answer has a known byte length:
 characters, need 510 tokens; a smaller budget shortens both in proportion) and refuses a budget too
 small for a useful answer, saying how many tokens are needed. Nothing here imports torch: the CLI
 checks the budget before anything else happens.
+
+The same bounds bind every answer, constrained or not: :func:`answer_limits` is what the answer
+parser (:mod:`hub_pgen.generate.parse`) enforces, so a server that ignores the schema or the token
+budget cannot hand back a longer dialogue than the grammar would have let through. The schema states
+each string's bound in its ``pattern`` (one letter, then bounded repeats that add up to the limit:
+:func:`pattern_max_chars` reads it back) and not as ``maxLength`` too: outlines (one of vLLM's
+grammar backends) builds a string's regex from ``maxLength`` *instead of* ``pattern`` when both are
+given, which would let quotes, escapes and control characters back in — and an escape is six bytes
+for one character, so the budget would no longer hold — and xgrammar's ``maxLength`` lets control
+characters through (xgrammar#800).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,6 +85,22 @@ def default_max_new_tokens() -> int:
     return tokens_needed(AnswerBounds(DEFAULT_MAX_PROMPT_CHARS, DEFAULT_MAX_UTTERANCE_CHARS))
 
 
+DEFAULT_BOUNDS = AnswerBounds(DEFAULT_MAX_PROMPT_CHARS, DEFAULT_MAX_UTTERANCE_CHARS)
+
+
+def answer_limits(max_new_tokens: int, constrained: bool) -> AnswerBounds:
+    """The string bounds an answer is held to when it is parsed: the grammar's (those the server was
+    sent) for a constrained run, else the schema's defaults (the prompt asks for "one or two short
+    sentences" and "one short sentence"; an unconstrained answer gets no more room than a
+    constrained one at the default budget)."""
+    if constrained:
+        try:
+            return answer_bounds(max_new_tokens)
+        except BudgetTooSmall:  # refused at option checking; a direct caller gets the defaults
+            pass
+    return DEFAULT_BOUNDS
+
+
 class BudgetTooSmall(ValueError):
     def __init__(self, max_new_tokens: int) -> None:
         self.max_new_tokens = max_new_tokens
@@ -115,6 +142,11 @@ def string_pattern(max_chars: int) -> str:
         chunks.append(f"{SAFE_CHAR}{{0,{min(left, _MAX_REPEAT)}}}")
         left -= _MAX_REPEAT
     return "^" + "".join(chunks) + "$"
+
+
+def pattern_max_chars(pattern: str) -> int:
+    """The longest string :func:`string_pattern` lets through (the bound the schema states)."""
+    return 1 + sum(int(n) for n in re.findall(r"\{0,(\d+)\}", pattern))
 
 
 def dialogue_schema(

@@ -11,10 +11,13 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from hub_pgen.data import Dialogue, GenerationRequest, GenerationResult
+from hub_pgen.errors import GenerationError
 from hub_pgen.generate.layer import Call, CallFailed
+from hub_pgen.generate.parse import validate_object
 
 _LEADING = re.compile(r"^(the\s+)?robot(\s+arm)?\s+", re.IGNORECASE)
 
@@ -133,6 +136,12 @@ class TemplateBackend:
                 response_type=s.response_type,
                 key=f"{s.sample_id}/{req.seed}",
             )
+            try:  # the rules a model's answer meets (length, control characters): a skill name may break them
+                dialogue = validate_object(asdict(dialogue), "", scenario_type=s.scenario_type or None,
+                                           response_type=s.response_type or None)
+            except GenerationError as e:
+                results.append(GenerationResult(sample_id=s.sample_id, dialogue=None, error=e.message))
+                continue
             results.append(GenerationResult(sample_id=s.sample_id, dialogue=dialogue, raw_text=""))
         return results
 

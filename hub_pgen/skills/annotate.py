@@ -40,7 +40,7 @@ from hub_pgen import faults
 from hub_pgen.data import EpisodeSkills, ImageRef, Sample, Skill, SkillsFile, SourceDataset
 from hub_pgen.errors import GenerationError
 from hub_pgen.generate.layer import RETRY_TEMPERATURE, Call, CallFailed
-from hub_pgen.generate.parse import extract_object
+from hub_pgen.generate.parse import extract_object, keep_raw, max_answer_chars, one_line, text_problem
 from hub_pgen.generate.schema import string_pattern
 from hub_pgen.skills import sheets
 
@@ -127,6 +127,11 @@ class EpisodeRequest:
         item = len('{"name":""') + MAX_NAME_CHARS + len(',"start":') + longest + len(',"end":') + longest + 1
         return len('{"skills":[') + self.max_skills() * (item + 1) + len("]}") + 1
 
+    def max_answer_chars(self) -> int:
+        """The most characters of an answer that are read: the schema's longest answer (the budget less
+        its stop token), times :data:`~hub_pgen.generate.parse.ANSWER_ROOM`."""
+        return max_answer_chars(self.max_new_tokens() - 1)
+
     def prompt(self) -> str:
         labels = self.labels()
         return PROMPT.format(task=self.task or "(not given)", first=labels[0], end=labels[-1],
@@ -209,36 +214,74 @@ def _safe_name(text: str) -> str:
 # --- parsing and repairing an answer -------------------------------------------------------------
 
 
+MAX_SECONDS = 1e9  # no episode lasts 31 years: a time past this is no time (and 10**400 is no float)
+
+
+def finite_seconds(value: Any, where: str) -> float:
+    """``value`` as a time in seconds, or :class:`SegmentationError` naming ``where``: a JSON number
+    (not a boolean, a string or null), finite, and at most :data:`MAX_SECONDS` either side of zero.
+    Every time the model or a journal gives goes through here before any arithmetic."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SegmentationError(f"{where} must be a number of seconds, got {type(value).__name__} {_short(value)}")
+    if isinstance(value, int) and abs(value) > MAX_SECONDS:  # before float(): 10**400 overflows it
+        raise SegmentationError(f"{where} is {_short(value)} s: no episode is that long")
+    seconds = float(value)
+    if not math.isfinite(seconds):
+        raise SegmentationError(f"{where} is {seconds}, not a number of seconds")
+    if abs(seconds) > MAX_SECONDS:
+        raise SegmentationError(f"{where} is {seconds:g} s: no episode is that long")
+    return seconds
+
+
+def _short(value: Any, n: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= n else text[:n] + "…"
+
+
 def parse_segmentation(raw: str, req: EpisodeRequest) -> tuple[tuple[Skill, ...], tuple[str, ...]]:
-    """The episode's skills in ``raw`` and what was repaired; :class:`SegmentationError` when unusable."""
+    """The episode's skills in ``raw`` and what was repaired; :class:`SegmentationError` when unusable.
+
+    Refused (the attempt fails, is retried, and is recorded with the reason): an answer longer than
+    :func:`~hub_pgen.generate.parse.max_answer_chars` of the schema's longest, more skills than the
+    schema's ``maxItems``, a name that is not text (:func:`~hub_pgen.generate.parse.text_problem`), a
+    time that is not a finite number of seconds (:func:`finite_seconds`). Repaired, and recorded as
+    repaired: a name over :data:`MAX_NAME_CHARS` (cut), a time off the shown frames (snapped to the
+    nearest) or outside the episode (clipped to it), spans out of order (sorted), gaps and overlaps
+    (stitched end to start), empty spans (dropped), spans under the minimum (merged)."""
     try:
-        obj = extract_object(raw)
+        obj = extract_object(raw, max_chars=req.max_answer_chars())
     except GenerationError as e:
         raise SegmentationError(e.message) from None
     items = obj.get("skills")
     if not isinstance(items, list) or not items:
         raise SegmentationError('the answer has no "skills" list')
+    if len(items) > req.max_skills():
+        raise SegmentationError(f"the answer has {len(items):,} skills; this episode allows at most "
+                                f"{req.max_skills()} (the schema's maxItems)")
     repairs: list[str] = []
     spans: list[tuple[str, float, float]] = []
     bounds = np.asarray(req.bounds, dtype=np.float64)
-    for item in items:
+    first, last = float(bounds[0]), float(bounds[-1])
+    slack = 10 ** -req.decimals
+    for i, item in enumerate(items):
+        where = f"skills[{i}]"
         if not isinstance(item, dict):
-            raise SegmentationError(f"a skill is not an object: {item!r}")
+            raise SegmentationError(f"{where} is not an object: {_short(item)}")
         name = item.get("name")
         if not isinstance(name, str) or not name.strip():
-            raise SegmentationError(f"a skill has no name: {item!r}")
-        clean = re.sub(r"\s+", " ", name).strip()
+            raise SegmentationError(f"{where} has no name: {_short(item)}")
+        problem = text_problem(name)
+        if problem:
+            raise SegmentationError(f"{where}.name {problem}")
+        clean = one_line(name)
         if len(clean) > MAX_NAME_CHARS:
             clean = clean[:MAX_NAME_CHARS].rstrip()
             repairs.append("name shortened")
-        try:
-            start, end = float(item["start"]), float(item["end"])
-        except (KeyError, TypeError, ValueError):
-            raise SegmentationError(f"a skill's start/end are not numbers: {item!r}") from None
-        if not (math.isfinite(start) and math.isfinite(end)):
-            raise SegmentationError(f"a skill's start/end are not finite: {item!r}")
+        start, end = (finite_seconds(item.get(k), f"{where}.{k}") for k in ("start", "end"))
+        if min(start, end) < first - slack or max(start, end) > last + slack:
+            repairs.append("a time outside the episode clipped to it")
         snapped = [float(bounds[int(np.argmin(np.abs(bounds - v)))]) for v in (start, end)]
-        if any(abs(a - b) > 10 ** -req.decimals for a, b in zip(snapped, (start, end))):
+        if any(abs(a - b) > slack for a, b in zip(snapped, (start, end))):
             repairs.append("time snapped to a shown frame")
         if snapped[1] <= snapped[0]:  # the model said nothing about where this skill is
             repairs.append("a span that ends where it starts dropped")
@@ -251,7 +294,6 @@ def parse_segmentation(raw: str, req: EpisodeRequest) -> tuple[tuple[Skill, ...]
         repairs.append("skills sorted by start")
     spans = ordered
     # stitch: one after the other, from the first frame to the episode's end
-    first, last = float(bounds[0]), float(bounds[-1])
     starts = [first] + [s[1] for s in spans[1:]]
     ends = starts[1:] + [last]
     if starts[0] != spans[0][1] or any(e != s[2] for e, s in zip(ends, spans)):
@@ -303,9 +345,24 @@ class SegmentRecord:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> SegmentRecord:
+        """A journal line back; :class:`SegmentationError` when it is not one this module wrote (an
+        edited or damaged line: its episode is asked again). Its times go through :func:`finite_seconds`."""
+        if not isinstance(d, dict):
+            raise SegmentationError("a journal line is not an object")
         kw = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        kw["skills"] = tuple(dict(s) for s in kw.get("skills", ()))
-        kw["repairs"] = tuple(kw.get("repairs", ()))
+        if (isinstance(kw.get("episode_index"), bool) or not isinstance(kw.get("episode_index"), int)
+                or kw.get("status") not in ("ok", "failed") or not isinstance(kw.get("skills", []), list)):
+            raise SegmentationError("a journal line lacks its episode, status or skills")
+        skills = []
+        for i, sk in enumerate(kw.get("skills", ())):
+            if not isinstance(sk, dict) or not isinstance(sk.get("name"), str) or text_problem(sk["name"]):
+                raise SegmentationError(f"skills[{i}] of a journal line has no usable name")
+            start, end = (finite_seconds(sk.get(k), f"skills[{i}].{k}") for k in ("start", "end"))
+            if not end > start:
+                raise SegmentationError(f"skills[{i}] of a journal line ends before it starts")
+            skills.append({"name": sk["name"], "start": start, "end": end})
+        kw["skills"] = tuple(skills)
+        kw["repairs"] = tuple(str(r) for r in kw.get("repairs", ()) or ())
         return cls(**kw)
 
     def episode_skills(self) -> EpisodeSkills:
@@ -417,17 +474,18 @@ def _ask(backend: Any, batch: Sequence[EpisodeRequest], images: dict[int, list[A
                                                      attempts=tried.get(r.episode_index, 0) + attempt + 1,
                                                      frames_shown=len(r.times))
                 continue
+            kept = keep_raw(answer, r.max_answer_chars())  # bounded, valid Unicode
             try:
                 skills, repairs = parse_segmentation(answer, r)
             except SegmentationError as e:
                 logger.debug("episode %d attempt %d: %s", r.episode_index, attempt + 1, e)
-                last[r.episode_index] = (str(e), answer)
+                last[r.episode_index] = (str(e), kept)
                 retry.append(r)
                 continue
             out[r.episode_index] = SegmentRecord(
                 r.sample_id, r.episode_index, "ok", tuple({"name": s.name, "start": s.start, "end": s.end}
                                                           for s in skills),
-                repairs, answer, attempts=tried.get(r.episode_index, 0) + attempt + 1, frames_shown=len(r.times))
+                repairs, kept, attempts=tried.get(r.episode_index, 0) + attempt + 1, frames_shown=len(r.times))
         todo = retry
     for r in todo:
         reason, raw = last[r.episode_index]
@@ -476,7 +534,7 @@ def load_records(path: Path, *, fingerprint: str | None) -> dict[int, SegmentRec
             continue
         try:
             rec = SegmentRecord.from_json(json.loads(line))
-        except (json.JSONDecodeError, TypeError, UnicodeDecodeError):
+        except (ValueError, TypeError, RecursionError):  # malformed JSON, a 5,000-digit int, SegmentationError
             continue  # that episode is asked again
         if fingerprint is not None and rec.fingerprint != fingerprint:
             raise ConfigMismatchError(path, {"fingerprint": (rec.fingerprint, fingerprint)})
