@@ -21,6 +21,7 @@ from hub_pgen.config import RunConfig, file_digest, fingerprint
 from hub_pgen.data import GenerationRequest, GenerationResult, JournalRecord, Sample, SourceDataset
 from hub_pgen.errors import FrameError, Interrupted, SkillsError, SourceError, UsageError, ValidationError
 from hub_pgen.generate.base import Backend, is_local_model
+from hub_pgen.generate.parse import checked_result
 from hub_pgen.generate.prompt import construct_prompt, prompt_template_hash
 from hub_pgen.generate.registry import get_backend
 from hub_pgen.notices import Notices
@@ -462,7 +463,7 @@ def generate_batch(
     if requests:
         results = backend.generate(requests)
         faults.point("generate")
-        by_id = {res.sample_id: res for res in results}
+        by_id = {res.sample_id: checked_result(res) for res in results}
         missing = [req.sample.sample_id for req in requests if req.sample.sample_id not in by_id]
         if missing:
             raise RuntimeError(f"backend {backend.name} returned no result for {missing[:5]}")

@@ -32,7 +32,7 @@ import math
 import re
 from typing import Any
 
-from hub_pgen.data import Dialogue
+from hub_pgen.data import Dialogue, GenerationResult
 from hub_pgen.errors import GenerationError
 from hub_pgen.generate.schema import DEFAULT_BOUNDS, AnswerBounds
 from hub_pgen.plan.taxonomy import RESPONSE_TYPES, SCENARIO_TYPES
@@ -207,6 +207,29 @@ def text_problem(value: str) -> str | None:
     else:
         kind = "the control character"
     return f"holds {kind} U+{ord(c):04X} at character {m.start():,}"
+
+
+def checked_result(result: GenerationResult) -> GenerationResult:
+    """A backend's result held to the rules every answer keeps, whichever backend made it (the
+    OpenAI and Qwen ones parse with :func:`validate_object`; a plugin may build its Dialogue itself):
+    a dialogue whose text holds a character no dataset should (:func:`text_problem`) becomes a failure
+    naming it, and the raw text and reason are kept so that they always encode (:func:`keep_raw`).
+    Nothing hub-pgen writes from a result then holds a lone surrogate or a terminal escape."""
+    error, raw = result.error, result.raw_text
+    d = result.dialogue
+    if d is not None:
+        for key in KEYS:
+            value = getattr(d, key)
+            problem = text_problem(value) if isinstance(value, str) else f"is a {type(value).__name__}, not text"
+            if problem:
+                error, d = f"{key} {problem}", None
+                raw = raw or json.dumps({k: getattr(result.dialogue, k) for k in KEYS}, ensure_ascii=True)
+                break
+    if d is result.dialogue and error == result.error and surrogate_at(raw or "") is None \
+            and surrogate_at(error or "") is None:
+        return result
+    return GenerationResult(result.sample_id, d, raw_text=keep_raw(raw, max(len(raw or ""), 1)) or "",
+                            error=keep_raw(error, max(len(error or ""), 1)), attempts=result.attempts)
 
 
 def one_line(value: str) -> str:

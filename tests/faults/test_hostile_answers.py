@@ -339,8 +339,10 @@ def _answer_for(kind: str):
         props = body["response_format"]["json_schema"]["schema"]["properties"]
         d = {**GOOD, "scenario_type": props["scenario_type"]["enum"][0],
              "response_type": props["response_type"]["enum"][0]}
-        if kind == "2 MB dialogue":
+        if kind == "2 MB dialogue":  # past the transport's guard (256 characters a token of --max-new-tokens)
             return json.dumps({**d, "user_prompt": "Please " + "pick up the cup " * 130_000})
+        if kind == "50 kB dialogue":  # under that guard, past what the schema allows
+            return json.dumps({**d, "user_prompt": "Please " + "pick up the cup " * 3_200})
         if kind == "lone surrogate":  # sent as the JSON escape \ud800: the client's decoder makes it a raw one
             return json.dumps({**d, "user_prompt": "Please \ud800 pick"}, ensure_ascii=False)
         if kind == "NUL":
@@ -352,7 +354,8 @@ def _answer_for(kind: str):
 
 
 @pytest.mark.parametrize("kind, reason", [
-    ("2 MB dialogue", "characters; at most 24,480 are read"),
+    ("2 MB dialogue", "server answered 2,080,1"),
+    ("50 kB dialogue", "characters; at most 24,480 are read"),
     ("lone surrogate", "lone UTF-16 surrogate (U+D800)"),
     ("NUL", "robot_utterance holds the control character U+0000"),
     ("30,000 braces", "the answer is 30,000 characters"),
@@ -367,10 +370,13 @@ def test_a_hostile_server_gives_failed_samples_never_exit_70(example_root, tmp_p
         asked = len(server.requests)
     assert rc == 8 != INTERNAL_ERROR and "Traceback" not in err, err  # 8: no sample usable
     records = [json.loads(line) for line in (out / "meta" / "syn_annotations.jsonl").read_text().splitlines()]
-    assert records and asked == 2 * len(records)  # each sample tried twice (--max-retries 1)
+    # each sample tried twice (--max-retries 1), but for a server that ignores the token budget: asking
+    # it again would get the same, so that answer is a failure at once (docs/reliability.md)
+    tries = 1 if kind == "2 MB dialogue" else 2
+    assert records and asked == tries * len(records)
     for r in records:
-        assert r["status"] == "failed" and reason in r["error"] and r["attempts"] == 2
-        assert len(r["raw_text"]) <= DIALOGUE_ANSWER_CHARS + 200
+        assert r["status"] == "failed" and reason in r["error"] and r["attempts"] == tries, r
+        assert len(r["raw_text"] or "") <= DIALOGUE_ANSWER_CHARS + 200  # the guard keeps none of it
     assert sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) < 5_000_000  # was 63 MB for 4 samples
     validate(out, source=example_root)
     assert tree_hashes(example_root) == before

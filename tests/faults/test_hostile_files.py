@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -35,7 +36,7 @@ import pytest
 
 from hub_pgen import fsio
 from hub_pgen import journal as journal_mod
-from hub_pgen import layout, pipeline
+from hub_pgen import layout, pipeline, textsafe
 from hub_pgen.cli import main
 from hub_pgen.config import RunConfig
 from hub_pgen.data import Dialogue, GenerationRequest, GenerationResult, JournalRecord
@@ -299,8 +300,9 @@ LONE = "\ud800"
 
 
 class SurrogateBackend:
-    """Answers whose text holds lone surrogates (as JSON "\\ud800" decodes): even samples a dialogue,
-    odd ones a failure whose raw text and reason hold one."""
+    """Answers whose text holds lone surrogates (as JSON "\\ud800" decodes), built as a plugin backend
+    may build them (no parser in between): every fourth sample a dialogue holding one, every other
+    even one a clean dialogue, odd ones a failure whose raw text and reason hold one."""
 
     name = "surrogates"
     needs_images = False
@@ -312,40 +314,60 @@ class SurrogateBackend:
         out = []
         for r in requests:
             s = r.sample
-            if s.frame_index % 2 == 0:
+            if s.frame_index % 4 == 0:
                 out.append(GenerationResult(s.sample_id, Dialogue(s.scenario_type, s.response_type,
                                                                   f"take it {LONE} now", f"ok \udfff {s.sample_id}")))
+            elif s.frame_index % 2 == 0:
+                out.append(GenerationResult(s.sample_id, Dialogue(s.scenario_type, s.response_type,
+                                                                  "take it now", f"ok {s.sample_id}")))
             else:
                 out.append(GenerationResult(s.sample_id, None, raw_text=f'{{"user_prompt": "{LONE}', error=f"bad {LONE}"))
         return out
 
 
-def test_lone_surrogates_in_answers_are_journaled_written_and_resumed(example_root, tmp_path):
+def test_lone_surrogates_in_answers_become_failures_and_every_file_is_text(example_root, tmp_path):
+    """Whichever backend made it, a dialogue holding a lone surrogate is a failure naming it; a raw
+    answer's or a reason's one is kept as the text ``\\ud800``: every file of the result is UTF-8
+    that strict readers (report, merge, --retry-failed) take back."""
     before = tree_hashes(example_root)
     out = tmp_path / "out"
     config = RunConfig(root=example_root, output_dir=out, backend="template")
     result = pipeline.run(config, backend=SurrogateBackend())
     assert result.state == "written" and result.ok and result.failed
-    rows = [json.loads(line) for line in (out / layout.SYN_ANNOTATIONS_PATH).read_bytes().decode("utf-8").splitlines()]
-    oks = [r for r in rows if r["status"] == "ok"]
-    assert oks and all(r["user_prompt"] == f"take it {LONE} now" for r in oks)  # kept, as its escape
-    assert all(r["raw_text"].endswith(LONE) for r in rows if r["status"] == "failed")
+    text = (out / layout.SYN_ANNOTATIONS_PATH).read_bytes().decode("utf-8")
+    assert "\\ud800" not in text.replace("\\\\ud800", "")  # no JSON escape of a surrogate, only its text
+    rows = [json.loads(line) for line in text.splitlines()]
+    by_frame = {r["frame_index"] % 4: r for r in rows}
+    assert by_frame[2]["status"] == "ok" and by_frame[2]["user_prompt"] == "take it now"
+    assert by_frame[0]["status"] == "failed" and by_frame[0]["user_prompt"] is None
+    assert by_frame[0]["error"] == "user_prompt holds a lone UTF-16 surrogate U+D800 at character 8"
+    assert all(r["raw_text"].endswith("\\ud800") and r["error"] == "bad \\ud800"
+               for r in rows if r["frame_index"] % 2 == 1)
+    assert not any(textsafe.has_surrogate(json.dumps(r, ensure_ascii=False)) for r in rows)
     tasks = pd.read_parquet(out / layout.TASKS_PATH)
-    assert "take it \ufffd now" in set(tasks["user_prompt"].dropna())  # parquet holds UTF-8: U+FFFD
-    assert len(set(tasks.index)) == len(tasks)
+    assert "take it now" in set(tasks["user_prompt"].dropna()) and len(set(tasks.index)) == len(tasks)
     (out / layout.REPORT_PATH).read_bytes().decode("utf-8")
     (out / layout.CARD_PATH).read_bytes().decode("utf-8")
     validate(out, source=example_root)
-    # the journal itself, and a resume from it: the same records come back
+    assert main(["report", str(out), "--output", str(tmp_path / "again.html")]) == 0
+    assert tree_hashes(example_root) == before
+
+
+def test_the_journal_keeps_a_lone_surrogate_losslessly_and_resumes(tmp_path):
+    """Defence in depth: the journal writer encodes any string (a lone surrogate as its escape) and
+    reads back the same records."""
+    rec = JournalRecord(sample_id="s1", status="ok", episode_id="0", t=0, images=(), skill_current=f"pick {LONE}",
+                        skill_history=(), task_description="t", user_prompt=f"take it {LONE} now",
+                        robot_utterance="ok \udfff", scenario_type="direct_request", response_type="confirmation",
+                        fingerprint="f")
+    records = [rec, replace(rec, sample_id="s2", raw_text=f"raw {LONE}"), replace(rec, sample_id="s3")]
     journal = tmp_path / "j.jsonl"
-    records = [JournalRecord.from_json(r) for r in rows]
     with JournalWriter(journal) as w:
-        w.append(records[:3])
+        w.append(records[:2])
     with JournalWriter(journal) as w:
-        w.append(records[3:])
+        w.append(records[2:])
     journal.read_bytes().decode("utf-8")  # valid UTF-8, whatever the strings held
     assert list(load_journal(journal).values()) == records
-    assert tree_hashes(example_root) == before
 
 
 def _edit_json(path: Path, change) -> None:
@@ -416,15 +438,20 @@ def crafted_dataset(root: Path) -> Path:
     return root
 
 
+ANSWER_REFUSED = "user_prompt holds the control character U+001B"  # an answer echoing a crafted name
+
+
 def assert_shown_escaped(text: str, *, terminal: bool = False) -> None:
     """No crafted sequence acts; each is shown as its escape (with rich on a terminal, rich's own SGR
-    colour codes are the only raw ESC)."""
+    colour codes are the only raw ESC). Where a run's answers echoed a crafted name, the answer itself
+    is refused (the dataset would hold the ESC) and only the refusal is shown."""
     for seq in CRAFTED_SEQUENCES:
         assert seq not in text, (seq, text[-3000:])
     if not terminal:
         found = RAW_CONTROL.findall(text)
         assert not found, (found, text[-3000:])
-    assert "\\x1b]0;pwned\\x07" in text or "\\x1b[2J" in text or "\\u202e" in text, text[-3000:]
+    assert ("\\x1b]0;pwned\\x07" in text or "\\x1b[2J" in text or "\\u202e" in text
+            or ANSWER_REFUSED in text or "ERROR forged line\\r::error::forged" in text), text[-3000:]
     assert not re.search(r"^\[hub-pgen 00:00:00\] ERROR forged", text, re.M)
     assert not re.search(r"^::error::", text, re.M)
     assert not re.search(r"\x1b]8;[^;]*;http://evil", text)  # rich markup in a name made no hyperlink
@@ -440,6 +467,7 @@ def test_crafted_names_reach_the_terminal_escaped(src, tmp_path):
     assert run.returncode == 0, run.stderr
     assert_shown_escaped(run.stdout + run.stderr)
     assert "A few generated dialogues" in run.stdout and "WARNING" in run.stderr
+    assert ANSWER_REFUSED in run.stdout and "ERROR forged line\\r::error::forged" in run.stdout + run.stderr
     as_json = cli(["--root", str(src), "--output-dir", str(out), "--backend", "template", "--json"])
     assert as_json.returncode == 0 and not RAW_CONTROL.search(as_json.stdout) and as_json.stdout.isascii()
     assert json.loads(as_json.stdout)["state"] == "already-complete"
@@ -447,7 +475,9 @@ def test_crafted_names_reach_the_terminal_escaped(src, tmp_path):
     odd = tmp_path / "odd\x1b[2J\nname"
     named = cli(["--root", str(src), "--output-dir", str(odd), "--backend", "template", "--json"])
     assert named.returncode == 0, named.stderr
-    assert EVIL_SKILL in {e["skill"] for e in json.loads(named.stdout)["examples"]}  # --json: the data as it is
+    summary = json.loads(named.stdout)  # --json: the data as it is, escaped only by JSON
+    assert summary["failures"] and all(ANSWER_REFUSED in f["error"] for f in summary["failures"]), summary["failures"]
+    assert EVIL_SKILL not in {e["skill"] for e in summary["examples"]}, summary["examples"]
     named = cli(["--root", str(src), "--output-dir", str(odd), "--backend", "template"])
     assert named.returncode == 0, named.stderr
     assert "\x1b[2J" not in named.stdout + named.stderr and "odd\\x1b[2J\\nname" in named.stdout
