@@ -14,7 +14,6 @@ is refused. Local sources are fingerprinted down to the data and video files
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -27,8 +26,8 @@ from hub_pgen.data import GenerationResult, JournalRecord, Sample
 from hub_pgen.errors import GenerationError, ShardError, UsageError
 from hub_pgen.generate.parse import validate_object
 from hub_pgen.journal import read_records, to_record
+from hub_pgen.provenance_file import read_json
 from hub_pgen.shards import assign, label
-from hub_pgen.source.jsonfile import JsonProblem, loads_strict
 
 MAX_SHARDS = 10_000  # more than any Actions matrix (256) or sensible Slurm array of one dataset
 MAX_PROVENANCE_BYTES = 64 << 20  # a shard's meta/hub_pgen.json; real ones are a few KiB (+ the source's file list)
@@ -308,17 +307,8 @@ def check_source_files(shards: Sequence[ShardResult], root: Path | None) -> None
 
 
 def _read_json(path: Path, limit: int) -> Any:
-    size = path.stat().st_size
-    if size > limit:
-        raise ShardError(f"{path}: {size:,} bytes; a shard's provenance is a few KiB (at most {limit:,})")
-    try:
-        return loads_strict(path.read_bytes().decode("utf-8-sig"))
-    except UnicodeDecodeError as e:
-        raise ShardError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise UsageError(f"shard {path.parent.parent}: {layout.PROVENANCE_PATH} is not valid JSON ({e})") from None
-    except JsonProblem as e:
-        raise ShardError(f"{path}: {e}") from None
+    return read_json(path, limit=limit, error=ShardError,
+                     hint="this shard's folder is not as a shard run writes it: rerun that shard (--shard K/N)")
 
 
 def _parameter(value: Any, annotation: str, where: Path, key: str) -> Any:

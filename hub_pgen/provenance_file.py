@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from hub_pgen import layout
-from hub_pgen.errors import SourceError
+from hub_pgen.errors import HubPgenError, SourceError
 from hub_pgen.source.jsonfile import JsonProblem, loads_strict
 
 MAX_BYTES = 64 << 20  # real ones are a few KiB (a shard's lists its source's files)
@@ -63,22 +63,31 @@ def read_provenance(root: Path) -> dict[str, Any]:
     """``root/meta/hub_pgen.json``, checked against :data:`SHAPE`; a :class:`SourceError` (exit 3) naming
     the key otherwise."""
     path = Path(root) / layout.PROVENANCE_PATH
-    try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise SourceError(f"{path}: {size:,} bytes; a provenance is a few KiB (at most {MAX_BYTES:,})",
-                              path=path, hint=_HINT)
-        prov = loads_strict(path.read_bytes().decode("utf-8-sig"))
-    except OSError as e:
-        raise SourceError(f"{path}: cannot read it ({e.strerror or e})", path=path, hint=_HINT) from None
-    except UnicodeDecodeError as e:
-        raise SourceError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})", path=path, hint=_HINT) from None
-    except (json.JSONDecodeError, JsonProblem) as e:
-        raise SourceError(f"{path} is not readable JSON ({e})", path=path, hint=_HINT) from None
+    prov = read_json(path, limit=MAX_BYTES, error=SourceError, hint=_HINT)
     problem = _check(prov, SHAPE, "")
     if problem:
         raise SourceError(f"{path}: {problem}", path=path, hint=_HINT)
     return prov
+
+
+def read_json(path: Path, *, limit: int, error: type[HubPgenError], hint: str) -> Any:
+    """A provenance-like JSON file hub-pgen wrote (this result's, a shard's), read strictly: at most
+    ``limit`` bytes, UTF-8, one JSON value with no duplicate keys, NaN or absurd numbers; an ``error``
+    naming the file otherwise."""
+    def fail(message: str) -> HubPgenError:
+        return error(message, hint=hint, **({"path": path} if issubclass(error, SourceError) else {}))
+
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise fail(f"{path}: {size:,} bytes; a provenance is a few KiB (at most {limit:,})")
+        return loads_strict(path.read_bytes().decode("utf-8-sig"))
+    except OSError as e:
+        raise fail(f"{path}: cannot read it ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise fail(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except (json.JSONDecodeError, JsonProblem) as e:
+        raise fail(f"{path} is not readable JSON ({e})") from None
 
 
 _HINT = ("this folder's meta/hub_pgen.json is not as hub-pgen writes it (edited, or damaged): rerun the run that "
