@@ -78,7 +78,7 @@ class RunConfig:
     prompt_template: str | None = None
     prompt_file: str | None = None  # its file name, for provenance
     show_prompt: bool = False  # --dry-run --show-prompt: print one rendered prompt per scenario type
-    # engine: where generation runs (hub_pgen.engines); not part of the fingerprint
+    # engine: where generation runs (hub_pgen.run.engine); not part of the fingerprint
     engine: str = "local"  # local | ray
     ray_address: str | None = None  # --engine ray: an existing cluster (default: start a local one)
     workers: int | None = None  # --engine ray: model actors (default: one per GPU of the cluster)
@@ -137,9 +137,7 @@ class RunConfig:
                 raise UsageError(f"--verify takes report or filter, got {self.verify!r}")
             for on, why in ((self.input_jsonl is not None, "--input-jsonl samples carry no episode's skills to choose "
                                                            "from"),
-                            (self.num_shards > 1, "a shard writes no dataset (verify in a one-machine run)"),
-                            (self.engine == "ray", "--engine ray generates in its actors (verify with the local "
-                                                   "engine)")):
+                            (self.num_shards > 1, "a shard writes no dataset (verify in a one-machine run)")):
                 if on:
                     raise UsageError(f"--verify does not go with this run: {why}",
                                      hint="drop --verify here; verification runs where a dataset is written whole")
@@ -153,17 +151,11 @@ class RunConfig:
             except ValueError as e:
                 raise UsageError(str(e), hint="start from the built-in template: python -c \"from hub_pgen.pgen "
                                               "import PGEN_PROMPT_TEMPLATE; print(PGEN_PROMPT_TEMPLATE)\"") from None
-        from hub_pgen.engines import ENGINES
+        from hub_pgen.run.engine import ENGINES, get_engine
 
         if self.engine not in ENGINES:
             raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
-        if self.engine != "ray" and (self.ray_address is not None or self.workers is not None):
-            raise UsageError("--ray-address and --workers go with --engine ray", hint="add --engine ray")
-        if self.workers is not None and self.workers < 1:
-            raise UsageError(f"--workers must be >= 1, got {self.workers}")
-        if self.engine == "ray" and (self.serve or self.serve_command):
-            raise UsageError("--engine ray with --serve: the servers would start on this machine only",
-                             hint="start the servers yourself and give --base-url, or drop --engine ray")
+        get_engine(self.engine).check_config(self)  # the flags that go with it
         if self.num_shards < 1:
             raise UsageError(f"--num-shards must be >= 1, got {self.num_shards}")
         if not 0 <= self.shard_index < self.num_shards:
