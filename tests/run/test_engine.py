@@ -19,6 +19,7 @@ from hub_pgen.run.local_engine import LocalEngine
 from ..contract import tree_hashes
 
 CREATED = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00")
+ENGINE = re.compile(rb'(engine(?:"|&quot;): (?:"|&quot;))reversed')  # the parameters name the engine
 
 
 class ReversedEngine(LocalEngine):
@@ -36,8 +37,9 @@ class ReversedEngine(LocalEngine):
 
 
 def _bytes(out: Path) -> dict[str, bytes]:
-    """Every file of a result, its creation time blanked (the only thing two runs may differ in)."""
-    return {rel: CREATED.sub(b"T", (out / rel).read_bytes()) for rel in tree_hashes(out)}
+    """Every file of a result, its creation time blanked and the engine it names made the local one
+    (the only things two runs may differ in)."""
+    return {rel: ENGINE.sub(rb"\1local", CREATED.sub(b"T", (out / rel).read_bytes())) for rel in tree_hashes(out)}
 
 
 @pytest.fixture
