@@ -140,3 +140,12 @@ def test_import_hub_pgen_is_light_and_its_public_names_resolve():
             "assert hub_pgen.merge is hub_pgen.run.driver.merge\n")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert p.returncode == 0, p.stderr
+
+
+def test_the_readme_python_example_runs_as_typed(tmp_path):
+    """README "From Python", copied as users copy it, in a fresh folder and a fresh interpreter."""
+    readme = (REPO / "README.md").read_text()
+    code = readme.split("### From Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("written ") and (tmp_path / "out" / "meta" / "hub_pgen.json").is_file()
