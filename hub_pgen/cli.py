@@ -387,7 +387,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "hub-pgen") -> int:
 
         return _guarded(lambda: demo_main(argv[1:]), argv)
     if argv and argv[0] == "validate":
-        from hub_pgen.validate import main as validate_main
+        from hub_pgen.write.validate import main as validate_main
 
         return _guarded(lambda: validate_main(argv[1:]), argv)
 
@@ -445,7 +445,7 @@ def _require_push_token(push_to: str | None, dry_run: bool = False) -> None:
 
 
 def run_main(args: argparse.Namespace) -> int:
-    from hub_pgen import pipeline
+    from hub_pgen import run as runner
 
     config = config_from_args(args)
     _require_push_token(config.push_to, args.dry_run)
@@ -454,7 +454,7 @@ def run_main(args: argparse.Namespace) -> int:
         from huggingface_hub.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()  # its own retry chatter; hub-pgen says what failed and what to do
-    return _run_and_report(args, lambda reporter: (config, pipeline.run(
+    return _run_and_report(args, lambda reporter: (config, runner.run(
         config, reporter=reporter, dry_run=args.dry_run, wait=args.wait, retry_failed=args.retry_failed)))
 
 
@@ -495,8 +495,8 @@ LABEL_REFUSED = ("input_jsonl", "output_format", "num_shards", "shard_index", "s
 
 
 def label_main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    """``hub-pgen label``: the model labels each episode's skills into a folder (hub_pgen.label)."""
-    from hub_pgen import label
+    """``hub-pgen label``: the model labels each episode's skills into a folder (hub_pgen.run.label)."""
+    from hub_pgen.run import label
 
     given = ["--" + dest.replace("_", "-") for dest in LABEL_REFUSED
              if getattr(args, dest, None) != parser.get_default(dest)]
@@ -541,13 +541,13 @@ def build_merge_parser() -> argparse.ArgumentParser:
 
 
 def merge_main(args: argparse.Namespace) -> int:
-    from hub_pgen import pipeline
+    from hub_pgen import run as runner
 
     if (args.root is None) == (args.repo_id is None):
         raise UsageError("give the source the shards ran on: --root DIR or --repo-id OWNER/NAME (one of them)")
     _require_push_token(args.push_to)
     push = {"push_to": args.push_to, "branch": args.branch, "private": args.private, "tag_version": args.tag_version}
-    return _run_and_report(args, lambda reporter: pipeline.merge(
+    return _run_and_report(args, lambda reporter: runner.merge(
         args.shards, root=args.root, repo_id=args.repo_id, revision=args.revision, output_dir=args.output_dir,
         push=push, reporter=reporter, wait=args.wait))
 

@@ -7,15 +7,18 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from hub_pgen import layout
 from hub_pgen.errors import UsageError
 from hub_pgen.generate.registry import DEFAULT_MODEL  # noqa: F401  (re-exported)
-from hub_pgen.generate.schema import DEFAULT_MAX_NEW_TOKENS, BudgetTooSmall, answer_bounds
+from hub_pgen.generate.options import OPTION_GROUPS, DecodingOptions, OptionGroup
+from hub_pgen.generate.schema import DEFAULT_MAX_NEW_TOKENS
 
 if TYPE_CHECKING:
     from hub_pgen.generate.servers import ServeOptions
+
+G = TypeVar("G", bound=OptionGroup)
 
 BackendName = Literal["template", "transformers", "openai"]
 MIN_SAMPLE_INTERVAL_S = 1e-3  # below a millisecond every frame is a sample: use --sampling frame
@@ -78,7 +81,7 @@ class RunConfig:
     prompt_template: str | None = None
     prompt_file: str | None = None  # its file name, for provenance
     show_prompt: bool = False  # --dry-run --show-prompt: print one rendered prompt per scenario type
-    # engine: where generation runs (hub_pgen.engines); not part of the fingerprint
+    # engine: where generation runs (hub_pgen.run.engine); not part of the fingerprint
     engine: str = "local"  # local | ray
     ray_address: str | None = None  # --engine ray: an existing cluster (default: start a local one)
     workers: int | None = None  # --engine ray: model actors (default: one per GPU of the cluster)
@@ -137,9 +140,7 @@ class RunConfig:
                 raise UsageError(f"--verify takes report or filter, got {self.verify!r}")
             for on, why in ((self.input_jsonl is not None, "--input-jsonl samples carry no episode's skills to choose "
                                                            "from"),
-                            (self.num_shards > 1, "a shard writes no dataset (verify in a one-machine run)"),
-                            (self.engine == "ray", "--engine ray generates in its actors (verify with the local "
-                                                   "engine)")):
+                            (self.num_shards > 1, "a shard writes no dataset (verify in a one-machine run)")):
                 if on:
                     raise UsageError(f"--verify does not go with this run: {why}",
                                      hint="drop --verify here; verification runs where a dataset is written whole")
@@ -153,17 +154,11 @@ class RunConfig:
             except ValueError as e:
                 raise UsageError(str(e), hint="start from the built-in template: python -c \"from hub_pgen.pgen "
                                               "import PGEN_PROMPT_TEMPLATE; print(PGEN_PROMPT_TEMPLATE)\"") from None
-        from hub_pgen.engines import ENGINES
+        from hub_pgen.run.engine import ENGINES, get_engine
 
         if self.engine not in ENGINES:
             raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
-        if self.engine != "ray" and (self.ray_address is not None or self.workers is not None):
-            raise UsageError("--ray-address and --workers go with --engine ray", hint="add --engine ray")
-        if self.workers is not None and self.workers < 1:
-            raise UsageError(f"--workers must be >= 1, got {self.workers}")
-        if self.engine == "ray" and (self.serve or self.serve_command):
-            raise UsageError("--engine ray with --serve: the servers would start on this machine only",
-                             hint="start the servers yourself and give --base-url, or drop --engine ray")
+        get_engine(self.engine).check_config(self)  # the flags that go with it
         if self.num_shards < 1:
             raise UsageError(f"--num-shards must be >= 1, got {self.num_shards}")
         if not 0 <= self.shard_index < self.num_shards:
@@ -184,32 +179,8 @@ class RunConfig:
                                  hint="label the skills once first: hub-pgen label (the same source and model "
                                       "options) --output-dir labels; then shard (and merge) with --skills-file "
                                       "labels/meta/skills.json")
-        if self.concurrency < 1:
-            raise UsageError(f"--concurrency must be >= 1, got {self.concurrency}")
-        if not math.isfinite(self.request_timeout) or self.request_timeout <= 0:
-            raise UsageError(f"--request-timeout must be a number of seconds > 0, got {self.request_timeout}")
-        if self.batch_size < 1:
-            raise UsageError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if not math.isfinite(self.temperature) or self.temperature < 0:
-            raise UsageError(f"--temperature must be a number >= 0 (0 = greedy), got {self.temperature}")
-        if not math.isfinite(self.top_p) or not 0 < self.top_p <= 1:
-            raise UsageError(f"--top-p must be in (0, 1], got {self.top_p}",
-                             hint="--top-p 1 (the default) keeps every token; 0.9 keeps the likeliest 90%")
-        if self.max_new_tokens < 1:
-            raise UsageError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
-        if spec.uses_model and self.constrained:
-            try:
-                answer_bounds(self.max_new_tokens)
-            except BudgetTooSmall as e:
-                raise UsageError(
-                    f"--max-new-tokens {self.max_new_tokens} is too small for a constrained JSON answer: it needs "
-                    f"at least {e.needed} tokens (up to that many bytes, and no tokenizer packs less than a byte "
-                    "into a token)",
-                    hint=f"use --max-new-tokens {e.needed} or more (default {DEFAULT_MAX_NEW_TOKENS}), or "
-                         "--no-constrained",
-                ) from None
-        if self.max_retries < 0:
-            raise UsageError(f"--max-retries must be >= 0, got {self.max_retries}")
+        for group in OPTION_GROUPS:  # each group checks its own values (hub_pgen.generate.options)
+            group.of(self).check(runs_model=spec.uses_model)
         if self.sample_interval is not None:
             if self.sampling != "interval":
                 raise UsageError(
@@ -242,6 +213,15 @@ class RunConfig:
                                   f"or to a branch of the source (--branch pgen) if you may write there")
         if self.input_jsonl is not None and self.push_to:
             raise UsageError("--push-to needs a dataset source (--root or --repo-id); --input-jsonl only makes a JSONL")
+
+    @property
+    def decoding(self) -> DecodingOptions:
+        """How answers are decoded and retried (every model backend's options)."""
+        return DecodingOptions.of(self)
+
+    def options_of(self, group: type[G]) -> G:
+        """One option group's values (hub_pgen.generate.options)."""
+        return group.of(self)
 
     def serve_options(self) -> ServeOptions | None:
         """The servers to start (``--serve`` / ``--serve-command``), checked; None for none."""

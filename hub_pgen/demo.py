@@ -34,13 +34,13 @@ def main(argv: Sequence[str]) -> int:
         raise UsageError("hub-pgen demo --backend transformers needs --model (the demo downloads nothing by itself)",
                          hint="e.g. --model Qwen/Qwen2.5-VL-3B-Instruct, or a local model folder")
 
-    from hub_pgen import pipeline
+    from hub_pgen.run import run
     from hub_pgen.cli import setup_logging
     from hub_pgen.config import DEFAULT_MODEL, RunConfig
     from hub_pgen.example import ExampleSpec, build_example_dataset
     from hub_pgen.progress import make_reporter
     from hub_pgen.report import print_summary
-    from hub_pgen.validate import validate
+    from hub_pgen.write.validate import validate
 
     setup_logging(False)
     source = args.output_dir / "source"
@@ -53,7 +53,7 @@ def main(argv: Sequence[str]) -> int:
               "between skills, an episode without skills), so the WARNING below is expected.", file=sys.stderr)
     reporter = make_reporter(quiet=args.quiet)
     try:
-        result = pipeline.run(config, reporter=reporter)
+        result = run(config, reporter=reporter)
     finally:
         reporter.close()
     validate(result.output, source=source)

@@ -278,7 +278,7 @@ def prepare(args: argparse.Namespace, argv: Sequence[str],
 
 
 def _redactor(secrets: dict[str, str]):
-    from hub_pgen.source.hub import redact
+    from hub_pgen.source.hub_api import redact
 
     values = tuple(secrets.values())
     return lambda text: redact(str(text), *values)
@@ -289,7 +289,7 @@ def _api_errors(what: str, clean, flavor: str) -> Iterator[None]:
     """huggingface_hub's failures as :class:`HubError` (exit 6), with the secrets taken out."""
     from huggingface_hub.errors import HfHubHTTPError
 
-    from hub_pgen.source.hub import transport_errors
+    from hub_pgen.source.hub_api import transport_errors
 
     try:
         yield
@@ -345,7 +345,7 @@ def _submitting(flavor: str, clean, jobs_page: str) -> Iterator[None]:
     look, rather than invite a second submission."""
     from huggingface_hub.errors import HfHubHTTPError
 
-    from hub_pgen.source.hub import transport_errors
+    from hub_pgen.source.hub_api import transport_errors
 
     maybe = "the job may have been submitted, and may be running (and billed)"
     where = (f"look at {jobs_page} (or hf jobs ps) and cancel it there (hf jobs cancel ID) if it is; run the same "
@@ -374,7 +374,7 @@ def _flavors(api) -> list[str] | None:
     """The Jobs API's flavors, or None when it will not say (the submission's answer decides then)."""
     from huggingface_hub.errors import HfHubHTTPError
 
-    from hub_pgen.source.hub import transport_errors
+    from hub_pgen.source.hub_api import transport_errors
 
     try:
         return [hw.name for hw in api.list_jobs_hardware() if isinstance(hw.name, str) and _FLAVOR_RE.match(hw.name)]
@@ -400,7 +400,7 @@ def _recorded(sub: Submission) -> dict[str, Any]:
 def submit_main(args: argparse.Namespace, argv: Sequence[str], parser: argparse.ArgumentParser) -> int:
     """``--job FLAVOR``: check, submit, print the job's id and URL; with ``--follow``, stream its log and
     return the exit code of its final stage."""
-    from hub_pgen.source.hub import make_api
+    from hub_pgen.source.hub_api import make_api
 
     sub, secrets = prepare(args, argv, parser)
     clean = _redactor(secrets)

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from typing import Any
 
 from hub_pgen import layout
-from hub_pgen.pipeline import RunResult
+from hub_pgen.run.result import RunResult
 from hub_pgen.textsafe import for_markdown_cell, for_markdown_code, inline, say, well_formed
 
 

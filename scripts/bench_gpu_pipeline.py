@@ -71,9 +71,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from hub_pgen import pipeline
+    from hub_pgen import run as runner
     from hub_pgen.config import RunConfig
     from hub_pgen.example import build_example_dataset, svla_like_spec
+    from hub_pgen.run.prepare import prepare
     from hub_pgen.frames import iter_sample_images
     from hub_pgen.generate.qwen import GenerationOptions, TransformersBackend
     from hub_pgen.progress import NullReporter
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                            constrained=False, max_retries=0, num_image_views=args.cameras,
                            episodes=_episodes_for(src, args, bs) if args.full_batches else None)
         if frames_alone is None:  # the same plan's images, decoded with no model running
-            prep = pipeline.prepare(config, NullReporter())
+            prep = prepare(config, NullReporter())
             t = time.perf_counter()
             n_images = sum(len(imgs) for _, imgs in iter_sample_images(prep.samples, source=prep.source))
             frames_alone = time.perf_counter() - t
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         in_model[0] = 0.0
         graphs = _compiled_graphs()
         t = time.perf_counter()
-        result = pipeline.run(config, backend=backend)
+        result = runner.run(config, backend=backend)
         total = time.perf_counter() - t
         rate = result.samples / total
         rows.append({
@@ -169,11 +170,11 @@ def _compiled_graphs() -> int:
 
 def _episodes_for(src: Path, args: argparse.Namespace, batch: int) -> tuple[int, ...]:
     """The first episodes whose samples fill ``args.full_batches`` batches of ``batch``."""
-    from hub_pgen import pipeline
     from hub_pgen.config import RunConfig
     from hub_pgen.progress import NullReporter
+    from hub_pgen.run.prepare import prepare
 
-    prep = pipeline.prepare(RunConfig(root=src, backend="template", sampling=args.sampling), NullReporter())
+    prep = prepare(RunConfig(root=src, backend="template", sampling=args.sampling), NullReporter())
     per_episode: dict[int, int] = {}
     for sample in prep.samples:
         per_episode[sample.episode_index] = per_episode.get(sample.episode_index, 0) + 1

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from hub_pgen import language as lang
     from hub_pgen.source import checks
-    from hub_pgen.validate import _check_language
+    from hub_pgen.write.validate import _check_language
     from hub_pgen.write import dataset as wd
     from hub_pgen.write.language import LanguageCounts
 

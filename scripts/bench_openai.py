@@ -36,13 +36,13 @@ sys.path.insert(0, str(REPO / "tests"))
 
 
 def _run(src: Path, out: Path, url: str, concurrency: int, model: str | None, batch: int) -> tuple[float, int]:
-    from hub_pgen import pipeline
+    from hub_pgen import run as runner
     from hub_pgen.config import RunConfig
 
     cfg = RunConfig(root=src, output_dir=out, backend="openai", base_url=url, model=model, concurrency=concurrency,
                     batch_size=batch, max_retries=0, max_new_tokens=211)
     t = time.perf_counter()
-    result = pipeline.run(cfg)
+    result = runner.run(cfg)
     return time.perf_counter() - t, result.samples
 
 

@@ -30,9 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     from PIL import Image
 
-    from hub_pgen import pipeline
     from hub_pgen.config import RunConfig
     from hub_pgen.example import build_example_dataset, svla_like_spec
+    from hub_pgen.run.prepare import prepare
     from hub_pgen.generate.prompt import construct_prompt
     from hub_pgen.generate.qwen import chat_messages
     from hub_pgen.progress import NullReporter
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     images = [Image.new("RGB", (640, 480))] * args.cameras
     print(f"{'sampling':<12}{'samples':>8}{'tokens min/mean/max':>22}{'batch':>7}{'plan order':>12}{'sorted':>9}")
     for sampling, interval in (("segment", None), ("interval", 1.0)):
-        prep = pipeline.prepare(RunConfig(root=src, backend="template", sampling=sampling, sample_interval=interval),
+        prep = prepare(RunConfig(root=src, backend="template", sampling=sampling, sample_interval=interval),
                                 NullReporter())
         lens = np.array([
             int(proc(text=[proc.apply_chat_template(chat_messages(len(images), construct_prompt(s)), tokenize=False,

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
 
-    from hub_pgen import pipeline
+    from hub_pgen import run as runner
     from hub_pgen.config import RunConfig
     from hub_pgen.example import build_example_dataset, svla_like_spec
 
@@ -57,11 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     baseline = best(copy)
     rows = []
     for strategy, interval in (("segment", None), ("interval", 1.0), ("frame", None)):
-        def run() -> pipeline.RunResult:
+        def run() -> runner.RunResult:
             n[0] += 1
             cfg = RunConfig(root=src, output_dir=work / f"out{n[0]}", backend="template", sampling=strategy,
                             sample_interval=interval)
-            return pipeline.run(cfg)
+            return runner.run(cfg)
 
         result = run()
         seconds = best(run)
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                      "samples_per_s": round(result.samples / seconds, 1)})
     # what the load-time checks and the validation of the staged result cost, inside those runs
     from hub_pgen.source.lerobot import load_source
-    from hub_pgen.validate import problems
+    from hub_pgen.write.validate import problems
 
     last = work / f"out{n[0]}"
     load_s = best(lambda: load_source(src))

@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     import hub_pgen.review as review_mod
-    from hub_pgen import layout, pipeline
+    from hub_pgen import layout
+    from hub_pgen import run as runner
     from hub_pgen.config import RunConfig
     from hub_pgen.errors import ModelLoadError
     from hub_pgen.example import build_example_dataset, svla_like_spec
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def run(out: str) -> tuple[float, object]:
             t = time.perf_counter()
-            result = pipeline.run(RunConfig(root=root, output_dir=Path(tmp) / out, backend="template",
+            result = runner.run(RunConfig(root=root, output_dir=Path(tmp) / out, backend="template",
                                             sampling="interval", sample_interval=interval))
             return time.perf_counter() - t, result
 

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from hub_pgen.validate import validate
+from hub_pgen.write.validate import validate
 
 
 def demo(*args: str, cwd) -> subprocess.CompletedProcess:

@@ -312,7 +312,7 @@ def test_two_runs_on_one_folder_one_refused_one_waiting_no_sample_twice(example_
     ids = [json.loads(x)["sample_id"] for x in (out / layout.SYN_ANNOTATIONS_PATH).read_text().splitlines()]
     assert len(ids) == len(set(ids)) == 25
     assert not partial(out).exists()
-    from hub_pgen.validate import validate
+    from hub_pgen.write.validate import validate
 
     validate(out, source=example_root)
 
@@ -378,7 +378,7 @@ def test_retry_failed_regenerates_exactly_the_failed_samples(src, tiny, tmp_path
     prov = json.loads((out / layout.PROVENANCE_PATH).read_text())
     assert prov["retried"][-1]["retried"] == prov["retried"][-1]["recovered"] == len(failed)
     assert not partial(out).exists()
-    from hub_pgen.validate import validate
+    from hub_pgen.write.validate import validate
 
     validate(out, source=src)
 

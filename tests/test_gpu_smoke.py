@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hub_pgen.validate import validate
+from hub_pgen.write.validate import validate
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ["wheels", "install", "env", "model", "dataset", "run", "validate", "dataset-as-is", "run-as-is",

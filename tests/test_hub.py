@@ -20,6 +20,7 @@ from hub_pgen import layout
 from hub_pgen.errors import HubError, OutputError, UsageError, ValidationError
 from hub_pgen.push.hub import PushResult, RetryPolicy, local_files, push_dataset
 from hub_pgen.source import hub as src_hub
+from hub_pgen.source import hub_api
 
 try:
     from .hubserver import TOKEN, HubServer
@@ -554,9 +555,9 @@ def test_the_token_is_sent_but_never_written_or_logged(server, hub_env, source_d
 
 def test_redact_hides_tokens(monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_abcdefghijklmnopqrstuvwxyz")
-    assert src_hub.redact("a hf_abcdefghijklmnopqrstuvwxyz b") == "a *** b"
-    assert src_hub.redact("x hf_ZZZZZZZZZZZZZZZZZZZZZZZZZ y") == "x hf_*** y"
-    assert src_hub.redact("t0ken-here", "t0ken-here") == "***"
+    assert hub_api.redact("a hf_abcdefghijklmnopqrstuvwxyz b") == "a *** b"
+    assert hub_api.redact("x hf_ZZZZZZZZZZZZZZZZZZZZZZZZZ y") == "x hf_*** y"
+    assert hub_api.redact("t0ken-here", "t0ken-here") == "***"
 
 
 # --- the CLI, end to end through the stand-in ---------------------------------------------------
@@ -603,7 +604,7 @@ def test_cli_from_hub_to_hub(server, hub_env, source_dataset, tmp_path, capsys, 
 
 def test_generation_downloads_only_the_chosen_cameras_and_the_rest_before_writing(server, hub_env, source_dataset,
                                                                                  tmp_path):
-    from hub_pgen import pipeline
+    from hub_pgen import run as runner
     from hub_pgen.config import RunConfig
     from hub_pgen.generate.template import TemplateBackend
 
@@ -621,7 +622,7 @@ def test_generation_downloads_only_the_chosen_cameras_and_the_rest_before_writin
             return super().generate(requests)
 
     config = RunConfig(repo_id="org/two-cams", output_dir=tmp_path / "out", image_keys=(CAMERAS[0],))
-    result = pipeline.run(config, backend=Probe())
+    result = runner.run(config, backend=Probe())
     assert result.state == "written" and result.ok == result.samples and seen
     for got in seen:  # while generating: the chosen camera only
         assert any(p.startswith(f"videos/{CAMERAS[0]}/") for p in got)
@@ -629,7 +630,7 @@ def test_generation_downloads_only_the_chosen_cameras_and_the_rest_before_writin
     # and the new dataset is complete: the other camera came down before the write
     assert any(p.startswith(f"videos/{CAMERAS[1]}/") for p in server.downloaded("org/two-cams"))
     assert (tmp_path / "out" / "videos" / CAMERAS[1]).is_dir()
-    from hub_pgen.validate import validate
+    from hub_pgen.write.validate import validate
 
     validate(tmp_path / "out")
 

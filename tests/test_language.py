@@ -15,7 +15,7 @@ import pytest
 from hub_pgen import language as lang
 from hub_pgen.cli import main
 from hub_pgen.train import HighLevelTasks
-from hub_pgen.validate import problems, validate
+from hub_pgen.write.validate import problems, validate
 
 from .contract import language_rows, load_skills_json, persistent_by_episode, tree_hashes
 

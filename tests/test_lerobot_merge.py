@@ -39,7 +39,7 @@ from lerobot.datasets.aggregate import aggregate_datasets  # noqa: E402
 from hub_pgen import language as lang  # noqa: E402
 from hub_pgen.cli import main  # noqa: E402
 from hub_pgen.example import TASKS, ExampleSpec, build_example_dataset  # noqa: E402
-from hub_pgen.validate import problems  # noqa: E402
+from hub_pgen.write.validate import problems  # noqa: E402
 
 from .contract import language_rows  # noqa: E402
 

@@ -76,7 +76,7 @@ def test_a_push_that_fails_says_the_dataset_is_written_and_a_rerun_pushes_it(exa
     assert f"the dataset itself is complete and valid in {out}" in err
     assert "rerun the same command: it finds the dataset complete, generates nothing, and pushes it" in err
     assert "HF_HUB_OFFLINE" not in err  # offline cannot help a push
-    from hub_pgen.validate import validate
+    from hub_pgen.write.validate import validate
 
     validate(out, source=example_root)
 

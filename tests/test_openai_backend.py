@@ -14,7 +14,7 @@ import pytest
 
 from hub_pgen import layout
 from hub_pgen.cli import main
-from hub_pgen.validate import validate
+from hub_pgen.write.validate import validate
 
 from .contract import tree_hashes
 

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hub_pgen.cli import main
-from hub_pgen.validate import validate
+from hub_pgen.write.validate import validate
 
 from .contract import expected_segments, expected_skills, load_skills_json, tree_hashes
 

@@ -137,7 +137,7 @@ def test_filtered_samples_are_recorded_with_their_reason_and_keep_minus_one(exam
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from hub_pgen.validate import validate
+    from hub_pgen.write.validate import validate
 
     out = tmp_path / "o"
     rc, result = cli_json(capsys, "--root", str(example_root), "--output-dir", str(out), "--backend", "template",

@@ -11,7 +11,7 @@ import pytest
 
 from hub_pgen.cli import main
 from hub_pgen.testing.tiny_qwen import tiny_model_dir
-from hub_pgen.validate import validate
+from hub_pgen.write.validate import validate
 
 from .contract import tree_hashes
 

@@ -38,7 +38,7 @@ from pathlib import Path
 import pytest
 
 from hub_pgen import layout
-from hub_pgen.validate import validate
+from hub_pgen.write.validate import validate
 
 from .hubserver import TOKEN, HubServer
 from .recorded import record_with_lerobot

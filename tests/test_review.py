@@ -54,13 +54,15 @@ class Hostile(TemplateBackend):
 
 
 def hostile_run(root: Path, out: Path, **config):
-    from hub_pgen import pipeline
+    from hub_pgen import run as runner
     from hub_pgen.config import RunConfig
+    from hub_pgen.progress import NullReporter
+    from hub_pgen.run.prepare import prepare
 
     cfg = RunConfig(root=root, output_dir=out, backend="template", min_chars=5, **config)
-    prep = pipeline.prepare(cfg, pipeline.NullReporter())
+    prep = prepare(cfg, NullReporter())
     Hostile.order = [s.sample_id for s in prep.samples]
-    return pipeline.run(cfg, backend=Hostile())
+    return runner.run(cfg, backend=Hostile())
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +110,7 @@ def test_every_run_writes_a_review_page_that_a_browser_renders(hostile_output, b
     out, result = hostile_output
     report = out / layout.REPORT_PATH
     assert result.report == report and report.is_file()
-    from hub_pgen.validate import validate
+    from hub_pgen.write.validate import validate
 
     validate(out)  # the page is part of the dataset (pushed with it) and breaks nothing
     page, requests = open_page(browser, report)
@@ -416,7 +418,7 @@ def test_image_features_stored_in_the_parquet_get_thumbnails_and_frames_too(tmp_
 
 def test_a_page_that_cannot_be_drawn_does_not_cost_the_dataset(example_root, tmp_path, monkeypatch, capsys):
     from hub_pgen.review import html as page_mod
-    from hub_pgen.validate import validate
+    from hub_pgen.write.validate import validate
 
     def broken(*args, **kwargs):
         raise RuntimeError("drawing failed")

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from hub_pgen.cli import main
-from hub_pgen.validate import validate
+from hub_pgen.write.validate import validate
 
 STAND_IN = Path(__file__).resolve().parent / "openai_server.py"
 

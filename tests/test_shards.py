@@ -11,7 +11,7 @@ import pytest
 
 from hub_pgen.cli import main
 from hub_pgen.testing.tiny_qwen import tiny_model_dir
-from hub_pgen.validate import validate
+from hub_pgen.write.validate import validate
 
 from .contract import tree_hashes
 
@@ -195,7 +195,7 @@ def test_shards_are_contiguous_runs_of_episodes_balanced_by_samples():
     import random
     from types import SimpleNamespace
 
-    from hub_pgen.shards import assign
+    from hub_pgen.run.shards import assign
 
     rng = random.Random(0)
     for _ in range(500):

@@ -19,7 +19,7 @@ import pytest
 from hub_pgen.cli import main
 from hub_pgen.skills.annotate import EpisodeRequest, SegmentationError, parse_segmentation
 from hub_pgen.testing.tiny_qwen import tiny_model_dir
-from hub_pgen.validate import validate
+from hub_pgen.write.validate import validate
 
 from .contract import persistent_by_episode, tree_hashes
 from .recorded import record_with_lerobot

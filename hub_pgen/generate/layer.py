@@ -12,7 +12,8 @@ to requests by sample id, never by position.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,23 @@ from hub_pgen.generate.parse import keep_raw, parse_dialogue
 from hub_pgen.generate.schema import DEFAULT_BOUNDS, AnswerBounds
 
 logger = logging.getLogger(__name__)
+
+def sample_seed(seed: int, sample_id: str) -> int:
+    """Per-sample seed: the same sample gets the same seed whatever batch or resume it lands in."""
+    return (seed * 1_000_003 + zlib.crc32(sample_id.encode())) & 0x7FFFFFFF
+
+
+def batched(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
+    """``items`` in lists of ``n`` (the last one shorter)."""
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
 
 RETRY_TEMPERATURE = 0.7  # a greedy run's retries sample at this temperature (seed + attempt)
 

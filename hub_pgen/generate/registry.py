@@ -13,6 +13,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from hub_pgen.errors import UsageError, scrub
+from hub_pgen.generate.options import (
+    OPTION_GROUPS,
+    DecodingOptions,
+    OptionGroup,
+    ServerOptions,
+    TransformersOptions,
+)
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
 
@@ -20,14 +27,12 @@ if TYPE_CHECKING:
     from hub_pgen.config import RunConfig
     from hub_pgen.generate.base import Backend
 
-# RunConfig fields that belong to some backend: each backend declares the ones it uses; the others are
-# left out of its provenance and reported as ignored when given
-DECODING_OPTIONS = ("model", "temperature", "top_p", "max_new_tokens", "constrained", "max_retries", "batch_size")
-TRANSFORMERS_OPTIONS = (*DECODING_OPTIONS, "model_revision", "device", "dtype", "attn_implementation",
-                        "trust_remote_code")
-OPENAI_OPTIONS = (*DECODING_OPTIONS, "base_url", "api_key_env", "concurrency", "request_timeout", "serve",
-                  "serve_command", "num_servers", "gpus_per_server", "serve_timeout")
-MODEL_OPTIONS = tuple(dict.fromkeys(TRANSFORMERS_OPTIONS + OPENAI_OPTIONS))  # every backend option
+# RunConfig fields that belong to some backend: each backend names the option groups it uses
+# (hub_pgen.generate.options); the others are left out of its provenance and reported as ignored
+DECODING_OPTIONS = DecodingOptions.names()
+TRANSFORMERS_OPTIONS = (*DECODING_OPTIONS, *TransformersOptions.names())
+OPENAI_OPTIONS = (*DECODING_OPTIONS, *ServerOptions.names())
+MODEL_OPTIONS = tuple(dict.fromkeys(name for group in OPTION_GROUPS for name in group.names()))  # every backend option
 
 
 @dataclass(frozen=True)
@@ -38,13 +43,18 @@ class BackendSpec:
     identity: Callable[[RunConfig], dict[str, Any]]  # known before loading: refuses a mismatch early
     check: Callable[[RunConfig], None]  # before any side effect; may import heavy modules
     make: Callable[[RunConfig], Backend]
-    options: tuple[str, ...] = ()  # the RunConfig fields this backend uses (of MODEL_OPTIONS)
+    option_types: tuple[type[OptionGroup], ...] = ()  # the option groups this backend uses
     resolve: Callable[[RunConfig], RunConfig] = lambda config: config  # fill defaults that need a look
     default_model: str | None = None  # --model when none is given (openai: asks the server)
     can_serve: bool = False  # talks to servers that --serve / --serve-command can start
     # samples handed to one generate() call: the batch for an in-process model; for a server, at least
     # as many as may be in flight (else --concurrency would wait on --batch-size)
     samples_per_call: Callable[[RunConfig], int] = lambda config: config.batch_size
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The RunConfig fields this backend uses (of MODEL_OPTIONS)."""
+        return tuple(name for group in self.option_types for name in group.names())
 
     @property
     def uses_model(self) -> bool:
@@ -104,19 +114,20 @@ def _check_transformers(config: RunConfig) -> None:
 def _make_transformers(config: RunConfig) -> Backend:
     from hub_pgen.generate.qwen import TransformersBackend
 
+    decoding, load = DecodingOptions.of(config), TransformersOptions.of(config)
     return TransformersBackend.load(
-        config.model,
-        device=config.device,
-        dtype=config.dtype,
-        attn_implementation=config.attn_implementation,
-        trust_remote_code=config.trust_remote_code,
-        max_new_tokens=config.max_new_tokens,
-        temperature=config.temperature,
-        top_p=config.top_p,
-        constrained=config.constrained,
-        max_retries=config.max_retries,
+        decoding.model,
+        device=load.device,
+        dtype=load.dtype,
+        attn_implementation=load.attn_implementation,
+        trust_remote_code=load.trust_remote_code,
+        max_new_tokens=decoding.max_new_tokens,
+        temperature=decoding.temperature,
+        top_p=decoding.top_p,
+        constrained=decoding.constrained,
+        max_retries=decoding.max_retries,
         max_pixels=config.max_pixels,
-        revision=config.model_revision,
+        revision=load.model_revision,
     )
 
 
@@ -153,11 +164,12 @@ def _resolve_openai(config: RunConfig) -> RunConfig:
 def _make_openai(config: RunConfig) -> Backend:
     from hub_pgen.generate.openai import OpenAIBackend, OpenAIOptions
 
+    decoding, server = DecodingOptions.of(config), ServerOptions.of(config)
     return OpenAIBackend(OpenAIOptions(
-        base_url=config.base_url or "", model=config.model, api_key_env=config.api_key_env, serve=config.serve_options(),
-        concurrency=config.concurrency, request_timeout=config.request_timeout,
-        max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
-        constrained=config.constrained, max_retries=config.max_retries,
+        base_url=server.base_url or "", model=decoding.model, api_key_env=server.api_key_env,
+        serve=config.serve_options(), concurrency=server.concurrency, request_timeout=server.request_timeout,
+        max_new_tokens=decoding.max_new_tokens, temperature=decoding.temperature, top_p=decoding.top_p,
+        constrained=decoding.constrained, max_retries=decoding.max_retries,
     ))
 
 
@@ -169,7 +181,7 @@ BACKENDS: dict[str, BackendSpec] = {
         identity=_transformers_identity,
         check=_check_transformers,
         make=_make_transformers,
-        options=TRANSFORMERS_OPTIONS,
+        option_types=(DecodingOptions, TransformersOptions),
         default_model=DEFAULT_MODEL,
     ),
     "openai": BackendSpec(
@@ -179,7 +191,7 @@ BACKENDS: dict[str, BackendSpec] = {
         identity=_openai_identity,
         check=_check_openai,
         make=_make_openai,
-        options=OPENAI_OPTIONS,
+        option_types=(DecodingOptions, ServerOptions),
         resolve=_resolve_openai,
         can_serve=True,
         samples_per_call=lambda config: max(config.batch_size, config.concurrency),

@@ -13,7 +13,7 @@ from hub_pgen.push.hub import PushResult, RetryPolicy, check_complete, push_data
 
 if TYPE_CHECKING:
     from hub_pgen.config import RunConfig
-    from hub_pgen.pipeline import RunResult
+    from hub_pgen.run.result import RunResult
     from hub_pgen.progress import Reporter
 
 __all__ = ["PushResult", "RetryPolicy", "check_complete", "push_dataset", "push_result"]
@@ -22,7 +22,7 @@ __all__ = ["PushResult", "RetryPolicy", "check_complete", "push_dataset", "push_
 def push_result(result: RunResult, config: RunConfig, reporter: Reporter | Any = None) -> RunResult:
     """Validate the run's output folder against the contract, push it, and return the run result
     with ``push`` filled in. ``--tag-version`` can only add tagging (main pushes always tag)."""
-    from hub_pgen.validate import validate
+    from hub_pgen.write.validate import validate
 
     if result.output is None or config.push_to is None:
         return result

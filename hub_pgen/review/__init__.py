@@ -148,7 +148,7 @@ def main(argv: Sequence[str]) -> int:
                          name=_name(args.path))
     from dataclasses import replace
 
-    from hub_pgen.validate import problems
+    from hub_pgen.write.validate import problems
 
     found = problems(args.path)  # a run's own page was drawn from a validated folder; a folder given here may not be
     if found:

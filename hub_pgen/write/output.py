@@ -63,7 +63,7 @@ def read_output_fingerprint(output: Path) -> tuple[str, dict[str, Any]] | None:
         d = json.loads(prov.read_text(encoding="utf-8"))
         identity = dict(d.get("identity", {}))
         shard = d.get("shard")
-        if isinstance(shard, dict):  # a shard result: keyed by its shard too (hub_pgen.shards)
+        if isinstance(shard, dict):  # a shard result: keyed by its shard too (hub_pgen.run.shards)
             identity["shard"] = f"{shard.get('index')} of {shard.get('count')}"
         return str(d["fingerprint"]), identity
     except (json.JSONDecodeError, KeyError, TypeError):

@@ -33,12 +33,12 @@ import torch
 from PIL import Image
 
 from hub_pgen import journal as journal_mod
-from hub_pgen import pipeline
+from hub_pgen import run as runner
 from hub_pgen.cli import main
 from hub_pgen.config import RunConfig
 from hub_pgen.generate.qwen import TransformersBackend
 from hub_pgen.testing.tiny_qwen import tiny_model_dir
-from hub_pgen.validate import validate
+from hub_pgen.write.validate import validate
 
 from ..contract import tree_hashes
 
@@ -389,7 +389,7 @@ def test_bad_model_output_is_retried_then_recorded_with_the_raw_text(kind, examp
     out = tmp_path / "out"
     config = RunConfig(root=example_root, output_dir=out, model=str(tiny), constrained=False, max_retries=1,
                        episodes=(0, 1), batch_size=4)
-    result = pipeline.run(config, backend=backend)
+    result = runner.run(config, backend=backend)
     assert result.state == "written" and result.ok == 0 and result.failed == result.samples > 0
     rows = syn_rows(out)
     assert all(r["status"] == "failed" and r["attempts"] == 2 and r["raw_text"] == text for r in rows)
@@ -413,7 +413,7 @@ def test_a_cuda_oom_at_batch_size_one_fails_that_sample_only(example_root, tiny,
 
     backend = TransformersBackend(base.loaded, base.options, generate_fn=oom_every_third_call)
     out = tmp_path / "out"
-    result = pipeline.run(RunConfig(root=example_root, output_dir=out, model=str(tiny), episodes=(0,),
+    result = runner.run(RunConfig(root=example_root, output_dir=out, model=str(tiny), episodes=(0,),
                                     batch_size=1), backend=backend)
     assert result.failed and result.ok and result.failed + result.ok == result.samples
     failed = [r for r in syn_rows(out) if r["status"] == "failed"]

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hub_pgen.cli import main
-from hub_pgen.validate import problems
+from hub_pgen.write.validate import problems
 
 from ..contract import tree_hashes
 

@@ -43,10 +43,10 @@ from hub_pgen.skills.annotate import (
     EpisodeRequest,
     SegmentationError,
     finite_seconds,
-    load_records,
     parse_segmentation,
 )
-from hub_pgen.validate import validate
+from hub_pgen.skills.labelling import load_records
+from hub_pgen.write.validate import validate
 
 from ..contract import tree_hashes
 

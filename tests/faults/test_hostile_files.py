@@ -36,14 +36,15 @@ import pytest
 
 from hub_pgen import fsio
 from hub_pgen import journal as journal_mod
-from hub_pgen import layout, pipeline, textsafe
+from hub_pgen import layout, textsafe
+from hub_pgen import run as runner
 from hub_pgen.cli import main
 from hub_pgen.config import RunConfig
 from hub_pgen.data import Dialogue, GenerationRequest, GenerationResult, JournalRecord
 from hub_pgen.journal import JournalWriter, load_journal
 from hub_pgen.report import write_step_summary
 from hub_pgen.textsafe import for_markdown_cell, for_terminal, inline, json_text, well_formed
-from hub_pgen.validate import validate
+from hub_pgen.write.validate import validate
 from hub_pgen.write.card import refresh_card, render_card
 
 from ..contract import tree_hashes
@@ -332,7 +333,7 @@ def test_lone_surrogates_in_answers_become_failures_and_every_file_is_text(examp
     before = tree_hashes(example_root)
     out = tmp_path / "out"
     config = RunConfig(root=example_root, output_dir=out, backend="template")
-    result = pipeline.run(config, backend=SurrogateBackend())
+    result = runner.run(config, backend=SurrogateBackend())
     assert result.state == "written" and result.ok and result.failed
     text = (out / layout.SYN_ANNOTATIONS_PATH).read_bytes().decode("utf-8")
     assert "\\ud800" not in text.replace("\\\\ud800", "")  # no JSON escape of a surrogate, only its text
@@ -634,7 +635,7 @@ def test_the_job_summary_renders_model_and_server_text_as_text(tmp_path, monkeyp
 
     rec = _record(0, MARKDOWN_EVIL)
     failed = replace(rec, status="failed", sample_id="`s1` ![i](http://host/i.png)", error=MARKDOWN_EVIL)
-    result = pipeline.RunResult("written", tmp_path, "fp", samples=2, ok=1, failed=1, failures=(failed,),
+    result = runner.RunResult("written", tmp_path, "fp", samples=2, ok=1, failed=1, failures=(failed,),
                                 mix={"scenario_type": {MARKDOWN_EVIL: 1}},
                                 push=type("Push", (), {"url": "javascript:alert(1)//) ![i](http://h/i.png"})())
     config = RunConfig(root=tmp_path / MARKDOWN_EVIL.replace("/", "_").replace("\n", " "), push_to="me/new")
@@ -722,7 +723,7 @@ def test_a_full_disk_while_labelling_keeps_the_labels_journal_and_the_rerun_resu
 
 def test_a_full_disk_while_writing_the_labels_keeps_the_journal(unlabelled, labels_ref, tmp_path, capsys,
                                                                  monkeypatch):
-    from hub_pgen import label as label_mod
+    from hub_pgen.run import label as label_mod
 
     real = fsio.write_new
 

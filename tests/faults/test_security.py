@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hub_pgen import pipeline
+from hub_pgen import run as runner
 from hub_pgen.cli import build_parser, config_from_args
 from hub_pgen.config import RunConfig
 from hub_pgen.data import Dialogue, GenerationRequest, GenerationResult
@@ -43,7 +43,7 @@ class EvilBackend:
 def test_model_text_is_escaped_in_the_card_and_the_job_summary(example_root, tmp_path, monkeypatch):
     before = tree_hashes(example_root)
     config = RunConfig(root=example_root, output_dir=tmp_path / "out", backend="template")
-    result = pipeline.run(config, backend=EvilBackend())
+    result = runner.run(config, backend=EvilBackend())
     card = (tmp_path / "out" / "README.md").read_text()
     assert "<script>" not in card and "<img" not in card and "&lt;script&gt;" in card
     assert "\\| col" in card  # a pipe cannot open a new table column

@@ -1,9 +1,4 @@
-"""Where generation runs: in this process (``local``), or on a Ray cluster (``ray``).
-
-An engine turns the pending samples into journal records; the journal, resume, the write and the
-push stay the driver's, whatever the engine.
-
-``--engine ray`` (extra ``hub-pgen[ray]``): the pending samples become a Ray Dataset of sample ids;
+"""``--engine ray`` (extra ``hub-pgen[ray]``): the pending samples become a Ray Dataset of sample ids;
 ``map_batches`` runs them through a pool of model actors (``ActorPoolStrategy``; one model load per
 actor, one actor per GPU of the cluster by default, ``--workers N`` on a CPU-only one). Each actor
 decodes its batch's frames itself, beside its model, with the same code as the local engine (so the
@@ -20,37 +15,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
-from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
+
+from hub_pgen.errors import UsageError
 
 if TYPE_CHECKING:
     from hub_pgen.config import RunConfig
     from hub_pgen.data import JournalRecord, Sample
+    from hub_pgen.generate.base import Backend
+    from hub_pgen.run.context import RunContext
 
 logger = logging.getLogger(__name__)
-
-ENGINES = ("local", "ray")
-
-
-def get(name: str) -> Callable[..., int]:
-    if name == "ray":
-        return generate_ray
-    raise ValueError(f"engine {name!r} has no separate generate function (the local one is pipeline.generate_all)")
-
-
-def check(config: RunConfig) -> None:
-    """Before anything happens: the engine's packages are there."""
-    if config.engine == "ray":
-        import importlib.util
-
-        from hub_pgen.errors import ModelLoadError
-        from hub_pgen.install import pip_install
-
-        if importlib.util.find_spec("ray") is None:
-            raise ModelLoadError("--engine ray needs ray, which this Python does not have",
-                                 hint=f"{pip_install('ray')} (or leave --engine out: one process)")
-
 
 class RayBackendInfo:
     """The driver's stand-in for the actors' backend: what the provenance and the summary need."""
@@ -81,7 +58,7 @@ class _Worker:
                 torch.set_num_threads(1)  # one CPU actor, one thread: actors share the node's cores
             except ImportError:
                 pass
-        from hub_pgen.pipeline import make_backend, prepare
+        from hub_pgen.run.prepare import make_backend, prepare
         from hub_pgen.progress import NullReporter
 
         # the plan, made again from the configuration (deterministic: the same samples, types and seeds as
@@ -93,7 +70,7 @@ class _Worker:
         self.by_id = {s.sample_id: s for s in prep.samples}
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        from hub_pgen.pipeline import generate_batch, iter_images
+        from hub_pgen.run.steps import generate_batch, iter_images
 
         ids = [str(i) for i in batch["sample_id"]]
         tried = {i: int(t) for i, t in zip(ids, batch["tried"])}
@@ -106,18 +83,55 @@ class _Worker:
                 "sent": [sent] + [0] * (len(records) - 1), "details": [details] * len(records)}
 
 
-def generate_ray(pending: Sequence[Sample], prep: Any, config: RunConfig, backend: Any, writer: Any,
-                 journal: dict[str, JournalRecord], reporter: Any) -> int:
-    """Generate ``pending`` on a Ray cluster; records reach the journal batch by batch."""
-    if not pending:
-        return 0
+class RayEngine:
+    name = "ray"
+
+    def check_config(self, config: RunConfig) -> None:
+        if config.workers is not None and config.workers < 1:
+            raise UsageError(f"--workers must be >= 1, got {config.workers}")
+        if config.serve or config.serve_command:
+            raise UsageError("--engine ray with --serve: the servers would start on this machine only",
+                             hint="start the servers yourself and give --base-url, or drop --engine ray")
+        if config.verify is not None:
+            raise UsageError("--verify does not go with this run: --engine ray generates in its actors (verify "
+                             "with the local engine)",
+                             hint="drop --verify here; verification runs where a dataset is written whole")
+
+    def check(self, config: RunConfig) -> None:
+        import importlib.util
+
+        from hub_pgen.errors import ModelLoadError
+        from hub_pgen.install import pip_install
+
+        if importlib.util.find_spec("ray") is None:
+            raise ModelLoadError("--engine ray needs ray, which this Python does not have",
+                                 hint=f"{pip_install('ray')} (or leave --engine out: one process)")
+
+    def checks_backend_here(self, config: RunConfig) -> bool:
+        return config.ray_address is None  # a remote cluster's nodes are not this one
+
+    def cannot_label(self) -> str | None:
+        return "--engine ray generates in its actors; the labelling runs with the local engine"
+
+    def driver_backend(self, config: RunConfig, spec: Any) -> Backend | None:
+        return RayBackendInfo(config.backend, spec.needs_images)  # type: ignore[return-value]
+
+    def generate(self, pending: Sequence[Sample], ctx: RunContext,
+                 journal: dict[str, JournalRecord]) -> Iterator[tuple[list[JournalRecord], int]]:
+        """``pending`` on a Ray cluster; records come back batch by batch, as the actors finish them."""
+        if pending:
+            yield from _generate(pending, ctx, journal)
+
+
+def _generate(pending: Sequence[Sample], ctx: RunContext,
+              journal: dict[str, JournalRecord]) -> Iterator[tuple[list[JournalRecord], int]]:
+    prep, config, backend, reporter = ctx.prep, ctx.config, ctx.backend, ctx.reporter
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local cluster of this user's own processes
     import ray
 
     from hub_pgen.data import JournalRecord
-    from hub_pgen.errors import UsageError
     from hub_pgen.generate.registry import get_backend
-    from hub_pgen.pipeline import record_batch, tries
+    from hub_pgen.run.steps import tries
 
     started = not ray.is_initialized()
     if started:
@@ -145,17 +159,14 @@ def generate_ray(pending: Sequence[Sample], prep: Any, config: RunConfig, backen
             _Worker, fn_constructor_kwargs={"config": actor_config}, batch_size=per_call,
             compute=ray.data.ActorPoolStrategy(size=workers), num_gpus=1 if on_gpu else 0, num_cpus=1)
         reporter.stage("ray", f"{workers} model actor(s){' on GPUs' if on_gpu else ''}, batches of {per_call}")
-        sent = 0
         if not logger.isEnabledFor(logging.DEBUG):
             for name in ("ray.data", "ray.data._internal.execution.streaming_executor", "ray.data._internal.progress"):
                 logging.getLogger(name).setLevel(logging.ERROR)
         for batch in results.iter_batches(batch_size=None, batch_format="pandas"):
             records = [JournalRecord.from_json(json.loads(r)) for r in batch["record"]]
-            sent += int(batch["sent"].sum())
             if isinstance(backend, RayBackendInfo) and backend.details is None and len(batch):
                 backend.details = json.loads(batch["details"].iloc[0])
-            record_batch(records, writer, journal, reporter)
-        return sent
+            yield records, int(batch["sent"].sum())
     finally:
         if started:
             ray.shutdown()

@@ -27,7 +27,7 @@ from hub_pgen.errors import GenerationError, ShardError, UsageError
 from hub_pgen.generate.parse import validate_object
 from hub_pgen.journal import read_records, to_record
 from hub_pgen.provenance_file import read_json
-from hub_pgen.shards import assign, label
+from hub_pgen.run.shards import assign, label
 
 MAX_SHARDS = 10_000  # more than any Actions matrix (256) or sensible Slurm array of one dataset
 MAX_PROVENANCE_BYTES = 64 << 20  # a shard's meta/hub_pgen.json; real ones are a few KiB (+ the source's file list)

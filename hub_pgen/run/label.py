@@ -16,7 +16,6 @@ brings down its data files and the labelled camera's videos only.
 
 from __future__ import annotations
 
-import datetime as _dt
 import shutil
 import time
 from dataclasses import replace
@@ -28,6 +27,7 @@ from hub_pgen.config import RunConfig, fingerprint
 from hub_pgen.errors import OutputError, UnsafePathError, UsageError
 from hub_pgen.progress import NullReporter, Reporter
 from hub_pgen.provenance_file import read_provenance
+from hub_pgen.run.folder import claimed
 
 KIND = "skills"
 # what shapes the labels (the rest of a run's identity shapes only the dialogues)
@@ -38,11 +38,13 @@ IDENTITY_KEYS = ("source", "episodes", "seed", "backend", "temperature", "top_p"
 def label(config: RunConfig, *, backend: Any = None, reporter: Reporter | None = None, dry_run: bool = False,
           wait: bool = False, retry_failed: bool = False) -> Any:
     """Label the skills of ``config``'s source (its ``skills`` is taken as ``annotate``)."""
-    from hub_pgen import pipeline
     from hub_pgen.generate.registry import get_backend
+    from hub_pgen.run.dry_run import labelling_cost, output_state
+    from hub_pgen.run.labelling import label_episodes
+    from hub_pgen.run.prepare import check_local_source, make_backend, prepare, resolve_for_plan, say_where
+    from hub_pgen.run.result import RunResult
     from hub_pgen.skills import SkillSet, to_json
     from hub_pgen.write import output as out_mod
-    from hub_pgen.write.lock import RunLock
 
     t0 = time.monotonic()
     reporter = reporter or NullReporter()
@@ -51,14 +53,14 @@ def label(config: RunConfig, *, backend: Any = None, reporter: Reporter | None =
                          hint="give --root DIR or --repo-id OWNER/NAME")
     config = replace(config, skills="annotate", skills_file=None)
     spec = get_backend(config.backend)
-    pipeline._check_local_source(config)
+    check_local_source(config)
     stops = None
     if backend is None and dry_run:  # the run's own checks, less what only a real run needs
-        config, stops = pipeline._resolve_for_plan(config, spec)
+        config, stops = resolve_for_plan(config, spec)
     elif backend is None:
         spec.check(config)
         config = spec.resolve(config)
-    prep = pipeline.prepare(config, reporter)
+    prep = prepare(config, reporter)
     identity = {k: prep.identity.get(k) for k in IDENTITY_KEYS} | {"kind": KIND}
     fp = fingerprint(identity)
     prep = replace(prep, identity=identity, fingerprint=fp)
@@ -66,86 +68,78 @@ def label(config: RunConfig, *, backend: Any = None, reporter: Reporter | None =
                                            or out_mod.default_output_dir(prep.source_name, fp, kind=KIND))
     source_root = prep.source.root if prep.source is not None else None
     if dry_run:
-        report = {"kind": KIND, "fingerprint": fp, **pipeline._labelling_cost(config, prep),
+        report = {"kind": KIND, "fingerprint": fp, **labelling_cost(config, prep),
                   "backend": config.backend, "output": str(paths.output),
-                  "output_state": pipeline._output_state(paths, prep, source_root),
+                  "output_state": output_state(paths, prep, source_root),
                   **({"real_run": stops} if stops else {})}
         report.pop("samples", None)
-        return pipeline.RunResult("dry-run", None, fp, plan_report=report, elapsed_s=time.monotonic() - t0)
+        return RunResult("dry-run", None, fp, plan_report=report, elapsed_s=time.monotonic() - t0)
     first = out_mod.inspect_output(paths, fingerprint=fp, identity=identity, source_root=source_root)
     if retry_failed and first not in ("complete", "resume"):
         raise UsageError(f"--retry-failed: {paths.output} holds no labels of this configuration to retry",
                          hint="give the --output-dir of the earlier hub-pgen label run, or drop --retry-failed")
-    lock = RunLock(paths.work)
-    lock.acquire(wait=wait)
-    made = None
-    committed = False
-    try:
-        state = out_mod.inspect_output(paths, fingerprint=fp, identity=identity, source_root=source_root)
-        if state == "complete" and not (retry_failed and _failed(paths.output)):
-            out_mod.cleanup_work(paths)
-            reporter.stage("done", f"{paths.output} already holds these labels")
-            return _result("already-complete", paths.output, fp, read_provenance(paths.output), t0)
-        if state == "stale":
-            out_mod.discard_state(paths)
-        reporter.stage("load", f"backend {config.backend}" + (f", model {config.model}" if spec.uses_model else ""))
-        if backend is None:
-            backend = made = pipeline.make_backend(config)
-            pipeline.say_where(backend, reporter)
-            start = getattr(backend, "start", None)
-            if start is not None:
-                start(paths.work / layout.SERVERS_NAME, lambda msg: reporter.stage("serve", msg))
-        started = out_mod.start_run(paths, fingerprint=fp, identity=identity,
-                                    started_at=_dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat())
-        committed = True
-        prep, result = pipeline.label_episodes(config, prep, paths, backend, reporter, retry_failed=retry_failed,
-                                               from_output=state == "complete")
-        prep = replace(prep, skills=SkillSet(result.skills, "annotate"))
-        prov = _provenance(config, prep, backend, started)
-        staging = out_mod.fresh_staging(paths)
+    with claimed(paths, wait=wait) as claim:
+        made = None
         try:
-            (staging / "meta").mkdir(parents=True, exist_ok=True)
-            _write_json(staging / layout.SKILLS_PATH, to_json(result.skills))
-            with fsio.create(staging / layout.SKILL_ANNOTATIONS_PATH) as fh:
-                for _, record in sorted(result.records.items()):
-                    fh.write(fsio.jsonl_line(record.to_json()))
-            _write_json(staging / layout.PROVENANCE_PATH, prov)
-        except OSError as e:
-            shutil.rmtree(staging, ignore_errors=True)  # OUT.partial keeps run.json and the labels' journal
-            if isinstance(e, UnsafePathError):
-                raise
-            raise OutputError(f"cannot write the labels under {staging}: {e.strerror or e}", path=staging,
-                              hint="free disk space or fix permissions, then rerun the same command: the labels "
-                                   "are kept in its journal") from e
-        faults.point("finalize")
-        out_mod.finalize(paths, replace=state == "complete")
-        return _result("written", paths.output, fp, prov, t0, notices=prep.notices)
-    finally:
-        close = getattr(made, "close", None)
-        if close is not None:
-            close()
-        if committed:
-            lock.release()
-        else:
-            lock.abandon()
+            state = out_mod.inspect_output(paths, fingerprint=fp, identity=identity, source_root=source_root)
+            if state == "complete" and not (retry_failed and _failed(paths.output)):
+                out_mod.cleanup_work(paths)
+                reporter.stage("done", f"{paths.output} already holds these labels")
+                return _result("already-complete", paths.output, fp, read_provenance(paths.output), t0)
+            if state == "stale":
+                out_mod.discard_state(paths)
+            reporter.stage("load", f"backend {config.backend}" + (f", model {config.model}" if spec.uses_model else ""))
+            if backend is None:
+                backend = made = make_backend(config)
+                say_where(backend, reporter)
+                start = getattr(backend, "start", None)
+                if start is not None:
+                    start(paths.work / layout.SERVERS_NAME, lambda msg: reporter.stage("serve", msg))
+            started = claim.start(fp, identity)
+            prep, result = label_episodes(config, prep, paths, backend, reporter, retry_failed=retry_failed,
+                                                   from_output=state == "complete")
+            prep = replace(prep, skills=SkillSet(result.skills, "annotate"))
+            prov = _provenance(config, prep, backend, started)
+            staging = out_mod.fresh_staging(paths)
+            try:
+                (staging / "meta").mkdir(parents=True, exist_ok=True)
+                _write_json(staging / layout.SKILLS_PATH, to_json(result.skills))
+                with fsio.create(staging / layout.SKILL_ANNOTATIONS_PATH) as fh:
+                    for _, record in sorted(result.records.items()):
+                        fh.write(fsio.jsonl_line(record.to_json()))
+                _write_json(staging / layout.PROVENANCE_PATH, prov)
+            except OSError as e:
+                shutil.rmtree(staging, ignore_errors=True)  # OUT.partial keeps run.json and the labels' journal
+                if isinstance(e, UnsafePathError):
+                    raise
+                raise OutputError(f"cannot write the labels under {staging}: {e.strerror or e}", path=staging,
+                                  hint="free disk space or fix permissions, then rerun the same command: the labels "
+                                       "are kept in its journal") from e
+            faults.point("finalize")
+            out_mod.finalize(paths, replace=state == "complete")
+            return _result("written", paths.output, fp, prov, t0, notices=prep.notices)
+        finally:
+            close = getattr(made, "close", None)
+            if close is not None:
+                close()
 
 
 def _failed(output: Path) -> bool:
-    from hub_pgen.skills.annotate import load_records
+    from hub_pgen.skills.labelling import load_records
 
     return any(r.status != "ok" for r in load_records(output / layout.SKILL_ANNOTATIONS_PATH,
                                                       fingerprint=None).values())
 
 
 def _provenance(config: RunConfig, prep: Any, backend: Any, started: str) -> dict[str, Any]:
-    from hub_pgen import pipeline
+    from hub_pgen.run.provenance import provenance, skills_provenance
 
-    base = pipeline.provenance(config, prep, backend, {}, started)
+    base = provenance(config, prep, backend, {}, started)
     params = {k: v for k, v in base["parameters"].items()
               if k in ("root", "repo_id", "revision", "episodes", "image_keys", "num_image_views", "seed",
                        "min_skill_seconds", "backend", "model", "model_revision", "temperature", "top_p",
                        "constrained", "max_retries", "batch_size")}
-    skills = pipeline._skills_provenance(prep)
+    skills = skills_provenance(prep)
     return {"kind": KIND, "tool": base["tool"], "created_at": started, "fingerprint": prep.fingerprint,
             "identity": prep.identity, "source": base["source"],
             "labelling": {"backend": config.backend, "model": base["generation"]["model"],
@@ -157,7 +151,7 @@ def _provenance(config: RunConfig, prep: Any, backend: Any, started: str) -> dic
 
 
 def _result(state: str, output: Path, fp: str, prov: dict[str, Any], t0: float, notices: tuple[str, ...] = ()) -> Any:
-    from hub_pgen.pipeline import RunResult
+    from hub_pgen.run.result import RunResult
 
     counts = prov.get("counts") or {}
     return RunResult(state, output, fp, samples=counts.get("episodes", 0), ok=counts.get("labelled", 0),

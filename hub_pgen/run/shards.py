@@ -11,7 +11,7 @@ job's), only of its folder: a shard's result is ``syn_annotations.jsonl`` (its D
 
 ``hub-pgen merge --output-dir OUT (--root SRC | --repo-id R) SHARD...`` reads the shards' folders,
 refuses what does not add up (shards of another configuration or source, the same shard twice, a
-shard missing, samples missing or foreign, records or files edited: hub_pgen.merge), rebuilds the
+shard missing, samples missing or foreign, records or files edited: hub_pgen.run.merging), rebuilds the
 plan from the shards' parameters on the given source, and writes the dataset exactly as a
 one-machine run does — the records are the same, so the bytes are the same (``--push-to`` pushes it). No engine of our own schedules anything: the
 shards run wherever commands run (an Actions matrix, a Slurm array, a few ssh sessions).

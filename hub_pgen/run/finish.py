@@ -1,0 +1,210 @@
+"""After generation: quality → filters → verify → provenance → write → validate the staged folder →
+finalize (renamed into place).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from hub_pgen import faults, layout
+from hub_pgen.config import RunConfig
+from hub_pgen.data import JournalRecord
+from hub_pgen.errors import ValidationError
+from hub_pgen.generate.base import Backend
+from hub_pgen.generate.registry import get_backend
+from hub_pgen.journal import JournalWriter
+from hub_pgen.progress import Reporter
+from hub_pgen.write import output as out_mod
+from hub_pgen.write.card import render_card
+from hub_pgen.generate.layer import sample_seed
+from hub_pgen.run.context import Generated, RunContext
+from hub_pgen.run.prepare import Prepared
+from hub_pgen.run.provenance import provenance, retry_history, skills_provenance
+from hub_pgen.run.result import RunResult, examples, report_path
+
+logger = logging.getLogger(__name__)
+
+
+def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResult:
+    """Everything after generation, in order: the rest of a Hub source, quality measures, filters,
+    --verify, the provenance, the write into a staging folder, its validation, and the rename into place."""
+    config, prep, paths, backend, reporter = ctx.config, ctx.prep, ctx.paths, ctx.backend, ctx.reporter
+    journal, resumed, sent, retry_ids = gen.journal, gen.resumed, gen.sent, gen.retry_ids
+    started, t0 = ctx.started, ctx.t0
+    if prep.source is not None and prep.source.repo_id and prep.shard is None:
+        from hub_pgen.source.hub import fetch_rest
+
+        reporter.stage("download", f"{prep.source.repo_id}: the rest of the dataset (every data file and camera), "
+                                   "for the new dataset")
+        prep = replace(prep, source=fetch_rest(prep.source))
+    notes = list(getattr(backend, "notes", list)())  # what the backend noticed (a server ignoring the schema)
+    from hub_pgen.quality import measure
+
+    quality = measure([journal[s.sample_id] for s in prep.samples if s.sample_id in journal])
+    alarms = quality.alarms(config.sampling if prep.source is not None else None)
+    if get_backend(config.backend).uses_model:
+        notes += alarms
+    elif alarms:  # the template backend writes set phrasings on purpose: its measures advise nothing
+        logger.info("quality alarms not raised for the %s backend (no model to change): %s", config.backend,
+                    "; ".join(alarms))
+    for line in notes:
+        logger.warning("%s", line)
+    from hub_pgen import filters
+
+    verdicts = verify_samples(config, prep, paths, backend, journal, reporter) if config.verify else None
+    why = filters.reasons(prep.samples, journal, config,  # shards: the merge filters
+                          verdicts if config.verify == "filter" else None) if prep.shard is None else {}
+    if why:
+        logger.warning("%d dialogue(s) filtered (%s): recorded in %s with their reason", len(why),
+                       "; ".join(f"{n} {r}" for r, n in filters.summary(why)["by_reason"].items()),
+                       layout.SYN_ANNOTATIONS_PATH if prep.source is not None else layout.JSONL_RESULT_NAME)
+    reporter.stage("write", f"{paths.output}")
+    prov = provenance(config, prep, backend, journal, started)
+    prov["notices"] = list(prep.notices) + notes
+    prov["quality"] = quality.as_dict()
+    prov["filtered"] = filters.summary(why)
+    if verdicts is not None:
+        from hub_pgen import verify as verify_mod
+
+        prov["verify"] = {"mode": config.verify, **verify_mod.summary(verdicts)}
+    if prep.skills is not None:
+        prov["skills"] = skills_provenance(prep, config)
+    if prep.shard is not None:  # a shard result: keyed by the shard, merged by the job's fingerprint
+        prov["fingerprint"], _ = prep.folder_key()
+        prov["plan_fingerprint"] = prep.fingerprint
+        prov["shard"] = dict(prep.shard)
+        if prep.source is not None and not prep.source.repo_id:  # a Hub source is pinned by its sha
+            from hub_pgen.run.merging import source_files
+
+            prov["source_files"] = source_files(prep.source.root)  # the merge checks it ran on these
+    if retry_ids:
+        prov["retried"] = retry_history(paths.output, retry_ids, journal, started)
+    if prep.merged_from is not None:
+        prov["merged_from"] = dict(prep.merged_from)
+    staging = out_mod.fresh_staging(paths)
+    written = filters.apply(journal, why)
+    if verdicts is not None:
+        written = verify_mod.annotate(written, verdicts)
+    summary = write_result(prep, written, staging, prov, config.output_format, paths.output.resolve().name)
+    if prep.source is not None and prep.shard is None:
+        check_staged(staging, paths)
+    faults.point("finalize")
+    out_mod.finalize(paths, replace=replace_output)
+    records = [journal[s.sample_id] for s in prep.samples if s.sample_id in journal]
+    failures = tuple(r for r in records if r.status != "ok") + tuple(
+        journal[b.sample_id] for b in prep.bad_lines if b.sample_id in journal)
+    return RunResult(
+        "written", paths.output, prep.fingerprint,
+        samples=len(prep.samples) + len(prep.bad_lines),
+        ok=sum(r.status == "ok" for r in records),
+        failed=len(failures),
+        resumed=0 if prep.merged_from else resumed,  # a merge's samples come from its shards, not a resume
+        generated=sent,
+        new_tasks=summary.get("new_tasks", 0),
+        mix=prov["mix"],
+        failures=failures,
+        elapsed_s=time.monotonic() - t0,
+        frames=summary.get("frames", 0),
+        frames_labelled=summary.get("frames_labelled", 0),
+        examples=examples(records),
+        notices=prep.notices + tuple(notes) + tuple(summary.get("notes", ())),
+        retried=len(retry_ids),
+        output_format=config.output_format if prep.source is not None else None,
+        language=summary.get("language"),
+        skills=prov.get("skills"),
+        quality=prov.get("quality"),
+        filtered=prov.get("filtered"),
+        verify=prov.get("verify"),
+        report=report_path(paths.output),
+        shard=dict(prep.shard) if prep.shard is not None else None,
+    )
+
+
+def check_staged(staging: Path, paths: out_mod.OutputPaths) -> None:
+    """The folder about to become ``OUT`` passes ``hub-pgen validate`` — never "written" for a result
+    that the validator (and the push) would refuse. Costs a read of the metadata and of one int64
+    column per data file (docs/benchmarks.md)."""
+    import shutil
+
+    from hub_pgen.write.validate import problems
+
+    found = problems(staging)
+    if found:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ValidationError(staging, found + [f"(nothing was moved to {paths.output}; the journal is kept: "
+                                                "report this with the command you ran)"])
+
+
+def write_result(prep: Prepared, journal: dict[str, JournalRecord], staging: Path, prov: dict[str, Any],
+           output_format: str, output_name: str) -> dict[str, Any]:
+    """Write the result into ``staging``; returns its counts (new tasks rows, frames, labelled frames)
+    and what to tell the user about the source's own language rows (``notes``)."""
+    from hub_pgen.write.dataset import write_dataset, write_jsonl_result
+
+    examples = [journal[s.sample_id] for s in prep.samples if s.sample_id in journal]
+    origin = prep.skills.origin if prep.skills is not None else "file"
+    if prep.source is None or prep.shard is not None:  # a JSONL run, or a shard: the D_syn records alone
+        skills_file = skills_to_write(prep, origin) if prep.shard is not None else None
+        write_jsonl_result(prep.samples, prep.bad_lines, journal, staging, provenance=prov,
+                           skills_file=skills_file if isinstance(skills_file, Path) else None)
+        return {}
+
+    summary = write_dataset(prep.source, prep.samples, journal, staging, provenance=prov,
+                            card=lambda final: render_card(final, examples),
+                            segments=prep.plan.segments if prep.plan is not None else (),
+                            output_format=output_format,
+                            skills_json=skills_to_write(prep, origin),
+                            skill_records=[r.to_json() for _, r in sorted((prep.skill_records or {}).items())])
+    notes = summary.language.lines() if summary.language is not None else []
+    language = summary.language.as_dict() if summary.language is not None else None
+    for line in notes:
+        logger.warning("%s", line)
+    from hub_pgen.review import write_report
+
+    # part of the result (and so pushed with it): the dataset as written, named as OUT will be
+    try:
+        report = write_report(staging, name=output_name)
+    except Exception as e:  # noqa: BLE001 — a view of the dataset: failing to draw it must not cost the dataset
+        line = (f"the review page could not be written ({type(e).__name__}: {e}); the dataset is complete: "
+                f"hub-pgen report OUT tries again (HUB_PGEN_DEBUG=1 shows why)")
+        logger.warning("%s", line, exc_info=bool(os.environ.get("HUB_PGEN_DEBUG")))
+        notes.append(line)
+    else:
+        if report.unreadable_images:
+            notes.append(f"the review page shows {report.unreadable_images} frame(s) as unavailable (they could not "
+                         f"be decoded): see {layout.REPORT_PATH}")
+    return {"new_tasks": summary.new_tasks, "frames": summary.frames, "frames_labelled": summary.frames_labelled,
+            "notes": notes, "language": language}
+
+
+def verify_samples(config: RunConfig, prep: Prepared, paths: out_mod.OutputPaths, backend: Backend,
+            journal: dict[str, JournalRecord], reporter: Reporter) -> dict[str, Any]:
+    """--verify: a verdict for every ok sample (journaled: a resumed run asks nothing twice)."""
+    from hub_pgen import verify as verify_mod
+
+    path = paths.work / "verify.jsonl"
+    done = verify_mod.load(path, fingerprint=prep.fingerprint)
+    reporter.stage("verify", f"asking the {config.backend} backend which skill each user prompt leads to "
+                             f"({len(done)} verdict(s) from an earlier try)")
+    with JournalWriter(path) as writer:
+        return verify_mod.verify(prep.samples, journal, prep.plan.segments if prep.plan else (), backend, done=done,
+                                 append=writer.append, fingerprint=prep.fingerprint, seed_of=sample_seed,
+                                 seed=config.seed, batch_size=config.batch_size)
+
+
+def skills_to_write(prep: Prepared, origin: str) -> Any:
+    """What the new dataset's meta/skills.json is: the source's own file as it is (None: copied with the
+    rest), a skills file from elsewhere as it is (its path), or the skills in the seed's format."""
+    from hub_pgen import skills as skills_mod
+
+    if origin != "file":
+        return skills_mod.to_json(prep.skills.skills)
+    path = prep.skills.path if prep.skills is not None else None
+    if path is None or Path(path).resolve() == (prep.source.root / layout.SKILLS_PATH).resolve():
+        return None
+    return Path(path)

@@ -1,0 +1,64 @@
+"""Generation: the journal of this configuration, then the pending samples through an engine
+(:mod:`hub_pgen.run.engine`), each batch journaled (fsync'ed) as the engine yields it. The driver never
+asks which engine runs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from hub_pgen.data import JournalRecord
+from hub_pgen.errors import Interrupted
+from hub_pgen.journal import JournalWriter, load_journal
+from hub_pgen.run.context import Generated, RunContext
+from hub_pgen.run.steps import record_batch
+
+if TYPE_CHECKING:
+    from hub_pgen.run.engine import Engine
+
+
+def generate(ctx: RunContext, engine: Engine, *, earlier: dict[str, JournalRecord], retry_failed: bool) -> Generated:
+    """The journal of this configuration (and, for --retry-failed on a finished result, its records),
+    then every sample not in it sent through ``engine``, each batch journaled as the engine yields it."""
+    prep, paths, reporter = ctx.prep, ctx.paths, ctx.reporter
+    journal = dict(earlier)
+    journal.update(load_journal(paths.journal, fingerprint=prep.fingerprint))
+    retry_ids = {sid for sid, r in journal.items() if r.status != "ok"} if retry_failed else set()
+    with JournalWriter(paths.journal) as writer:
+        if earlier and not paths.journal.stat().st_size:
+            # --retry-failed on a finished result: its records are this run's journal from now on,
+            # so a kill mid-retry resumes here and loses nothing
+            writer.append([replace(r, fingerprint=prep.fingerprint) for r in earlier.values()])
+        resumed = sum(1 for s in prep.samples if s.sample_id in journal and s.sample_id not in retry_ids)
+        pending = [s for s in prep.samples if s.sample_id not in journal or s.sample_id in retry_ids]
+        if resumed:
+            reporter.stage("merge" if prep.merged_from else "resume",
+                           f"{resumed} samples from {prep.merged_from['shards']} shards" if prep.merged_from
+                           else f"{resumed} samples already in {paths.journal}")
+        if retry_ids:
+            reporter.stage("retry", f"{len(retry_ids)} failed sample(s) generated again")
+        bad = [b for b in prep.bad_lines if b.sample_id not in journal]
+        if bad:
+            records = [bad_line_record(b, prep.fingerprint) for b in bad]
+            writer.append(records)
+            journal.update({r.sample_id: r for r in records})
+        reporter.samples_start(len(prep.samples), resumed)
+        try:
+            sent = 0
+            for records, n in engine.generate(pending, ctx, journal):
+                record_batch(records, writer, journal, reporter)
+                sent += n
+        except KeyboardInterrupt:
+            # counted from the file: an interrupt between a batch's fsync and the run's view of it
+            # would otherwise say one batch fewer than the resume finds
+            safe = {**earlier, **load_journal(paths.journal, fingerprint=prep.fingerprint)}
+            raise Interrupted(len(safe), len(prep.samples) + len(prep.bad_lines), paths.journal) from None
+    return Generated(journal, resumed, sent, retry_ids)
+
+
+def bad_line_record(bad: Any, fp: str) -> JournalRecord:
+    return JournalRecord(
+        sample_id=bad.sample_id, status="failed", episode_id="", t=None, images=(), skill_current="",
+        skill_history=(), task_description="", user_prompt=None, robot_utterance=None, scenario_type="",
+        response_type="", error=f"input line {bad.line}: {bad.reason}", fingerprint=fp,
+    )
