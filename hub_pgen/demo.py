@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Literal
 
 from hub_pgen import layout
 from hub_pgen.textsafe import say
 
 
-def run_demo(output_dir: Path, *, backend: str = "template", model: str | None = None, device: str | None = None,
-             episodes: int = 6, quiet: bool = False) -> int:
+def run_demo(output_dir: Path, *, backend: Literal["template", "transformers"] = "template", model: str | None = None,
+             device: str | None = None, episodes: int = 6, quiet: bool = False) -> int:
     """Build the example under ``output_dir/source`` (once), run hub-pgen on it into
     ``output_dir/dataset``, validate the result, and say how to load it. The command line
     (hub_pgen.cli.demo) has checked the arguments and set up logging."""
@@ -39,6 +40,7 @@ def run_demo(output_dir: Path, *, backend: str = "template", model: str | None =
         result = pipeline.run(config, reporter=reporter)
     finally:
         reporter.close()
+    assert result.output is not None, "a run that wrote a dataset names its folder"
     validate(result.output, source=source)
     if not quiet:
         print_summary(result)

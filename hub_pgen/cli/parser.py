@@ -36,9 +36,9 @@ class Parser(argparse.ArgumentParser):
         no_json = "--json" in unknown and "--json" not in flags
         unknown = [u for u in unknown if not (no_json and u == "--json")]
         # an abbreviation first (--retry → --retry-failed), else the closest spelling (--fromat → --format)
-        close = [next((f for f in flags if f.startswith(u.split("=")[0])), None)
-                 or next(iter(difflib.get_close_matches(u.split("=")[0], flags, n=1)), None) for u in unknown]
-        close = [c for c in close if c]
+        guesses = [next((f for f in flags if f.startswith(u.split("=")[0])), None)
+                   or next(iter(difflib.get_close_matches(u.split("=")[0], flags, n=1)), None) for u in unknown]
+        close = [c for c in guesses if c]
         words = re.findall(r"unrecognized arguments: (\S+)", message)
         command = difflib.get_close_matches(words[0], SUBCOMMANDS, n=1) if words and not words[0].startswith("-") \
             else []
