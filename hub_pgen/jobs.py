@@ -52,7 +52,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -196,12 +196,12 @@ def _suggested_spec(extras: str) -> str:
 # --- checks and the job's spec, before any request ----------------------------------------------
 
 
-def prepare(args: argparse.Namespace, argv: Sequence[str],
-            parser: argparse.ArgumentParser) -> tuple[Submission, dict[str, str]]:
+def prepare(args: argparse.Namespace, argv: Sequence[str], parser: argparse.ArgumentParser,
+            config_from_args: Callable[[argparse.Namespace], Any]) -> tuple[Submission, dict[str, str]]:
     """Every check that needs no network, then what would be sent: (submission, secrets). Raises
-    :class:`UsageError` for each refusal listed in the module's docstring."""
-    from hub_pgen.cli import config_from_args
-
+    :class:`UsageError` for each refusal listed in the module's docstring. ``config_from_args``: the
+    command line's flags → RunConfig (hub_pgen.cli.configure), passed in so this library module never
+    imports the command line."""
     flavor = args.job
     if not args.push_to:
         raise UsageError(f"--job {flavor} runs on a Hugging Face machine that is gone when the job ends: without "
@@ -397,12 +397,13 @@ def _recorded(sub: Submission) -> dict[str, Any]:
     return {**asdict(sub), "command": redact_argv(sub.command), "install": redact_argv(sub.install)}
 
 
-def submit_main(args: argparse.Namespace, argv: Sequence[str], parser: argparse.ArgumentParser) -> int:
+def submit_main(args: argparse.Namespace, argv: Sequence[str], parser: argparse.ArgumentParser,
+                config_from_args: Callable[[argparse.Namespace], Any]) -> int:
     """``--job FLAVOR``: check, submit, print the job's id and URL; with ``--follow``, stream its log and
     return the exit code of its final stage."""
     from hub_pgen.source.hub_api import make_api
 
-    sub, secrets = prepare(args, argv, parser)
+    sub, secrets = prepare(args, argv, parser, config_from_args)
     clean = _redactor(secrets)
     if sub.dropped and not args.quiet:
         say(f"hub-pgen: {', '.join(sub.dropped)} left out of the job: it names this machine's disk; the job "

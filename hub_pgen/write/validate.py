@@ -6,9 +6,7 @@ machine. Every problem is collected (not just the first) so one run tells the wh
 
 from __future__ import annotations
 
-import argparse
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +17,9 @@ from pyarrow.compute import unique as pc_unique
 
 from hub_pgen import language as lang
 from hub_pgen import layout
-from hub_pgen.errors import UsageError, ValidationError
+from hub_pgen.errors import ValidationError
 from hub_pgen.source.jsonfile import JsonProblem, read_strict
-from hub_pgen.textsafe import say, well_formed
+from hub_pgen.textsafe import well_formed
 
 
 def problems(root: Path, *, source: Path | None = None) -> list[str]:
@@ -319,26 +317,3 @@ def validate(root: Path, *, source: Path | None = None) -> None:
     found = problems(root, source=source)
     if found:
         raise ValidationError(root, found, source=source)
-
-
-def main(argv: Sequence[str]) -> int:
-    p = argparse.ArgumentParser(
-        prog="hub-pgen validate",
-        description="Check a dataset folder against hub-pgen's output contract: the same checks the push runs "
-                    "before anything leaves the machine. Exit 0: valid; 7: every problem listed; 2: bad arguments.")
-    p.add_argument("path", type=Path, help="dataset folder made by hub-pgen")
-    p.add_argument("--source", type=Path, help="the source folder: also check original columns and rows are unchanged")
-    args = p.parse_args(argv)
-    if not args.path.is_dir():
-        raise UsageError(f"{args.path} is not a folder" + ("" if args.path.exists() else " (it does not exist)"),
-                         hint="give the output folder of a hub-pgen run, e.g. hub-pgen validate hub-pgen-out/NAME")
-    if args.source is not None and not args.source.is_dir():
-        raise UsageError(f"--source {args.source} is not a folder", hint="give the source dataset's folder")
-    if not (args.path / layout.INFO_PATH).is_file() and (args.path / layout.JSONL_RESULT_NAME).is_file():
-        raise UsageError(f"{args.path} is a shard or --input-jsonl result (D_syn records without a dataset): there is "
-                         "no dataset to validate",
-                         hint="validate the merged dataset: hub-pgen merge SHARD... --root SRC --output-dir OUT, then "
-                              "hub-pgen validate OUT")
-    validate(args.path, source=args.source)
-    say(f"{args.path}: valid")
-    return 0

@@ -1,0 +1,37 @@
+"""``hub-pgen [SUBCOMMAND] ...``: the first word picks the subcommand from :data:`COMMANDS` (anything
+else is the main run's flags), and :func:`~hub_pgen.cli.guard.guarded` turns what it raises into an
+exit code, with the error as JSON on stdout when ``--json`` is among the arguments."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+
+from hub_pgen.cli.demo import main as demo
+from hub_pgen.cli.guard import guarded
+from hub_pgen.cli.label import main as label
+from hub_pgen.cli.merge import main as merge
+from hub_pgen.cli.report import main as report
+from hub_pgen.cli.run import main as run
+from hub_pgen.cli.validate import main as validate
+
+# subcommand → its module's main(argv without the subcommand word); the documented ones, in
+# hub_pgen.cli.parser.SUBCOMMANDS's order
+COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
+    "demo": demo,
+    "validate": validate,
+    "report": report,
+    "merge": merge,
+    "label": label,
+}
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "hub-pgen") -> int:
+    """The ``hub-pgen`` command (``python -m hub_pgen`` and the console script): its exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv
+    command = COMMANDS.get(argv[0]) if argv else None
+    if command is not None:
+        rest = argv[1:]
+        return guarded(lambda: command(rest), argv, as_json=as_json)
+    return guarded(lambda: run(argv, prog=prog), argv, as_json=as_json)

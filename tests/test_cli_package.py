@@ -1,0 +1,124 @@
+"""hub_pgen/cli/: one parser class for every subcommand, a dispatch table, small modules.
+
+Every subcommand answers a bad argument the same way: exit 2, ``hub-pgen: error: …`` and a ``TIP:``
+line on stderr (no argparse usage block), and with ``--json`` the main command's JSON error object on
+stdout. The library never imports the command line, and importing it pulls in no heavy package.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import hub_pgen.cli
+from hub_pgen.cli import COMMANDS, main
+from hub_pgen.cli.options import EPILOG, USAGE
+from hub_pgen.cli.parser import SUBCOMMANDS
+
+PACKAGE = Path(hub_pgen.cli.__file__).parent
+LIBRARY = PACKAGE.parent
+JSON_ERROR_KEYS = {"state", "exit_code", "error", "tip"}  # what the main command has always printed
+
+# one bad argument per subcommand: an unknown flag, and a value of the wrong type
+BAD = {
+    "run": (["--root", "x", "--no-such-flag"], ["--root", "x", "--seed", "many"]),
+    "demo": (["demo", "--no-such-flag"], ["demo", "--episodes", "many"]),
+    "validate": (["validate", "x", "--no-such-flag"], ["validate"]),
+    "report": (["report", "x", "--no-such-flag"], ["report", "x", "--max-cards", "many"]),
+    "merge": (["merge", "s", "--root", "x", "--no-such-flag"], ["merge", "--root", "x"]),
+    "label": (["label", "--root", "x", "--no-such-flag"], ["label", "--root", "x", "--batch-size", "many"]),
+}
+
+
+def cli(capsys, argv: list[str]) -> tuple[int, str, str]:
+    capsys.readouterr()
+    rc = main(argv)
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+def test_every_documented_subcommand_has_a_bad_argument_case():
+    assert set(BAD) == {"run", *SUBCOMMANDS}
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_a_bad_argument_is_exit_2_with_a_tip_on_every_subcommand(name, capsys):
+    for argv in BAD[name]:
+        rc, out, err = cli(capsys, argv)
+        assert rc == 2, (argv, err)
+        assert out == ""  # nothing on stdout without --json
+        lines = err.splitlines()
+        assert lines[0].startswith("hub-pgen: error: "), (argv, err)
+        assert lines[1].startswith("TIP: ") and len(lines[1]) > len("TIP: "), (argv, err)
+        assert "usage:" not in err  # argparse's own error path (a usage block, no TIP) is never taken
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_with_json_a_bad_argument_is_the_main_commands_json_error(name, capsys):
+    for argv in BAD[name]:
+        rc, out, err = cli(capsys, [*argv, "--json"])
+        doc = json.loads(out)
+        assert set(doc) == JSON_ERROR_KEYS, (argv, doc)
+        assert doc["state"] == "error" and doc["exit_code"] == rc == 2, (argv, doc)
+        assert doc["error"] and doc["tip"], (argv, doc)
+        assert f"hub-pgen: error: {doc['error']}" in err and f"TIP: {doc['tip']}" in err  # still readable
+
+
+@pytest.mark.parametrize("name", ["demo", "validate", "report"])
+def test_json_on_a_subcommand_without_json_output_is_said(name, tmp_path, capsys):
+    """They print no JSON result; --json given to them is refused, as JSON, with a TIP saying so."""
+    rc, out, _ = cli(capsys, [name, str(tmp_path), "--json"] if name != "demo" else [name, "--json"])
+    doc = json.loads(out)
+    assert rc == doc["exit_code"] == 2 and "--json" in doc["error"]
+    assert f"hub-pgen {name} prints no JSON result: drop --json" in doc["tip"]
+
+
+def test_a_misspelt_flag_on_a_subcommand_gets_the_did_you_mean_tip(capsys):
+    rc, _, err = cli(capsys, ["validate", "x", "--sourse", "y"])
+    assert rc == 2 and "TIP: did you mean --source?" in err
+
+
+def test_the_dispatch_table_is_exactly_the_documented_subcommands():
+    assert tuple(COMMANDS) == SUBCOMMANDS
+    usage_words = [line.split()[1] for line in USAGE.splitlines()[1:]]  # "%(prog)s WORD ..."
+    assert usage_words == list(SUBCOMMANDS)
+    listed = EPILOG.split("\n\n")[0].splitlines()
+    assert listed[0] == "subcommands:"
+    assert [line.split()[0] for line in listed[1:] if not line.startswith(" " * 4)] == list(SUBCOMMANDS)
+    for name, function in COMMANDS.items():  # each is its own module's main
+        assert function.__module__ == f"hub_pgen.cli.{name}" and function.__name__ == "main"
+
+
+def test_cli_modules_are_each_at_most_400_lines():
+    sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines()) for p in PACKAGE.glob("*.py")}
+    assert {"__init__.py", "parser.py", "dispatch.py", *(f"{n}.py" for n in ("run", *SUBCOMMANDS))} <= set(sizes)
+    assert {name: n for name, n in sizes.items() if n > 400} == {}
+
+
+def test_the_library_never_imports_the_command_line():
+    offenders = []
+    for path in LIBRARY.rglob("*.py"):
+        if PACKAGE in path.parents or path.name == "__main__.py" and path.parent == LIBRARY:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            names += [f"hub_pgen.{a.name}" for a in node.names] if isinstance(node, ast.ImportFrom) \
+                and node.module == "hub_pgen" else []
+            if any(n == "hub_pgen.cli" or n.startswith("hub_pgen.cli.") for n in names):
+                offenders.append(f"{path.relative_to(LIBRARY)}:{node.lineno}")
+    assert offenders == []
+
+
+def test_importing_the_command_line_pulls_in_no_heavy_package():
+    code = ("import sys, hub_pgen.cli; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'pyarrow', 'torch', 'numpy', 'rich', "
+            "'huggingface_hub', 'transformers'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ, check=True)
+    assert out.stdout.strip() == "[]"
