@@ -149,6 +149,7 @@ def generate_ray(pending: Sequence[Sample], prep: Any, config: RunConfig, backen
         if not logger.isEnabledFor(logging.DEBUG):
             for name in ("ray.data", "ray.data._internal.execution.streaming_executor", "ray.data._internal.progress"):
                 logging.getLogger(name).setLevel(logging.ERROR)
+        batch: Any  # a pandas DataFrame (batch_format="pandas"); ray's type is the union of its batch formats
         for batch in results.iter_batches(batch_size=None, batch_format="pandas"):
             records = [JournalRecord.from_json(json.loads(r)) for r in batch["record"]]
             sent += int(batch["sent"].sum())

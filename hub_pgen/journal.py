@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import io
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -117,7 +118,7 @@ class JournalWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fh = None
+        self._fh: io.BufferedWriter | None = None
 
     def __enter__(self) -> JournalWriter:
         self.open()

@@ -91,10 +91,17 @@ def _missing(module: str) -> bool:
 TRANSFORMERS_MODULES = ("torch", "torchvision", "transformers", "accelerate", "xgrammar")
 
 
+def _model(config: RunConfig) -> str:
+    """``--model`` as the backend gets it: RunConfig fills in the backend's default, ``resolve`` the
+    one model an OpenAI server lists, and ``--serve`` refuses to start without one."""
+    assert config.model is not None, "RunConfig and the backend's resolve step fill in the model"
+    return config.model
+
+
 def _check_transformers(config: RunConfig) -> None:
     from hub_pgen.generate.base import check_local_model
 
-    check_local_model(config.model)  # before the packages: a wrong path is said whatever is installed
+    check_local_model(_model(config))  # before the packages: a wrong path is said whatever is installed
     require_packages("transformers", TRANSFORMERS_MODULES, "transformers")
     from hub_pgen.generate.loading import check_device
 
@@ -105,7 +112,7 @@ def _make_transformers(config: RunConfig) -> Backend:
     from hub_pgen.generate.qwen import TransformersBackend
 
     return TransformersBackend.load(
-        config.model,
+        _model(config),
         device=config.device,
         dtype=config.dtype,
         attn_implementation=config.attn_implementation,
@@ -153,8 +160,9 @@ def _resolve_openai(config: RunConfig) -> RunConfig:
 def _make_openai(config: RunConfig) -> Backend:
     from hub_pgen.generate.openai import OpenAIBackend, OpenAIOptions
 
+    serve = config.serve_options()  # first: --serve without --model is a UsageError saying so
     return OpenAIBackend(OpenAIOptions(
-        base_url=config.base_url or "", model=config.model, api_key_env=config.api_key_env, serve=config.serve_options(),
+        base_url=config.base_url or "", model=_model(config), api_key_env=config.api_key_env, serve=serve,
         concurrency=config.concurrency, request_timeout=config.request_timeout,
         max_new_tokens=config.max_new_tokens, temperature=config.temperature, top_p=config.top_p,
         constrained=config.constrained, max_retries=config.max_retries,

@@ -209,7 +209,7 @@ def _ensure_repo(api: HfApi, repo_id: str, *, private: bool, call: _Call) -> boo
     return False
 
 
-def _head(api: HfApi, repo_id: str, branch: str, call: _Call) -> str:
+def _head(api: HfApi, repo_id: str, branch: str, call: _Call) -> str | None:
     info = call(lambda: api.repo_info(repo_id, repo_type=REPO_TYPE, revision=branch), f"look up {repo_id}@{branch}")
     return info.sha
 
