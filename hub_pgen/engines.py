@@ -20,8 +20,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import replace
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:

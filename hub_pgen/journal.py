@@ -8,9 +8,9 @@ end it becomes ``meta/syn_annotations.jsonl`` of the new dataset (sorted, with t
 
 from __future__ import annotations
 
+import io
 import json
 import logging
-import io
 import os
 from collections.abc import Iterable
 from pathlib import Path

@@ -196,8 +196,8 @@ def compute_ceiling(loaded: Any, args: argparse.Namespace) -> dict[str, Any]:
     lengths, is left out, so the ceiling is a little high: fractions are a little low."""
     import torch
 
-    from hub_pgen.generate.qwen import chat_messages
     from hub_pgen.generate.prompt import construct_prompt
+    from hub_pgen.generate.qwen import chat_messages
 
     model, processor = loaded.model, loaded.processor
     text_cfg = model.config.get_text_config()

@@ -27,10 +27,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from hub_pgen import fsio
 from hub_pgen.errors import ServerError, UsageError, scrub

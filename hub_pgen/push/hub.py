@@ -26,8 +26,8 @@ from urllib.parse import quote
 
 from hub_pgen import __version__, layout
 from hub_pgen.errors import HubError, OutputError, SourceError, UsageError
-from hub_pgen.write.card import refresh_card
 from hub_pgen.source.hub import REPO_TYPE, hub_errors, make_api, redact, with_retries
+from hub_pgen.write.card import refresh_card
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi

@@ -34,9 +34,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hub_pgen import fsio
+from hub_pgen import fsio, layout, pipeline, textsafe
 from hub_pgen import journal as journal_mod
-from hub_pgen import layout, pipeline, textsafe
 from hub_pgen.cli import main
 from hub_pgen.config import RunConfig
 from hub_pgen.data import Dialogue, GenerationRequest, GenerationResult, JournalRecord
