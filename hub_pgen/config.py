@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from hub_pgen import layout
 from hub_pgen.errors import UsageError
-from hub_pgen.generate.registry import DEFAULT_MODEL  # noqa: F401  (re-exported)
 from hub_pgen.generate.options import OPTION_GROUPS, DecodingOptions, OptionGroup
+from hub_pgen.generate.registry import DEFAULT_MODEL  # noqa: F401  (re-exported)
 from hub_pgen.generate.schema import DEFAULT_MAX_NEW_TOKENS
 
 if TYPE_CHECKING:
@@ -232,7 +232,12 @@ class RunConfig:
         if not self.model:
             raise UsageError("--serve needs --model: the model the servers load",
                              hint="e.g. --serve vllm --model Qwen/Qwen2.5-VL-7B-Instruct")
-        return ServeOptions(command=self.serve_command or preset(self.serve), model=self.model,
+        if self.serve_command:
+            command = self.serve_command
+        else:
+            assert self.serve is not None  # one of the two is given (above)
+            command = preset(self.serve)
+        return ServeOptions(command=command, model=self.model,
                             num_servers=self.num_servers, gpus_per_server=self.gpus_per_server,
                             startup_timeout=self.serve_timeout)
 

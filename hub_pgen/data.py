@@ -205,7 +205,8 @@ class GenerationResult:
 
 # --- journal ----------------------------------------------------------------------------------
 
-Status = Literal["ok", "failed"]
+# "filtered": a sample the filters took out, in meta/syn_annotations.jsonl only (hub_pgen.filters)
+Status = Literal["ok", "failed", "filtered"]
 _OPT = type(None)
 # the JSON types of a record's fields, as hub-pgen writes them (JournalRecord.from_json checks them)
 _RECORD_TYPES: dict[str, tuple[type, ...]] = {

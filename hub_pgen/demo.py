@@ -20,11 +20,11 @@ def run_demo(output_dir: Path, *, backend: Literal["template", "transformers"] =
     """Build the example under ``output_dir/source`` (once), run hub-pgen on it into
     ``output_dir/dataset``, validate the result, and say how to load it. The command line
     (hub_pgen.cli.demo) has checked the arguments and set up logging."""
-    from hub_pgen.run import run
     from hub_pgen.config import DEFAULT_MODEL, RunConfig
     from hub_pgen.example import ExampleSpec, build_example_dataset
     from hub_pgen.progress import make_reporter
     from hub_pgen.report import print_summary
+    from hub_pgen.run import run
     from hub_pgen.write.validate import validate
 
     source = output_dir / "source"

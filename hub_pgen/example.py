@@ -242,8 +242,8 @@ def _t(frame_boundary: float, fps: int) -> float:
 def _episode_skills(spec: ExampleSpec, e: int, length: int, case: str) -> dict[str, Any]:
     n_skills = 4 if case == "regular" and e % 4 == 3 else len(SKILL_NAMES)
     b = _boundaries(spec, e, length, n_skills)
-    skills = [{"name": SKILL_NAMES[i], "start": _t(b[i], spec.fps), "end": _t(b[i + 1], spec.fps)}
-              for i in range(n_skills)]
+    skills: list[dict[str, Any]] = [
+        {"name": SKILL_NAMES[i], "start": _t(b[i], spec.fps), "end": _t(b[i + 1], spec.fps)} for i in range(n_skills)]
     skills[0]["start"] = 0.0
     skills[-1]["end"] = round(length / spec.fps, 4)
     if case == "gap":  # "pick up brick" stops early: its last frames belong to no skill
@@ -347,7 +347,8 @@ def _features(spec: ExampleSpec) -> dict[str, dict[str, Any]]:
 def _data_schema(features: dict[str, dict[str, Any]]) -> pa.Schema:
     """The data parquet schema ``datasets`` gives lerobot's features, with the same ``huggingface``
     metadata (what ``Dataset.from_parquet`` and the Hub viewer read back)."""
-    fields, hf = [], {}
+    fields: list[pa.Field] = []
+    hf: dict[str, dict[str, Any]] = {}
     for key, ft in features.items():
         if ft["dtype"] == "video":
             continue
@@ -461,6 +462,8 @@ def _encode_video(path: Path, spec: ExampleSpec, frames: Iterator[np.ndarray], k
     with av.open(str(path), "w", format="mp4") as out:
         stream = out.add_stream(_ENCODERS[spec.codec], rate=rate,
                                 options={"g": str(spec.gop), **_CODEC_OPTIONS[spec.codec]})
+        # a video encoder's stream (av's stub types add_stream by the codec names it lists; libsvtav1 is not one)
+        assert isinstance(stream, av.VideoStream)
         stream.width, stream.height, stream.pix_fmt = spec.width, spec.height, _PIX_FMT
         stream.codec_context.time_base = 1 / rate
         for i, img in enumerate(frames):

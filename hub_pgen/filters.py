@@ -56,7 +56,7 @@ def reasons(samples: Sequence[Sample], journal: dict[str, JournalRecord], config
 
 def apply(journal: dict[str, JournalRecord], why: dict[str, str]) -> dict[str, JournalRecord]:
     """The records as the dataset gets them: the filtered ones marked so."""
-    return {sid: replace(r, status="filtered", error=f"filtered: {why[sid]}") if sid in why else r  # type: ignore[arg-type]
+    return {sid: replace(r, status="filtered", error=f"filtered: {why[sid]}") if sid in why else r
             for sid, r in journal.items()}
 
 

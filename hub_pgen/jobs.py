@@ -160,12 +160,12 @@ def default_install(backend: str, serve: str | None) -> list[str]:
         return [f"hub-pgen{extras}=={__version__}", *engines]
     url = (info or {}).get("url", "")
     parts = urlsplit(url)
-    if parts.scheme in ("http", "https") and "@" not in parts.netloc:
-        vcs = info.get("vcs_info") if info else None
+    if info is not None and parts.scheme in ("http", "https") and "@" not in parts.netloc:
+        vcs = info.get("vcs_info")
         if vcs and vcs.get("vcs") == "git" and vcs.get("commit_id"):
             sub = f"#subdirectory={info['subdirectory']}" if info.get("subdirectory") else ""
             return [f"hub-pgen{extras} @ git+{url}@{vcs['commit_id']}{sub}", *engines]
-        if info and "archive_info" in info:
+        if "archive_info" in info:
             return [f"hub-pgen{extras} @ {url}", *engines]
     raise UsageError(
         "--job: this hub-pgen was installed from a local folder, which a Hugging Face job cannot install from; "
@@ -303,7 +303,7 @@ def _api_errors(what: str, clean, flavor: str) -> Iterator[None]:
             403: "the token may not start Jobs: use a token with write access (fine-grained: 'Start and manage "
                  "Jobs')",
         }
-        hint = hints.get(status)
+        hint = hints.get(status) if status is not None else None
         if hint is None and status in (400, 422) and "flavor" in said.lower():
             hint = f"--job {flavor} is not a flavor the Jobs API knows: hf jobs hardware lists them"
         raise HubError(clean(f"{what}: the Jobs API answered {status}: {said}"),
@@ -376,9 +376,10 @@ def _flavors(api) -> list[str] | None:
 
     from hub_pgen.source.hub_api import transport_errors
 
+    read_errors: tuple[type[BaseException], ...] = (HfHubHTTPError, KeyError, TypeError, ValueError, *transport_errors())
     try:
         return [hw.name for hw in api.list_jobs_hardware() if isinstance(hw.name, str) and _FLAVOR_RE.match(hw.name)]
-    except (HfHubHTTPError, KeyError, TypeError, ValueError, *transport_errors()) as e:
+    except read_errors as e:
         logger.debug("the Jobs hardware list could not be read (%s): the flavor is checked by the submission",
                      type(e).__name__)
         return None

@@ -8,11 +8,13 @@ end it becomes ``meta/syn_annotations.jsonl`` of the new dataset (sorted, with t
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, Protocol
 
 from hub_pgen import fsio
 from hub_pgen.data import GenerationResult, JournalRecord, Sample
@@ -107,6 +109,13 @@ def read_records(path: Path, *, error: type[HubPgenError] = SourceError,
     return records
 
 
+class Line(Protocol):
+    """What a journal holds one per line: a record that says itself as JSON (a :class:`JournalRecord`,
+    the labeller's ``SegmentRecord``, the verifier's ``Verdict``)."""
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
 class JournalWriter:
     """Appends records durably. Opening cuts a torn tail so appended lines start on a line boundary.
 
@@ -117,7 +126,7 @@ class JournalWriter:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._fh = None
+        self._fh: io.BufferedWriter | None = None
 
     def __enter__(self) -> JournalWriter:
         self.open()
@@ -141,7 +150,7 @@ class JournalWriter:
         except OSError as e:
             raise OutputError(f"cannot write the journal {self.path}: {e.strerror or e}", path=self.path) from e
 
-    def append(self, records: Iterable[JournalRecord]) -> None:
+    def append(self, records: Iterable[Line]) -> None:
         if self._fh is None:
             raise RuntimeError("JournalWriter.append before open()")
         blob = b"".join(fsio.jsonl_line(r.to_json()) for r in records)

@@ -9,9 +9,12 @@ import logging
 import os
 import sys
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from hub_pgen.textsafe import inline, say
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 logger = logging.getLogger("hub_pgen")
 
@@ -69,8 +72,14 @@ class PlainReporter:
 class RichReporter:
     def __init__(self) -> None:
         from rich.console import Console
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                   TimeRemainingColumn)
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
 
         self.console = Console(stderr=True)
         self.progress = Progress(
@@ -86,7 +95,7 @@ class RichReporter:
             transient=False,
         )
         self.progress.start()
-        self.task = None
+        self.task: TaskID | None = None
         self.failed = 0
         self._t0 = 0.0
         self._done0 = 0

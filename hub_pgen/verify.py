@@ -76,12 +76,12 @@ def verify(samples: Sequence[Sample], journal: dict[str, JournalRecord], segment
             and journal[s.sample_id].status == "ok"]
     for start in range(0, len(todo), max(1, batch_size)):
         batch = todo[start : start + max(1, batch_size)]
-        calls = [call_for(s, journal[s.sample_id], candidates(s, segments), seed_of(seed, s.sample_id + "/verify"))
-                 for s in batch]
+        named = [(s, candidates(s, segments)) for s in batch]
+        calls = [call_for(s, journal[s.sample_id], names, seed_of(seed, s.sample_id + "/verify"))
+                 for s, names in named]
         answers = backend.complete_calls(calls)
         verdicts = []
-        for s, call, answer in zip(batch, calls, answers):
-            names = call.schema["properties"]["skill"]["enum"]
+        for (s, names), answer in zip(named, answers):
             if isinstance(answer, CallFailed):
                 verdicts.append(Verdict(s.sample_id, None, False, error=answer.reason, fingerprint=fingerprint))
                 continue

@@ -49,11 +49,10 @@ def _cli(argv: list[str]) -> None:
 
 
 def measure(work: Path, episodes: int, per_file: int, shards: int) -> dict:
-    from tests.hubserver import HubServer
-    from tests.openai_server import OpenAIServer
-
     from hub_pgen import layout
     from hub_pgen.example import ExampleSpec, build_example_dataset
+    from tests.hubserver import HubServer
+    from tests.openai_server import OpenAIServer
 
     src = build_example_dataset(work / f"src-{per_file}", ExampleSpec(
         n_episodes=episodes, episodes_per_file=per_file, skills="regular", width=160, height=120,

@@ -74,10 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     from hub_pgen import run as runner
     from hub_pgen.config import RunConfig
     from hub_pgen.example import build_example_dataset, svla_like_spec
-    from hub_pgen.run.prepare import prepare
     from hub_pgen.frames import iter_sample_images
     from hub_pgen.generate.qwen import GenerationOptions, TransformersBackend
     from hub_pgen.progress import NullReporter
+    from hub_pgen.run.prepare import prepare
 
     bench = _bench_gpu()
     work = Path(tempfile.mkdtemp(prefix="bench-gpu-pipeline-"))
@@ -197,8 +197,8 @@ def compute_ceiling(loaded: Any, args: argparse.Namespace) -> dict[str, Any]:
     lengths, is left out, so the ceiling is a little high: fractions are a little low."""
     import torch
 
-    from hub_pgen.generate.qwen import chat_messages
     from hub_pgen.generate.prompt import construct_prompt
+    from hub_pgen.generate.qwen import chat_messages
 
     model, processor = loaded.model, loaded.processor
     text_cfg = model.config.get_text_config()

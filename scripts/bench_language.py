@@ -63,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from hub_pgen import language as lang
     from hub_pgen.source import checks
-    from hub_pgen.write.validate import _check_language
     from hub_pgen.write import dataset as wd
     from hub_pgen.write.language import LanguageCounts
+    from hub_pgen.write.validate import _check_language
 
     work = Path(tempfile.mkdtemp(prefix="bench-language-"))
     src = work / "file-000.parquet"

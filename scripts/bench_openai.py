@@ -55,8 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from hub_pgen.example import ExampleSpec, build_example_dataset
     from openai_server import OpenAIServer
+
+    from hub_pgen.example import ExampleSpec, build_example_dataset
 
     work = Path(tempfile.mkdtemp(prefix="bench-openai-"))
     src = build_example_dataset(work / "src", ExampleSpec(n_episodes=args.episodes))

@@ -32,10 +32,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from hub_pgen.config import RunConfig
     from hub_pgen.example import build_example_dataset, svla_like_spec
-    from hub_pgen.run.prepare import prepare
     from hub_pgen.generate.prompt import construct_prompt
     from hub_pgen.generate.qwen import chat_messages
     from hub_pgen.progress import NullReporter
+    from hub_pgen.run.prepare import prepare
     from hub_pgen.testing import tiny_qwen
 
     src = Path(tempfile.mkdtemp(prefix="bench-padding-")) / "src"
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         def padding(order: np.ndarray, bs: int) -> float:
             total = real = 0
             for i in range(0, len(order), bs):
-                batch = lens[order[i:i + bs]]
+                batch = lens[order[i:i + bs]]  # noqa: B023  (called within this iteration)
                 total += int(batch.max()) * len(batch)
                 real += int(batch.sum())
             return 1 - real / total

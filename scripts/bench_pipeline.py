@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     for strategy, interval in (("segment", None), ("interval", 1.0), ("frame", None)):
         def run() -> runner.RunResult:
             n[0] += 1
-            cfg = RunConfig(root=src, output_dir=work / f"out{n[0]}", backend="template", sampling=strategy,
-                            sample_interval=interval)
+            cfg = RunConfig(root=src, output_dir=work / f"out{n[0]}", backend="template",  # run within its iteration
+                            sampling=strategy, sample_interval=interval)  # noqa: B023
             return runner.run(cfg)
 
         result = run()

@@ -28,15 +28,15 @@ import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
+from urllib.parse import urlsplit
 
 from .loopback import LoopbackServer
-from urllib.parse import urlsplit
 
 FLAVORS = ("cpu-basic", "t4-small", "a10g-small", "a10g-large", "a100-large", "h200")
 
 
 def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 @dataclass(frozen=True)

@@ -85,10 +85,10 @@ def test_jsonl_input_gives_dsyn_jsonl_and_records_bad_lines(tmp_path):
          "task_description": "making a sandwich"},
     ]
     src = tmp_path / "d_labeled.jsonl"
-    src.write_text("\n".join(l if isinstance(l, str) else json.dumps(l) for l in lines) + "\n")
+    src.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n")
     out = tmp_path / "out"
     assert main(["--input-jsonl", str(src), "--output-dir", str(out), "--backend", "template", "-q"]) == 0
-    recs = [json.loads(l) for l in (out / "syn_annotations.jsonl").read_text().splitlines()]
+    recs = [json.loads(line) for line in (out / "syn_annotations.jsonl").read_text().splitlines()]
     assert [r["status"] for r in recs] == ["ok", "failed", "failed", "ok"]
     assert recs[0]["episode_id"] == "ep_001" and recs[0]["t"] == 37 and recs[0]["images"] == ["cam0.jpg", "cam1.jpg"]
     assert recs[0]["user_prompt"] and recs[0]["robot_utterance"] and recs[0]["skill_history"] == ["open fridge"]

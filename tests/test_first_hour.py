@@ -138,8 +138,14 @@ def test_an_unknown_architecture_and_no_gpu_have_their_own_tips(tiny, tmp_path, 
 
 
 def test_answer_bounds_fit_every_budget_in_bytes():
-    from hub_pgen.generate.schema import (DEFAULT_MAX_NEW_TOKENS, BudgetTooSmall, answer_bounds,
-                                          min_max_new_tokens, skeleton_bytes, tokens_needed)
+    from hub_pgen.generate.schema import (
+        DEFAULT_MAX_NEW_TOKENS,
+        BudgetTooSmall,
+        answer_bounds,
+        min_max_new_tokens,
+        skeleton_bytes,
+        tokens_needed,
+    )
 
     assert tokens_needed(answer_bounds(DEFAULT_MAX_NEW_TOKENS)) <= DEFAULT_MAX_NEW_TOKENS
     assert answer_bounds(DEFAULT_MAX_NEW_TOKENS).max_prompt_chars == 240

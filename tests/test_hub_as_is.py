@@ -50,7 +50,7 @@ for e, length in enumerate(%r):
         ds.add_frame(frame | {"observation.state": np.full(2, f, np.float32), "task": tasks[e %% 2]})
     ds.save_episode()
 ds.finalize()
-""" % (LENGTHS,)
+""" % (LENGTHS,)  # noqa: UP031  (the script's many braces read better unescaped)
 
 
 # --- fixtures -------------------------------------------------------------------------------------

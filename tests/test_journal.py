@@ -36,7 +36,7 @@ def test_torn_tail_is_dropped_and_cut_before_append(tmp_path):
     with JournalWriter(path) as w:
         w.append([rec(3)])
     lines = path.read_text().splitlines()
-    assert [json.loads(l)["sample_id"] for l in lines] == ["s1", "s3"]
+    assert [json.loads(line)["sample_id"] for line in lines] == ["s1", "s3"]
 
 
 def test_other_fingerprint_is_refused(tmp_path):

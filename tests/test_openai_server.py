@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from hub_pgen.generate.schema import dialogue_schema
+
 try:
     from .openai_server import OpenAIServer
 except ImportError:  # tests/ not a package: pytest put tests/ itself on sys.path

@@ -63,7 +63,7 @@ def test_every_frame_points_at_its_skill_or_minus_one(template_run):
 def test_segment_sampling_gives_one_dialogue_per_segment(template_run):
     src, out, _ = template_run
     lines = (out / "meta" / "syn_annotations.jsonl").read_text().splitlines()
-    records = [json.loads(l) for l in lines]
+    records = [json.loads(line) for line in lines]
     assert len(records) == expected_segments(load_skills_json(src), src)
     for r in records:
         for key in ("episode_id", "t", "images", "skill_current", "skill_history", "task_description",

@@ -1,9 +1,9 @@
+import random
 from collections import Counter
 
 import pytest
 
 from hub_pgen.plan.taxonomy import RESPONSE_TYPES, SCENARIO_TYPES, assign_types, parse_mix, stratified
-import random
 
 
 def test_schedule_is_balanced_seeded_and_deterministic():

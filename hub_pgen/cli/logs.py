@@ -14,7 +14,7 @@ class _StderrHandler(logging.StreamHandler):
     later ``main()`` in the same process (tests, notebooks) may have swapped it, and the old one closed."""
 
     @property
-    def stream(self):  # type: ignore[override]
+    def stream(self):
         return sys.stderr
 
     @stream.setter

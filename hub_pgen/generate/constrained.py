@@ -153,7 +153,7 @@ class PaddingAwareRepetitionPenalty(transformers.LogitsProcessor):
         picked = torch.where(picked < 0, picked * self.penalty, picked / self.penalty)
         out = torch.cat([scores, scores.new_zeros(batch, 1)], dim=1)
         out.scatter_(1, ids, picked)
-        return out[:, :vocab]
+        return out[:, :vocab]  # type: ignore[return-value]  # transformers annotates logits FloatTensor; torch gives Tensor
 
 
 class SeededSampler(transformers.LogitsProcessor):
@@ -174,4 +174,4 @@ class SeededSampler(transformers.LogitsProcessor):
                 continue
             token = torch.multinomial(probs[row], 1, generator=generator).to(scores.device)
             out[row, token] = 0.0
-        return out
+        return out  # type: ignore[return-value]  # transformers annotates logits FloatTensor; torch gives Tensor

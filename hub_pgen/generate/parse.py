@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import Any, overload
 
 from hub_pgen.data import Dialogue, GenerationResult
 from hub_pgen.errors import GenerationError
@@ -245,6 +245,12 @@ def surrogate_at(text: str) -> int | None:
     return None
 
 
+@overload
+def keep_raw(raw: str, limit: int = ...) -> str: ...
+@overload
+def keep_raw(raw: None, limit: int = ...) -> None: ...
+@overload
+def keep_raw(raw: str | None, limit: int = ...) -> str | None: ...
 def keep_raw(raw: str | None, limit: int = DIALOGUE_ANSWER_CHARS) -> str | None:
     """What a journal keeps of a raw answer: all of it up to ``limit`` characters, else its first
     ``limit`` and its length; lone surrogates written as ``\\udXXX`` text, so it always encodes."""

@@ -33,6 +33,7 @@ import transformers
 from hub_pgen.data import GenerationRequest, GenerationResult
 from hub_pgen.errors import GenerationError
 from hub_pgen.generate.constrained import GrammarCache, PaddingAwareRepetitionPenalty, SeededSampler
+from hub_pgen.generate.layer import RETRY_TEMPERATURE, Call, CallFailed, generate_with_retries
 from hub_pgen.generate.loading import (  # noqa: F401  (re-exported: the backend's public API)
     SUPPORTED_FAMILIES,
     LoadedModel,
@@ -42,7 +43,6 @@ from hub_pgen.generate.loading import (  # noqa: F401  (re-exported: the backend
     resolve_device,
     resolve_dtype,
 )
-from hub_pgen.generate.layer import RETRY_TEMPERATURE, Call, CallFailed, generate_with_retries
 from hub_pgen.generate.schema import DEFAULT_MAX_NEW_TOKENS, AnswerBounds, answer_bounds, answer_limits
 from hub_pgen.plan.taxonomy import RESPONSE_TYPES, SCENARIO_TYPES
 

@@ -101,10 +101,17 @@ def _missing(module: str) -> bool:
 TRANSFORMERS_MODULES = ("torch", "torchvision", "transformers", "accelerate", "xgrammar")
 
 
+def _model(config: RunConfig) -> str:
+    """``--model`` as the backend gets it: RunConfig fills in the backend's default, ``resolve`` the
+    one model an OpenAI server lists, and ``--serve`` refuses to start without one."""
+    assert config.model is not None, "RunConfig and the backend's resolve step fill in the model"
+    return config.model
+
+
 def _check_transformers(config: RunConfig) -> None:
     from hub_pgen.generate.base import check_local_model
 
-    check_local_model(config.model)  # before the packages: a wrong path is said whatever is installed
+    check_local_model(_model(config))  # before the packages: a wrong path is said whatever is installed
     require_packages("transformers", TRANSFORMERS_MODULES, "transformers")
     from hub_pgen.generate.loading import check_device
 
@@ -116,7 +123,7 @@ def _make_transformers(config: RunConfig) -> Backend:
 
     decoding, load = DecodingOptions.of(config), TransformersOptions.of(config)
     return TransformersBackend.load(
-        decoding.model,
+        _model(config),
         device=load.device,
         dtype=load.dtype,
         attn_implementation=load.attn_implementation,
@@ -164,10 +171,11 @@ def _resolve_openai(config: RunConfig) -> RunConfig:
 def _make_openai(config: RunConfig) -> Backend:
     from hub_pgen.generate.openai import OpenAIBackend, OpenAIOptions
 
+    serve = config.serve_options()  # first: --serve without --model is a UsageError saying so
     decoding, server = DecodingOptions.of(config), ServerOptions.of(config)
     return OpenAIBackend(OpenAIOptions(
-        base_url=server.base_url or "", model=decoding.model, api_key_env=server.api_key_env,
-        serve=config.serve_options(), concurrency=server.concurrency, request_timeout=server.request_timeout,
+        base_url=server.base_url or "", model=_model(config), api_key_env=server.api_key_env,
+        serve=serve, concurrency=server.concurrency, request_timeout=server.request_timeout,
         max_new_tokens=decoding.max_new_tokens, temperature=decoding.temperature, top_p=decoding.top_p,
         constrained=decoding.constrained, max_retries=decoding.max_retries,
     ))

@@ -27,9 +27,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from hub_pgen import fsio
 from hub_pgen.errors import ServerError, UsageError, scrub
@@ -117,8 +118,13 @@ class ServeOptions:
     gpus_per_server: int = 1
     startup_timeout: float = 900.0
 
+    @cached_property
+    def _template(self) -> tuple[tuple[Piece, ...], ...]:
+        """The command parsed (once: ``__post_init__`` fills the cache); not a field, so not in repr or ==."""
+        return parse_template(self.command)
+
     def __post_init__(self) -> None:
-        template = parse_template(self.command)
+        template = self._template
         used = {name for pieces in template for _, name in pieces if name}
         if "port" not in used:
             raise UsageError(f"--serve-command {redact_command(self.command)!r} has no {{port}}",
@@ -128,7 +134,6 @@ class ServeOptions:
                              + ("starts with '-', so the server would read it as a flag" if self.model.startswith("-")
                                 else "holds a control character"),
                              hint="give the model's name or folder (e.g. --model Qwen/Qwen2.5-VL-7B-Instruct)")
-        object.__setattr__(self, "_template", template)
         if self.num_servers is not None and self.num_servers < 1:
             raise UsageError(f"--num-servers must be >= 1, got {self.num_servers}")
         if self.gpus_per_server < 1:

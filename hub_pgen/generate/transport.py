@@ -115,7 +115,8 @@ def make_client(base_url: str, *, headers: dict[str, str] | None = None, timeout
     It follows no redirect."""
     import httpx
 
-    client = httpx.Client(base_url=base_url.rstrip("/") + "/",
+    # Any: it carries hub_pgen_bounded (every transport bounded), an attribute httpx does not declare
+    client: Any = httpx.Client(base_url=base_url.rstrip("/") + "/",
                           headers={"Accept-Encoding": "identity", **(headers or {})},
                           timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)), follow_redirects=False,
                           limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections))

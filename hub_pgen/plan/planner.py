@@ -170,10 +170,10 @@ def read_frame_times(source: SourceDataset, episodes: Iterable[int]) -> dict[int
         path = source.root / rel
         try:
             table = pq.read_table(path, columns=["episode_index", "frame_index", "timestamp", "task_index"])
-        except (pa.ArrowException, OSError) as e:
+        except (pa.ArrowException, OSError) as exc:
             raise SourceError(
-                f"{path} is not a readable data parquet ({e})", path=path, hint="the file may be truncated"
-            ) from e
+                f"{path} is not a readable data parquet ({exc})", path=path, hint="the file may be truncated"
+            ) from exc
         ep_col = table.column("episode_index").to_numpy()
         fi_col = table.column("frame_index").to_numpy()
         ts_col = table.column("timestamp").to_numpy().astype(np.float64)

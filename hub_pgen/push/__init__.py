@@ -13,8 +13,8 @@ from hub_pgen.push.hub import PushResult, RetryPolicy, check_complete, push_data
 
 if TYPE_CHECKING:
     from hub_pgen.config import RunConfig
-    from hub_pgen.run.result import RunResult
     from hub_pgen.progress import Reporter
+    from hub_pgen.run.result import RunResult
 
 __all__ = ["PushResult", "RetryPolicy", "check_complete", "push_dataset", "push_result"]
 

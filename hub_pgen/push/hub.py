@@ -26,8 +26,8 @@ from urllib.parse import quote
 
 from hub_pgen import __version__, layout
 from hub_pgen.errors import HubError, OutputError, SourceError, UsageError
-from hub_pgen.write.card import refresh_card
 from hub_pgen.source.hub_api import REPO_TYPE, hub_errors, make_api, redact, with_retries
+from hub_pgen.write.card import refresh_card
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -209,7 +209,7 @@ def _ensure_repo(api: HfApi, repo_id: str, *, private: bool, call: _Call) -> boo
     return False
 
 
-def _head(api: HfApi, repo_id: str, branch: str, call: _Call) -> str:
+def _head(api: HfApi, repo_id: str, branch: str, call: _Call) -> str | None:
     info = call(lambda: api.repo_info(repo_id, repo_type=REPO_TYPE, revision=branch), f"look up {repo_id}@{branch}")
     return info.sha
 

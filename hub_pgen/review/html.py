@@ -125,11 +125,11 @@ def _header(review: Review, counts: dict[str, int], shown: int) -> str:
                      f"evenly{dots} (every sample is in {layout.SYN_ANNOTATIONS_PATH}).")
     notes = "".join(f'<div class="banner">{esc(line)}</div>' for line in lines)
     if review.problems:
-        shown = "".join(f"<li>{esc(p)}</li>" for p in review.problems[:10])
+        items = "".join(f"<li>{esc(p)}</li>" for p in review.problems[:10])
         more = f"<li>… and {len(review.problems) - 10} more</li>" if len(review.problems) > 10 else ""
         notes += (f'<div class="alarm">⚠ This folder does not pass <code>hub-pgen validate</code> '
                   f"({len(review.problems)} problem(s)): what this page shows may not be what a loader sees."
-                  f"<ul>{shown}{more}</ul></div>")
+                  f"<ul>{items}{more}</ul></div>")
     return (f"<header><h1>hub-pgen review: {esc(review.name)}</h1>"
             f"<div class=\"meta\">from {esc(review.source_name)} · {esc(prov.get('created_at', ''))} · hub-pgen "
             f"{esc(prov.get('tool', {}).get('version', ''))} · backend {esc(gen.get('backend', '?'))} · model {esc(model)}"
@@ -296,7 +296,7 @@ def _flags(r: JournalRecord) -> list[str]:
 
 
 def _classes(r: JournalRecord, flags: list[str]) -> list[str]:
-    out = [r.status]
+    out: list[str] = [r.status]
     if flags:
         out.append("flagged")
     if r.verified is not None and not r.verified.get("agrees"):

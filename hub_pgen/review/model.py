@@ -204,9 +204,9 @@ def _no_dialogue_runs(root: Path, eps: dict[int, Any], only: set[int] | None) ->
             if layout.FEATURE not in pq.read_schema(path).names:
                 return None
             table = pq.read_table(path, columns=["episode_index", "frame_index", layout.FEATURE])
-        except (OSError, pa.ArrowException) as e:
-            raise SourceError(f"{path} is not a readable data file ({e})", path=path,
-                              hint=f"the output folder is damaged: hub-pgen validate {root} lists what is wrong") from e
+        except (OSError, pa.ArrowException) as exc:
+            raise SourceError(f"{path} is not a readable data file ({exc})", path=path,
+                              hint=f"the output folder is damaged: hub-pgen validate {root} lists what is wrong") from exc
         # one sort by (episode, frame), then each episode is a slice: no per-episode scan of the file
         ep_col, fr_col = table.column("episode_index").to_numpy(), table.column("frame_index").to_numpy()
         order = np.lexsort((fr_col, ep_col))

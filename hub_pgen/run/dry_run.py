@@ -97,13 +97,13 @@ def labelling_cost(config: RunConfig, prep: Prepared) -> dict[str, Any]:
     from hub_pgen.skills import sheets
     from hub_pgen.skills.labelling import episode_requests
 
-    episodes = list(config.episodes) if config.episodes is not None else sorted(prep.source.episodes)
-    requests = episode_requests(prep.source, episodes, config.min_skill_seconds)
+    episodes = list(config.episodes) if config.episodes is not None else sorted(prep.dataset.episodes)
+    requests = episode_requests(prep.dataset, episodes, config.min_skill_seconds)
     per_episode = [sheets.sheets_needed(len(r.times)) for r in requests]
     from hub_pgen.plan import cost
 
     camera = prep.cameras[0] if prep.cameras else None
-    shape = cost.camera_shape(prep.source.features.get(camera)) if camera else None
+    shape = cost.camera_shape(prep.dataset.features.get(camera)) if camera else None
     tokens = None
     uses_model = get_backend(config.backend).uses_model
     if shape:  # each sheet as laid out, through the model's image processor (hub_pgen.plan.cost)

@@ -16,16 +16,16 @@ from hub_pgen.config import RunConfig
 from hub_pgen.data import JournalRecord
 from hub_pgen.errors import ValidationError
 from hub_pgen.generate.base import Backend
+from hub_pgen.generate.layer import sample_seed
 from hub_pgen.generate.registry import get_backend
 from hub_pgen.journal import JournalWriter
 from hub_pgen.progress import Reporter
-from hub_pgen.write import output as out_mod
-from hub_pgen.write.card import render_card
-from hub_pgen.generate.layer import sample_seed
 from hub_pgen.run.context import Generated, RunContext
 from hub_pgen.run.prepare import Prepared
 from hub_pgen.run.provenance import provenance, retry_history, skills_provenance
 from hub_pgen.run.result import RunResult, examples, report_path
+from hub_pgen.write import output as out_mod
+from hub_pgen.write.card import render_card
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +205,6 @@ def skills_to_write(prep: Prepared, origin: str) -> Any:
     if origin != "file":
         return skills_mod.to_json(prep.skills.skills)
     path = prep.skills.path if prep.skills is not None else None
-    if path is None or Path(path).resolve() == (prep.source.root / layout.SKILLS_PATH).resolve():
+    if path is None or Path(path).resolve() == (prep.dataset.root / layout.SKILLS_PATH).resolve():
         return None
     return Path(path)

@@ -11,11 +11,11 @@ from hub_pgen import layout
 from hub_pgen.config import RunConfig
 from hub_pgen.errors import Interrupted, SkillsError
 from hub_pgen.generate.base import Backend
-from hub_pgen.notices import Notices
 from hub_pgen.journal import JournalWriter
+from hub_pgen.notices import Notices
 from hub_pgen.progress import Reporter
-from hub_pgen.write import output as out_mod
 from hub_pgen.run.prepare import Prepared, fetch_videos, plan_samples
+from hub_pgen.write import output as out_mod
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def label_episodes(config: RunConfig, prep: Prepared, paths: out_mod.OutputPaths
     tried = {e: r.attempts for e, r in done.items() if r.status != "ok"}
     if retry_failed:
         done = {e: r for e, r in done.items() if r.status == "ok"}
-    episodes = list(config.episodes) if config.episodes is not None else sorted(prep.source.episodes)
+    episodes = list(config.episodes) if config.episodes is not None else sorted(prep.dataset.episodes)
     pending = [e for e in episodes if e not in done]
     if pending and getattr(backend, "needs_images", True):  # the labelled camera's videos, of what is left
         prep = fetch_videos(prep, config, reporter, prep.cameras[:1], pending)
@@ -61,7 +61,7 @@ def label_episodes(config: RunConfig, prep: Prepared, paths: out_mod.OutputPaths
         if earlier and not journal_path.stat().st_size:
             writer.append([earlier[e] for e in sorted(earlier)])
         try:
-            result = annotate_episodes(prep.source, episodes, backend, options, done=done, append=writer.append,
+            result = annotate_episodes(prep.dataset, episodes, backend, options, done=done, append=writer.append,
                                        fingerprint=prep.fingerprint, tried=tried)
         except KeyboardInterrupt:
             raise Interrupted(len(load_records(journal_path, fingerprint=None)), len(episodes), journal_path,

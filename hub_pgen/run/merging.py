@@ -164,6 +164,7 @@ def check_coverage(shards: Sequence[ShardResult], samples: Sequence[Sample], fin
     expected: dict[int, set[str]] = defaultdict(set)
     by_id = {s.sample_id: s for s in samples}
     for s in samples:
+        assert s.episode_index is not None  # a plan of a dataset: every sample is on an episode
         expected[owner[s.episode_index]].add(s.sample_id)
     out: list[JournalRecord] = []
     for shard in sorted(shards, key=lambda s: s.index):

@@ -48,6 +48,14 @@ class Prepared:
     shard: dict[str, Any] | None = None  # --num-shards: {"index", "count", "episodes", "samples"} (hub_pgen.run.shards)
     merged_from: dict[str, Any] | None = None  # hub-pgen merge: {"shards": N} (its samples come from them)
 
+    @property
+    def dataset(self) -> SourceDataset:
+        """The source dataset, for the steps that read one (an ``--input-jsonl`` run has none and never
+        reaches them)."""
+        if self.source is None:
+            raise RuntimeError("this step reads a dataset; an --input-jsonl run has none")
+        return self.source
+
     def folder_key(self) -> tuple[str, dict[str, Any]]:
         """What the output folder is keyed by: the fingerprint (and identity), plus the shard of a shard run."""
         if self.shard is None:
@@ -79,6 +87,7 @@ def open_source(config: RunConfig, reporter: Reporter) -> tuple[SourceDataset, d
     from hub_pgen.source import hub, needs
 
     reporter.stage("download", f"{config.repo_id} metadata")
+    assert config.repo_id is not None  # the source is a folder, a file or a repo: RunConfig checks one is given
     meta = hub.open_hub_metadata(config.repo_id, revision=config.revision, image_keys=config.image_keys,
                                  num_views=config.num_image_views)
     data = needs.plan_data(meta, config.episodes)
@@ -105,7 +114,8 @@ def fetch_videos(prep: Prepared, config: RunConfig, reporter: Reporter, cameras:
         return prep
     from hub_pgen.source import hub
 
-    wanted = set(episodes) if episodes is not None else {s.episode_index for s in prep.samples}
+    wanted = set(episodes) if episodes is not None else {s.episode_index for s in prep.samples
+                                                         if s.episode_index is not None}
     reporter.stage("download", f"{source.repo_id}@{str(source.revision)[:8]}: videos of {', '.join(cams)} for "
                                f"{len(wanted)} episode(s)")
     return replace(prep, source=hub.fetch(source, data=(), videos=wanted, cameras=cams))
@@ -137,7 +147,7 @@ def prepare(config: RunConfig, reporter: Reporter) -> Prepared:
             logger.warning("episode(s) %s: the data's frame times are not the ones meta/episodes' timestamp stats "
                            "describe, so this shard cannot plan the other shards' episodes from the stats: reading "
                            "every data file", planner.format_episode_list(differ))
-            prep = _prepare_dataset(config, reporter, hub.fetch(prep.source, data=None))
+            prep = _prepare_dataset(config, reporter, hub.fetch(prep.dataset, data=None))
     return prep
 
 
@@ -175,7 +185,7 @@ def _prepare_dataset(config: RunConfig, reporter: Reporter, source: SourceDatase
                         annotate=True)
         if config.skills == "auto":
             prep = replace(prep, labelling=labelling_cost(config, prep))
-            notices += (_labelling_notice(config, prep.labelling),)
+            notices += (_labelling_notice(config, prep.labelling or {}),)
         for line in notices:
             logger.warning("%s", line)
         return replace(prep, notices=notices)
@@ -223,7 +233,7 @@ def plan_samples(config: RunConfig, prep: Prepared, skill_set: Any, reporter: Re
     reporter.stage("plan", f"sampling={config.sampling}, cameras={', '.join(prep.cameras) or '(none)'}, "
                            f"skills from {skill_set.origin}")
     plan = planner.build_plan(
-        prep.source,
+        prep.dataset,
         skill_set.skills,
         strategy=config.sampling,
         interval=config.sample_interval,
@@ -276,6 +286,7 @@ def _no_samples(config: RunConfig, plan: planner.Plan, skill_set: Any) -> None:
 def _prepare_jsonl(config: RunConfig) -> Prepared:
     from hub_pgen.source.jsonl import load_labeled_jsonl
 
+    assert config.input_jsonl is not None
     path = Path(config.input_jsonl)
     samples, bad = load_labeled_jsonl(path)
     if config.num_image_views is not None:

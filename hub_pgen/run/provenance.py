@@ -33,7 +33,7 @@ def provenance(config: RunConfig, prep: Prepared, backend: Backend | None, journ
     for key in ("root", "input_jsonl", "skills_file"):
         if params.get(key):
             params[key] = Path(params[key]).name
-    model = public_model_name(config.model) if get_backend(config.backend).uses_model else None
+    model = public_model_name(config.model) if get_backend(config.backend).uses_model and config.model else None
     if "model" in params:
         params["model"] = model
     params = _public_parameters(params)

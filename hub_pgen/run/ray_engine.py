@@ -58,8 +58,8 @@ class _Worker:
                 torch.set_num_threads(1)  # one CPU actor, one thread: actors share the node's cores
             except ImportError:
                 pass
-        from hub_pgen.run.prepare import make_backend, prepare
         from hub_pgen.progress import NullReporter
+        from hub_pgen.run.prepare import make_backend, prepare
 
         # the plan, made again from the configuration (deterministic: the same samples, types and seeds as
         # the driver's), rather than shipped: small constructor arguments, and the actor reads the dataset
@@ -114,7 +114,7 @@ class RayEngine:
         return "--engine ray generates in its actors; the labelling runs with the local engine"
 
     def driver_backend(self, config: RunConfig, spec: Any) -> Backend | None:
-        return RayBackendInfo(config.backend, spec.needs_images)  # type: ignore[return-value]
+        return RayBackendInfo(config.backend, spec.needs_images)
 
     def generate(self, pending: Sequence[Sample], ctx: RunContext,
                  journal: dict[str, JournalRecord]) -> Iterator[tuple[list[JournalRecord], int]]:
@@ -140,9 +140,9 @@ def _generate(pending: Sequence[Sample], ctx: RunContext,
     try:
         if not logger.isEnabledFor(logging.DEBUG):  # Ray Data's own progress chatter; hub-pgen reports progress
             logging.getLogger("ray.data").setLevel(logging.ERROR)
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        ctx.print_on_execution_start = False
+        data_ctx = ray.data.DataContext.get_current()
+        data_ctx.enable_progress_bars = False
+        data_ctx.print_on_execution_start = False
         gpus = int(ray.cluster_resources().get("GPU", 0))
         on_gpu = gpus > 0 and not (config.device or "").startswith("cpu") and get_backend(config.backend).uses_model
         workers = config.workers or (gpus if on_gpu else 0)
@@ -162,6 +162,7 @@ def _generate(pending: Sequence[Sample], ctx: RunContext,
         if not logger.isEnabledFor(logging.DEBUG):
             for name in ("ray.data", "ray.data._internal.execution.streaming_executor", "ray.data._internal.progress"):
                 logging.getLogger(name).setLevel(logging.ERROR)
+        batch: Any  # a pandas DataFrame (batch_format="pandas"); ray's type is the union of its batch formats
         for batch in results.iter_batches(batch_size=None, batch_format="pandas"):
             records = [JournalRecord.from_json(json.loads(r)) for r in batch["record"]]
             if isinstance(backend, RayBackendInfo) and backend.details is None and len(batch):

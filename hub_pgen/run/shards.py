@@ -91,7 +91,8 @@ def plan_ahead(config: Any, meta: Any) -> tuple[Any, set[int], dict[int, int]] |
     _, own = select(plan.samples, config.num_shards, config.shard_index)
     logger.info("shard %s: planned from meta/episodes (%d episode(s) on the frame grid, %d read): %d own episode(s)",
                 label(config.shard_index, config.num_shards), len(meta.episodes) - len(off), len(off), len(own))
-    return meta, set(own) | off, dict(Counter(s.episode_index for s in plan.samples))
+    per_episode = Counter(s.episode_index for s in plan.samples if s.episode_index is not None)  # all are on one
+    return meta, set(own) | off, dict(per_episode)
 
 
 def ahead_differs(ahead: dict[int, int], plan: Any, source: Any) -> list[int]:

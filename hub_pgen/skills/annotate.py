@@ -282,7 +282,7 @@ def parse_segmentation(raw: str, req: EpisodeRequest) -> tuple[tuple[Skill, ...]
         if snapped[1] <= snapped[0]:  # the model said nothing about where this skill is
             repairs.append("a span that ends where it starts dropped")
             continue
-        spans.append((clean, *snapped))
+        spans.append((clean, snapped[0], snapped[1]))
     if not spans:
         raise SegmentationError("every skill ends where it starts (or before): no span to keep")
     ordered = sorted(spans, key=lambda s: (s[1], s[2]))

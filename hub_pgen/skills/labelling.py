@@ -12,7 +12,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-
 from hub_pgen import faults
 from hub_pgen.data import EpisodeSkills, ImageRef, Sample, Skill, SkillsFile, SourceDataset
 from hub_pgen.generate.layer import RETRY_TEMPERATURE, Call, CallFailed

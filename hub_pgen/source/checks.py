@@ -114,9 +114,9 @@ def check_frames(root: Path, episodes: dict[int, Episode], task_indices: Sequenc
         path = root / rel
         try:
             table = pq.read_table(path, columns=["episode_index", "frame_index", "timestamp", "task_index"])
-        except (pa.ArrowException, OSError) as e:
-            raise SourceError(f"{path} is not a readable data parquet ({e})", path=path,
-                              hint="the file may be damaged: download the dataset again") from e
+        except (pa.ArrowException, OSError) as exc:
+            raise SourceError(f"{path} is not a readable data parquet ({exc})", path=path,
+                              hint="the file may be damaged: download the dataset again") from exc
         cols = {name: table.column(name) for name in table.column_names}
         for name, col in cols.items():
             if col.null_count:
@@ -216,8 +216,8 @@ def check_language(root: Path, info: dict[str, Any], data_paths: Sequence[str]) 
         table = pq.read_table(path, columns=["episode_index", "frame_index", *present])
         try:
             rows = lang.read_file(table)
-        except lang.LanguageProblem as e:
-            raise SourceError(f"{path}: {e}", path=path,
+        except lang.LanguageProblem as exc:
+            raise SourceError(f"{path}: {exc}", path=path,
                               hint="hub-pgen keeps a source's language rows and will not copy broken ones: "
                                    "annotate the dataset again, or drop its language columns") from None
         frames = table.column("frame_index").to_numpy()

@@ -270,8 +270,10 @@ def build_tokenizer(*, vocab_size: int = 640, regular_vocab: int | None = None, 
         vocab[special] = len(vocab) if i == 0 else vocab[SPECIAL_TOKENS[0]] + i
     qwen_tok = Qwen2Tokenizer(
         vocab=vocab,
-        merges=merges,
-        unk_token=None,
+        # transformers annotates merges as str | list[str] and unk_token as str, but hands both to
+        # tokenizers' BPE, which takes (a, b) pairs and no unk token
+        merges=merges,  # type: ignore[arg-type]
+        unk_token=None,  # type: ignore[arg-type]
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         bos_token=None,
@@ -307,11 +309,11 @@ def build_processor(
     if family.startswith("qwen3"):
         from transformers import Qwen3VLProcessor, Qwen3VLVideoProcessor
 
-        video = Qwen3VLVideoProcessor(patch_size=16, temporal_patch_size=2, merge_size=2, size=size)
+        video3 = Qwen3VLVideoProcessor(patch_size=16, temporal_patch_size=2, merge_size=2, size=size)
         return Qwen3VLProcessor(
             image_processor=image_processor,
             tokenizer=tokenizer,
-            video_processor=video,
+            video_processor=video3,
             chat_template=QWEN3_CHAT_TEMPLATE,
         )
     from transformers import Qwen2VLVideoProcessor
@@ -365,7 +367,8 @@ def tiny_config(family: Family, tokenizer: Any) -> Any:
         "eos_token_id": ids["eos_token_id"],
         "pad_token_id": ids["pad_token_id"],
     }
-    tokens = {
+    # Any: spread into each config's keyword arguments, which mypy checks against all their types
+    tokens: dict[str, Any] = {
         k: ids[k]
         for k in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -117,7 +118,9 @@ def _provenance(root: Path, found: list[str]) -> dict | None:
     return prov
 
 
-Expected = dict[tuple[int, int], tuple[str, str, float | None]]
+# (episode, frame) → (user prompt, robot utterance, timestamp) as the D_syn record holds them: JSON
+# values, an ok record's are str, str, float (a damaged file's are compared as they are)
+Expected = dict[tuple[int, int], tuple[Any, Any, Any]]
 
 
 def _expected_dialogues(root: Path, prov: dict | None) -> Expected:
@@ -157,8 +160,8 @@ def _check_language(rel: str, table: pa.Table, expected: Expected) -> list[str]:
     stamps = table.column("timestamp").to_numpy()
     try:
         rows = lang.read_file(table)
-    except lang.LanguageProblem as e:
-        return [f"{rel}: {e}"]
+    except lang.LanguageProblem as exc:
+        return [f"{rel}: {exc}"]
     uniq, first = np.unique(episodes, return_index=True)
     for e, i in zip(uniq.tolist(), first.tolist()):
         where = f"{rel}: episode {e} frame {int(frames[i])}"
@@ -287,8 +290,8 @@ def _compare_with_source(root: Path, source: Path) -> list[str]:
         if set(lang.COLUMNS) & set(old.column_names):
             try:
                 before, after = lang.read_file(old), lang.read_file(new)
-            except lang.LanguageProblem as e:
-                found.append(f"{rel}: {e}")
+            except lang.LanguageProblem as exc:
+                found.append(f"{rel}: {exc}")
                 continue
             lost = sorted({e for e, rows in before.persistent.items() if any(r not in after.persistent.get(e, [])
                                                                                for r in rows)})
@@ -303,9 +306,9 @@ def _compare_with_source(root: Path, source: Path) -> list[str]:
     if list(head.index) != list(old_tasks.index) or list(head["task_index"]) != list(old_tasks["task_index"]):
         found.append(f"{layout.TASKS_PATH}: original rows changed")
     # every task the source's frames name must still be the same string (not a generated dialogue)
-    before = {int(i): str(t) for t, i in zip(old_tasks.index, old_tasks["task_index"])}
-    after = {int(i): str(t) for t, i in zip(new_tasks.index, new_tasks["task_index"])}
-    lost = sorted(i for i in used if i not in before or after.get(i) != before[i])
+    old_names = {int(i): str(t) for t, i in zip(old_tasks.index, old_tasks["task_index"])}
+    new_names = {int(i): str(t) for t, i in zip(new_tasks.index, new_tasks["task_index"])}
+    lost = sorted(i for i in used if i not in old_names or new_names.get(i) != old_names[i])
     if lost:
         found.append(f"{layout.TASKS_PATH}: task_index {lost[:10]} used by the source's frames no longer names "
                      "the source's task string")

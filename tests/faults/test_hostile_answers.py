@@ -393,7 +393,7 @@ def spans(*items) -> str:
 
 
 def spans_raw(start: str, end: str, name: str = '"reach"') -> str:
-    return '{{"skills": [{{"name": {}, "start": {}, "end": {}}}]}}'.format(name, start, end)
+    return f'{{"skills": [{{"name": {name}, "start": {start}, "end": {end}}}]}}'
 
 
 @pytest.mark.parametrize("answer, reason", [
