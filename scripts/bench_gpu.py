@@ -164,14 +164,14 @@ def build_real(name: str, device: str, dtype: Any) -> Any:
     import transformers
 
     from hub_pgen.generate.qwen import LoadedModel, LoadOptions
-    from hub_pgen.testing import tiny_qwen
+    from hub_pgen.testing import tiny_qwen, tiny_tokenizer
 
     spec = SPECS[name]
-    tokenizer = tiny_qwen.build_tokenizer(regular_vocab=tiny_qwen.QWEN_REGULAR_VOCAB)
-    processor = tiny_qwen.build_processor(
+    tokenizer = tiny_tokenizer.build_tokenizer(regular_vocab=tiny_tokenizer.QWEN_REGULAR_VOCAB)
+    processor = tiny_tokenizer.build_processor(
         spec["family"], tokenizer, min_pixels=spec["min_pixels"], max_pixels=spec["max_pixels"]
     )
-    ids = tiny_qwen.token_ids(tokenizer)
+    ids = tiny_tokenizer.token_ids(tokenizer)
     tokens = {
         k: ids[k]
         for k in ("image_token_id", "video_token_id", "vision_start_token_id", "vision_end_token_id")

@@ -36,12 +36,12 @@ def main(argv: list[str] | None = None) -> int:
     from hub_pgen.generate.qwen import chat_messages
     from hub_pgen.progress import NullReporter
     from hub_pgen.run.prepare import prepare
-    from hub_pgen.testing import tiny_qwen
+    from hub_pgen.testing import tiny_tokenizer
 
     src = Path(tempfile.mkdtemp(prefix="bench-padding-")) / "src"
     build_example_dataset(src, svla_like_spec(n_episodes=args.episodes, frames=240, width=640, height=480))
-    tok = tiny_qwen.build_tokenizer(regular_vocab=tiny_qwen.QWEN_REGULAR_VOCAB)
-    proc = tiny_qwen.build_processor("qwen2_5_vl", tok, min_pixels=56 * 56, max_pixels=28 * 28 * 1280)
+    tok = tiny_tokenizer.build_tokenizer(regular_vocab=tiny_tokenizer.QWEN_REGULAR_VOCAB)
+    proc = tiny_tokenizer.build_processor("qwen2_5_vl", tok, min_pixels=56 * 56, max_pixels=28 * 28 * 1280)
     images = [Image.new("RGB", (640, 480))] * args.cameras
     print(f"{'sampling':<12}{'samples':>8}{'tokens min/mean/max':>22}{'batch':>7}{'plan order':>12}{'sorted':>9}")
     for sampling, interval in (("segment", None), ("interval", 1.0)):

@@ -93,13 +93,13 @@ def cmd_model(args: argparse.Namespace) -> int:
     import torch
     import transformers
 
-    from hub_pgen.testing import tiny_qwen
+    from hub_pgen.testing import tiny_qwen, tiny_tokenizer
 
     t0 = time.perf_counter()
     if args.tiny:
         family: str = TINY_FAMILY
-        tokenizer = tiny_qwen.build_tokenizer()
-        processor = tiny_qwen.build_processor(family, tokenizer)  # type: ignore[arg-type]
+        tokenizer = tiny_tokenizer.build_tokenizer()
+        processor = tiny_tokenizer.build_processor(family, tokenizer)  # type: ignore[arg-type]
         config = tiny_qwen.tiny_config(family, tokenizer)  # type: ignore[arg-type]
         device, dtype, shard = "cpu", torch.float32, "200KB"  # small shards: the index path too
     else:
@@ -111,10 +111,10 @@ def cmd_model(args: argparse.Namespace) -> int:
         family = spec["family"]
         # the real vocabulary: special tokens get the published ids (151643...), grammar masks cost
         # what they cost with the real tokenizer
-        tokenizer = tiny_qwen.build_tokenizer(regular_vocab=tiny_qwen.QWEN_REGULAR_VOCAB)
-        processor = tiny_qwen.build_processor(family, tokenizer,  # type: ignore[arg-type]
+        tokenizer = tiny_tokenizer.build_tokenizer(regular_vocab=tiny_tokenizer.QWEN_REGULAR_VOCAB)
+        processor = tiny_tokenizer.build_processor(family, tokenizer,  # type: ignore[arg-type]
                                               min_pixels=spec["min_pixels"], max_pixels=spec["max_pixels"])
-        ids = tiny_qwen.token_ids(tokenizer)
+        ids = tiny_tokenizer.token_ids(tokenizer)
         tokens = {k: ids[k] for k in ("image_token_id", "video_token_id", "vision_start_token_id",
                                       "vision_end_token_id")}
         text = {**spec["text"], "bos_token_id": ids["bos_token_id"], "eos_token_id": ids["eos_token_id"],

@@ -110,7 +110,8 @@ ALLOWED_UPWARD = {("hub_pgen.config", "hub_pgen.run.engine")}
 
 
 def _layer(mod: str) -> int:
-    top = {"hub_pgen.run": 1, "hub_pgen.cli": 2, "hub_pgen.jobs": 2, "hub_pgen.demo": 2, "hub_pgen.report": 2,
+    top = {"hub_pgen.run": 1, "hub_pgen.cli": 2, "hub_pgen.jobs": 2, "hub_pgen.jobs_api": 2, "hub_pgen.demo": 2,
+           "hub_pgen.report": 2,
            "hub_pgen.__main__": 2}
     for prefix, n in top.items():
         if mod == prefix or mod.startswith(prefix + "."):

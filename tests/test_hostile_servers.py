@@ -25,7 +25,7 @@ from typing import Any
 import huggingface_hub.constants
 import pytest
 
-from hub_pgen import jobs, layout
+from hub_pgen import jobs_api, layout
 from hub_pgen.cli import main
 from hub_pgen.errors import ServerError, UsageError
 from hub_pgen.generate import transport
@@ -558,7 +558,7 @@ def _point_jobs_at(monkeypatch, tmp_path, s: JobsServer) -> None:
     monkeypatch.setenv("HF_ENDPOINT", s.url)
     monkeypatch.setenv("HF_TOKEN", HUB_TOKEN)
     monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
-    monkeypatch.setattr(jobs, "POLL_S", 0.05)
+    monkeypatch.setattr(jobs_api, "POLL_S", 0.05)
 
 
 @pytest.mark.parametrize(("knobs", "shown_not"), [

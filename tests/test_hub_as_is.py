@@ -347,7 +347,7 @@ def test_a_job_on_a_dataset_without_skills_runs_the_same_command_there(server, u
     that command labels, generates and pushes like a local run."""
     import huggingface_hub.constants
 
-    from hub_pgen import jobs
+    from hub_pgen import jobs_api
 
     from .jobs_server import JobsServer
 
@@ -355,7 +355,7 @@ def test_a_job_on_a_dataset_without_skills_runs_the_same_command_there(server, u
     with JobsServer(token=TOKEN) as api:
         monkeypatch.setenv("HF_ENDPOINT", api.url)
         monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
-        monkeypatch.setattr(jobs, "POLL_S", 0.05)
+        monkeypatch.setattr(jobs_api, "POLL_S", 0.05)
         assert main(["--repo-id", CARD_REPO, "--push-to", "user/by-job", "--backend", "template", "--job", "h200",
                      "--job-install", spec, "-q"]) == 0, capsys.readouterr().err
         [sent] = api.submissions

@@ -13,7 +13,7 @@ import signal
 import huggingface_hub.constants
 import pytest
 
-from hub_pgen import __version__, jobs
+from hub_pgen import __version__, jobs, jobs_api
 from hub_pgen.cli import build_parser, config_from_args, main
 from hub_pgen.errors import UsageError
 
@@ -41,7 +41,7 @@ def _point_at(monkeypatch, tmp_path, s: JobsServer) -> None:
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
-    monkeypatch.setattr(jobs, "POLL_S", 0.05)
+    monkeypatch.setattr(jobs_api, "POLL_S", 0.05)
 
 
 def cli(capsys, *argv: str) -> tuple[int, str, str]:

@@ -22,7 +22,9 @@ def main(argv: Sequence[str], prog: str = "hub-pgen") -> int:
     from hub_pgen import jobs
 
     if args.job is not None:  # the same command on a Hugging Face Jobs machine
-        return jobs.submit_main(args, argv, parser, config_from_args)
+        from hub_pgen.jobs_api import submit_main
+
+        return submit_main(args, argv, parser, config_from_args)
     jobs.check_unused(args)
     return run_main(args)
 
