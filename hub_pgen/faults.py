@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from collections import Counter
 
@@ -33,6 +34,7 @@ SKILL_POINTS = (
     "verify",  # --verify: after a batch of verdicts is in the verify journal
 )
 _seen: Counter[str] = Counter()
+_lock = threading.Lock()  # a point may be passed by the stream's workers at once
 
 
 def point(name: str) -> None:
@@ -47,6 +49,8 @@ def point(name: str) -> None:
     target, _, nth = spec.partition(":")
     if target != name:
         return
-    _seen[name] += 1
-    if _seen[name] >= int(nth or 1):
+    with _lock:
+        _seen[name] += 1
+        due = _seen[name] >= int(nth or 1)
+    if due:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -23,6 +23,7 @@ from hub_pgen.data import JournalRecord, Sample
 from hub_pgen.errors import GenerationError
 from hub_pgen.generate.layer import Call, CallFailed
 from hub_pgen.generate.parse import extract_object, keep_raw
+from hub_pgen.generate.stream import ONE, Width, stream
 
 PROMPT = """A user said this to a robot: "{prompt}"
 The robot's task in this episode: {task}
@@ -69,13 +70,14 @@ def call_for(sample: Sample, record: JournalRecord, names: list[str], seed: int)
 
 def verify(samples: Sequence[Sample], journal: dict[str, JournalRecord], segments: Sequence[Any], backend: Any, *,
            done: dict[str, Verdict], append: Any, fingerprint: str, seed_of: Any, seed: int,
-           batch_size: int) -> dict[str, Verdict]:
-    """Verdicts for the ok samples: those in ``done`` as they are, the others asked in batches."""
+           width: Width = ONE) -> dict[str, Verdict]:
+    """Verdicts for the ok samples: those in ``done`` as they are, the others asked as a stream
+    (``width``: the backend's, :mod:`hub_pgen.generate.stream`), each appended as it arrives."""
     out = dict(done)
     todo = [s for s in samples if s.sample_id not in done and journal.get(s.sample_id) is not None
             and journal[s.sample_id].status == "ok"]
-    for start in range(0, len(todo), max(1, batch_size)):
-        batch = todo[start : start + max(1, batch_size)]
+
+    def ask(batch: list[Sample]) -> list[Verdict]:
         named = [(s, candidates(s, segments)) for s in batch]
         calls = [call_for(s, journal[s.sample_id], names, seed_of(seed, s.sample_id + "/verify"))
                  for s, names in named]
@@ -93,6 +95,9 @@ def verify(samples: Sequence[Sample], journal: dict[str, JournalRecord], segment
             read = read if isinstance(read, str) and read in names else None
             verdicts.append(Verdict(s.sample_id, read, read == s.skill_current, keep_raw(answer),
                                     None if read is not None else "the answer names none of the skills", fingerprint))
+        return verdicts
+
+    for _, verdicts in stream(todo, ask, width, name="hub-pgen-verify"):
         append(verdicts)
         faults.point("verify")
         out.update((v.sample_id, v) for v in verdicts)

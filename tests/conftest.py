@@ -27,12 +27,19 @@ import atexit
 import hashlib
 import os
 import shutil
+import signal
 import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# A suite started in the background of a shell (``bash .ci/run &``) inherits SIGINT ignored, and so
+# would every hub-pgen it starts: the Ctrl-C tests would then test nothing. Python's own handler here
+# is reset to the default across exec, so the children get what a terminal gives them.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Subprocesses (``python -m hub_pgen``) run the checkout these tests belong to, whatever checkout
 # an editable install in the venv points at (two worktrees can share one venv).

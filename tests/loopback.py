@@ -16,14 +16,28 @@ class QuietHandler(BaseHTTPRequestHandler):
     without Nagle's delay, no access log on stderr (tests read the stand-in's own request log)."""
 
     protocol_version = "HTTP/1.1"
+    # the answer (headers and body) leaves in one write when the handler is done (BaseHTTPRequestHandler
+    # flushes wfile after each request): a header write then a body write waits on a delayed ACK
+    wbufsize = 1 << 20
 
     def setup(self) -> None:
         super().setup()
-        # headers and body go out in separate writes: without this, delayed ACKs cost 40 ms a request
+        # and without Nagle's delay for what is written
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+class _Server(ThreadingHTTPServer):
+    """A large receive buffer on the listening socket (accepted sockets inherit it): a request body over
+    ~64 KiB (a frame or two as JPEG) on loopback otherwise waits on window updates, ~40 ms a request."""
+
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        super().server_bind()
 
 
 class LoopbackServer:
@@ -32,8 +46,7 @@ class LoopbackServer:
     _httpd: ThreadingHTTPServer | None = None
 
     def serve(self, handler: type[BaseHTTPRequestHandler], *, port: int = 0, name: str = "stand-in") -> None:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", port), handler)
         threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=name,
                          daemon=True).start()
 

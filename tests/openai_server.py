@@ -16,18 +16,25 @@ this one answers instantly on 127.0.0.1 (a free port), stdlib only, and lets a t
 - :attr:`OpenAIServer.script`: entries consumed one per chat request, before normal handling: an int
   status (429 comes with ``Retry-After: 0``; 200 means answer normally), ``"drop"`` (close the
   connection without a response) or ``("sleep", seconds)`` (then answer normally).
-- :attr:`OpenAIServer.delay`: seconds every chat request waits before answering.
+- :attr:`OpenAIServer.delay`: seconds every chat request waits before answering; :attr:`jitter` varies
+  it, as a real server's latency varies: each waits ``delay * (1 + uniform(-jitter, jitter))``
+  (seeded by :attr:`seed`).
 - :attr:`OpenAIServer.api_key`: when set, ``/v1/*`` needs ``Authorization: Bearer <api_key>`` (else 401).
 
 For assertions: :attr:`requests` (per chat request: ``body`` (parsed JSON), ``status`` (``None`` when
-dropped), ``bytes`` (body size), ``images`` (``data:image/`` parts)), :attr:`images_seen` (their sum),
-:attr:`in_flight` and :attr:`max_in_flight`. A request is logged before its answer is sent.
+dropped), ``bytes`` (body size), ``images`` (``data:image/`` parts), ``in_flight`` (chat requests being
+answered when it arrived, itself included), ``schema`` (its ``response_format`` schema name:
+``pgen_dialogue``, ``hub_pgen_segmentation``-like titles, ``hub_pgen_verify``; None without one),
+``arrived`` (monotonic seconds)), :attr:`images_seen` (their sum), :attr:`in_flight` and
+:attr:`max_in_flight`; :meth:`in_flight_fraction` for "were K in flight". A request is logged before
+its answer is sent.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 import threading
 import time
@@ -47,8 +54,11 @@ class OpenAIServer(LoopbackServer):
     """The stand-in. Use as a context manager, or :meth:`start` / :meth:`stop`."""
 
     def __init__(self, *, models: Sequence[str] = ("tiny-pgen",), mode: str = "schema",
-                 api_key: str | None = None, delay: float = 0.0, script: Sequence[Any] = (), port: int = 0) -> None:
+                 api_key: str | None = None, delay: float = 0.0, script: Sequence[Any] = (), port: int = 0,
+                 jitter: float = 0.0, seed: int = 0) -> None:
         self.port = port
+        self.jitter = jitter
+        self._rng = random.Random(seed)
         self.models = list(models)
         self.mode = mode  # "schema" | "fenced" | "ignore"
         self.api_key = api_key
@@ -64,6 +74,15 @@ class OpenAIServer(LoopbackServer):
             self.images_seen = 0
             self.in_flight = 0
             self.max_in_flight = 0
+
+    def in_flight_fraction(self, k: int, schema: str | None = None) -> float:
+        """Of the chat requests (of that schema name, if given), in arrival order, the fraction that
+        found at least ``k`` in flight (themselves included) — leaving out the first ``k - 1`` (the
+        pool filling) and the last ``k - 1`` (a pass draining cannot have ``k`` in flight)."""
+        seen = [e["in_flight"] for e in sorted(self.requests, key=lambda e: e["arrived"])
+                if schema is None or e["schema"] == schema]
+        middle = seen[k - 1 : len(seen) - (k - 1)] if k > 1 else seen
+        return sum(n >= k for n in middle) / len(middle) if middle else 0.0
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -210,15 +229,20 @@ class _Handler(QuietHandler):
             body = None
         messages = body.get("messages") if isinstance(body, dict) else None
         images = _count_images(messages) if isinstance(messages, list) else 0
-        entry: dict[str, Any] = {"body": body, "status": None, "bytes": len(raw), "images": images}
+        fmt = body.get("response_format") if isinstance(body, dict) else None
+        schema = (fmt.get("json_schema") or {}).get("name") if isinstance(fmt, dict) else None
+        entry: dict[str, Any] = {"body": body, "status": None, "bytes": len(raw), "images": images,
+                                 "schema": schema, "arrived": time.monotonic()}
         with s._lock:
             step = s.script.pop(0) if s.script else None
             s.in_flight += 1
+            entry["in_flight"] = s.in_flight
             s.max_in_flight = max(s.max_in_flight, s.in_flight)
             s.images_seen += images
+            delay = s.delay * (1 + s._rng.uniform(-s.jitter, s.jitter)) if s.jitter else s.delay
         status, text, headers = 200, "", {}
         try:
-            time.sleep(s.delay)
+            time.sleep(delay)
             if isinstance(step, tuple) and step[0] == "sleep":
                 time.sleep(step[1])
             if step == "drop":
@@ -261,7 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run as a server process (what ``--serve-command`` starts in the tests): ``python
     tests/openai_server.py --port P --model M``; ``--die-at-start`` exits 3 after a line of log,
     ``--startup-delay S`` waits before listening, ``--pid-file F`` records this process's pid,
-    ``--argv-file F`` its arguments (JSON), ``--api-key K`` requires that key."""
+    ``--argv-file F`` its arguments (JSON), ``--api-key K`` requires that key, ``--delay S`` and
+    ``--jitter F`` set the answers' latency."""
     import argparse
     import os
     import sys
@@ -275,6 +300,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--pid-file")
     p.add_argument("--api-key", help="require this key (as vllm serve --api-key does)")
     p.add_argument("--argv-file", help="write this process's arguments here, as JSON")
+    p.add_argument("--delay", type=float, default=0.0, help="seconds each chat request waits")
+    p.add_argument("--jitter", type=float, default=0.0, help="delay varies by this fraction, +-")
     args = p.parse_args(argv)
     if args.argv_file:
         import json as _json
@@ -289,7 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("stand-in: CUDA out of memory while loading the weights (simulated)", flush=True)
         return 3
     time.sleep(args.startup_delay)
-    server = OpenAIServer(models=[args.model], mode=args.mode, port=args.port, api_key=args.api_key).start()
+    server = OpenAIServer(models=[args.model], mode=args.mode, port=args.port, api_key=args.api_key,
+                          delay=args.delay, jitter=args.jitter).start()
     print(f"stand-in: serving {server.url}", flush=True)
     try:
         while True:

@@ -29,7 +29,8 @@ from hub_pgen import jobs_api, layout
 from hub_pgen.cli import main
 from hub_pgen.errors import ServerError, UsageError
 from hub_pgen.generate import transport
-from hub_pgen.generate.openai import OpenAIOptions, _client, api_key, sends_hub_token, served_models
+from hub_pgen.generate.keys import api_key, sends_hub_token
+from hub_pgen.generate.openai import OpenAIOptions, _client, served_models
 from hub_pgen.generate.servers import ServeOptions
 from hub_pgen.redact import printable, redact_argv, redact_command, redact_text
 

@@ -196,12 +196,13 @@ def test_sigkill_mid_run_then_rerun_is_byte_identical_and_sends_nothing_twice(ex
     out = tmp_path / "out"
     killed = run(out, {"HUB_PGEN_KILL_AT": "journal:3"})
     assert killed.returncode == -9
-    sent_before = len(server.requests)
-    assert sent_before == 12  # three batches of 4, all journaled
+    kept = (out.with_name("out.partial") / "journal.jsonl").read_text().splitlines()
+    assert len(kept) == 3  # the stream journals each answer as it comes: killed after the third
+    assert 3 <= len(server.requests) <= 3 + 4  # and at most --concurrency more were in flight (lost)
     server.reset()
     again = run(out, {})
     assert again.returncode == 0, again.stderr
-    assert len(server.requests) == 25 - 12  # only what the journal lacked
+    assert len(server.requests) == 25 - 3  # only what the journal lacked
     for rel in ("meta/tasks.parquet", "meta/info.json", "meta/stats.json", "data/chunk-000/file-000.parquet",
                 "data/chunk-000/file-001.parquet", layout.SYN_ANNOTATIONS_PATH):
         assert (out / rel).read_bytes() == (reference / rel).read_bytes(), rel

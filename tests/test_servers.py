@@ -66,7 +66,9 @@ def test_two_started_servers_share_the_work_and_are_stopped(example_root, tmp_pa
     started = pids(pid_file)
     assert len(started) == 2 and wait_dead(started) == []  # stopped when the run ended
     runtime = json.loads((out / "meta/hub_pgen.json").read_text())["generation"]["backend_details"]["runtime"]
-    assert runtime["servers"] == 2 and sorted(runtime["requests_per_server"]) == [12, 13]  # round robin
+    # by least outstanding: two like servers share the work (a slow one gets less: test_stream_passes.py)
+    assert runtime["servers"] == 2 and sum(runtime["requests_per_server"]) == 25
+    assert min(runtime["requests_per_server"]) >= 5
     assert not out.with_name("out.partial").exists()
 
 

@@ -13,7 +13,7 @@ the stream goes on.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -117,6 +117,7 @@ def is_sparse(samples: Sequence[Sample], source: SourceDataset | None) -> bool:
 def iter_sample_images(
     samples: Iterable[Sample], *, source: SourceDataset | None, base_dir: Path | None = None,
     max_pixels: int | None = None, chunk: int = 16, ahead: int = 2, stats: dict[str, int] | None = None,
+    prepare: Callable[[Sample, int, Any], Any] | None = None,
 ) -> Iterator[tuple[Sample, list[Any] | FrameError]]:
     """``(sample, [PIL.Image, ...])`` per sample, in order, or ``(sample, FrameError)`` when its
     images cannot be produced.
@@ -124,7 +125,9 @@ def iter_sample_images(
     Each camera is a *lane*: one thread with its own :class:`FrameSource` (so its own open video),
     working through the samples ``chunk`` at a time. Lanes run in parallel, and up to ``ahead``
     chunks are decoded while the caller is busy with earlier ones (the model generating, say).
-    ``stats``, if given, receives ``decoded`` and ``seeks`` totals at the end.
+    ``stats``, if given, receives ``decoded`` and ``seeks`` totals at the end. ``prepare(sample, i,
+    image)``, if given, runs in the lane on each decoded image, and what it returns is what is handed
+    out (the OpenAI backend's JPEG data URL, made ahead of the HTTP workers; a review thumbnail kept).
     """
     if not isinstance(samples, Sequence):
         samples = list(samples)
@@ -137,9 +140,11 @@ def iter_sample_images(
         out: dict[tuple[int, int], Any] = {}
         for si, ri, sample, ref in items:
             try:
-                out[(si, ri)] = frames.image(sample, ref)
+                image = frames.image(sample, ref)
             except FrameError as e:
                 out[(si, ri)] = e
+            else:
+                out[(si, ri)] = image if prepare is None else prepare(sample, ri, image)
         return out
 
     def submit(start: int) -> tuple[int, list[Future[dict[tuple[int, int], Any]]]]:

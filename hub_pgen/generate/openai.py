@@ -14,7 +14,7 @@ connections) is retried per request with exponential backoff and jitter; a serve
 unreachable stops the run with :class:`ServerError` (exit 6) — every finished sample is already in
 the journal, and rerunning the same command resumes. Needs only ``httpx`` (no torch, no
 transformers); the API key is read from the environment and never logged or written, and ``HF_TOKEN``
-(the fallback key) goes to Hugging Face hosts only (:func:`sends_hub_token`). Every request goes through
+(the fallback key) goes to Hugging Face hosts only (:func:`hub_pgen.generate.keys.sends_hub_token`). Every request goes through
 :mod:`hub_pgen.generate.transport`: one deadline for the whole request (``--request-timeout``), bodies
 capped, no redirect followed; an answer of the wrong shape (``/models`` included) is a clear error.
 
@@ -43,6 +43,7 @@ from typing import Any
 from hub_pgen.data import GenerationRequest, GenerationResult
 from hub_pgen.errors import ServerError, UsageError, scrub
 from hub_pgen.generate import transport
+from hub_pgen.generate.keys import HF_TOKEN_WHERE, api_key, hub_token_withheld
 from hub_pgen.generate.layer import Call, CallFailed, generate_with_retries
 from hub_pgen.generate.schema import DEFAULT_MAX_NEW_TOKENS, answer_bounds, answer_limits, dialogue_schema
 from hub_pgen.generate.servers import ServeOptions, ServerPool
@@ -84,55 +85,8 @@ class OpenAIOptions:
                              hint="e.g. --base-url http://127.0.0.1:8000/v1 (vllm serve's default)")
 
 
-# The Hub token goes to Hugging Face's own hosts only (https), and to HF_ENDPOINT's host: never to any
-# other --base-url, where it would be a gift to whoever runs that server.
-HF_TOKEN_HOSTS = ("huggingface.co", "hf.co")  # and their subdomains (router.huggingface.co, ...)
-HF_TOKEN_SUFFIXES = (".huggingface.co", ".hf.co", ".hf.space", ".endpoints.huggingface.cloud")
-HF_TOKEN_WHERE = ("https://huggingface.co, https://hf.co and their subdomains (router.huggingface.co), "
-                  "https://*.hf.space, https://*.endpoints.huggingface.cloud, and HF_ENDPOINT's host")
 MAX_MODELS = 10_000  # a model list longer than this is not a server's list
 MODEL_ID_RE = re.compile(r"(?!-)[A-Za-z0-9_./:@+=~-]{1,256}")
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    """(scheme, host, port) as httpx will connect: the same parser decides where the key goes."""
-    import httpx
-
-    u = httpx.URL(url)
-    port = u.port or {"http": 80, "https": 443}.get(u.scheme)
-    return u.scheme, u.host.lower().rstrip("."), port
-
-
-def sends_hub_token(url: str) -> bool:
-    """May ``HF_TOKEN`` be sent, unasked, to this server? Only to Hugging Face (see HF_TOKEN_WHERE)."""
-    try:
-        scheme, host, port = _origin(url)
-        endpoint = os.environ.get("HF_ENDPOINT")
-        if endpoint and _origin(endpoint) == (scheme, host, port):
-            return True
-    except Exception:  # noqa: BLE001 - a URL httpx cannot parse gets no token
-        return False
-    return scheme == "https" and (host in HF_TOKEN_HOSTS or host.endswith(HF_TOKEN_SUFFIXES))
-
-
-def api_key(env: str | None, url: str | None = None) -> str | None:
-    """The key for the server at ``url``: ``--api-key-env``'s variable (sent wherever the user points
-    it), else ``OPENAI_API_KEY``, else ``HF_TOKEN`` when ``url`` is a Hugging Face host, else none."""
-    if env:
-        value = os.environ.get(env)
-        if value:
-            return value
-        raise UsageError(f"--api-key-env {env}: the environment variable {env} is not set",
-                         hint=f"export {env}=... (the key is read from there, never from the command line)")
-    if os.environ.get("OPENAI_API_KEY"):
-        return os.environ["OPENAI_API_KEY"]
-    token = os.environ.get("HF_TOKEN")
-    return token if token and url is not None and sends_hub_token(url) else None
-
-
-def _hub_token_withheld(env: str | None, url: str) -> bool:
-    return not env and not os.environ.get("OPENAI_API_KEY") and bool(os.environ.get("HF_TOKEN")) \
-        and not sends_hub_token(url)
 
 
 def _client(options: OpenAIOptions, base_url: str | None = None) -> Any:
@@ -180,7 +134,19 @@ def served_models(base_url: str, *, api_key_env: str | None = None, timeout: flo
     return ids
 
 
+@dataclass(frozen=True)
+class EncodedImage:
+    """A frame as the request carries it (a base64 JPEG data URL), made in the frame lanes
+    (:meth:`OpenAIBackend.prepare_image`) so the HTTP workers only send, and a request waiting its
+    turn holds ~60 KB instead of a decoded frame (~900 KB at 640x480)."""
+
+    url: str
+    size: tuple[int, int]  # (width, height) of the frame encoded
+
+
 def image_data_url(image: Any) -> str:
+    if isinstance(image, EncodedImage):
+        return image.url
     buf = io.BytesIO()
     image.convert("RGB").save(buf, format="JPEG", quality=JPEG_QUALITY)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
@@ -198,6 +164,7 @@ class OpenAIBackend:
         self._clients: list[Any] = [client] if client is not None else []
         self._lock = threading.Lock()
         self._next = 0
+        self._outstanding: list[int] = []  # requests in flight, per server
         self.pool: ServerPool | None = None
         self.answers = 0
         self.invalid = 0
@@ -266,17 +233,33 @@ class OpenAIBackend:
     def _urls(self) -> list[str]:
         return self.pool.urls if self.pool is not None else [self.options.base_url]
 
+    def prepare_image(self, image: Any) -> EncodedImage:
+        """A decoded frame as the request will carry it: the frame lanes call this, ahead of the HTTP
+        workers (:func:`hub_pgen.frames.iter_sample_images`' ``prepare``)."""
+        return EncodedImage(image_data_url(image), tuple(image.size))
+
     def _client_for_next(self) -> tuple[int, Any]:
-        """Round robin over the servers: one client (connection pool) per server."""
+        """The server with the fewest requests in flight (the next in turn among those): a slow server
+        gets fewer, a fast one more. One client (connection pool) per server; :meth:`_done` gives the
+        slot back."""
         with self._lock:
             if not self._clients:
                 self._clients = [_client(self.options, url) for url in self._urls()]
-                self.per_server = [0] * len(self._clients)
-            i = self._next % len(self._clients)
-            self._next += 1
-            if i < len(self.per_server):
-                self.per_server[i] += 1
+            n = len(self._clients)
+            if len(self._outstanding) != n:
+                self._outstanding = [0] * n
+                self.per_server = [0] * n
+            start = self._next % n
+            i = min(range(n), key=lambda j: (self._outstanding[j], (j - start) % n))
+            self._next = i + 1
+            self._outstanding[i] += 1
+            self.per_server[i] += 1
             return i, self._clients[i]
+
+    def _done(self, i: int) -> None:
+        with self._lock:
+            if i < len(self._outstanding):
+                self._outstanding[i] -= 1
 
     def complete_calls(self, calls: list[Call]) -> list[str | CallFailed]:
         return self._run(list(calls))
@@ -312,8 +295,12 @@ class OpenAIBackend:
         return body
 
     def _one(self, call: Call) -> str | CallFailed:
-        _, client = self._client_for_next()
-        response = _request(client, "POST", "chat/completions", self.body(call), self.options)
+        body = self.body(call)
+        i, client = self._client_for_next()
+        try:
+            response = _request(client, "POST", "chat/completions", body, self.options)
+        finally:
+            self._done(i)
         if response.status_code >= 400:
             return CallFailed(f"server answered HTTP {response.status_code}: {_detail(response)}")
         if response.too_large:
@@ -382,7 +369,7 @@ def _request(client: Any, method: str, path: str, body: dict[str, Any] | None,
                                   hint="give the address the server really answers on as --base-url")
             if status in (401, 403):
                 hint = ("set the key in OPENAI_API_KEY, or name its variable with --api-key-env"
-                        if not _hub_token_withheld(options.api_key_env, str(client.base_url)) else
+                        if not hub_token_withheld(options.api_key_env, str(client.base_url)) else
                         f"HF_TOKEN is set but was not sent: the Hub token goes only to {HF_TOKEN_WHERE}. For this "
                         "server, set OPENAI_API_KEY, or --api-key-env HF_TOKEN to send the Hub token to it")
                 raise ServerError(f"{url} refused the API key (HTTP {status}: {_detail(response)})", hint=hint)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import gc
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -50,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 OOM_FAILURE = "CUDA out of memory at batch size 1"
 
+# one generate at a time in this process: the backends of one process share their model (``load``)
+DEVICE_LOCK = threading.Lock()
 GenerateFn = Callable[..., torch.Tensor]  # called like ``model.generate(**inputs, **kwargs)``
 
 
@@ -110,6 +113,9 @@ class TransformersBackend:
         self.tokenizer = loaded.processor.tokenizer
         self.generate_fn: GenerateFn = generate_fn or self.model.generate
         self.batch_cap: int | None = None  # lowered after a CUDA OOM
+        # the stream (hub_pgen.generate.stream) keeps two calls open: one runs the processor (a fast
+        # tokenizer refuses two callers at once) while the other has the device (DEVICE_LOCK)
+        self._processor_lock = threading.Lock()
         self._generation_config = self._base_generation_config()
 
     # -- construction --------------------------------------------------------------------------
@@ -271,16 +277,19 @@ class TransformersBackend:
     # -- one generate call ---------------------------------------------------------------------
 
     def _generate_texts(self, items: list[Call]) -> list[str | CallFailed]:
-        encoded, failed = self._encode(items)
-        ok_items = [it for i, it in enumerate(items) if i not in failed]
+        with self._processor_lock:
+            encoded, failed = self._encode(items)
+            ok_items = [it for i, it in enumerate(items) if i not in failed]
+            if ok_items and failed:
+                encoded = self._encode(ok_items)[0]
         texts: list[str] = []
         if ok_items:
-            inputs = encoded if not failed else self._encode(ok_items)[0]
-            inputs = inputs.to(self.model.device)
-            kwargs = self._generate_kwargs(ok_items, inputs)
-            with torch.inference_mode():
-                sequences = self.generate_fn(**inputs, **kwargs)
-            texts = self._decode(sequences, inputs["input_ids"].shape[1])
+            with DEVICE_LOCK:
+                inputs = encoded.to(self.model.device)
+                kwargs = self._generate_kwargs(ok_items, inputs)
+                with torch.inference_mode():
+                    sequences = self.generate_fn(**inputs, **kwargs)
+                texts = self._decode(sequences, inputs["input_ids"].shape[1])
         it = iter(texts)
         return [failed[i] if i in failed else next(it) for i in range(len(items))]
 

@@ -20,6 +20,7 @@ from hub_pgen.generate.options import (
     ServerOptions,
     TransformersOptions,
 )
+from hub_pgen.generate.stream import Width
 
 DEFAULT_MODEL = "Qwen/Qwen3-VL-8B-Instruct"
 
@@ -50,6 +51,9 @@ class BackendSpec:
     # samples handed to one generate() call: the batch for an in-process model; for a server, at least
     # as many as may be in flight (else --concurrency would wait on --batch-size)
     samples_per_call: Callable[[RunConfig], int] = lambda config: config.batch_size
+    # how every pass (dialogues, labelling, verification) streams its calls to this backend
+    # (hub_pgen.generate.stream): one batch of --batch-size at a time for a model-free backend
+    width: Callable[[RunConfig], Width] = lambda config: Width(1, config.batch_size)
 
     @property
     def options(self) -> tuple[str, ...]:
@@ -144,7 +148,7 @@ def _openai_identity(config: RunConfig) -> dict[str, Any]:
 
 
 def _check_openai(config: RunConfig) -> None:
-    from hub_pgen.generate.openai import api_key
+    from hub_pgen.generate.keys import api_key
 
     if not config.base_url and not (config.serve or config.serve_command):
         raise UsageError("--backend openai needs --base-url URL (an OpenAI-compatible server), or --serve vllm|sglang "
@@ -191,6 +195,8 @@ BACKENDS: dict[str, BackendSpec] = {
         make=_make_transformers,
         option_types=(DecodingOptions, TransformersOptions),
         default_model=DEFAULT_MODEL,
+        # two calls open: the next batch's processor runs while the device generates this one
+        width=lambda config: Width(2, config.batch_size),
     ),
     "openai": BackendSpec(
         name="openai",
@@ -203,6 +209,8 @@ BACKENDS: dict[str, BackendSpec] = {
         resolve=_resolve_openai,
         can_serve=True,
         samples_per_call=lambda config: max(config.batch_size, config.concurrency),
+        # --concurrency requests of one sample each: a slow answer holds up no other
+        width=lambda config: Width(config.concurrency, 1),
     ),
     "template": BackendSpec(
         name="template",

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hub_pgen import fsio, layout
 from hub_pgen.errors import OutputError, UnsafePathError
@@ -37,17 +38,20 @@ class ReportResult:
 
 
 def write_report(root: Path, dest: Path | None = None, *, max_cards: int = DEFAULT_MAX_CARDS,
-                 episodes: set[int] | None = None, review: Review | None = None, name: str | None = None) -> ReportResult:
+                 episodes: set[int] | None = None, review: Review | None = None, name: str | None = None,
+                 thumbs: dict[str, list[Any]] | None = None) -> ReportResult:
     """Write the HTML report of the output folder ``root`` to ``dest`` (default: ``root/meta/
     hub_pgen_report.html``), whole or not at all, and never through a link (:func:`hub_pgen.fsio.
     write_atomic`; the dataset's own page also only inside ``root``: a result folder whose ``meta``
     links elsewhere is refused). ``name``: what the page calls the dataset (default: the pushed repo,
-    else the folder's name; a run writing into its staging folder passes OUT's)."""
+    else the folder's name; a run writing into its staging folder passes OUT's). ``thumbs``: the
+    thumbnails a run kept of the frames it decoded (:class:`~hub_pgen.review.thumbs.ThumbKeeper`); the
+    others are decoded."""
     from hub_pgen.review.html import render
     from hub_pgen.review.thumbs import thumbnails
 
     review = review or load_review(root, max_cards=max_cards, episodes=episodes, name=name or report_name(root))
-    thumbs = thumbnails(review)
+    thumbs = thumbnails(review, made=thumbs)
     page = well_formed(render(review, thumbs)).encode("utf-8")  # a lone surrogate in an answer: U+FFFD
     own = dest is None
     dest = Path(dest) if dest is not None else Path(root) / layout.REPORT_PATH

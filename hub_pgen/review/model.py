@@ -6,6 +6,7 @@ dialogue. The HTML report and the Rerun export both render a :class:`Review`.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -145,12 +146,15 @@ def pick_cards(records: tuple[JournalRecord, ...], limit: int) -> list[str]:
     if limit <= 0:
         return []
     bad = [r.sample_id for r in records if r.status != "ok"][:limit]
-    ok = [r.sample_id for r in records if r.status == "ok"]
-    room = limit - len(bad)
-    if room >= len(ok):
-        return bad + ok
-    step = len(ok) / room if room else 0
-    return bad + [ok[int(i * step)] for i in range(room)]
+    return bad + spread([r.sample_id for r in records if r.status == "ok"], limit - len(bad))
+
+
+def spread(ids: Sequence[str], room: int) -> list[str]:
+    """``room`` of ``ids`` spread evenly over them (all of them when there is room)."""
+    if room >= len(ids):
+        return list(ids)
+    step = len(ids) / room if room > 0 else 0
+    return [ids[int(i * step)] for i in range(max(0, room))]
 
 
 def sample_of(record: JournalRecord) -> Sample:

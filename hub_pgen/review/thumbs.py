@@ -1,17 +1,23 @@
-"""Thumbnails of the frames each shown sample gave the model, decoded from the output's own videos
-with the frames stage (the same cursor and the same timestamps the run used)."""
+"""Thumbnails of the frames each shown sample gave the model.
+
+A run makes them from the frames generation decoded (:class:`ThumbKeeper`, called in the frame lanes),
+for the samples the page will likely show; the page decodes only the others — from the output's own
+videos, with the frames stage, the same cursor, timestamps and ``--max-pixels`` the run used, so a
+thumbnail is the same whichever way it was made. ``hub-pgen report`` decodes them all (a bounded
+number: the cards the page shows)."""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hub_pgen.data import JournalRecord
+from hub_pgen.data import JournalRecord, Sample
 from hub_pgen.errors import FrameError
 from hub_pgen.frames import iter_sample_images
-from hub_pgen.review.model import Review, sample_of
+from hub_pgen.review.model import DEFAULT_MAX_CARDS, Review, sample_of, spread
 
 THUMB_SIDE = 192  # px, the longer side
 THUMB_QUALITY = 60  # WebP: ~3 KB for a photo-like 640x480 frame (docs/benchmarks.md)
@@ -51,12 +57,56 @@ def encode(image: Any, side: int = THUMB_SIDE, quality: int = THUMB_QUALITY) -> 
     return buf.getvalue(), "image/jpeg"
 
 
-def thumbnails(review: Review, records: Sequence[JournalRecord] | None = None) -> dict[str, list[Thumb]]:
-    """sample id → one :class:`Thumb` per image of the sample, for the shown records (in plan order)."""
+class ThumbKeeper:
+    """Thumbnails of the frames a run decodes for generation, for the samples in ``wanted``
+    (:func:`likely_shown`): the review page takes them instead of decoding those frames again.
+    :meth:`keep` runs in the frame lanes (several at once)."""
+
+    def __init__(self, wanted: Iterable[str]) -> None:
+        self.wanted = frozenset(wanted)
+        self._made: dict[str, dict[int, Thumb]] = {}
+        self._count: dict[str, int] = {}  # images of each sample
+        self._lock = threading.Lock()
+
+    def keep(self, sample: Sample, i: int, image: Any) -> None:
+        if sample.sample_id not in self.wanted:
+            return
+        data, mime = encode(image)
+        thumb = Thumb(sample.images[i].label(), data, mime)
+        with self._lock:
+            self._made.setdefault(sample.sample_id, {})[i] = thumb
+            self._count[sample.sample_id] = len(sample.images)
+
+    def made(self) -> dict[str, list[Thumb]]:
+        """sample id → its thumbnails, in image order (only samples whose every image was kept)."""
+        with self._lock:
+            return {sid: [by_i[i] for i in range(self._count[sid])] for sid, by_i in self._made.items()
+                    if all(i in by_i for i in range(self._count[sid]))}
+
+
+def likely_shown(sample_ids: Sequence[str], limit: int = DEFAULT_MAX_CARDS) -> list[str]:
+    """The samples the page shows when every one of them is ok (the plan's samples spread evenly, as
+    :func:`~hub_pgen.review.model.pick_cards` does): what a run keeps thumbnails of. Failures, shown
+    first, move the spread a little; the page decodes the frames of the cards it does not find made."""
+    return spread(sample_ids, limit)
+
+
+def thumbnails(review: Review, records: Sequence[JournalRecord] | None = None,
+               made: dict[str, list[Thumb]] | None = None) -> dict[str, list[Thumb]]:
+    """sample id → one :class:`Thumb` per image of the sample, for the shown records (in plan order):
+    those in ``made`` (a run's :class:`ThumbKeeper`) as they are, the others decoded."""
     wanted = [r for r in (records if records is not None else review.records) if r.sample_id in review.shown]
-    samples = [sample_of(r) for r in wanted if r.images]
+    made = made or {}
     out: dict[str, list[Thumb]] = {r.sample_id: [] for r in wanted}
-    for sample, images in iter_sample_images(samples, source=review.source, base_dir=review.root):
+    todo = []
+    for r in wanted:
+        have = made.get(r.sample_id)
+        if have is not None and [t.label for t in have] == list(r.images):
+            out[r.sample_id] = list(have)
+        elif r.images:
+            todo.append(sample_of(r))
+    for sample, images in iter_sample_images(todo, source=review.source, base_dir=review.root,
+                                             max_pixels=run_max_pixels(review)):
         labels = [ref.label() for ref in sample.images]
         if isinstance(images, FrameError):
             out[sample.sample_id] = [Thumb(label, None, error=str(images)) for label in labels]
@@ -67,3 +117,10 @@ def thumbnails(review: Review, records: Sequence[JournalRecord] | None = None) -
             thumbs.append(Thumb(label, data, mime))
         out[sample.sample_id] = thumbs
     return out
+
+
+def run_max_pixels(review: Review) -> int | None:
+    """``--max-pixels`` of the run that wrote the dataset: the frames were that size when the model saw
+    them (and when the run kept their thumbnails)."""
+    value = (review.provenance.get("parameters") or {}).get("max_pixels")
+    return value if isinstance(value, int) and not isinstance(value, bool) and 784 <= value <= 1 << 40 else None

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from hub_pgen.data import JournalRecord
     from hub_pgen.generate.base import Backend
     from hub_pgen.progress import Reporter
+    from hub_pgen.review.thumbs import ThumbKeeper
     from hub_pgen.run.prepare import Prepared
     from hub_pgen.write.output import OutputPaths
 
@@ -26,6 +27,8 @@ class RunContext:
     reporter: Reporter
     t0: float  # time.monotonic() at the start, for elapsed_s
     started: str  # ISO time the run started (the provenance's created_at)
+    # thumbnails of the frames generation decodes, for the review page (None: it decodes its own)
+    thumbs: ThumbKeeper | None = None
 
 
 @dataclass

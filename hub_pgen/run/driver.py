@@ -133,7 +133,7 @@ def run(
                                     from_output=state == "complete")
                 if images:
                     prep = fetch_videos(prep, config, reporter, prep.cameras)
-            ctx = RunContext(config, prep, paths, backend, reporter, t0, started)
+            ctx = RunContext(config, prep, paths, backend, reporter, t0, started, thumbs=thumb_keeper(prep))
             gen = generate(ctx, engine, earlier=earlier, retry_failed=retry_failed)
             result = finish(ctx, gen, replace_output=state == "complete")
             return replace(result, runs_on=runs_on)
@@ -240,3 +240,13 @@ def merge(
         ctx = RunContext(config, prep, paths, backend, reporter, t0, started)
         gen = generate(ctx, get_engine("local"), earlier={}, retry_failed=False)  # nothing is pending
         return config, finish(ctx, gen, replace_output=False)
+
+
+def thumb_keeper(prep: Prepared) -> Any:
+    """Thumbnails of what generation decodes, for the cards the review page will likely show (a dataset
+    result only: a shard or a JSONL run has no page)."""
+    if prep.source is None or prep.shard is not None:
+        return None
+    from hub_pgen.review.thumbs import ThumbKeeper, likely_shown
+
+    return ThumbKeeper(likely_shown([s.sample_id for s in prep.samples]))

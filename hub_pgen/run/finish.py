@@ -90,7 +90,8 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
     written = filters.apply(journal, why)
     if verdicts is not None:
         written = verify_mod.annotate(written, verdicts)
-    summary = write_result(prep, written, staging, prov, config.output_format, paths.output.resolve().name)
+    summary = write_result(prep, written, staging, prov, config.output_format, paths.output.resolve().name,
+                           thumbs=ctx.thumbs.made() if ctx.thumbs is not None else None)
     if prep.source is not None and prep.shard is None:
         check_staged(staging, paths)
     faults.point("finalize")
@@ -141,7 +142,7 @@ def check_staged(staging: Path, paths: out_mod.OutputPaths) -> None:
 
 
 def write_result(prep: Prepared, journal: dict[str, JournalRecord], staging: Path, prov: dict[str, Any],
-           output_format: str, output_name: str) -> dict[str, Any]:
+           output_format: str, output_name: str, thumbs: dict[str, list[Any]] | None = None) -> dict[str, Any]:
     """Write the result into ``staging``; returns its counts (new tasks rows, frames, labelled frames)
     and what to tell the user about the source's own language rows (``notes``)."""
     from hub_pgen.write.dataset import write_dataset, write_jsonl_result
@@ -168,7 +169,7 @@ def write_result(prep: Prepared, journal: dict[str, JournalRecord], staging: Pat
 
     # part of the result (and so pushed with it): the dataset as written, named as OUT will be
     try:
-        report = write_report(staging, name=output_name)
+        report = write_report(staging, name=output_name, thumbs=thumbs)
     except Exception as e:  # noqa: BLE001 — a view of the dataset: failing to draw it must not cost the dataset
         line = (f"the review page could not be written ({type(e).__name__}: {e}); the dataset is complete: "
                 f"hub-pgen report OUT tries again (HUB_PGEN_DEBUG=1 shows why)")
@@ -194,7 +195,7 @@ def verify_samples(config: RunConfig, prep: Prepared, paths: out_mod.OutputPaths
     with JournalWriter(path) as writer:
         return verify_mod.verify(prep.samples, journal, prep.plan.segments if prep.plan else (), backend, done=done,
                                  append=writer.append, fingerprint=prep.fingerprint, seed_of=sample_seed,
-                                 seed=config.seed, batch_size=config.batch_size)
+                                 seed=config.seed, width=get_backend(config.backend).width(config))
 
 
 def skills_to_write(prep: Prepared, origin: str) -> Any:

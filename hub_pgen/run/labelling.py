@@ -11,6 +11,7 @@ from hub_pgen import layout
 from hub_pgen.config import RunConfig
 from hub_pgen.errors import Interrupted, SkillsError
 from hub_pgen.generate.base import Backend
+from hub_pgen.generate.registry import get_backend
 from hub_pgen.journal import JournalWriter
 from hub_pgen.notices import Notices
 from hub_pgen.progress import Reporter
@@ -56,7 +57,7 @@ def label_episodes(config: RunConfig, prep: Prepared, paths: out_mod.OutputPaths
     options = AnnotateOptions(camera=prep.cameras[0] if prep.cameras else None,
                               min_seconds=config.min_skill_seconds, seed=config.seed,
                               temperature=config.temperature, max_retries=config.max_retries,
-                              batch_size=config.batch_size)
+                              width=get_backend(config.backend).width(config))
     with JournalWriter(journal_path) as writer:
         if earlier and not journal_path.stat().st_size:
             writer.append([earlier[e] for e in sorted(earlier)])

@@ -1,4 +1,4 @@
-"""``--engine local`` (the default): generation in this process, batch after batch."""
+"""``--engine local`` (the default): generation in this process, as a stream."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hub_pgen.errors import UsageError
-from hub_pgen.generate.layer import batched
 from hub_pgen.generate.registry import get_backend
+from hub_pgen.generate.stream import stream
 from hub_pgen.run.steps import generate_batch, iter_images, tries
 
 if TYPE_CHECKING:
@@ -38,9 +38,13 @@ class LocalEngine:
 
     def generate(self, pending: Sequence[Sample], ctx: RunContext,
                  journal: dict[str, JournalRecord]) -> Iterator[tuple[list[JournalRecord], int]]:
-        """Frames → backend, ``samples_per_call`` samples a batch (the frames of the next batch are
-        decoded once this one is journaled)."""
+        """Frames → backend as a stream (:mod:`hub_pgen.generate.stream`): the frame lanes decode (and
+        encode, for a server) ahead; the backend's width of calls is always in flight; each call's
+        records are yielded the moment it finishes."""
         config, prep, backend = ctx.config, ctx.prep, ctx.backend
-        per_call = get_backend(config.backend).samples_per_call(config)
-        for batch in batched(iter_images(pending, prep, backend, config.max_pixels), per_call):
-            yield generate_batch(batch, prep, config, backend, tries(journal, [s for s, _ in batch]))
+        width = get_backend(config.backend).width(config)
+        tried = tries(journal, pending)  # a pending sample's record changes only once it is generated
+        units = iter_images(pending, prep, backend, config.max_pixels, ready=width.in_flight, keep=ctx.thumbs.keep if ctx.thumbs else None)
+        for _, out in stream(units, lambda batch: generate_batch(batch, prep, config, backend, tried), width,
+                             name="hub-pgen-generate"):
+            yield out

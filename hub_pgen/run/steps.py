@@ -5,7 +5,7 @@ and the journal's side of it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -26,16 +26,33 @@ from hub_pgen.generate.layer import sample_seed
 logger = logging.getLogger(__name__)
 
 
+FRAME_CHUNK = 16  # samples a frame lane decodes at a time
+
+
 def iter_images(
-    samples: Sequence[Sample], prep: Prepared, backend: Backend, max_pixels: int | None
+    samples: Sequence[Sample], prep: Prepared, backend: Backend, max_pixels: int | None, *, ready: int = 0,
+    keep: Callable[[Sample, int, Any], None] | None = None,
 ) -> Iterator[tuple[Sample, list[Any] | FrameError]]:
+    """Each sample with its images as ``backend`` takes them: decoded in the frame lanes, at least
+    ``ready`` samples ahead of the caller, and put in the backend's own form there when it has one
+    (``prepare_image``: the OpenAI backend's JPEG data URLs). ``keep(sample, i, image)`` sees each
+    decoded image first (the review's thumbnails)."""
     if not backend.needs_images:
         for s in samples:
             yield s, []
         return
     from hub_pgen.frames import iter_sample_images
 
-    yield from iter_sample_images(samples, source=prep.source, base_dir=prep.base_dir, max_pixels=max_pixels)
+    convert = getattr(backend, "prepare_image", None)
+
+    def prepare(sample: Sample, i: int, image: Any) -> Any:
+        if keep is not None:
+            keep(sample, i, image)
+        return image if convert is None else convert(image)
+
+    yield from iter_sample_images(samples, source=prep.source, base_dir=prep.base_dir, max_pixels=max_pixels,
+                                  chunk=FRAME_CHUNK, ahead=max(2, -(-ready // FRAME_CHUNK)),
+                                  prepare=prepare if convert is not None or keep is not None else None)
 
 
 def tries(journal: dict[str, JournalRecord], samples: Sequence[Sample]) -> dict[str, int]:

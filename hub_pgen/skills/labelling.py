@@ -16,6 +16,7 @@ from hub_pgen import faults
 from hub_pgen.data import EpisodeSkills, ImageRef, Sample, Skill, SkillsFile, SourceDataset
 from hub_pgen.generate.layer import RETRY_TEMPERATURE, Call, CallFailed
 from hub_pgen.generate.parse import keep_raw, text_problem
+from hub_pgen.generate.stream import ONE, Width, stream
 from hub_pgen.skills import sheets
 from hub_pgen.skills.annotate import (
     DEFAULT_MIN_SKILL_SECONDS,
@@ -90,7 +91,7 @@ class AnnotateOptions:
     seed: int = 0
     temperature: float = 0.0
     max_retries: int = 2
-    batch_size: int = 1
+    width: Width = ONE  # how many calls at once, of how many episodes (the backend's: hub_pgen.generate.stream)
 
 
 @dataclass
@@ -126,18 +127,23 @@ def annotate_episodes(
     progress: Callable[[int, int], None] | None = None, tried: dict[int, int] | None = None,
 ) -> AnnotateResult:
     """Skills for ``episodes``: those in ``done`` (the journal) as they are, the others asked of
-    ``backend`` in batches, each batch appended to the journal before the next is asked. ``tried``:
-    attempts an episode already had (``--retry-failed``): its tries go on from there, with new seeds."""
-    from hub_pgen.generate.layer import batched, sample_seed
+    ``backend`` as a stream (``options.width`` calls in flight, each decoding its episodes' sheets and
+    asking), each answer appended to the journal as it arrives. ``tried``: attempts an episode already
+    had (``--retry-failed``): its tries go on from there, with new seeds."""
+    from hub_pgen.generate.layer import sample_seed
 
     records = dict(done)
     requests = episode_requests(source, list(episodes), options.min_seconds)
     tasks = {r.episode_index: r.task or None for r in requests}
     pending = [r for r in requests if r.episode_index not in done]
     asked = 0
-    for batch in batched(pending, max(1, options.batch_size)):
-        images = _sheets(source, batch, options.camera) if getattr(backend, "needs_images", True) else {}
-        results = _ask(backend, batch, images, options, sample_seed, tried or {})
+    needs_images = getattr(backend, "needs_images", True)
+
+    def label(batch: list[EpisodeRequest]) -> dict[int, SegmentRecord]:
+        images = _sheets(source, batch, options.camera) if needs_images else {}
+        return _ask(backend, batch, images, options, sample_seed, tried or {})
+
+    for batch, results in stream(pending, label, options.width, name="hub-pgen-label"):
         faults.point("skills.asked")
         new = [replace(results[r.episode_index], fingerprint=fingerprint) for r in batch]
         append(new)
