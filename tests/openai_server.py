@@ -25,7 +25,7 @@ For assertions: :attr:`requests` (per chat request: ``body`` (parsed JSON), ``st
 dropped), ``bytes`` (body size), ``images`` (``data:image/`` parts), ``in_flight`` (chat requests being
 answered when it arrived, itself included), ``schema`` (its ``response_format`` schema name:
 ``pgen_dialogue``, ``hub_pgen_segmentation``-like titles, ``hub_pgen_verify``; None without one),
-``arrived`` (monotonic seconds)), :attr:`images_seen` (their sum), :attr:`in_flight` and
+``arrived`` and ``answered`` (monotonic seconds), ``delay`` (the latency it was given)), :attr:`images_seen` (their sum), :attr:`in_flight` and
 :attr:`max_in_flight`; :meth:`in_flight_fraction` for "were K in flight". A request is logged before
 its answer is sent.
 """
@@ -266,6 +266,7 @@ class _Handler(QuietHandler):
                     status, text = 500, str(e)
         finally:
             entry["status"] = None if step == "drop" else status
+            entry["delay"], entry["answered"] = delay, time.monotonic()
             with s._lock:
                 s.in_flight -= 1
                 s.requests.append(entry)
