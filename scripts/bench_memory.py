@@ -1,0 +1,206 @@
+#!/usr/bin/env python
+"""Memory and time against dataset length (issue 23), with the template backend, so only hub-pgen's
+own work counts: every figure a ratio to the smallest size of the same invocation.
+
+1. **Peak memory and time by size**: a whole ``hub-pgen`` run (a child process: its peak RSS from
+   the kernel, ``wait4``) on generated svla_so101-shaped datasets of N episodes of ``--frames`` frames
+   (``--episodes-per-file`` episodes a data file), per-frame sampling unless ``--sampling`` says
+   otherwise. Each run also samples its RSS every 20 ms with the stage it is in (``--stages``), so a
+   growth can be pinned on a stage.
+2. **Resume**: the middle size killed when half its samples are journaled
+   (``HUB_PGEN_KILL_AT=journal:N``), then the same command again, against a fresh run.
+3. **Merge**: the middle size as ``--num-shards 4`` shards, ``hub-pgen merge``'s peak against one
+   shard's.
+
+    python scripts/bench_memory.py [--sizes 50,500,2000] [--frames 240] [--sampling frame] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# runs in the child: the CLI with an RSS sampler that knows the stage (the reporter's stage names, and
+# the finishing steps by the functions they call)
+_CHILD = r"""
+import json, os, sys, threading, time
+out = sys.argv[1]
+samples = []
+state = {"stage": "start"}
+def rss():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+def sampler():
+    while True:
+        samples.append((time.monotonic(), state["stage"], rss()))
+        time.sleep(0.02)
+threading.Thread(target=sampler, daemon=True).start()
+import hub_pgen.progress as progress
+_make = progress.make_reporter
+def make_reporter(**kw):
+    inner = _make(**kw)
+    real = inner.stage
+    def stage(name, detail=""):
+        state["stage"] = name
+        real(name, detail)
+    inner.stage = stage
+    started = inner.samples_start
+    def samples_start(total, done):
+        state["stage"] = "generate"
+        started(total, done)
+    inner.samples_start = samples_start
+    return inner
+progress.make_reporter = make_reporter
+def tag(module, name, label):
+    import importlib
+    mod = importlib.import_module(module)
+    fn = getattr(mod, name)
+    def wrapped(*a, **k):
+        before = state["stage"]
+        state["stage"] = label
+        try:
+            return fn(*a, **k)
+        finally:
+            state["stage"] = before
+    setattr(mod, name, wrapped)
+for module, name, label in [("hub_pgen.plan.planner", "build_plan", "plan"),
+                            ("hub_pgen.quality", "measure", "quality"),
+                            ("hub_pgen.write.language", "language_columns", "language"),
+                            ("hub_pgen.write.dataset", "write_dataset", "write"),
+                            ("hub_pgen.review", "write_report", "review"),
+                            ("hub_pgen.run.finish", "check_staged", "validate")]:
+    tag(module, name, label)
+from hub_pgen.cli import main
+try:
+    rc = main(sys.argv[2:])
+finally:
+    by = {}
+    t0 = samples[0][0] if samples else 0
+    for t, stage, r in samples:
+        d = by.setdefault(stage, {"peak_mb": 0, "first_s": t - t0, "last_s": t - t0})
+        d["peak_mb"] = max(d["peak_mb"], r / 2**20)
+        d["last_s"] = t - t0
+    with open(out, "w") as fh:
+        json.dump(by, fh)
+sys.exit(rc)
+"""
+
+
+def child(argv: list[str], env: dict[str, str] | None = None, stages: Path | None = None) -> dict:
+    """One hub-pgen run in a child process: its wall time, peak RSS (MiB), exit code, and (``stages``)
+    its peak RSS by stage."""
+    cmd = [sys.executable, "-c", _CHILD, str(stages or os.devnull), *argv, "-q"] if stages else \
+        [sys.executable, "-m", "hub_pgen", *argv, "-q"]
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out = {"s": round(wall, 2), "peak_mb": round(usage.ru_maxrss / 1024, 1), "rc": proc.returncode}
+    if stages and stages.is_file():
+        out["stages"] = json.loads(stages.read_text())
+    if proc.returncode not in (0, -9) and proc.returncode != 137:
+        print(err[-3000:], file=sys.stderr)
+    return out
+
+
+def build(root: Path, episodes: int, frames: int, per_file: int, cameras: int) -> None:
+    from hub_pgen.example import build_example_dataset
+    from hub_pgen.example.spec import DEFAULT_CAMERAS, ExampleSpec
+
+    build_example_dataset(root, ExampleSpec(n_episodes=episodes, frames_per_episode=frames,
+                                            cameras=DEFAULT_CAMERAS[:cameras], width=64, height=48,
+                                            episodes_per_file=per_file))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="50,500,2000", help="episodes per dataset, comma-separated")
+    p.add_argument("--frames", type=int, default=240, help="frames per episode")
+    p.add_argument("--episodes-per-file", type=int, default=25)
+    p.add_argument("--cameras", type=int, default=2)
+    p.add_argument("--sampling", default="frame", choices=("segment", "interval", "frame"))
+    p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--no-merge", action="store_true")
+    p.add_argument("--stages", action="store_true", help="peak RSS by stage (a sampler in each run)")
+    p.add_argument("--work", type=Path, default=None, help="keep the datasets here (reused when present)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    sizes = [int(x) for x in args.sizes.split(",")]
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-memory-"))
+    sampling = ["--sampling", args.sampling] + (["--sample-interval", "1.0"] if args.sampling == "interval" else [])
+    rows = {}
+    for n in sizes:
+        src = work / f"src{n}"
+        if not (src / "meta" / "info.json").is_file():
+            t = time.perf_counter()
+            build(src, n, args.frames, args.episodes_per_file, args.cameras)
+            print(f"built {n} episodes in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+        out = work / f"out{n}"
+        subprocess.run(["rm", "-rf", str(out)], check=True)
+        r = child(["--root", str(src), "--output-dir", str(out), "--backend", "template", *sampling],
+                  stages=work / f"stages{n}.json" if args.stages else None)
+        r["samples"] = sum(1 for _ in (out / "meta" / "syn_annotations.jsonl").open()) if r["rc"] == 0 else None
+        rows[n] = r
+        print(f"{n} episodes: {r}", file=sys.stderr)
+    base = rows[sizes[0]]
+    result: dict = {"sampling": args.sampling, "frames": args.frames, "sizes": {}}
+    for n in sizes:
+        r = rows[n]
+        result["sizes"][n] = {**r, "peak_x": round(r["peak_mb"] / base["peak_mb"], 2),
+                              "time_x": round(r["s"] / base["s"], 2),
+                              "data_x": round(n / sizes[0], 1)}
+    mid = sizes[len(sizes) // 2] if len(sizes) > 1 else sizes[0]
+    src = work / f"src{mid}"
+    if not args.no_resume and rows[mid]["samples"]:
+        out = work / f"resume{mid}"
+        subprocess.run(["rm", "-rf", str(out)], check=True)
+        cmd = ["--root", str(src), "--output-dir", str(out), "--backend", "template", *sampling]
+        batches = -(-rows[mid]["samples"] // 8)  # the template backend's batch: --batch-size 8
+        killed = child(cmd, env={"HUB_PGEN_KILL_AT": f"journal:{batches // 2}"})
+        resumed = child(cmd)
+        result["resume"] = {"episodes": mid, "killed_rc": killed["rc"], "killed_s": killed["s"],
+                            "resumed_s": resumed["s"], "fresh_s": rows[mid]["s"],
+                            "resumed_x_fresh": round(resumed["s"] / rows[mid]["s"], 2)}
+    if not args.no_merge and rows[mid]["samples"]:
+        shard_rows = []
+        for i in range(4):
+            out = work / f"shard{mid}-{i}"
+            subprocess.run(["rm", "-rf", str(out)], check=True)
+            shard_rows.append(child(["--root", str(src), "--output-dir", str(out), "--backend", "template", *sampling,
+                                     "--num-shards", "4", "--shard-index", str(i)]))
+        merged = work / f"merged{mid}"
+        subprocess.run(["rm", "-rf", str(merged)], check=True)
+        m = child(["merge", *[str(work / f"shard{mid}-{i}") for i in range(4)], "--root", str(src),
+                   "--output-dir", str(merged)])
+        result["merge"] = {"episodes": mid, "shard_peak_mb": max(r["peak_mb"] for r in shard_rows),
+                           "merge_peak_mb": m["peak_mb"], "one_machine_peak_mb": rows[mid]["peak_mb"],
+                           "merge_x_shard": round(m["peak_mb"] / max(r["peak_mb"] for r in shard_rows), 2),
+                           "merge_s": m["s"], "rc": m["rc"]}
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return 0
+    print(f"template backend, --sampling {args.sampling}, {args.frames} frames an episode")
+    print(f"{'episodes':>9} {'samples':>8} {'seconds':>8} {'peak MiB':>9} {'x data':>7} {'x peak':>7} {'x time':>7}")
+    for n, r in result["sizes"].items():
+        print(f"{n:>9} {r['samples'] or '-':>8} {r['s']:>8} {r['peak_mb']:>9} {r['data_x']:>7} {r['peak_x']:>7} "
+              f"{r['time_x']:>7}")
+        for stage, d in (r.get("stages") or {}).items():
+            print(f"{'':>12}{stage:<12} peak {d['peak_mb']:8.1f} MiB  {d['first_s']:7.2f}-{d['last_s']:.2f} s")
+    if "resume" in result:
+        print(f"resume ({mid} episodes, killed at half): {result['resume']}")
+    if "merge" in result:
+        print(f"merge ({mid} episodes, 4 shards): {result['merge']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
