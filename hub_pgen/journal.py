@@ -43,11 +43,12 @@ def load_journal(path: Path, *, fingerprint: str | None = None) -> dict[str, Jou
     complete, tail = lines[:-1], lines[-1]
     if tail.strip():
         logger.warning("%s: dropping a torn last line (%d bytes) left by an interrupted run", path, len(tail))
+    shared: dict[object, object] = {}
     for n, line in enumerate(complete, 1):
         if not line.strip():
             continue
         try:
-            record = JournalRecord.from_json(json.loads(line))
+            record = JournalRecord.from_json(json.loads(line), shared)
         except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
             logger.warning("%s:%d: unreadable journal line skipped (%s); that sample will be generated again", path, n, e)
             continue
@@ -97,6 +98,7 @@ def read_records(path: Path, *, error: type[HubPgenError] = SourceError,
     from hub_pgen.source.jsonfile import JsonProblem, loads_strict
 
     records: dict[str, JournalRecord] = {}
+    shared: dict[object, object] = {}
     if not path.is_file():
         raise error(f"{path} is missing: a finished result holds its records there", hint=hint)
     with open(path, "rb") as fh:
@@ -106,7 +108,7 @@ def read_records(path: Path, *, error: type[HubPgenError] = SourceError,
             if not line.strip():
                 continue
             try:
-                rec = JournalRecord.from_json(loads_strict(line.decode("utf-8")))
+                rec = JournalRecord.from_json(loads_strict(line.decode("utf-8")), shared)
             except (UnicodeDecodeError, json.JSONDecodeError, JsonProblem, TypeError, ValueError) as e:
                 raise error(f"{path}:{n}: not a record hub-pgen writes ({e})", hint=hint) from None
             if rec.sample_id in records:

@@ -23,9 +23,8 @@ each, with what to do) are the summary's warnings. The thresholds, and why:
 from __future__ import annotations
 
 import re
-import statistics
-from collections import defaultdict
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -62,6 +61,24 @@ class Quality:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: Any) -> Quality | None:
+        """The measures a provenance holds (:meth:`as_dict`), or None when it holds none, or not of these
+        fields and types (an older or edited file: the caller measures the records instead)."""
+        if not isinstance(d, dict) or set(d) != set(cls.__dataclass_fields__):
+            return None
+        for name, f in cls.__dataclass_fields__.items():
+            value = d[name]
+            if f.type == "int" and not (isinstance(value, int) and not isinstance(value, bool)):
+                return None
+            if f.type == "float" and not (isinstance(value, (int, float)) and not isinstance(value, bool)):
+                return None
+            if f.type.startswith("dict") and not (
+                    isinstance(value, dict) and set(value) == {"min", "median", "max"}
+                    and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value.values())):
+                return None
+        return cls(**d)
+
     def alarms(self, sampling: str | None = None) -> list[str]:
         """One line per alarming measure, with what to do (``sampling``: the run's ``--sampling``, so the
         advice fits it)."""
@@ -87,21 +104,52 @@ class Quality:
         return out
 
 
-def measure(records: Sequence[JournalRecord]) -> Quality:
-    ok = [r for r in records if r.status == "ok" and r.user_prompt is not None and r.robot_utterance is not None]
-    prompts = [r.user_prompt or "" for r in ok]
-    replies = [r.robot_utterance or "" for r in ok]
-    return Quality(
-        samples=len(ok),
-        distinct_dialogues=len({(p, u) for p, u in zip(prompts, replies)}),
-        distinct_1_prompts=distinct_n(prompts, 1), distinct_2_prompts=distinct_n(prompts, 2),
-        distinct_1_replies=distinct_n(replies, 1), distinct_2_replies=distinct_n(replies, 2),
-        prompt_chars=_spread([len(p) for p in prompts]), reply_chars=_spread([len(u) for u in replies]),
-        degenerate=sum(1 for r in ok if DEGENERATE in flags(r)),
-        skill_copied=sum(1 for r in ok if COPIES_SKILL in flags(r)),
-        near_duplicates=_near_duplicates(ok),
-        refusals=sum(1 for r in ok if REFUSAL in flags(r)),
-    )
+def measure(records: Iterable[JournalRecord]) -> Quality:
+    """The measures of ``records``' ok dialogues, in one pass (:class:`Meter`)."""
+    meter = Meter()
+    for r in records:
+        meter.add(r)
+    return meter.result()
+
+
+class Meter:
+    """The measures, accumulated one record at a time: each record's flags are computed once, and what
+    is kept grows with the distinct words and n-grams, not with the records (the lengths are counted,
+    the n-grams kept as a set)."""
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self._dialogues: set[tuple[str, str]] = set()
+        self._grams = {(side, n): _Grams() for side in ("prompt", "reply") for n in (1, 2)}
+        self._lengths: dict[str, Counter[int]] = {"prompt": Counter(), "reply": Counter()}
+        self._flags: Counter[str] = Counter()
+        self._near = _NearDuplicates()
+
+    def add(self, record: JournalRecord) -> None:
+        """Count ``record`` if it is an ok dialogue (anything else is not measured)."""
+        if record.status != "ok" or record.user_prompt is None or record.robot_utterance is None:
+            return
+        prompt, reply = record.user_prompt or "", record.robot_utterance or ""
+        self.samples += 1
+        self._dialogues.add((prompt, reply))
+        for side, text in (("prompt", prompt), ("reply", reply)):
+            words = text.lower().split()
+            for n in (1, 2):
+                self._grams[(side, n)].add(words, n)
+            self._lengths[side][len(text)] += 1
+        self._flags.update(flags(record))
+        self._near.add(record)
+
+    def result(self) -> Quality:
+        g = {key: grams.ratio() for key, grams in self._grams.items()}
+        return Quality(
+            samples=self.samples, distinct_dialogues=len(self._dialogues),
+            distinct_1_prompts=g[("prompt", 1)], distinct_2_prompts=g[("prompt", 2)],
+            distinct_1_replies=g[("reply", 1)], distinct_2_replies=g[("reply", 2)],
+            prompt_chars=_spread(self._lengths["prompt"]), reply_chars=_spread(self._lengths["reply"]),
+            degenerate=self._flags[DEGENERATE], skill_copied=self._flags[COPIES_SKILL],
+            near_duplicates=self._near.count, refusals=self._flags[REFUSAL],
+        )
 
 
 DEGENERATE, COPIES_SKILL, REFUSAL = "degenerate text", "copies the skill", "reads like a refusal"
@@ -121,10 +169,29 @@ def flags(record: JournalRecord) -> list[str]:
     return out
 
 
-def distinct_n(texts: Sequence[str], n: int) -> float:
+def distinct_n(texts: Iterable[str], n: int) -> float:
     """Distinct n-grams / all n-grams over the texts' words (0 when there are none)."""
-    grams = [tuple(words[i : i + n]) for t in texts for words in [t.lower().split()] for i in range(len(words) - n + 1)]
-    return round(len(set(grams)) / len(grams), 4) if grams else 0.0
+    grams = _Grams()
+    for t in texts:
+        grams.add(t.lower().split(), n)
+    return grams.ratio()
+
+
+class _Grams:
+    """Distinct and all n-grams of word lists, counted as they come."""
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[str, ...]] = set()
+        self.total = 0
+
+    def add(self, words: list[str], n: int) -> None:
+        count = len(words) - n + 1
+        if count > 0:
+            self.total += count
+            self.seen.update(tuple(words[i : i + n]) for i in range(count))
+
+    def ratio(self) -> float:
+        return round(len(self.seen) / self.total, 4) if self.total else 0.0
 
 
 def is_degenerate(text: str) -> bool:
@@ -143,27 +210,44 @@ def is_degenerate(text: str) -> bool:
     return False
 
 
-def _spread(values: Sequence[int]) -> dict[str, float]:
-    if not values:
+def _spread(counts: Counter[int]) -> dict[str, float]:
+    """min / median / max of values given as value → how many (statistics.median's figure)."""
+    n = sum(counts.values())
+    if not n:
         return {"min": 0, "median": 0, "max": 0}
-    return {"min": min(values), "median": float(statistics.median(values)), "max": max(values)}
+    values = sorted(counts)
+    middle = [(n - 1) // 2, n // 2]  # the two middle positions (one when n is odd)
+    found: list[int] = []
+    seen = 0
+    for v in values:
+        seen += counts[v]
+        while len(found) < 2 and middle[len(found)] < seen:
+            found.append(v)
+    median = found[0] if n % 2 else (found[0] + found[1]) / 2
+    return {"min": values[0], "median": float(median), "max": values[-1]}
 
 
 NEAR_DUPLICATE_WINDOW = 50  # distinct earlier prompts of the episode compared (bounded work per sample)
 
 
-def _near_duplicates(records: Sequence[JournalRecord]) -> int:
-    seen: dict[str, set[frozenset[str]]] = defaultdict(set)
-    recent: dict[str, list[frozenset[str]]] = defaultdict(list)
-    count = 0
-    for r in records:
+class _NearDuplicates:
+    """Prompts whose word set repeats, or overlaps 90 %+ with, one of the last distinct prompts of
+    their episode (records taken in plan order: the later one counts)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, set[frozenset[str]]] = defaultdict(set)
+        self._recent: dict[str, list[frozenset[str]]] = defaultdict(list)
+        self.count = 0
+
+    def add(self, r: JournalRecord) -> None:
         words = frozenset((r.user_prompt or "").lower().split())
         if not words:
-            continue
-        if words in seen[r.episode_id] or any(len(words & w) / len(words | w) >= NEAR_DUPLICATE_JACCARD
-                                                for w in recent[r.episode_id][-NEAR_DUPLICATE_WINDOW:]):
-            count += 1
-        if words not in seen[r.episode_id]:
-            seen[r.episode_id].add(words)
-            recent[r.episode_id].append(words)
-    return count
+            return
+        seen, recent = self._seen[r.episode_id], self._recent[r.episode_id]
+        if words in seen or any(len(words & w) / len(words | w) >= NEAR_DUPLICATE_JACCARD
+                                for w in recent[-NEAR_DUPLICATE_WINDOW:]):
+            self.count += 1
+        if words not in seen:
+            seen.add(words)
+            recent.append(words)
+            del recent[:-NEAR_DUPLICATE_WINDOW]  # only the last window is ever compared

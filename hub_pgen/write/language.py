@@ -41,7 +41,9 @@ class LanguagePlan:
     """What hub-pgen adds: subtasks per episode and dialogues per (episode, frame)."""
 
     subtasks: dict[int, tuple[tuple[int, str], ...]]  # episode → ((first frame, skill), ...) in frame order
-    dialogues: dict[tuple[int, int], tuple[str, str]]  # (episode, frame) → (user prompt, robot utterance)
+    # episode → ((frame, (user prompt, robot utterance)), ...) in frame order: a data file looks up its
+    # own episodes' dialogues only (time linear in samples, not files x samples)
+    dialogues: dict[int, tuple[tuple[int, tuple[str, str]], ...]]
 
 
 def plan_language(segments: Iterable[Any], samples: Sequence[Sample], records: dict[str, JournalRecord]) -> LanguagePlan:
@@ -59,7 +61,11 @@ def plan_language(segments: Iterable[Any], samples: Sequence[Sample], records: d
         # parquet holds UTF-8: a lone surrogate becomes U+FFFD (the journal keeps it as its escape)
         dialogues[(s.episode_index, s.frame_start)] = (well_formed(dialogue.user_prompt),
                                                        well_formed(dialogue.robot_utterance))
-    return LanguagePlan({e: tuple(sorted(v)) for e, v in subtasks.items()}, dialogues)
+    by_episode: dict[int, list[tuple[int, tuple[str, str]]]] = defaultdict(list)
+    for (e, f), pair in dialogues.items():
+        by_episode[e].append((f, pair))
+    return LanguagePlan({e: tuple(sorted(v)) for e, v in subtasks.items()},
+                        {e: tuple(sorted(v)) for e, v in by_episode.items()})
 
 
 @dataclass
@@ -134,10 +140,10 @@ def language_columns(table: pa.Table, plan: LanguagePlan, counts: LanguageCounts
 
     events = {i: list(rows) for i, rows in src.events.items()}
     counts.kept_event_rows += sum(len(rows) for rows in events.values())
-    for (e, f), dialogue in sorted(plan.dialogues.items()):
+    for e, f, dialogue in ((ep, f, d) for ep in uniq.tolist() for f, d in plan.dialogues.get(ep, ())):
         i = find(e, f)
         if i is None:
-            continue  # an episode of another data file
+            continue  # a frame this data file does not hold
         have = events.get(i, [])
         ours = lang.dialogue_rows(*dialogue)
         if all(r in have for r in ours):
