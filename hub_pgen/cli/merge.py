@@ -28,6 +28,8 @@ def build_merge_parser() -> Parser:
     add_source(p, SOURCE_HELP)
     p.add_argument("--output-dir", type=Path, help="the new dataset's folder (default: hub-pgen-out/<name>-pgen-<fp>)")
     p.add_argument("--wait", action="store_true", help="wait for another run that holds the output folder")
+    p.add_argument("--no-review", dest="review", action="store_false",
+                   help="write no review page with the dataset (hub-pgen report OUT writes it later)")
     add_push(p, dict.fromkeys(("push_to", "branch", "private", "tag_version")))
     add_json(p, "print the result as JSON on stdout")
     add_logging(p, dict.fromkeys(("quiet", "verbose")))
@@ -49,4 +51,4 @@ def merge_main(args: argparse.Namespace) -> int:
     push = {"push_to": args.push_to, "branch": args.branch, "private": args.private, "tag_version": args.tag_version}
     return run_and_report(args, lambda reporter: runner.merge(
         args.shards, root=args.root, repo_id=args.repo_id, revision=args.revision, output_dir=args.output_dir,
-        push=push, reporter=reporter, wait=args.wait))
+        push=push, reporter=reporter, wait=args.wait, review=args.review))

@@ -84,6 +84,9 @@ def build_parser(prog: str = "hub-pgen") -> Parser:
     add_json(out, "print the result as JSON on stdout (errors too: state, exit_code, error, tip)")
     out.add_argument("--wait", action="store_true",
                      help="if another run is writing the same output folder, wait for it instead of stopping")
+    out.add_argument("--no-review", dest="review", action="store_false",
+                     help="write no review page (meta/hub_pgen_report.html) with the dataset; hub-pgen report OUT "
+                          "writes it later")
     out.add_argument("--retry-failed", action="store_true",
                      help="generate the failed samples of an existing result (or journal) again, same configuration")
     sk = p.add_argument_group("skills")

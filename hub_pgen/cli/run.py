@@ -40,4 +40,5 @@ def run_main(args: argparse.Namespace) -> int:
 
         hf_logging.set_verbosity_error()  # its own retry chatter; hub-pgen says what failed and what to do
     return run_and_report(args, lambda reporter: (config, runner.run(
-        config, reporter=reporter, dry_run=args.dry_run, wait=args.wait, retry_failed=args.retry_failed)))
+        config, reporter=reporter, dry_run=args.dry_run, wait=args.wait, retry_failed=args.retry_failed,
+        review=getattr(args, "review", True))))

@@ -16,11 +16,13 @@ and ``--rrd FILE`` exports a Rerun recording (the command line: hub_pgen.cli.rep
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from hub_pgen import fsio, layout
+from hub_pgen.data import JournalRecord
 from hub_pgen.errors import OutputError, UnsafePathError
 from hub_pgen.review.model import DEFAULT_MAX_CARDS, Review, load_review
 from hub_pgen.textsafe import well_formed
@@ -39,18 +41,24 @@ class ReportResult:
 
 def write_report(root: Path, dest: Path | None = None, *, max_cards: int = DEFAULT_MAX_CARDS,
                  episodes: set[int] | None = None, review: Review | None = None, name: str | None = None,
-                 thumbs: dict[str, list[Any]] | None = None) -> ReportResult:
+                 thumbs: dict[str, list[Any]] | None = None, quality: Any = None,
+                 records: tuple[Sequence[JournalRecord], dict[str, int] | None] | None = None) -> ReportResult:
     """Write the HTML report of the output folder ``root`` to ``dest`` (default: ``root/meta/
     hub_pgen_report.html``), whole or not at all, and never through a link (:func:`hub_pgen.fsio.
     write_atomic`; the dataset's own page also only inside ``root``: a result folder whose ``meta``
     links elsewhere is refused). ``name``: what the page calls the dataset (default: the pushed repo,
     else the folder's name; a run writing into its staging folder passes OUT's). ``thumbs``: the
     thumbnails a run kept of the frames it decoded (:class:`~hub_pgen.review.thumbs.ThumbKeeper`); the
-    others are decoded."""
+    others are decoded. ``quality``: the run's :class:`~hub_pgen.quality.Quality` of the records it wrote
+    (not measured again); ``records``: the records the run wrote to ``meta/syn_annotations.jsonl``, in
+    its order, with their task indices (:func:`~hub_pgen.review.model.load_review`: not read back)."""
     from hub_pgen.review.html import render
     from hub_pgen.review.thumbs import thumbnails
 
-    review = review or load_review(root, max_cards=max_cards, episodes=episodes, name=name or report_name(root))
+    review = review or load_review(root, max_cards=max_cards, episodes=episodes, name=name or report_name(root),
+                                   written=records)
+    if quality is not None and review.scope is None:
+        review = replace(review, measured=quality)
     thumbs = thumbnails(review, made=thumbs)
     page = well_formed(render(review, thumbs)).encode("utf-8")  # a lone surrogate in an answer: U+FFFD
     own = dest is None

@@ -183,7 +183,9 @@ def _summary(review: Review, counts: dict[str, int]) -> str:
                                         f"{skills.get('episodes_with_skills', '?')} episode(s)"))
     out = ['<section id="summary"><h2>Summary</h2><div class="grid"><div><h3>Counts</h3>', _table(rows), "</div>"]
 
-    quality = measure(review.generated())
+    # the run's page: the run's own measures of these records (measured once); hub-pgen report measures
+    # the records it reads (an edited file, or --episodes, shows what it holds)
+    quality = review.measured if review.measured is not None else measure(review.generated())
     sampling = (prov.get("generation") or {}).get("sampling")
     alarms = quality.alarms(sampling)
     q = quality.as_dict()
@@ -233,10 +235,8 @@ def quality_alarms(prov: dict[str, Any]) -> list[str]:
     """The alarms the run raised (they are in the provenance's notices too, and shown above)."""
     from hub_pgen.quality import Quality
 
-    try:
-        return Quality(**prov["quality"]).alarms((prov.get("generation") or {}).get("sampling"))
-    except (KeyError, TypeError):
-        return []
+    quality = Quality.from_dict(prov.get("quality"))
+    return quality.alarms((prov.get("generation") or {}).get("sampling")) if quality is not None else []
 
 
 def _spread(d: Any) -> str:

@@ -6,7 +6,7 @@ dialogue. The HTML report and the Rerun export both render a :class:`Review`.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ class Review:
     scope: tuple[int, ...] | None = None  # the episodes shown, when not all of them (hub-pgen report --episodes)
     total_episodes: int = 0
     problems: tuple[str, ...] = ()  # what `hub-pgen validate` finds wrong with the folder (hub-pgen report checks)
+    measured: Any = None  # hub_pgen.quality.Quality of these records, when the run that wrote them passes it
 
     def counts(self) -> dict[str, int]:
         c = {"samples": len(self.records), "ok": 0, "failed": 0, "filtered": 0}
@@ -62,16 +63,19 @@ class Review:
             c[r.status if r.status in c else "failed"] += 1
         return c
 
-    def generated(self) -> list[JournalRecord]:
+    def generated(self) -> Iterator[JournalRecord]:
         """The dialogues the model wrote, as the run measured them: before the filters (a filtered
         record counts as the ok answer it was)."""
-        return [replace(r, status="ok") if r.status == "filtered" else r for r in self.records]
+        return (replace(r, status="ok") if r.status == "filtered" else r for r in self.records)
 
 
 def load_review(root: Path, *, max_cards: int = DEFAULT_MAX_CARDS, episodes: set[int] | None = None,
-                name: str | None = None) -> Review:
+                name: str | None = None,
+                written: tuple[Sequence[JournalRecord], dict[str, int] | None] | None = None) -> Review:
     """Read ``root``, a dataset folder hub-pgen wrote. ``episodes``: only these (None: all). ``name``:
-    what to call the dataset when it was not pushed (default: the folder's name)."""
+    what to call the dataset when it was not pushed (default: the folder's name). ``written``: the
+    records the run that is writing ``root`` just wrote to its ``meta/syn_annotations.jsonl`` (in that
+    order) and their task indices (None: the format has none) — the same records, not read back."""
     from hub_pgen.source.lerobot import load_episodes, load_info
 
     root = Path(root)
@@ -90,7 +94,10 @@ def load_review(root: Path, *, max_cards: int = DEFAULT_MAX_CARDS, episodes: set
     eps = load_episodes(root, info)
     fps = float(info["fps"])
     source = SourceDataset(root=root, info=info, tasks=(), task_indices=(), episodes=eps)
-    records = tuple(read_records(root / layout.SYN_ANNOTATIONS_PATH).values())
+    if written is None:
+        records = tuple(read_records(root / layout.SYN_ANNOTATIONS_PATH).values())
+    else:
+        records = tuple(written[0])
     _check_places(records, eps, root / layout.SYN_ANNOTATIONS_PATH)
     if episodes is not None:
         unknown = sorted(episodes - set(eps))
@@ -116,8 +123,15 @@ def load_review(root: Path, *, max_cards: int = DEFAULT_MAX_CARDS, episodes: set
                                  tuple(runs or ()), tuple(recs)))
     src = provenance.get("source") or {}
     pushed = (provenance.get("parameters") or {}).get("push_to")
+    shown = frozenset(pick_cards(records, max_cards))
+    if written is not None:  # the file's own view of a shown record: its task index, no fingerprint
+        index = written[1]
+        as_written = {r.sample_id: replace(r, fingerprint="", task_index_high_level=(
+            index.get(r.sample_id, layout.NO_TASK) if index is not None else None)) for r in records if r.sample_id in shown}
+        records = tuple(as_written.get(r.sample_id, r) for r in records)
+        views = [replace(v, records=tuple(as_written.get(r.sample_id, r) for r in v.records)) for v in views]
     return Review(root, str(pushed or name or root.name), str(src.get("repo_id") or src.get("root") or "?"),
-                  provenance, records, tuple(views), frozenset(pick_cards(records, max_cards)), source,
+                  provenance, records, tuple(views), shown, source,
                   "task_index_high_level" if column is not None else "records",
                   scope=tuple(sorted(episodes)) if episodes is not None else None, total_episodes=len(eps))
 

@@ -29,6 +29,7 @@ class RunContext:
     started: str  # ISO time the run started (the provenance's created_at)
     # thumbnails of the frames generation decodes, for the review page (None: it decodes its own)
     thumbs: ThumbKeeper | None = None
+    review: bool = True  # write the review page with the dataset (--no-review: not)
 
 
 @dataclass

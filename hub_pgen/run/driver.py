@@ -53,9 +53,11 @@ def run(
     dry_run: bool = False,
     wait: bool = False,
     retry_failed: bool = False,
+    review: bool = True,
 ) -> RunResult:
     """Run the whole job. ``wait``: if another run holds the output folder, wait for it instead of
-    refusing. ``retry_failed``: generate the failed samples of an existing result (or journal) again."""
+    refusing. ``retry_failed``: generate the failed samples of an existing result (or journal) again.
+    ``review``: write the review page with the dataset (``--no-review``: not)."""
     t0 = time.monotonic()
     reporter = reporter or NullReporter()
     spec = get_backend(config.backend)
@@ -133,7 +135,8 @@ def run(
                                     from_output=state == "complete")
                 if images:
                     prep = fetch_videos(prep, config, reporter, prep.cameras)
-            ctx = RunContext(config, prep, paths, backend, reporter, t0, started, thumbs=thumb_keeper(prep))
+            ctx = RunContext(config, prep, paths, backend, reporter, t0, started,
+                             thumbs=thumb_keeper(prep) if review else None, review=review)
             gen = generate(ctx, engine, earlier=earlier, retry_failed=retry_failed)
             result = finish(ctx, gen, replace_output=state == "complete")
             return replace(result, runs_on=runs_on)
@@ -195,6 +198,7 @@ class _Replay:
 def merge(
     shard_paths: Sequence[Path], *, root: Path | None, repo_id: str | None, revision: str | None,
     output_dir: Path | None, push: dict[str, Any], reporter: Reporter | None = None, wait: bool = False,
+    review: bool = True,
 ) -> tuple[RunConfig, RunResult]:
     """``hub-pgen merge``: the dataset of a sharded job, as a one-machine run would write it."""
     from hub_pgen.run import merging as merge_mod
@@ -237,7 +241,7 @@ def merge(
             with JournalWriter(paths.journal) as writer:
                 writer.append(records)
         backend = _Replay((first.provenance.get("generation") or {}).get("backend_details"))
-        ctx = RunContext(config, prep, paths, backend, reporter, t0, started)
+        ctx = RunContext(config, prep, paths, backend, reporter, t0, started, review=review)
         gen = generate(ctx, get_engine("local"), earlier={}, retry_failed=False)  # nothing is pending
         return config, finish(ctx, gen, replace_output=False)
 

@@ -45,7 +45,7 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
     notes = list(getattr(backend, "notes", list)())  # what the backend noticed (a server ignoring the schema)
     from hub_pgen.quality import measure
 
-    quality = measure([journal[s.sample_id] for s in prep.samples if s.sample_id in journal])
+    quality = measure(journal[s.sample_id] for s in prep.samples if s.sample_id in journal)
     alarms = quality.alarms(config.sampling if prep.source is not None else None)
     if get_backend(config.backend).uses_model:
         notes += alarms
@@ -86,12 +86,15 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
         prov["retried"] = retry_history(paths.output, retry_ids, journal, started)
     if prep.merged_from is not None:
         prov["merged_from"] = dict(prep.merged_from)
+    if not ctx.review and prep.source is not None and prep.shard is None:
+        prov["review"] = False  # --no-review: the card says the page is not there (the key is absent otherwise)
     staging = out_mod.fresh_staging(paths)
     written = filters.apply(journal, why)
     if verdicts is not None:
         written = verify_mod.annotate(written, verdicts)
     summary = write_result(prep, written, staging, prov, config.output_format, paths.output.resolve().name,
-                           thumbs=ctx.thumbs.made() if ctx.thumbs is not None else None)
+                           thumbs=ctx.thumbs.made() if ctx.thumbs is not None else None,
+                           review=ctx.review, quality=quality)
     if prep.source is not None and prep.shard is None:
         check_staged(staging, paths)
     faults.point("finalize")
@@ -142,9 +145,11 @@ def check_staged(staging: Path, paths: out_mod.OutputPaths) -> None:
 
 
 def write_result(prep: Prepared, journal: dict[str, JournalRecord], staging: Path, prov: dict[str, Any],
-           output_format: str, output_name: str, thumbs: dict[str, list[Any]] | None = None) -> dict[str, Any]:
+           output_format: str, output_name: str, thumbs: dict[str, list[Any]] | None = None, *,
+           review: bool = True, quality: Any = None) -> dict[str, Any]:
     """Write the result into ``staging``; returns its counts (new tasks rows, frames, labelled frames)
-    and what to tell the user about the source's own language rows (``notes``)."""
+    and what to tell the user about the source's own language rows (``notes``). ``review``: with its
+    page (``quality``: the run's measures, which the page shows)."""
     from hub_pgen.write.dataset import write_dataset, write_jsonl_result
 
     examples = [journal[s.sample_id] for s in prep.samples if s.sample_id in journal]
@@ -165,11 +170,17 @@ def write_result(prep: Prepared, journal: dict[str, JournalRecord], staging: Pat
     language = summary.language.as_dict() if summary.language is not None else None
     for line in notes:
         logger.warning("%s", line)
+    counts = {"new_tasks": summary.new_tasks, "frames": summary.frames, "frames_labelled": summary.frames_labelled,
+              "notes": notes, "language": language}
+    if not review:
+        return counts
     from hub_pgen.review import write_report
 
     # part of the result (and so pushed with it): the dataset as written, named as OUT will be
     try:
-        report = write_report(staging, name=output_name, thumbs=thumbs)
+        # the page of the records just written, as they are (not read back: the run holds them)
+        report = write_report(staging, name=output_name, thumbs=thumbs, quality=quality,
+                              records=(examples, summary.task_index))
     except Exception as e:  # noqa: BLE001 — a view of the dataset: failing to draw it must not cost the dataset
         line = (f"the review page could not be written ({type(e).__name__}: {e}); the dataset is complete: "
                 f"hub-pgen report OUT tries again (HUB_PGEN_DEBUG=1 shows why)")
@@ -179,8 +190,7 @@ def write_result(prep: Prepared, journal: dict[str, JournalRecord], staging: Pat
         if report.unreadable_images:
             notes.append(f"the review page shows {report.unreadable_images} frame(s) as unavailable (they could not "
                          f"be decoded): see {layout.REPORT_PATH}")
-    return {"new_tasks": summary.new_tasks, "frames": summary.frames, "frames_labelled": summary.frames_labelled,
-            "notes": notes, "language": language}
+    return counts
 
 
 def verify_samples(config: RunConfig, prep: Prepared, paths: out_mod.OutputPaths, backend: Backend,

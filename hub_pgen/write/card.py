@@ -133,13 +133,15 @@ def render_card(provenance: dict[str, Any], examples: Sequence[JournalRecord], *
         "",
         "## Review",
         "",
+        *([f"This run wrote no review page (`--no-review`): `hub-pgen report` on the dataset's folder writes "
+           f"`{layout.REPORT_PATH}`.", ""] if provenance.get("review") is False else [
         f"`{layout.REPORT_PATH}` is a review page of the samples, one self-contained HTML file: per episode the "
         "skill timeline with each sample on it, the frames the model saw, each dialogue or failure, the quality "
         "measures and the mix. Download it and open it in a browser"
         + (": " + for_markdown_code(f"hf download {shlex.quote(str(repo))} {layout.REPORT_PATH} --repo-type dataset"
                                     + (f" --revision {shlex.quote(str(branch))}" if branch else "")) + "."
            if repo else "."),
-        "",
+        ""]),
     ]
     return "\n".join(lines)
 

@@ -64,6 +64,9 @@ class WriteSummary:
     files_linked: int
     files_copied: int
     language: lang_w.LanguageCounts | None = None  # None: the format has no language columns
+    # sample id → its task_index_high_level as meta/syn_annotations.jsonl has it (-1 when absent); None:
+    # the format has no such column
+    task_index: dict[str, int] | None = None
 
 
 def assign_task_indices(
@@ -211,7 +214,7 @@ def write_dataset(
             hint="free disk space or fix permissions, then rerun the same command: generated samples are kept",
         ) from e
     return WriteSummary(staging, len(assignment.new_tasks), frames, labelled, linked, copied,
-                        lcounts if language else None)
+                        lcounts if language else None, assignment.by_sample if hirobot else None)
 
 
 # --- files ------------------------------------------------------------------------------------

@@ -1,0 +1,156 @@
+"""Issue 23 (flat memory, linear time): each finishing stage computed once, nothing read back that
+the run holds, ``--no-review``. Figures are scripts/bench_memory.py's (docs/benchmarks.md); these
+tests pin the structure that makes them: what is called how often, what is (not) read."""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from hub_pgen import layout
+from hub_pgen.cli import main
+from hub_pgen.data import JournalRecord
+from hub_pgen.quality import Meter, Quality, measure
+
+
+def _run(root: Path, out: Path, *extra: str) -> int:
+    return main(["--root", str(root), "--output-dir", str(out), "--backend", "template", "-q", *extra])
+
+
+def test_a_run_measures_quality_once_and_its_page_reads_no_record_back(example_root, tmp_path, monkeypatch):
+    """The run's page is drawn from the records the run just wrote and the measures it took (the
+    review used to read meta/syn_annotations.jsonl back and measure it again)."""
+    import hub_pgen.quality as quality
+    import hub_pgen.review.model as model
+
+    calls = {"measure": 0}
+    real = quality.measure
+
+    def counted(records):
+        calls["measure"] += 1
+        return real(records)
+
+    def no_read_back(*a, **k):
+        raise AssertionError("the run's page read the records back from the file")
+
+    monkeypatch.setattr(quality, "measure", counted)
+    monkeypatch.setattr(model, "read_records", no_read_back)
+    out = tmp_path / "out"
+    assert _run(example_root, out, "--sampling", "frame", "--episodes", "0-1") == 0
+    assert calls["measure"] == 1
+    page = (out / layout.REPORT_PATH).read_text(encoding="utf-8")
+    prov = json.loads((out / layout.PROVENANCE_PATH).read_text())
+    assert f"Quality of the {prov['quality']['samples']} generated dialogues" in page
+    monkeypatch.undo()  # hub-pgen report reads the folder and measures what it holds: the same page
+    assert main(["report", str(out), "--output", str(tmp_path / "again.html"), "-q"]) == 0
+    assert (tmp_path / "again.html").read_bytes() == (out / layout.REPORT_PATH).read_bytes()
+
+
+def test_no_review_writes_the_dataset_without_its_page_and_report_writes_it_later(example_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _run(example_root, out, "--no-review", "--json") == 0
+    said = json.loads(capsys.readouterr().out)
+    assert said["report"] is None and said["state"] == "written"
+    assert not (out / layout.REPORT_PATH).exists()
+    prov = json.loads((out / layout.PROVENANCE_PATH).read_text())
+    assert prov["review"] is False
+    card = (out / layout.CARD_PATH).read_text(encoding="utf-8")
+    assert "wrote no review page (`--no-review`)" in card and "Download it and open it" not in card
+    assert main(["validate", str(out)]) == 0
+    assert main(["report", str(out), "-q"]) == 0
+    assert (out / layout.REPORT_PATH).is_file()
+    # a run with its page does not say so, and its provenance has no such key (outputs as they were)
+    with_page = tmp_path / "with"
+    assert _run(example_root, with_page) == 0
+    assert "review" not in json.loads((with_page / layout.PROVENANCE_PATH).read_text())
+    assert "wrote no review page" not in (with_page / layout.CARD_PATH).read_text(encoding="utf-8")
+
+
+def test_no_review_is_a_flag_of_merge_too(example_root, tmp_path):
+    shards = [tmp_path / f"s{i}" for i in range(2)]
+    for i, s in enumerate(shards):
+        assert _run(example_root, s, "--num-shards", "2", "--shard-index", str(i)) == 0
+    merged = tmp_path / "merged"
+    assert main(["merge", *map(str, shards), "--root", str(example_root), "--output-dir", str(merged),
+                 "--no-review", "-q"]) == 0
+    assert (merged / layout.SYN_ANNOTATIONS_PATH).is_file() and not (merged / layout.REPORT_PATH).exists()
+
+
+def _record(i: int, prompt: str, reply: str, episode: str = "ep0", status: str = "ok") -> JournalRecord:
+    return JournalRecord(sample_id=f"s{i:05d}", status=status, episode_id=episode, t=i, images=(),
+                         skill_current="robot arm picks up pink lego brick", skill_history=(),
+                         task_description="t", user_prompt=prompt, robot_utterance=reply,
+                         scenario_type="direct_request", response_type="confirmation")
+
+
+def test_the_meter_gives_the_measures_of_the_lists_it_no_longer_keeps():
+    """One pass, lengths counted: the median of the counts is statistics.median's, odd and even."""
+    rng = random.Random(3)
+    words = ["pick", "the", "brick", "up", "please", "now", "robot", "arm", "picks", "up", "pink", "lego"]
+    for n in (1, 2, 7, 8, 301):
+        recs = [_record(i, " ".join(rng.choices(words, k=rng.randint(1, 9))), " ".join(rng.choices(words, k=3)),
+                        episode=f"ep{i % 3}") for i in range(n)]
+        q = measure(iter(recs))  # a generator: nothing needs the records as a list
+        prompts = [r.user_prompt for r in recs]
+        assert q.samples == n
+        assert q.prompt_chars == {"min": min(map(len, prompts)), "median": float(statistics.median(map(len, prompts))),
+                                  "max": max(map(len, prompts))}
+        grams = [tuple(w[i:i + 2]) for p in prompts for w in [p.lower().split()] for i in range(len(w) - 1)]
+        assert q.distinct_2_prompts == (round(len(set(grams)) / len(grams), 4) if grams else 0.0)
+    meter = Meter()
+    meter.add(_record(0, "x", "y", status="failed"))
+    assert meter.result().samples == 0  # a failure has no dialogue to measure
+
+
+def test_quality_from_a_provenance_is_taken_only_when_it_is_the_measures():
+    q = measure([_record(0, "Pick up the brick, please.", "On it.")])
+    assert Quality.from_dict(json.loads(json.dumps(q.as_dict()))) == q
+    edited = {**q.as_dict(), "degenerate": "many"}
+    assert Quality.from_dict(edited) is None
+    assert Quality.from_dict({**q.as_dict(), "prompt_chars": {"min": 1}}) is None
+    assert Quality.from_dict(None) is None and Quality.from_dict([]) is None
+
+
+def test_a_data_file_looks_up_its_own_episodes_dialogues_only(monkeypatch):
+    """The language columns of one data file cost its own dialogues, not the whole plan's (80 files x
+    480k lookups was 65 s at 2,000 episodes)."""
+    from hub_pgen.write import language as lw
+
+    looked = []
+    real = lw._RowFinder.__call__
+
+    def counting(self, episode, frame):
+        looked.append(episode)
+        return real(self, episode, frame)
+
+    monkeypatch.setattr(lw._RowFinder, "__call__", counting)
+    plan = lw.LanguagePlan(subtasks={}, dialogues={e: ((0, ("hi", "ok")), (5, ("go", "sure"))) for e in range(1000)})
+    table = pa.table({"episode_index": pa.array([7] * 10 + [8] * 10, pa.int64()),
+                      "frame_index": pa.array(list(range(10)) * 2, pa.int64()),
+                      "timestamp": pa.array(np.arange(20, dtype=np.float32) / 10)})
+    counts = lw.LanguageCounts()
+    _, events = lw.language_columns(table, plan, counts)
+    assert sorted(set(looked)) == [7, 8] and len(looked) == 4
+    assert counts.dialogues == 4
+    assert [len(x) for x in events.to_pylist()] == [2, 0, 0, 0, 0, 2, 0, 0, 0, 0] * 2
+
+
+@pytest.mark.parametrize("reader", ["load_journal", "read_records"])
+def test_records_read_back_share_what_they_repeat(tmp_path, reader):
+    """A record read from a file holds the episode, skill, task and types every record of it repeats
+    as one object each (480k records read back: a third less memory)."""
+    from hub_pgen import journal
+
+    path = tmp_path / "j.jsonl"
+    path.write_text("".join(json.dumps(_record(i, f"prompt {i}", "ok").to_json()) + "\n" for i in range(3)))
+    recs = list(getattr(journal, reader)(path).values())
+    assert len(recs) == 3
+    for field in ("episode_id", "skill_current", "task_description", "scenario_type", "status"):
+        assert len({id(getattr(r, field)) for r in recs}) == 1, field
+    assert len({id(r.user_prompt) for r in recs}) == 3  # what differs stays each record's own
