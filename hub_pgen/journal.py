@@ -38,23 +38,25 @@ def load_journal(path: Path, *, fingerprint: str | None = None) -> dict[str, Jou
     records: dict[str, JournalRecord] = {}
     if not path.is_file():
         return records
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    complete, tail = lines[:-1], lines[-1]
-    if tail.strip():
-        logger.warning("%s: dropping a torn last line (%d bytes) left by an interrupted run", path, len(tail))
     shared: dict[object, object] = {}
-    for n, line in enumerate(complete, 1):
-        if not line.strip():
-            continue
-        try:
-            record = JournalRecord.from_json(json.loads(line), shared)
-        except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
-            logger.warning("%s:%d: unreadable journal line skipped (%s); that sample will be generated again", path, n, e)
-            continue
-        if fingerprint is not None and record.fingerprint != fingerprint:
-            raise ConfigMismatchError(path, {"fingerprint": (record.fingerprint, fingerprint)})
-        records[record.sample_id] = record
+    with open(path, "rb") as fh:  # a line at a time: never the whole file (and a copy in lines) at once
+        for n, line in enumerate(fh, 1):
+            if not line.endswith(b"\n"):  # the last line, torn
+                if line.strip():
+                    logger.warning("%s: dropping a torn last line (%d bytes) left by an interrupted run", path,
+                                   len(line))
+                break
+            if not line.strip():
+                continue
+            try:
+                record = JournalRecord.from_json(json.loads(line), shared)
+            except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
+                logger.warning("%s:%d: unreadable journal line skipped (%s); that sample will be generated again",
+                               path, n, e)
+                continue
+            if fingerprint is not None and record.fingerprint != fingerprint:
+                raise ConfigMismatchError(path, {"fingerprint": (record.fingerprint, fingerprint)})
+            records[record.sample_id] = record
     return records
 
 

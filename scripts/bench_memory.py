@@ -164,10 +164,12 @@ def main(argv: list[str] | None = None) -> int:
         out = work / f"resume{mid}"
         subprocess.run(["rm", "-rf", str(out)], check=True)
         cmd = ["--root", str(src), "--output-dir", str(out), "--backend", "template", *sampling]
-        batches = -(-rows[mid]["samples"] // 8)  # the template backend's batch: --batch-size 8
+        batches = rows[mid]["samples"]  # one journal append a batch, and --batch-size is 1
         killed = child(cmd, env={"HUB_PGEN_KILL_AT": f"journal:{batches // 2}"})
+        left = sum(1 for _ in (out.with_name(out.name + ".partial") / "journal.jsonl").open())
         resumed = child(cmd)
         result["resume"] = {"episodes": mid, "killed_rc": killed["rc"], "killed_s": killed["s"],
+                            "journaled_at_kill": left,
                             "resumed_s": resumed["s"], "fresh_s": rows[mid]["s"],
                             "resumed_x_fresh": round(resumed["s"] / rows[mid]["s"], 2)}
     if not args.no_merge and rows[mid]["samples"]:

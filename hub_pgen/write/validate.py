@@ -132,25 +132,41 @@ def _expected_dialogues(root: Path, prov: dict | None) -> Expected:
     path = root / layout.SYN_ANNOTATIONS_PATH
     if not path.is_file():
         return out
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # the D_syn file's own problems are the journal's business
-        if not isinstance(rec, dict) or rec.get("status") != "ok" or rec.get("episode_index") is None:
-            continue
-        e, f = rec.get("episode_index"), rec.get("frame_start", rec.get("frame_index"))
-        if not isinstance(e, int) or not isinstance(f, int) or f"episode {e} frame {f}" in skipped:
-            continue
-        # as parquet holds it: a lone surrogate the journal kept as its escape is U+FFFD there
-        prompt, reply = (well_formed(v) if isinstance(v, str) else v
-                         for v in (rec.get("user_prompt"), rec.get("robot_utterance")))
-        out[(e, f)] = (prompt, reply, rec.get("timestamp"))
+    with open(path, "rb") as fh:  # a line at a time: never the whole file (and its lines) at once
+        for raw in fh:
+            try:
+                rec = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue  # the D_syn file's own problems are the journal's business
+            _expect(rec, skipped, out)
     return out
 
 
-def _check_language(rel: str, table: pa.Table, expected: Expected) -> list[str]:
-    """lerobot's invariants on one data file's language columns, and every dialogue where it belongs."""
+def _expect(rec: Any, skipped: set[str], out: Expected) -> None:
+    """Add what the language columns must hold of one D_syn record (an ok one) to ``out``."""
+    if not isinstance(rec, dict) or rec.get("status") != "ok" or rec.get("episode_index") is None:
+        return
+    e, f = rec.get("episode_index"), rec.get("frame_start", rec.get("frame_index"))
+    if not isinstance(e, int) or not isinstance(f, int) or f"episode {e} frame {f}" in skipped:
+        return
+    # as parquet holds it: a lone surrogate the journal kept as its escape is U+FFFD there
+    prompt, reply = (well_formed(v) if isinstance(v, str) else v
+                     for v in (rec.get("user_prompt"), rec.get("robot_utterance")))
+    out[(e, f)] = (prompt, reply, rec.get("timestamp"))
+
+
+def _by_episode(expected: Expected) -> dict[int, list[tuple[int, int]]]:
+    """episode → (position in ``expected``, frame) of its dialogues: a data file looks up its own."""
+    out: dict[int, list[tuple[int, int]]] = {}
+    for n, (e, f) in enumerate(expected):
+        out.setdefault(e, []).append((n, f))
+    return out
+
+
+def _check_language(rel: str, table: pa.Table, expected: Expected,
+                    by_episode: dict[int, list[tuple[int, int]]] | None = None) -> list[str]:
+    """lerobot's invariants on one data file's language columns, and every dialogue where it belongs
+    (``by_episode``: :func:`_by_episode` of ``expected``, made once for all the files)."""
     found: list[str] = []
     missing = [c for c in lang.COLUMNS if c not in table.column_names]
     if missing:
@@ -175,7 +191,10 @@ def _check_language(rel: str, table: pa.Table, expected: Expected) -> list[str]:
     # every generated dialogue on its frame (a dict lookup per dialogue, not a Python pass over the frames)
     width = int(frames.max()) + 1 if len(frames) else 1
     keys = episodes.astype(np.int64) * width + frames.astype(np.int64)
-    here = [k for k in expected if 0 <= k[1] < width and k[0] in set(uniq.tolist())]
+    index = by_episode if by_episode is not None else _by_episode(expected)
+    # this file's episodes' dialogues still expected, in the D_syn file's order (time linear in samples)
+    here = [(e, f) for _, e, f in sorted((n, e, f) for e in uniq.tolist() for n, f in index.get(e, ())
+                                         if 0 <= f < width and (e, f) in expected)]
     if here:
         want = np.array([e * width + f for e, f in here], dtype=np.int64)
         order = np.argsort(keys, kind="stable")
@@ -204,6 +223,7 @@ def _check_episodes_and_data(root: Path, info: dict, valid: set[int] | None,
     files = sorted((root / layout.EPISODES_DIR).glob("chunk-*/file-*.parquet"))
     if not files:
         return [f"{layout.EPISODES_DIR}: no episodes metadata"]
+    by_episode = _by_episode(dialogues) if dialogues is not None else None
     data_files: set[str] = set()
     video_keys = [k for k, ft in info.get("features", {}).items() if ft.get("dtype") == "video"]
     episodes = frames = 0
@@ -247,7 +267,7 @@ def _check_episodes_and_data(root: Path, info: dict, valid: set[int] | None,
         if dialogues is not None:
             table = pq.read_table(path, columns=[c for c in ("episode_index", "frame_index", "timestamp", *lang.COLUMNS)
                                                  if c in schema.names])
-            found += _check_language(rel, table, dialogues)
+            found += _check_language(rel, table, dialogues, by_episode)
         if valid is None:
             continue
         if layout.FEATURE not in schema.names:
