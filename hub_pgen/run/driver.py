@@ -240,6 +240,7 @@ def merge(
         if not load_journal(paths.journal, fingerprint=prep.fingerprint):
             with JournalWriter(paths.journal) as writer:
                 writer.append(records)
+        del records  # in the journal now, which generation reads: not a second copy through the finish
         backend = _Replay((first.provenance.get("generation") or {}).get("backend_details"))
         ctx = RunContext(config, prep, paths, backend, reporter, t0, started, review=review)
         gen = generate(ctx, get_engine("local"), earlier={}, retry_failed=False)  # nothing is pending

@@ -158,7 +158,8 @@ def merge_config(shard: ShardResult, *, root: Path | None, repo_id: str | None, 
 
 def check_coverage(shards: Sequence[ShardResult], samples: Sequence[Sample], fingerprint: str) -> list[JournalRecord]:
     """Every sample of the plan exactly once, from the shard that owns it: the records the merge writes,
-    built from its own plan and what the model wrote (:func:`accept`)."""
+    built from its own plan and what the model wrote (:func:`accept`). Each shard's ``records`` are
+    consumed (emptied) once accepted."""
     count = shards[0].count
     owner = assign(samples, count)
     expected: dict[int, set[str]] = defaultdict(set)
@@ -194,6 +195,7 @@ def check_coverage(shards: Sequence[ShardResult], samples: Sequence[Sample], fin
                      "rerun")
         for sid in sorted(got):
             out.append(accept(shard, by_id[sid], shard.records[sid], fingerprint))
+        shard.records.clear()  # consumed: the merge holds one copy of a record at a time, not the shard's and its own
     return sorted(out, key=lambda r: r.sample_id)
 
 
