@@ -11,11 +11,12 @@ its records unfiltered; the merge filters).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from hub_pgen.data import JournalRecord, Sample
+from hub_pgen.journal import Amended
 from hub_pgen.quality import is_degenerate
 
 
@@ -25,7 +26,7 @@ def identity(config: Any) -> dict[str, Any] | None:
     return f if (config.min_chars or config.dedupe or config.drop_degenerate) else None  # --verify: its own key
 
 
-def reasons(samples: Sequence[Sample], journal: dict[str, JournalRecord], config: Any,
+def reasons(samples: Sequence[Sample], journal: Mapping[str, JournalRecord], config: Any,
             verdicts: dict[str, Any] | None = None) -> dict[str, str]:
     """sample id → why it is filtered, for the ok records of ``samples`` (in plan order: a duplicate is
     the later one). ``verdicts`` (``--verify filter``): hub_pgen.verify's, by sample id."""
@@ -54,10 +55,9 @@ def reasons(samples: Sequence[Sample], journal: dict[str, JournalRecord], config
     return out
 
 
-def apply(journal: dict[str, JournalRecord], why: dict[str, str]) -> dict[str, JournalRecord]:
-    """The records as the dataset gets them: the filtered ones marked so."""
-    return {sid: replace(r, status="filtered", error=f"filtered: {why[sid]}") if sid in why else r
-            for sid, r in journal.items()}
+def apply(journal: Mapping[str, JournalRecord], why: dict[str, str]) -> Mapping[str, JournalRecord]:
+    """The records as the dataset gets them: the filtered ones marked so (as each is read)."""
+    return Amended(journal, why, lambda r, reason: replace(r, status="filtered", error=f"filtered: {reason}"))
 
 
 def summary(why: dict[str, str]) -> dict[str, Any]:

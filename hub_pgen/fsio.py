@@ -80,6 +80,11 @@ def open_append(path: Path) -> int:
     return _open_fd(path, os.O_RDWR | os.O_APPEND | os.O_CREAT)
 
 
+def open_read(path: Path) -> int:
+    """A read-only descriptor on ``path``, never through a link (the journal read back: ``pread`` on it)."""
+    return _open_fd(path, os.O_RDONLY)
+
+
 def open_locked_file(path: Path) -> int:
     """A read-write descriptor on ``path`` (created if absent), for a lock file: never through a link."""
     return _open_fd(path, os.O_RDWR | os.O_CREAT)

@@ -15,7 +15,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -35,12 +36,19 @@ def load_journal(path: Path, *, fingerprint: str | None = None) -> dict[str, Jou
     A torn last line (no newline, or not JSON) is ignored. A record of another configuration
     fingerprint is refused: the journal belongs to a different run.
     """
-    records: dict[str, JournalRecord] = {}
+    return {record.sample_id: record for _, _, record in _scan(path, fingerprint)}
+
+
+def _scan(path: Path, fingerprint: str | None) -> Iterator[tuple[int, int, JournalRecord]]:
+    """Each readable record of a journal with where its line is (byte offset, length), in file order:
+    a torn last line and unreadable lines skipped (warned), another configuration's record refused."""
     if not path.is_file():
-        return records
+        return
     shared: dict[object, object] = {}
+    pos = 0
     with open(path, "rb") as fh:  # a line at a time: never the whole file (and a copy in lines) at once
         for n, line in enumerate(fh, 1):
+            at, pos = pos, pos + len(line)
             if not line.endswith(b"\n"):  # the last line, torn
                 if line.strip():
                     logger.warning("%s: dropping a torn last line (%d bytes) left by an interrupted run", path,
@@ -56,8 +64,99 @@ def load_journal(path: Path, *, fingerprint: str | None = None) -> dict[str, Jou
                 continue
             if fingerprint is not None and record.fingerprint != fingerprint:
                 raise ConfigMismatchError(path, {"fingerprint": (record.fingerprint, fingerprint)})
-            records[record.sample_id] = record
-    return records
+            yield at, len(line), record
+
+
+class JournalView(Mapping[str, JournalRecord]):
+    """The run's journal as the stages after generation read it: for each sample, where its last line
+    is in the file (an offset and a length, packed in one int), not the record — a record is read
+    back (``pread``, parsed, its repeated values shared) each time it is asked for. At 480k samples
+    that is ~150 bytes a sample instead of a ~1 KB record held from generation to the end (issue 23).
+
+    ``extra``: records that are not in the file (an ``--retry-failed`` result's records whose
+    journaling was cut short); the file's line of a sample wins over them, as in :func:`load_journal`.
+    Only the run that holds the output's lock appends to the file (:meth:`add` with what
+    :meth:`JournalWriter.append` returned), so a recorded line is always there to read."""
+
+    def __init__(self, path: Path, extra: Mapping[str, JournalRecord] | None = None) -> None:
+        self.path = path
+        self._at: dict[str, int] = {}
+        self._extra: dict[str, JournalRecord] = dict(extra or {})
+        self._shared: dict[object, object] = {}
+        self._fd: int | None = None
+
+    @classmethod
+    def load(cls, path: Path, *, fingerprint: str | None,
+             extra: Mapping[str, JournalRecord] | None = None) -> JournalView:
+        """The view of ``path`` as :func:`load_journal` reads it (the same lines kept, warned or refused)."""
+        view = cls(path, extra)
+        for at, length, record in _scan(path, fingerprint):
+            view._at[record.sample_id] = at << 32 | length
+        return view
+
+    def add(self, records: Sequence[JournalRecord], spans: Sequence[tuple[int, int]]) -> None:
+        """``records`` are now the lines at ``spans`` (:meth:`JournalWriter.append`'s answer)."""
+        for record, (at, length) in zip(records, spans, strict=True):
+            self._at[record.sample_id] = at << 32 | length
+
+    def _read(self, packed: int) -> JournalRecord:
+        at, length = packed >> 32, packed & 0xFFFFFFFF
+        if self._fd is None:
+            self._fd = fsio.open_read(self.path)
+            weakref.finalize(self, os.close, self._fd)
+        line = os.pread(self._fd, length, at)
+        try:
+            if len(line) != length or not line.endswith(b"\n"):
+                raise ValueError(f"{len(line)} of {length} bytes at offset {at}")
+            return JournalRecord.from_json(json.loads(line), self._shared)
+        except (ValueError, TypeError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise OutputError(f"the journal {self.path} changed under the run ({e})", path=self.path,
+                              hint="one run at a time writes an output: rerun the same command (it resumes from "
+                                   "the journal)") from None
+
+    def __getitem__(self, sample_id: str) -> JournalRecord:
+        packed = self._at.get(sample_id)
+        if packed is None:
+            return self._extra[sample_id]
+        return self._read(packed)
+
+    def get(self, sample_id: str, default: Any = None) -> Any:
+        packed = self._at.get(sample_id)
+        if packed is None:
+            return self._extra.get(sample_id, default)
+        return self._read(packed)
+
+    def __contains__(self, sample_id: object) -> bool:
+        return sample_id in self._at or sample_id in self._extra
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._at
+        yield from (sid for sid in self._extra if sid not in self._at)
+
+    def __len__(self) -> int:
+        return len(self._at) + sum(1 for sid in self._extra if sid not in self._at)
+
+
+class Amended(Mapping[str, JournalRecord]):
+    """``base``'s records with ``amend(record, changes[sample_id])`` applied to those in ``changes``, as
+    they are read (the filters' and the verifier's marks: never a second copy of every record)."""
+
+    def __init__(self, base: Mapping[str, JournalRecord], changes: Mapping[str, Any],
+                 amend: Callable[[JournalRecord, Any], JournalRecord]) -> None:
+        self._base, self._changes, self._amend = base, changes, amend
+
+    def __getitem__(self, sample_id: str) -> JournalRecord:
+        record = self._base[sample_id]
+        return self._amend(record, self._changes[sample_id]) if sample_id in self._changes else record
+
+    def __contains__(self, sample_id: object) -> bool:
+        return sample_id in self._base
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._base)
+
+    def __len__(self) -> int:
+        return len(self._base)
 
 
 def to_record(sample: Sample, result: GenerationResult, fp: str) -> JournalRecord:
@@ -142,6 +241,7 @@ class JournalWriter:
         self._fh: io.BufferedWriter | None = None
         self._unsynced = 0
         self._synced_at = time.monotonic()
+        self._size = 0
 
     def __enter__(self) -> JournalWriter:
         self.open()
@@ -160,20 +260,29 @@ class JournalWriter:
                 os.close(fd)
                 raise
             self._fh = open(fd, "ab")
+            self._size = os.fstat(fd).st_size  # where the next line starts (only this run appends: the lock)
         except UnsafePathError:
             raise
         except OSError as e:
             raise OutputError(f"cannot write the journal {self.path}: {e.strerror or e}", path=self.path) from e
 
-    def append(self, records: Iterable[Line]) -> None:
+    def append(self, records: Iterable[Line]) -> list[tuple[int, int]]:
+        """Write ``records``, one line each; returns where each line is (byte offset, length)."""
         if self._fh is None:
             raise RuntimeError("JournalWriter.append before open()")
-        blob = b"".join(fsio.jsonl_line(r.to_json()) for r in records)
+        lines = [fsio.jsonl_line(r.to_json()) for r in records]
+        spans = []
+        at = self._size
+        for line in lines:
+            spans.append((at, len(line)))
+            at += len(line)
+        blob = b"".join(lines)
         if not blob:
-            return
+            return spans
         try:
             self._fh.write(blob)
             self._fh.flush()  # whole lines in the kernel: a kill from here on loses none of them
+            self._size = at
             self._unsynced += blob.count(b"\n")
             if self._unsynced >= self.sync_every or time.monotonic() - self._synced_at >= self.sync_seconds:
                 self._sync()
@@ -184,6 +293,7 @@ class JournalWriter:
                 hint="free disk space, then rerun the same command: what the journal holds (finished samples, labelled "
                      "episodes) is kept, and only the rest is asked again",
             ) from e
+        return spans
 
     def _sync(self) -> None:
         assert self._fh is not None

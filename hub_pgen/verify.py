@@ -13,7 +13,7 @@ resumed run asks nothing twice. It doubles the model calls, so it is off by defa
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,7 @@ def call_for(sample: Sample, record: JournalRecord, names: list[str], seed: int)
                 offline=lambda: json.dumps({"skill": sample.skill_current}))
 
 
-def verify(samples: Sequence[Sample], journal: dict[str, JournalRecord], segments: Sequence[Any], backend: Any, *,
+def verify(samples: Sequence[Sample], journal: Mapping[str, JournalRecord], segments: Sequence[Any], backend: Any, *,
            done: dict[str, Verdict], append: Any, fingerprint: str, seed_of: Any, seed: int,
            width: Width = ONE) -> dict[str, Verdict]:
     """Verdicts for the ok samples: those in ``done`` as they are, the others asked as a stream
@@ -126,8 +126,9 @@ def summary(verdicts: dict[str, Verdict]) -> dict[str, Any]:
             "agreement": round(agree / checked, 4) if checked else None}
 
 
-def annotate(journal: dict[str, JournalRecord], verdicts: dict[str, Verdict]) -> dict[str, JournalRecord]:
+def annotate(journal: Mapping[str, JournalRecord], verdicts: dict[str, Verdict]) -> Mapping[str, JournalRecord]:
     """The records with what the verifier read on each (``verified``), so every disagreement is recorded
     in ``meta/syn_annotations.jsonl`` (and shown on the review page), filtered or not."""
-    return {sid: replace(r, verified={"skill": verdicts[sid].skill, "agrees": verdicts[sid].agrees})
-            if sid in verdicts else r for sid, r in journal.items()}
+    from hub_pgen.journal import Amended
+
+    return Amended(journal, verdicts, lambda r, v: replace(r, verified={"skill": v.skill, "agrees": v.agrees}))

@@ -91,3 +91,52 @@ os.kill(os.getpid(), signal.SIGKILL)
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     assert len(load_journal(path, fingerprint="fp1")) == 50
+
+
+def test_the_view_reads_what_load_journal_reads_and_holds_where_not_what(tmp_path):
+    """JournalView (the run's journal after generation): the same records as load_journal — the last of
+    a sample wins, a torn tail is dropped — read back from the file as asked, not held."""
+    from hub_pgen.journal import JournalView
+
+    path = tmp_path / "j.jsonl"
+    with JournalWriter(path) as w:
+        w.append([rec(1), rec(2, status="failed")])
+        w.append([rec(2)])
+    with path.open("ab") as fh:
+        fh.write(b'{"sample_id": "s9", "sta')  # torn by a kill
+    view = JournalView.load(path, fingerprint="fp1")
+    assert dict(view) == load_journal(path, fingerprint="fp1")
+    assert "s2" in view and "s9" not in view and len(view) == 2 and view.get("s9") is None
+    assert view["s2"].status == "ok" and view["s1"] == rec(1)
+    assert view["s1"] is not view["s1"]  # read back each time: the view holds offsets, not records
+    with JournalWriter(path) as w:  # the torn tail cut, then what append says is where the lines are
+        new = [rec(3), rec(1, status="failed")]
+        view.add(new, w.append(new))
+    assert view["s3"] == rec(3) and view["s1"].status == "failed"
+    assert dict(view) == load_journal(path, fingerprint="fp1")
+    with pytest.raises(ConfigMismatchError):
+        JournalView.load(path, fingerprint="other")
+
+
+def test_the_view_keeps_extra_records_the_file_lacks_and_the_file_wins(tmp_path):
+    from hub_pgen.journal import JournalView
+
+    path = tmp_path / "j.jsonl"
+    with JournalWriter(path) as w:
+        w.append([rec(1)])
+    view = JournalView.load(path, fingerprint="fp1", extra={"s1": rec(1, status="failed"), "s5": rec(5)})
+    assert view["s1"].status == "ok" and view["s5"] == rec(5)
+    assert sorted(view) == ["s1", "s5"] and len(view) == 2
+
+
+def test_a_journal_changed_under_the_run_is_a_clear_error_not_a_wrong_record(tmp_path):
+    from hub_pgen.errors import OutputError
+    from hub_pgen.journal import JournalView
+
+    path = tmp_path / "j.jsonl"
+    with JournalWriter(path) as w:
+        w.append([rec(1), rec(2)])
+    view = JournalView.load(path, fingerprint="fp1")
+    path.write_bytes(path.read_bytes()[:10])  # another process cut it (one run at a time holds the lock)
+    with pytest.raises(OutputError, match="changed under the run"):
+        view["s2"]

@@ -16,18 +16,16 @@ and ``--rrd FILE`` exports a Rerun recording (the command line: hub_pgen.cli.rep
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from hub_pgen import fsio, layout
-from hub_pgen.data import JournalRecord
 from hub_pgen.errors import OutputError, UnsafePathError
-from hub_pgen.review.model import DEFAULT_MAX_CARDS, Review, load_review
+from hub_pgen.review.model import DEFAULT_MAX_CARDS, Review, Written, load_review
 from hub_pgen.textsafe import well_formed
 
-__all__ = ["ReportResult", "load_review", "report_name", "write_report"]
+__all__ = ["ReportResult", "Written", "load_review", "report_name", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +40,7 @@ class ReportResult:
 def write_report(root: Path, dest: Path | None = None, *, max_cards: int = DEFAULT_MAX_CARDS,
                  episodes: set[int] | None = None, review: Review | None = None, name: str | None = None,
                  thumbs: dict[str, list[Any]] | None = None, quality: Any = None,
-                 records: tuple[Sequence[JournalRecord], dict[str, int] | None] | None = None) -> ReportResult:
+                 records: Written | None = None) -> ReportResult:
     """Write the HTML report of the output folder ``root`` to ``dest`` (default: ``root/meta/
     hub_pgen_report.html``), whole or not at all, and never through a link (:func:`hub_pgen.fsio.
     write_atomic`; the dataset's own page also only inside ``root``: a result folder whose ``meta``
@@ -51,7 +49,11 @@ def write_report(root: Path, dest: Path | None = None, *, max_cards: int = DEFAU
     thumbnails a run kept of the frames it decoded (:class:`~hub_pgen.review.thumbs.ThumbKeeper`); the
     others are decoded. ``quality``: the run's :class:`~hub_pgen.quality.Quality` of the records it wrote
     (not measured again); ``records``: the records the run wrote to ``meta/syn_annotations.jsonl``, in
-    its order, with their task indices (:func:`~hub_pgen.review.model.load_review`: not read back)."""
+    its order, with their task indices (:class:`~hub_pgen.review.model.Written`: not read back; the
+    run's ``quality`` comes with them)."""
+    if records is not None and quality is None:
+        raise TypeError("write_report: a run's records come with its quality measures (the page keeps no texts to "
+                        "measure)")
     from hub_pgen.review.html import render
     from hub_pgen.review.thumbs import thumbnails
 

@@ -6,7 +6,7 @@ dialogue. The HTML report and the Rerun export both render a :class:`Review`.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,18 @@ from hub_pgen.provenance_file import read_provenance
 # Cards the report shows by default: failures and filtered samples first, then ok ones spread evenly
 # over the plan. 1,000 cards with two thumbnails each is ~8 MB (docs/benchmarks.md).
 DEFAULT_MAX_CARDS = 1000
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a run hands its page of the records it has just written to ``meta/syn_annotations.jsonl``
+    (instead of the page reading that file back): ``records`` in the file's order, read once as they
+    are iterated; ``lookup``, a record by sample id (the shown ones, in full); ``task_index``, each
+    sample's ``task_index_high_level`` as the file has it (None: the format has none)."""
+
+    records: Iterable[JournalRecord]
+    lookup: Mapping[str, JournalRecord]
+    task_index: Mapping[str, int] | None
 
 
 @dataclass(frozen=True)
@@ -71,11 +83,13 @@ class Review:
 
 def load_review(root: Path, *, max_cards: int = DEFAULT_MAX_CARDS, episodes: set[int] | None = None,
                 name: str | None = None,
-                written: tuple[Sequence[JournalRecord], dict[str, int] | None] | None = None) -> Review:
+                written: Written | None = None) -> Review:
     """Read ``root``, a dataset folder hub-pgen wrote. ``episodes``: only these (None: all). ``name``:
     what to call the dataset when it was not pushed (default: the folder's name). ``written``: the
-    records the run that is writing ``root`` just wrote to its ``meta/syn_annotations.jsonl`` (in that
-    order) and their task indices (None: the format has none) — the same records, not read back."""
+    records the run that is writing ``root`` just wrote to its ``meta/syn_annotations.jsonl`` — the same
+    records, not read back; the page holds what its counts, timelines and mix read of each (no texts,
+    no images: :func:`_outline`) and the shown ones in full (the run passes its quality measures: the
+    texts are not there to measure)."""
     from hub_pgen.source.lerobot import load_episodes, load_info
 
     root = Path(root)
@@ -96,8 +110,8 @@ def load_review(root: Path, *, max_cards: int = DEFAULT_MAX_CARDS, episodes: set
     source = SourceDataset(root=root, info=info, tasks=(), task_indices=(), episodes=eps)
     if written is None:
         records = tuple(read_records(root / layout.SYN_ANNOTATIONS_PATH).values())
-    else:
-        records = tuple(written[0])
+    else:  # at 480k samples the texts and image labels are most of what the records hold
+        records = tuple(_outline(r) for r in written.records)
     _check_places(records, eps, root / layout.SYN_ANNOTATIONS_PATH)
     if episodes is not None:
         unknown = sorted(episodes - set(eps))
@@ -125,15 +139,23 @@ def load_review(root: Path, *, max_cards: int = DEFAULT_MAX_CARDS, episodes: set
     pushed = (provenance.get("parameters") or {}).get("push_to")
     shown = frozenset(pick_cards(records, max_cards))
     if written is not None:  # the file's own view of a shown record: its task index, no fingerprint
-        index = written[1]
-        as_written = {r.sample_id: replace(r, fingerprint="", task_index_high_level=(
-            index.get(r.sample_id, layout.NO_TASK) if index is not None else None)) for r in records if r.sample_id in shown}
+        index = written.task_index
+        as_written = {sid: replace(written.lookup[sid], fingerprint="", task_index_high_level=(
+            index.get(sid, layout.NO_TASK) if index is not None else None)) for sid in shown}
         records = tuple(as_written.get(r.sample_id, r) for r in records)
         views = [replace(v, records=tuple(as_written.get(r.sample_id, r) for r in v.records)) for v in views]
     return Review(root, str(pushed or name or root.name), str(src.get("repo_id") or src.get("root") or "?"),
                   provenance, records, tuple(views), shown, source,
                   "task_index_high_level" if column is not None else "records",
                   scope=tuple(sorted(episodes)) if episodes is not None else None, total_episodes=len(eps))
+
+
+def _outline(r: JournalRecord) -> JournalRecord:
+    """What the page reads of a record it shows no card of: where it is, its skill, status, types, error
+    and verdict — not its texts, raw answer, earlier tries or image labels."""
+    if r.user_prompt is None and r.robot_utterance is None and r.raw_text is None and not r.images and not r.earlier:
+        return r
+    return replace(r, images=(), user_prompt=None, robot_utterance=None, raw_text=None, earlier=(), timestamp=None)
 
 
 def _check_places(records: tuple[JournalRecord, ...], eps: dict[int, Any], path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -36,7 +37,7 @@ class RunContext:
 class Generated:
     """The journal after generation, and what this run did to it."""
 
-    journal: dict[str, JournalRecord]
+    journal: Mapping[str, JournalRecord]
     resumed: int  # samples found in the journal of an earlier run
     sent: int  # samples sent to the backend by this run
     retry_ids: set[str] = field(default_factory=set)  # --retry-failed: the failures generated again

@@ -14,7 +14,7 @@ check ``--engine`` without importing Ray's engine (or Ray).
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ class Engine(Protocol):
         None: the driver makes the backend itself."""
 
     def generate(self, pending: Sequence[Sample], ctx: RunContext,
-                 journal: dict[str, JournalRecord]) -> Iterator[tuple[list[JournalRecord], int]]:
+                 journal: Mapping[str, JournalRecord]) -> Iterator[tuple[list[JournalRecord], int]]:
         """The records of ``pending``, batch by batch, with how many of each batch went to the backend.
         ``journal`` is the run's view of the journal, up to date whenever a batch is asked for."""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
     notes = list(getattr(backend, "notes", list)())  # what the backend noticed (a server ignoring the schema)
     from hub_pgen.quality import measure
 
-    quality = measure(journal[s.sample_id] for s in prep.samples if s.sample_id in journal)
+    quality = measure(in_plan_order(prep, journal))
     alarms = quality.alarms(config.sampling if prep.source is not None else None)
     if get_backend(config.backend).uses_model:
         notes += alarms
@@ -97,15 +98,20 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
                            review=ctx.review, quality=quality)
     if prep.source is not None and prep.shard is None:
         check_staged(staging, paths)
+    ok, failed = 0, []
+    for r in in_plan_order(prep, journal):  # one pass (each record read back from the journal)
+        if r.status == "ok":
+            ok += 1
+        else:
+            failed.append(r)
+    failures = tuple(failed) + tuple(journal[b.sample_id] for b in prep.bad_lines if b.sample_id in journal)
+    shown = examples(in_plan_order(prep, journal))
     faults.point("finalize")
     out_mod.finalize(paths, replace=replace_output)
-    records = [journal[s.sample_id] for s in prep.samples if s.sample_id in journal]
-    failures = tuple(r for r in records if r.status != "ok") + tuple(
-        journal[b.sample_id] for b in prep.bad_lines if b.sample_id in journal)
     return RunResult(
         "written", paths.output, prep.fingerprint,
         samples=len(prep.samples) + len(prep.bad_lines),
-        ok=sum(r.status == "ok" for r in records),
+        ok=ok,
         failed=len(failures),
         resumed=0 if prep.merged_from else resumed,  # a merge's samples come from its shards, not a resume
         generated=sent,
@@ -115,7 +121,7 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
         elapsed_s=time.monotonic() - t0,
         frames=summary.get("frames", 0),
         frames_labelled=summary.get("frames_labelled", 0),
-        examples=examples(records),
+        examples=shown,
         notices=prep.notices + tuple(notes) + tuple(summary.get("notes", ())),
         retried=len(retry_ids),
         output_format=config.output_format if prep.source is not None else None,
@@ -127,6 +133,11 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
         report=report_path(paths.output),
         shard=dict(prep.shard) if prep.shard is not None else None,
     )
+
+
+def in_plan_order(prep: Prepared, journal: Mapping[str, JournalRecord]) -> Iterator[JournalRecord]:
+    """The plan's records, in plan order, as they are read (the journal holds where they are, not them)."""
+    return (journal[s.sample_id] for s in prep.samples if s.sample_id in journal)
 
 
 def check_staged(staging: Path, paths: out_mod.OutputPaths) -> None:
@@ -144,7 +155,7 @@ def check_staged(staging: Path, paths: out_mod.OutputPaths) -> None:
                                                 "report this with the command you ran)"])
 
 
-def write_result(prep: Prepared, journal: dict[str, JournalRecord], staging: Path, prov: dict[str, Any],
+def write_result(prep: Prepared, journal: Mapping[str, JournalRecord], staging: Path, prov: dict[str, Any],
            output_format: str, output_name: str, thumbs: dict[str, list[Any]] | None = None, *,
            review: bool = True, quality: Any = None) -> dict[str, Any]:
     """Write the result into ``staging``; returns its counts (new tasks rows, frames, labelled frames)
@@ -152,7 +163,6 @@ def write_result(prep: Prepared, journal: dict[str, JournalRecord], staging: Pat
     page (``quality``: the run's measures, which the page shows)."""
     from hub_pgen.write.dataset import write_dataset, write_jsonl_result
 
-    examples = [journal[s.sample_id] for s in prep.samples if s.sample_id in journal]
     origin = prep.skills.origin if prep.skills is not None else "file"
     if prep.source is None or prep.shard is not None:  # a JSONL run, or a shard: the D_syn records alone
         skills_file = skills_to_write(prep, origin) if prep.shard is not None else None
@@ -161,7 +171,7 @@ def write_result(prep: Prepared, journal: dict[str, JournalRecord], staging: Pat
         return {}
 
     summary = write_dataset(prep.source, prep.samples, journal, staging, provenance=prov,
-                            card=lambda final: render_card(final, examples),
+                            card=lambda final: render_card(final, in_plan_order(prep, journal)),
                             segments=prep.plan.segments if prep.plan is not None else (),
                             output_format=output_format,
                             skills_json=skills_to_write(prep, origin),
@@ -175,12 +185,13 @@ def write_result(prep: Prepared, journal: dict[str, JournalRecord], staging: Pat
     if not review:
         return counts
     from hub_pgen.review import write_report
+    from hub_pgen.review.model import Written
 
     # part of the result (and so pushed with it): the dataset as written, named as OUT will be
     try:
         # the page of the records just written, as they are (not read back: the run holds them)
         report = write_report(staging, name=output_name, thumbs=thumbs, quality=quality,
-                              records=(examples, summary.task_index))
+                              records=Written(in_plan_order(prep, journal), journal, summary.task_index))
     except Exception as e:  # noqa: BLE001 — a view of the dataset: failing to draw it must not cost the dataset
         line = (f"the review page could not be written ({type(e).__name__}: {e}); the dataset is complete: "
                 f"hub-pgen report OUT tries again (HUB_PGEN_DEBUG=1 shows why)")
@@ -194,7 +205,7 @@ def write_result(prep: Prepared, journal: dict[str, JournalRecord], staging: Pat
 
 
 def verify_samples(config: RunConfig, prep: Prepared, paths: out_mod.OutputPaths, backend: Backend,
-            journal: dict[str, JournalRecord], reporter: Reporter) -> dict[str, Any]:
+            journal: Mapping[str, JournalRecord], reporter: Reporter) -> dict[str, Any]:
     """--verify: a verdict for every ok sample (journaled: a resumed run asks nothing twice)."""
     from hub_pgen import verify as verify_mod
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub_pgen.data import JournalRecord
 from hub_pgen.errors import Interrupted
-from hub_pgen.journal import JournalWriter, load_journal
+from hub_pgen.journal import JournalView, JournalWriter, load_journal
 from hub_pgen.run.context import Generated, RunContext
 from hub_pgen.run.steps import record_batch
 
@@ -21,14 +21,15 @@ def generate(ctx: RunContext, engine: Engine, *, earlier: dict[str, JournalRecor
     """The journal of this configuration (and, for --retry-failed on a finished result, its records),
     then every sample not in it sent through ``engine``, each batch journaled as the engine yields it."""
     prep, paths, reporter = ctx.prep, ctx.paths, ctx.reporter
-    journal = dict(earlier)
-    journal.update(load_journal(paths.journal, fingerprint=prep.fingerprint))
+    # where each record is in the file, not the records (hub_pgen.journal.JournalView): read back as asked
+    journal = JournalView.load(paths.journal, fingerprint=prep.fingerprint, extra=earlier)
     retry_ids = {sid for sid, r in journal.items() if r.status != "ok"} if retry_failed else set()
     with JournalWriter(paths.journal) as writer:
         if earlier and not paths.journal.stat().st_size:
             # --retry-failed on a finished result: its records are this run's journal from now on,
             # so a kill mid-retry resumes here and loses nothing
-            writer.append([replace(r, fingerprint=prep.fingerprint) for r in earlier.values()])
+            records = [replace(r, fingerprint=prep.fingerprint) for r in earlier.values()]
+            journal.add(records, writer.append(records))
         resumed = sum(1 for s in prep.samples if s.sample_id in journal and s.sample_id not in retry_ids)
         pending = [s for s in prep.samples if s.sample_id not in journal or s.sample_id in retry_ids]
         if resumed:
@@ -40,8 +41,7 @@ def generate(ctx: RunContext, engine: Engine, *, earlier: dict[str, JournalRecor
         bad = [b for b in prep.bad_lines if b.sample_id not in journal]
         if bad:
             records = [bad_line_record(b, prep.fingerprint) for b in bad]
-            writer.append(records)
-            journal.update({r.sample_id: r for r in records})
+            journal.add(records, writer.append(records))
         reporter.samples_start(len(prep.samples), resumed)
         try:
             sent = 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from hub_pgen.errors import UsageError
@@ -37,7 +37,7 @@ class LocalEngine:
         return None
 
     def generate(self, pending: Sequence[Sample], ctx: RunContext,
-                 journal: dict[str, JournalRecord]) -> Iterator[tuple[list[JournalRecord], int]]:
+                 journal: Mapping[str, JournalRecord]) -> Iterator[tuple[list[JournalRecord], int]]:
         """Frames → backend as a stream (:mod:`hub_pgen.generate.stream`): the frame lanes decode (and
         encode, for a server) ahead; the backend's width of calls is always in flight; each call's
         records are yielded the moment it finishes."""

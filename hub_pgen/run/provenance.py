@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def provenance(config: RunConfig, prep: Prepared, backend: Backend | None, journal: dict[str, JournalRecord],
+def provenance(config: RunConfig, prep: Prepared, backend: Backend | None, journal: Mapping[str, JournalRecord],
                started_at: str) -> dict[str, Any]:
     src = prep.source
     ok = sum(1 for s in prep.samples if (r := journal.get(s.sample_id)) is not None and r.status == "ok")
@@ -122,7 +123,7 @@ def skills_provenance(prep: Prepared, config: RunConfig | None = None) -> dict[s
     return out
 
 
-def retry_history(output: Path, retry_ids: set[str], journal: dict[str, JournalRecord], at: str) -> list[dict]:
+def retry_history(output: Path, retry_ids: set[str], journal: Mapping[str, JournalRecord], at: str) -> list[dict]:
     """Every --retry-failed pass over this result: when, how many were retried, how many recovered."""
     history: list[dict] = []
     prov_path = output / layout.PROVENANCE_PATH

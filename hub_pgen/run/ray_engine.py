@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -117,14 +117,14 @@ class RayEngine:
         return RayBackendInfo(config.backend, spec.needs_images)
 
     def generate(self, pending: Sequence[Sample], ctx: RunContext,
-                 journal: dict[str, JournalRecord]) -> Iterator[tuple[list[JournalRecord], int]]:
+                 journal: Mapping[str, JournalRecord]) -> Iterator[tuple[list[JournalRecord], int]]:
         """``pending`` on a Ray cluster; records come back batch by batch, as the actors finish them."""
         if pending:
             yield from _generate(pending, ctx, journal)
 
 
 def _generate(pending: Sequence[Sample], ctx: RunContext,
-              journal: dict[str, JournalRecord]) -> Iterator[tuple[list[JournalRecord], int]]:
+              journal: Mapping[str, JournalRecord]) -> Iterator[tuple[list[JournalRecord], int]]:
     prep, config, backend, reporter = ctx.prep, ctx.config, ctx.backend, ctx.reporter
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local cluster of this user's own processes
     import ray
@@ -151,7 +151,7 @@ def _generate(pending: Sequence[Sample], ctx: RunContext,
                              hint="e.g. --workers 2 --device cpu, or join a GPU cluster with --ray-address")
         per_call = get_backend(config.backend).samples_per_call(config)
         before = tries(journal, pending)
-        rows = [{"sample_id": s.sample_id, "tried": before[s.sample_id]} for s in pending]
+        rows = [{"sample_id": s.sample_id, "tried": before.get(s.sample_id, 0)} for s in pending]
         # the actors read the source the driver read: a Hub source at the commit it resolved
         actor_config = replace(config, revision=prep.source.revision) if prep.source is not None and \
             prep.source.repo_id else config

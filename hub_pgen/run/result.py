@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,7 +53,7 @@ class RunResult:
     runs_on: str | None = None  # the model, device and dtype this run used (a backend that runs a model)
 
 
-def examples(records: Sequence[JournalRecord], n: int = 3) -> tuple[JournalRecord, ...]:
+def examples(records: Iterable[JournalRecord], n: int = 3) -> tuple[JournalRecord, ...]:
     """A few dialogues from different skills, to show what was made."""
     picked: list[JournalRecord] = []
     seen: set[str] = set()

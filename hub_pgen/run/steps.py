@@ -5,7 +5,7 @@ and the journal's side of it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +16,7 @@ from hub_pgen.errors import FrameError
 from hub_pgen.generate.base import Backend
 from hub_pgen.generate.parse import checked_result
 from hub_pgen.generate.prompt import construct_prompt
-from hub_pgen.journal import JournalWriter, to_record
+from hub_pgen.journal import JournalView, JournalWriter, to_record
 from hub_pgen.progress import Reporter
 
 if TYPE_CHECKING:
@@ -55,12 +55,14 @@ def iter_images(
                                   prepare=prepare if convert is not None or keep is not None else None)
 
 
-def tries(journal: dict[str, JournalRecord], samples: Sequence[Sample]) -> dict[str, int]:
-    """Attempts each sample already had (a failure being retried with --retry-failed), by sample id."""
+def tries(journal: Mapping[str, JournalRecord], samples: Sequence[Sample]) -> dict[str, int]:
+    """Attempts each sample already had (a failure being retried with --retry-failed), by sample id; a
+    sample that never ran is not in it (``.get(sample_id, 0)``: not one entry per pending sample)."""
     out = {}
     for s in samples:
         before = journal.get(s.sample_id)
-        out[s.sample_id] = (before.attempts + sum(int(e.get("attempts") or 0) for e in before.earlier)) if before else 0
+        if before is not None:
+            out[s.sample_id] = before.attempts + sum(int(e.get("attempts") or 0) for e in before.earlier)
     return out
 
 
@@ -91,12 +93,11 @@ def generate_batch(
     return records, len(requests)
 
 
-def record_batch(records: list[JournalRecord], writer: JournalWriter, journal: dict[str, JournalRecord],
+def record_batch(records: list[JournalRecord], writer: JournalWriter, journal: JournalView,
                  reporter: Reporter) -> None:
-    """A batch's records into the journal (fsync'ed), then into the run's view of it."""
+    """A batch's records into the journal (fsync'ed), then into the run's view of it (where they are)."""
     records = [with_earlier(r, journal.get(r.sample_id)) for r in records]
-    writer.append(records)
-    journal.update((r.sample_id, r) for r in records)  # at once: an interrupt after this counts them
+    journal.add(records, writer.append(records))  # at once: an interrupt after this counts them
     faults.point("journal")
     reporter.samples_advance(sum(r.status == "ok" for r in records), sum(r.status != "ok" for r in records))
 

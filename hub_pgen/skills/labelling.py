@@ -123,7 +123,7 @@ def episode_requests(source: SourceDataset, episodes: Sequence[int], min_seconds
 
 def annotate_episodes(
     source: SourceDataset, episodes: Sequence[int], backend: Any, options: AnnotateOptions, *,
-    done: dict[int, SegmentRecord], append: Callable[[list[SegmentRecord]], None], fingerprint: str,
+    done: dict[int, SegmentRecord], append: Callable[[list[SegmentRecord]], object], fingerprint: str,
     progress: Callable[[int, int], None] | None = None, tried: dict[int, int] | None = None,
 ) -> AnnotateResult:
     """Skills for ``episodes``: those in ``done`` (the journal) as they are, the others asked of

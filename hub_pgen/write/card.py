@@ -10,10 +10,11 @@ link is made only of a repo id that is one (``owner/name``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ escape = for_markdown_cell  # a table cell (the card's tables: provenance, quali
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
 
 
-def render_card(provenance: dict[str, Any], examples: Sequence[JournalRecord], *, limit: int = 8,
+def render_card(provenance: dict[str, Any], examples: Iterable[JournalRecord], *, limit: int = 8,
                 repo_id: str | None = None, branch: str | None = None) -> str:
     """The card. ``repo_id``/``branch``: where it is being pushed (default: the run's ``--push-to``
     and ``--branch``); without either the load snippet loads the local folder.
@@ -98,7 +99,7 @@ def render_card(provenance: dict[str, Any], examples: Sequence[JournalRecord], *
         for kind in ("scenario_type", "response_type"):
             counts_text = ", ".join(f"{for_markdown(k)}: {for_markdown(v)}" for k, v in mix.get(kind, {}).items())
             lines.append(f"- **{kind}** — {counts_text}")
-    ok = [r for r in examples if r.status == "ok"][:limit]
+    ok = list(itertools.islice((r for r in examples if r.status == "ok"), limit))  # the first ones: read no further
     if ok:
         lines += ["", "## Examples", "", "| skill | scenario / response | user prompt | robot reply |", "|---|---|---|---|"]
         for r in ok:

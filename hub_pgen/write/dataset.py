@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,7 @@ class WriteSummary:
 
 def assign_task_indices(
     source_tasks: Sequence[str], source_indices: Sequence[int], samples: Sequence[Sample],
-    records: dict[str, JournalRecord],
+    records: Mapping[str, JournalRecord],
 ) -> TaskAssignment:
     """One new tasks row per distinct (dialogue, skill), in plan order, from the next free index.
 
@@ -124,7 +124,7 @@ def frame_task_indices(
 def write_dataset(
     source: SourceDataset,
     samples: Sequence[Sample],
-    records: dict[str, JournalRecord],
+    records: Mapping[str, JournalRecord],
     staging: Path,
     *,
     provenance: dict[str, Any],
@@ -376,7 +376,7 @@ def _copy_rest(src_root: Path, dst_root: Path, *, handled: set[str]) -> tuple[in
 
 
 def _write_syn_annotations(
-    path: Path, samples: Sequence[Sample], records: dict[str, JournalRecord], assignment: TaskAssignment | None
+    path: Path, samples: Sequence[Sample], records: Mapping[str, JournalRecord], assignment: TaskAssignment | None
 ) -> None:
     """One line per sample; ``task_index_high_level`` is null when the format has no such column."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -393,7 +393,7 @@ def _write_syn_annotations(
 
 
 def write_jsonl_result(
-    samples: Sequence[Sample], bad_lines: Sequence[Any], records: dict[str, JournalRecord], staging: Path, *,
+    samples: Sequence[Sample], bad_lines: Sequence[Any], records: Mapping[str, JournalRecord], staging: Path, *,
     provenance: dict[str, Any], skills_file: Path | None = None,
 ) -> int:
     """``--input-jsonl`` runs and shards have no dataset to extend: the result is the D_syn JSONL and

@@ -21,7 +21,7 @@ The columns are written with lerobot's canonical Arrow types (``tool_calls`` as 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,31 @@ from hub_pgen.textsafe import well_formed
 # --- what a run adds ----------------------------------------------------------------------------
 
 
+class _Dialogues(Mapping[int, tuple[tuple[int, tuple[str, str]], ...]]):
+    """Episode → ((frame, (user prompt, robot utterance)), ...) in frame order, each pair read from its
+    record when a data file asks for its episode (the plan keeps which sample's record, not the texts:
+    at 480k samples the texts were ~300 bytes a sample held through the whole write)."""
+
+    def __init__(self, where: dict[int, tuple[tuple[int, str], ...]], records: Mapping[str, JournalRecord]) -> None:
+        self._where, self._records = where, records
+
+    def __getitem__(self, episode: int) -> tuple[tuple[int, tuple[str, str]], ...]:
+        found = self._where[episode]
+        out = []
+        for frame, sample_id in found:
+            d = self._records[sample_id].dialogue
+            assert d is not None  # planned from this record: an ok one
+            # parquet holds UTF-8: a lone surrogate becomes U+FFFD (the journal keeps it as its escape)
+            out.append((frame, (well_formed(d.user_prompt), well_formed(d.robot_utterance))))
+        return tuple(out)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+
 @dataclass(frozen=True)
 class LanguagePlan:
     """What hub-pgen adds: subtasks per episode and dialogues per (episode, frame)."""
@@ -43,29 +68,27 @@ class LanguagePlan:
     subtasks: dict[int, tuple[tuple[int, str], ...]]  # episode → ((first frame, skill), ...) in frame order
     # episode → ((frame, (user prompt, robot utterance)), ...) in frame order: a data file looks up its
     # own episodes' dialogues only (time linear in samples, not files x samples)
-    dialogues: dict[int, tuple[tuple[int, tuple[str, str]], ...]]
+    dialogues: Mapping[int, tuple[tuple[int, tuple[str, str]], ...]]
 
 
-def plan_language(segments: Iterable[Any], samples: Sequence[Sample], records: dict[str, JournalRecord]) -> LanguagePlan:
+def plan_language(segments: Iterable[Any], samples: Sequence[Sample], records: Mapping[str, JournalRecord]) -> LanguagePlan:
     """``segments`` are the plan's (hub_pgen.plan.planner.Segment): one subtask row each. A dialogue
-    goes on its sample's first frame (the frame whose images the model saw)."""
+    goes on its sample's first frame (the frame whose images the model saw); of two samples on one
+    frame, the later one's."""
     subtasks: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for seg in segments:
         subtasks[seg.episode_index].append((seg.frame_start, well_formed(seg.skill)))
-    dialogues: dict[tuple[int, int], tuple[str, str]] = {}
+    at: dict[tuple[int, int], str] = {}
     for s in samples:
         rec = records.get(s.sample_id)
-        dialogue = rec.dialogue if rec is not None else None
-        if dialogue is None or s.episode_index is None or s.frame_start is None:
+        if rec is None or rec.dialogue is None or s.episode_index is None or s.frame_start is None:
             continue
-        # parquet holds UTF-8: a lone surrogate becomes U+FFFD (the journal keeps it as its escape)
-        dialogues[(s.episode_index, s.frame_start)] = (well_formed(dialogue.user_prompt),
-                                                       well_formed(dialogue.robot_utterance))
-    by_episode: dict[int, list[tuple[int, tuple[str, str]]]] = defaultdict(list)
-    for (e, f), pair in dialogues.items():
-        by_episode[e].append((f, pair))
+        at[(s.episode_index, s.frame_start)] = s.sample_id
+    by_episode: dict[int, list[tuple[int, str]]] = defaultdict(list)
+    for (e, f), sample_id in at.items():
+        by_episode[e].append((f, sample_id))
     return LanguagePlan({e: tuple(sorted(v)) for e, v in subtasks.items()},
-                        {e: tuple(sorted(v)) for e, v in by_episode.items()})
+                        _Dialogues({e: tuple(sorted(v, key=lambda x: x[0])) for e, v in by_episode.items()}, records))
 
 
 @dataclass
