@@ -298,6 +298,23 @@ class JournalRecord:
                     kw[key] = shared.setdefault(kw[key], kw[key])
         return cls(**kw)
 
+    @classmethod
+    def from_checked(cls, d: dict[str, Any], shared: dict[Any, Any]) -> JournalRecord:
+        """A line :meth:`from_json` has already accepted once (the run's own journal read back again:
+        :class:`hub_pgen.journal.JournalView`), without checking its types again — a third of the
+        cost of reading a record back."""
+        kw = {k: v for k, v in d.items() if k in _FIELD_SET}
+        kw["images"] = tuple(kw.get("images", ()))
+        kw["skill_history"] = tuple(kw.get("skill_history", ()))
+        if "earlier" in kw:
+            kw["earlier"] = tuple(dict(e) for e in kw["earlier"] if isinstance(e, dict))
+        if not isinstance(kw.get("verified"), dict):
+            kw.pop("verified", None)
+        for key in _SHARED_FIELDS:
+            if key in kw:
+                kw[key] = shared.setdefault(kw[key], kw[key])
+        return cls(**kw)
+
     def as_earlier(self) -> dict[str, Any]:
         """This (failed) record as an entry of a retried record's ``earlier`` list."""
         return {"error": self.error, "attempts": self.attempts, "raw_text": self.raw_text}
@@ -310,5 +327,6 @@ class JournalRecord:
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(JournalRecord))
+_FIELD_SET = frozenset(_RECORD_FIELDS)
 _SHARED_FIELDS = ("status", "episode_id", "skill_current", "skill_history", "task_description", "scenario_type",
                   "response_type", "fingerprint")

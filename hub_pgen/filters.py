@@ -31,6 +31,8 @@ def reasons(samples: Sequence[Sample], journal: Mapping[str, JournalRecord], con
     """sample id → why it is filtered, for the ok records of ``samples`` (in plan order: a duplicate is
     the later one). ``verdicts`` (``--verify filter``): hub_pgen.verify's, by sample id."""
     out: dict[str, str] = {}
+    if not (config.min_chars or config.drop_degenerate or verdicts is not None or config.dedupe):
+        return out  # no filter asked for: no record read
     seen: set[tuple[Any, str, str]] = set()
     for s in samples:
         r = journal.get(s.sample_id)

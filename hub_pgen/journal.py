@@ -91,16 +91,24 @@ class JournalView(Mapping[str, JournalRecord]):
         """The view of ``path`` as :func:`load_journal` reads it (the same lines kept, warned or refused)."""
         view = cls(path, extra)
         for at, length, record in _scan(path, fingerprint):
-            view._at[record.sample_id] = at << 32 | length
+            view._at[record.sample_id] = _pack(at, length, record.status)
         return view
 
     def add(self, records: Sequence[JournalRecord], spans: Sequence[tuple[int, int]]) -> None:
         """``records`` are now the lines at ``spans`` (:meth:`JournalWriter.append`'s answer)."""
         for record, (at, length) in zip(records, spans, strict=True):
-            self._at[record.sample_id] = at << 32 | length
+            self._at[record.sample_id] = _pack(at, length, record.status)
+
+    def status(self, sample_id: str) -> str | None:
+        """A sample's record's status without reading the record (None: no record)."""
+        packed = self._at.get(sample_id)
+        if packed is None:
+            extra = self._extra.get(sample_id)
+            return extra.status if extra is not None else None
+        return _STATUSES[packed & 3]
 
     def _read(self, packed: int) -> JournalRecord:
-        at, length = packed >> 32, packed & 0xFFFFFFFF
+        at, length = packed >> 34, packed >> 2 & 0xFFFFFFFF
         if self._fd is None:
             self._fd = fsio.open_read(self.path)
             weakref.finalize(self, os.close, self._fd)
@@ -108,7 +116,7 @@ class JournalView(Mapping[str, JournalRecord]):
         try:
             if len(line) != length or not line.endswith(b"\n"):
                 raise ValueError(f"{len(line)} of {length} bytes at offset {at}")
-            return JournalRecord.from_json(json.loads(line), self._shared)
+            return JournalRecord.from_checked(json.loads(line), self._shared)
         except (ValueError, TypeError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise OutputError(f"the journal {self.path} changed under the run ({e})", path=self.path,
                               hint="one run at a time writes an output: rerun the same command (it resumes from "
@@ -135,6 +143,26 @@ class JournalView(Mapping[str, JournalRecord]):
 
     def __len__(self) -> int:
         return len(self._at) + sum(1 for sid in self._extra if sid not in self._at)
+
+
+_STATUSES = ("ok", "failed", "filtered", "")
+
+
+def _pack(at: int, length: int, status: str) -> int:
+    """One int for where a line is and its record's status: offset, 32 bits of length, 2 of status."""
+    if length >> 32:
+        raise OutputError(f"a journal line of {length:,} bytes: records are a few KiB")
+    code = _STATUSES.index(status) if status in _STATUSES[:3] else 3
+    return at << 34 | length << 2 | code
+
+
+def status_of(journal: Mapping[str, JournalRecord], sample_id: str) -> str | None:
+    """A sample's status in ``journal`` (None: not in it); a :class:`JournalView` says it without reading the
+    record back."""
+    if isinstance(journal, JournalView):
+        return journal.status(sample_id)
+    record = journal.get(sample_id)
+    return record.status if record is not None else None
 
 
 class Amended(Mapping[str, JournalRecord]):

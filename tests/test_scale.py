@@ -180,3 +180,25 @@ def test_after_generation_the_run_holds_where_records_are_not_the_records(exampl
     assert live["records"] < 20, live  # not one per sample
     written = [json.loads(line) for line in (out / layout.SYN_ANNOTATIONS_PATH).open()]
     assert len(written) == live["samples"]  # and every record is in the dataset all the same
+
+
+def test_the_runs_page_keeps_an_outline_of_each_record_and_the_shown_ones_in_full(example_root, tmp_path):
+    """With a run's records (Written) the page holds no texts or image labels of the samples it shows no
+    card of, and the shown ones exactly as meta/syn_annotations.jsonl has them."""
+    from hub_pgen.journal import read_records
+    from hub_pgen.review.model import Written, load_review
+
+    out = tmp_path / "out"
+    assert _run(example_root, out, "--sampling", "frame", "--episodes", "0-1", "--no-review") == 0
+    in_file = read_records(out / layout.SYN_ANNOTATIONS_PATH)
+    index = {sid: r.task_index_high_level for sid, r in in_file.items()}
+    review = load_review(out, max_cards=5, written=Written(iter(in_file.values()), in_file, index))
+    assert len(review.records) == len(in_file) > 5 and len(review.shown) == 5
+    for r in review.records:
+        if r.sample_id in review.shown:
+            assert r == in_file[r.sample_id]
+        else:
+            assert r.user_prompt is None and r.robot_utterance is None and r.images == () and r.raw_text is None
+            assert (r.status, r.frame_index, r.skill_current) == (in_file[r.sample_id].status,
+                                                                  in_file[r.sample_id].frame_index,
+                                                                  in_file[r.sample_id].skill_current)

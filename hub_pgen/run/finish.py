@@ -19,7 +19,7 @@ from hub_pgen.errors import ValidationError
 from hub_pgen.generate.base import Backend
 from hub_pgen.generate.layer import sample_seed
 from hub_pgen.generate.registry import get_backend
-from hub_pgen.journal import JournalWriter
+from hub_pgen.journal import JournalWriter, status_of
 from hub_pgen.progress import Reporter
 from hub_pgen.run.context import Generated, RunContext
 from hub_pgen.run.prepare import Prepared
@@ -98,13 +98,12 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
                            review=ctx.review, quality=quality)
     if prep.source is not None and prep.shard is None:
         check_staged(staging, paths)
-    ok, failed = 0, []
-    for r in in_plan_order(prep, journal):  # one pass (each record read back from the journal)
-        if r.status == "ok":
-            ok += 1
-        else:
-            failed.append(r)
-    failures = tuple(failed) + tuple(journal[b.sample_id] for b in prep.bad_lines if b.sample_id in journal)
+    statuses = [status_of(journal, s.sample_id) for s in prep.samples]  # from the journal's index: no record read
+    ok = statuses.count("ok")
+    failures = tuple(journal[s.sample_id] for s, st in zip(prep.samples, statuses, strict=True)
+                     if st is not None and st != "ok") + tuple(
+        journal[b.sample_id] for b in prep.bad_lines if b.sample_id in journal)
+    del statuses
     shown = examples(in_plan_order(prep, journal))
     faults.point("finalize")
     out_mod.finalize(paths, replace=replace_output)

@@ -15,6 +15,7 @@ from hub_pgen.errors import SourceError
 from hub_pgen.generate.base import Backend, is_local_model
 from hub_pgen.generate.prompt import prompt_template_hash
 from hub_pgen.generate.registry import get_backend
+from hub_pgen.journal import status_of
 from hub_pgen.plan.taxonomy import mix_report
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ logger = logging.getLogger(__name__)
 def provenance(config: RunConfig, prep: Prepared, backend: Backend | None, journal: Mapping[str, JournalRecord],
                started_at: str) -> dict[str, Any]:
     src = prep.source
-    ok = sum(1 for s in prep.samples if (r := journal.get(s.sample_id)) is not None and r.status == "ok")
+    ok = sum(1 for s in prep.samples if status_of(journal, s.sample_id) == "ok")
     total = len(prep.samples) + len(prep.bad_lines)
     params = config.parameters()
     params.pop("output_dir", None)

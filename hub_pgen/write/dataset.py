@@ -146,7 +146,7 @@ def write_dataset(
     assignment = labels if hirobot else TaskAssignment(by_sample={}, new_tasks=())
     frames = sum(len(v) for v in per_episode.values())
     labelled = sum(int((v != layout.NO_TASK).sum()) for v in per_episode.values())
-    lplan = lang_w.plan_language(segments, samples, records) if language else None
+    lplan = lang_w.plan_language(segments, samples, records, labels.by_sample) if language else None
     lcounts = lang_w.LanguageCounts()
     provenance = {**provenance, "format": output_format,
                   "counts": {**provenance.get("counts", {}), "new_tasks": len(assignment.new_tasks),

@@ -21,7 +21,7 @@ The columns are written with lerobot's canonical Arrow types (``tool_calls`` as 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,17 +71,23 @@ class LanguagePlan:
     dialogues: Mapping[int, tuple[tuple[int, tuple[str, str]], ...]]
 
 
-def plan_language(segments: Iterable[Any], samples: Sequence[Sample], records: Mapping[str, JournalRecord]) -> LanguagePlan:
+def plan_language(segments: Iterable[Any], samples: Sequence[Sample], records: Mapping[str, JournalRecord],
+                  with_dialogue: Container[str] | None = None) -> LanguagePlan:
     """``segments`` are the plan's (hub_pgen.plan.planner.Segment): one subtask row each. A dialogue
     goes on its sample's first frame (the frame whose images the model saw); of two samples on one
-    frame, the later one's."""
+    frame, the later one's. ``with_dialogue``: the samples whose record has a dialogue, when the caller
+    knows (hub_pgen.write.dataset's task assignment): no record read to find them."""
     subtasks: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for seg in segments:
         subtasks[seg.episode_index].append((seg.frame_start, well_formed(seg.skill)))
     at: dict[tuple[int, int], str] = {}
     for s in samples:
-        rec = records.get(s.sample_id)
-        if rec is None or rec.dialogue is None or s.episode_index is None or s.frame_start is None:
+        if s.episode_index is None or s.frame_start is None:
+            continue
+        if with_dialogue is not None:
+            if s.sample_id not in with_dialogue:
+                continue
+        elif (rec := records.get(s.sample_id)) is None or rec.dialogue is None:
             continue
         at[(s.episode_index, s.frame_start)] = s.sample_id
     by_episode: dict[int, list[tuple[int, str]]] = defaultdict(list)
