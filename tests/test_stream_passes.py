@@ -5,6 +5,7 @@ page's thumbnails come from the frames generation decoded."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -117,5 +118,5 @@ def test_the_keeper_hands_out_whole_samples_only():
     keeper.keep(sample, 1, Image.new("RGB", (64, 48)))
     made = keeper.made()
     assert [t.label for t in made["a"]] == [ref.label() for ref in sample.images]
-    keeper.keep(sample.__class__(**{**sample.__dict__, "sample_id": "b"}), 0, Image.new("RGB", (64, 48)))
+    keeper.keep(dataclasses.replace(sample, sample_id="b"), 0, Image.new("RGB", (64, 48)))
     assert set(keeper.made()) == {"a"}  # not wanted: not kept
