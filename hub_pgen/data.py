@@ -285,8 +285,14 @@ class JournalRecord:
                 raise TypeError(f"{key!r} must list strings")
         if "earlier" in d and not (isinstance(d["earlier"], list) and all(isinstance(e, dict) for e in d["earlier"])):
             raise TypeError("'earlier' must list objects")
-        known = {f for f in cls.__dataclass_fields__}
-        kw = {k: v for k, v in d.items() if k in known}
+        return cls.from_checked(d, shared)
+
+    @classmethod
+    def from_checked(cls, d: dict[str, Any], shared: dict[Any, Any] | None = None) -> JournalRecord:
+        """The record of a line whose types are known good: checked by :meth:`from_json` (which ends
+        here), or the run's own journal read back again (:class:`hub_pgen.journal.JournalView`, which
+        skips the second check)."""
+        kw = {k: v for k, v in d.items() if k in _FIELD_SET}
         kw["images"] = tuple(kw.get("images", ()))
         kw["skill_history"] = tuple(kw.get("skill_history", ()))
         kw["earlier"] = tuple(dict(e) for e in kw.get("earlier", ()) if isinstance(e, dict))
@@ -296,23 +302,6 @@ class JournalRecord:
             for key in _SHARED_FIELDS:
                 if key in kw:
                     kw[key] = shared.setdefault(kw[key], kw[key])
-        return cls(**kw)
-
-    @classmethod
-    def from_checked(cls, d: dict[str, Any], shared: dict[Any, Any]) -> JournalRecord:
-        """A line :meth:`from_json` has already accepted once (the run's own journal read back again:
-        :class:`hub_pgen.journal.JournalView`), without checking its types again — a third of the
-        cost of reading a record back."""
-        kw = {k: v for k, v in d.items() if k in _FIELD_SET}
-        kw["images"] = tuple(kw.get("images", ()))
-        kw["skill_history"] = tuple(kw.get("skill_history", ()))
-        if "earlier" in kw:
-            kw["earlier"] = tuple(dict(e) for e in kw["earlier"] if isinstance(e, dict))
-        if not isinstance(kw.get("verified"), dict):
-            kw.pop("verified", None)
-        for key in _SHARED_FIELDS:
-            if key in kw:
-                kw[key] = shared.setdefault(kw[key], kw[key])
         return cls(**kw)
 
     def as_earlier(self) -> dict[str, Any]:

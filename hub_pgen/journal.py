@@ -100,12 +100,14 @@ class JournalView(Mapping[str, JournalRecord]):
             self._at[record.sample_id] = _pack(at, length, record.status)
 
     def status(self, sample_id: str) -> str | None:
-        """A sample's record's status without reading the record (None: no record)."""
+        """A sample's record's status, from the index (None: no record); a status other than the three
+        hub-pgen writes is read from the record."""
         packed = self._at.get(sample_id)
         if packed is None:
             extra = self._extra.get(sample_id)
             return extra.status if extra is not None else None
-        return _STATUSES[packed & 3]
+        code = packed & 3
+        return _STATUSES[code] if code < len(_STATUSES) else self._read(packed).status
 
     def _read(self, packed: int) -> JournalRecord:
         at, length = packed >> 34, packed >> 2 & 0xFFFFFFFF
@@ -145,14 +147,14 @@ class JournalView(Mapping[str, JournalRecord]):
         return len(self._at) + sum(1 for sid in self._extra if sid not in self._at)
 
 
-_STATUSES = ("ok", "failed", "filtered", "")
+_STATUSES = ("ok", "failed", "filtered")  # codes 0-2 of the index; 3: another (read from the record)
 
 
 def _pack(at: int, length: int, status: str) -> int:
     """One int for where a line is and its record's status: offset, 32 bits of length, 2 of status."""
     if length >> 32:
         raise OutputError(f"a journal line of {length:,} bytes: records are a few KiB")
-    code = _STATUSES.index(status) if status in _STATUSES[:3] else 3
+    code = _STATUSES.index(status) if status in _STATUSES else 3
     return at << 34 | length << 2 | code
 
 

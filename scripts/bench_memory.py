@@ -11,6 +11,8 @@ own work counts: every figure a ratio to the smallest size of the same invocatio
    (``HUB_PGEN_KILL_AT=journal:N``), then the same command again, against a fresh run.
 3. **Merge**: the middle size as ``--num-shards 4`` shards, ``hub-pgen merge``'s peak against one
    shard's.
+4. **Read back**: what a finishing stage pays per record it reads back from the journal
+   (``JournalView``), against reading the middle size's records whole (``load_journal``).
 
     python scripts/bench_memory.py [--sizes 50,500,2000] [--frames 240] [--sampling frame] [--json]
 """
@@ -112,6 +114,24 @@ def child(argv: list[str], env: dict[str, str] | None = None, stages: Path | Non
     return out
 
 
+def read_back(path: Path) -> dict:
+    """What the finish pays to read a record back from the journal (JournalView: pread + parse), per
+    record, against reading the whole file once into records (load_journal), in this process."""
+    from hub_pgen.journal import JournalView, load_journal
+
+    t = time.perf_counter()
+    records = load_journal(path)
+    whole = (time.perf_counter() - t) / len(records)
+    del records
+    view = JournalView.load(path, fingerprint=None)
+    t = time.perf_counter()
+    for sid in view:
+        view[sid]
+    each = (time.perf_counter() - t) / len(view)
+    return {"records": len(view), "view_read_us": round(each * 1e6, 1), "load_journal_us": round(whole * 1e6, 1),
+            "x_load_journal": round(each / whole, 2)}
+
+
 def build(root: Path, episodes: int, frames: int, per_file: int, cameras: int) -> None:
     from hub_pgen.example import build_example_dataset
     from hub_pgen.example.spec import DEFAULT_CAMERAS, ExampleSpec
@@ -187,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
                            "merge_peak_mb": m["peak_mb"], "one_machine_peak_mb": rows[mid]["peak_mb"],
                            "merge_x_shard": round(m["peak_mb"] / max(r["peak_mb"] for r in shard_rows), 2),
                            "merge_s": m["s"], "rc": m["rc"]}
+    if rows[mid]["samples"]:
+        result["read_back"] = read_back(work / f"out{mid}" / "meta" / "syn_annotations.jsonl")
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
@@ -201,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"resume ({mid} episodes, killed at half): {result['resume']}")
     if "merge" in result:
         print(f"merge ({mid} episodes, 4 shards): {result['merge']}")
+    if "read_back" in result:
+        print(f"a record read back ({mid} episodes' syn_annotations.jsonl): {result['read_back']}")
     return 0
 
 

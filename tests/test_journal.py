@@ -1,5 +1,6 @@
 """The journal survives torn writes and refuses another configuration's records."""
 
+import dataclasses
 import json
 
 import pytest
@@ -140,3 +141,15 @@ def test_a_journal_changed_under_the_run_is_a_clear_error_not_a_wrong_record(tmp
     path.write_bytes(path.read_bytes()[:10])  # another process cut it (one run at a time holds the lock)
     with pytest.raises(OutputError, match="changed under the run"):
         view["s2"]
+
+
+def test_the_views_index_says_each_status_and_reads_an_unusual_one(tmp_path):
+    from hub_pgen.journal import JournalView, status_of
+
+    path = tmp_path / "j.jsonl"
+    odd = dataclasses.replace(rec(3), status="skipped")  # not a status hub-pgen writes: read from the record
+    with JournalWriter(path) as w:
+        w.append([rec(1), rec(2, status="failed"), odd])
+    view = JournalView.load(path, fingerprint="fp1")
+    assert [view.status(f"s{i}") for i in (1, 2, 3, 4)] == ["ok", "failed", "skipped", None]
+    assert [status_of(view, f"s{i}") for i in (1, 2, 3)] == [status_of(dict(view), f"s{i}") for i in (1, 2, 3)]

@@ -98,12 +98,14 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
                            review=ctx.review, quality=quality)
     if prep.source is not None and prep.shard is None:
         check_staged(staging, paths)
-    statuses = [status_of(journal, s.sample_id) for s in prep.samples]  # from the journal's index: no record read
-    ok = statuses.count("ok")
-    failures = tuple(journal[s.sample_id] for s, st in zip(prep.samples, statuses, strict=True)
-                     if st is not None and st != "ok") + tuple(
-        journal[b.sample_id] for b in prep.bad_lines if b.sample_id in journal)
-    del statuses
+    ok, failed = 0, []
+    for s in prep.samples:  # statuses from the journal's index: only the failures are read
+        status = status_of(journal, s.sample_id)
+        if status == "ok":
+            ok += 1
+        elif status is not None:
+            failed.append(journal[s.sample_id])
+    failures = tuple(failed) + tuple(journal[b.sample_id] for b in prep.bad_lines if b.sample_id in journal)
     shown = examples(in_plan_order(prep, journal))
     faults.point("finalize")
     out_mod.finalize(paths, replace=replace_output)
