@@ -16,13 +16,16 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
+
+import numpy as np
 
 from hub_pgen import fsio
 from hub_pgen.data import GenerationResult, JournalRecord, Sample
 from hub_pgen.errors import ConfigMismatchError, HubPgenError, OutputError, SourceError, UnsafePathError
+from hub_pgen.plan.table import SampleTable
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +42,17 @@ def load_journal(path: Path, *, fingerprint: str | None = None) -> dict[str, Jou
     return {record.sample_id: record for _, _, record in _scan(path, fingerprint)}
 
 
-def _scan(path: Path, fingerprint: str | None) -> Iterator[tuple[int, int, JournalRecord]]:
+def has_records(path: Path, *, fingerprint: str | None = None) -> bool:
+    """Whether the journal at ``path`` holds a record (the first read, not the file: refused, as
+    :func:`load_journal` refuses it, when it is another configuration's)."""
+    scan = _scan(path, fingerprint)
+    try:
+        return next(scan, None) is not None
+    finally:
+        scan.close()
+
+
+def _scan(path: Path, fingerprint: str | None) -> Generator[tuple[int, int, JournalRecord], None, None]:
     """Each readable record of a journal with where its line is (byte offset, length), in file order:
     a torn last line and unreadable lines skipped (warned), another configuration's record refused."""
     if not path.is_file():
@@ -69,48 +82,76 @@ def _scan(path: Path, fingerprint: str | None) -> Iterator[tuple[int, int, Journ
 
 class JournalView(Mapping[str, JournalRecord]):
     """The run's journal as the stages after generation read it: for each sample, where its last line
-    is in the file (an offset and a length, packed in one int), not the record — a record is read
+    is in the file (an offset, a length and the record's status), not the record — a record is read
     back (``pread``, parsed, its repeated values shared) each time it is asked for. At 480k samples
-    that is ~150 bytes a sample instead of a ~1 KB record held from generation to the end (issue 23).
+    that is 12 bytes a sample instead of a ~1 KB record held from generation to the end (issue 23).
+
+    ``samples``: the plan's (a :class:`~hub_pgen.plan.table.SampleTable`): where each line is is then
+    held in two arrays by plan position (a sample found by its id, hub_pgen.plan.table), else — and
+    for an id the plan does not have — in a dict by id (~140 bytes a sample).
 
     ``extra``: records that are not in the file (an ``--retry-failed`` result's records whose
     journaling was cut short); the file's line of a sample wins over them, as in :func:`load_journal`.
     Only the run that holds the output's lock appends to the file (:meth:`add` with what
     :meth:`JournalWriter.append` returned), so a recorded line is always there to read."""
 
-    def __init__(self, path: Path, extra: Mapping[str, JournalRecord] | None = None) -> None:
+    def __init__(self, path: Path, extra: Mapping[str, JournalRecord] | None = None,
+                 samples: Sequence[Sample] | None = None) -> None:
         self.path = path
-        self._at: dict[str, int] = {}
+        self._at: dict[str, tuple[int, int]] = {}  # id → (offset, length << 2 | status code)
+        self._table = samples if isinstance(samples, SampleTable) else None
+        n = len(self._table) if self._table is not None else 0
+        self._offset = np.full(n, -1, dtype=np.int64)  # by plan position; -1: no line
+        self._span = np.zeros(n, dtype=np.uint64)  # length << 2 | status code
+        self._held = 0  # positions with a line
         self._extra: dict[str, JournalRecord] = dict(extra or {})
         self._shared: dict[object, object] = {}
         self._fd: int | None = None
 
     @classmethod
-    def load(cls, path: Path, *, fingerprint: str | None,
-             extra: Mapping[str, JournalRecord] | None = None) -> JournalView:
+    def load(cls, path: Path, *, fingerprint: str | None, extra: Mapping[str, JournalRecord] | None = None,
+             samples: Sequence[Sample] | None = None) -> JournalView:
         """The view of ``path`` as :func:`load_journal` reads it (the same lines kept, warned or refused)."""
-        view = cls(path, extra)
+        view = cls(path, extra, samples)
         for at, length, record in _scan(path, fingerprint):
-            view._at[record.sample_id] = _pack(at, length, record.status)
+            view._put(record.sample_id, at, length, record.status)
         return view
 
     def add(self, records: Sequence[JournalRecord], spans: Sequence[tuple[int, int]]) -> None:
         """``records`` are now the lines at ``spans`` (:meth:`JournalWriter.append`'s answer)."""
         for record, (at, length) in zip(records, spans, strict=True):
-            self._at[record.sample_id] = _pack(at, length, record.status)
+            self._put(record.sample_id, at, length, record.status)
+
+    def _put(self, sample_id: str, at: int, length: int, status: str) -> None:
+        span = _span(length, status)
+        i = self._table.position(sample_id) if self._table is not None else None
+        if i is None:
+            self._at[sample_id] = (at, span)
+            return
+        if self._offset[i] < 0:
+            self._held += 1
+        self._offset[i], self._span[i] = at, span
+
+    def _where(self, sample_id: str) -> tuple[int, int] | None:
+        if self._table is not None:
+            i = self._table.position(sample_id)
+            if i is not None:
+                at = int(self._offset[i])
+                return (at, int(self._span[i])) if at >= 0 else None
+        return self._at.get(sample_id)
 
     def status(self, sample_id: str) -> str | None:
         """A sample's record's status, from the index (None: no record); a status other than the three
         hub-pgen writes is read from the record."""
-        packed = self._at.get(sample_id)
-        if packed is None:
+        where = self._where(sample_id)
+        if where is None:
             extra = self._extra.get(sample_id)
             return extra.status if extra is not None else None
-        code = packed & 3
-        return _STATUSES[code] if code < len(_STATUSES) else self._read(packed).status
+        code = where[1] & 3
+        return _STATUSES[code] if code < len(_STATUSES) else self._read(where).status
 
-    def _read(self, packed: int) -> JournalRecord:
-        at, length = packed >> 34, packed >> 2 & 0xFFFFFFFF
+    def _read(self, where: tuple[int, int]) -> JournalRecord:
+        at, length = where[0], where[1] >> 2
         if self._fd is None:
             self._fd = fsio.open_read(self.path)
             weakref.finalize(self, os.close, self._fd)
@@ -125,37 +166,45 @@ class JournalView(Mapping[str, JournalRecord]):
                                    "the journal)") from None
 
     def __getitem__(self, sample_id: str) -> JournalRecord:
-        packed = self._at.get(sample_id)
-        if packed is None:
+        where = self._where(sample_id)
+        if where is None:
             return self._extra[sample_id]
-        return self._read(packed)
+        return self._read(where)
 
     def get(self, sample_id: str, default: Any = None) -> Any:
-        packed = self._at.get(sample_id)
-        if packed is None:
+        where = self._where(sample_id)
+        if where is None:
             return self._extra.get(sample_id, default)
-        return self._read(packed)
+        return self._read(where)
 
     def __contains__(self, sample_id: object) -> bool:
-        return sample_id in self._at or sample_id in self._extra
+        return isinstance(sample_id, str) and (self._where(sample_id) is not None or sample_id in self._extra)
+
+    def _ids(self) -> Iterator[str]:
+        """The ids with a line: the plan's in plan order, then the others in file order."""
+        if self._table is not None and self._held:
+            for sid, at in zip(self._table.ids(), self._offset.tolist()):
+                if at >= 0:
+                    yield sid
+        yield from self._at
 
     def __iter__(self) -> Iterator[str]:
-        yield from self._at
-        yield from (sid for sid in self._extra if sid not in self._at)
+        yield from self._ids()
+        yield from (sid for sid in self._extra if self._where(sid) is None)
 
     def __len__(self) -> int:
-        return len(self._at) + sum(1 for sid in self._extra if sid not in self._at)
+        return self._held + len(self._at) + sum(1 for sid in self._extra if self._where(sid) is None)
 
 
 _STATUSES = ("ok", "failed", "filtered")  # codes 0-2 of the index; 3: another (read from the record)
 
 
-def _pack(at: int, length: int, status: str) -> int:
-    """One int for where a line is and its record's status: offset, 32 bits of length, 2 of status."""
+def _span(length: int, status: str) -> int:
+    """A line's length and its record's status in one int: 32 bits of length, 2 of status."""
     if length >> 32:
         raise OutputError(f"a journal line of {length:,} bytes: records are a few KiB")
     code = _STATUSES.index(status) if status in _STATUSES else 3
-    return at << 34 | length << 2 | code
+    return length << 2 | code
 
 
 def status_of(journal: Mapping[str, JournalRecord], sample_id: str) -> str | None:
@@ -223,12 +272,25 @@ MAX_RECORD_BYTES = 4 << 20  # one line of a finished result's records (real ones
 def read_records(path: Path, *, error: type[HubPgenError] = SourceError,
                  hint: str = "the file is damaged or was edited: rerun the run that wrote it") -> dict[str, JournalRecord]:
     """The D_syn records of a finished result (``meta/syn_annotations.jsonl``, a shard's
-    ``syn_annotations.jsonl``), strictly: it is a result, not a journal being written, so a line that
-    is not whole, not a record of the types hub-pgen writes, too long, or a sample twice is an
-    ``error`` naming the line — never skipped, never passed on to code that trusts its types."""
+    ``syn_annotations.jsonl``), strictly (:func:`iter_records`), by sample id: a sample twice is an
+    ``error`` naming the line too."""
+    records: dict[str, JournalRecord] = {}
+    for n, rec in iter_records(path, error=error, hint=hint):
+        if rec.sample_id in records:
+            raise error(f"{path}:{n}: sample {rec.sample_id[:60]!r} appears twice", hint=hint)
+        records[rec.sample_id] = rec
+    return records
+
+
+def iter_records(path: Path, *, error: type[HubPgenError] = SourceError,
+                 hint: str = "the file is damaged or was edited: rerun the run that wrote it"
+                 ) -> Iterator[tuple[int, JournalRecord]]:
+    """Each D_syn record of a finished result with its line number, as it is read: it is a result, not a
+    journal being written, so a line that is not whole, not a record of the types hub-pgen writes, or
+    too long is an ``error`` naming the line — never skipped, never passed on to code that trusts its
+    types. (Whether a sample comes twice is the caller's to say: :func:`read_records` does.)"""
     from hub_pgen.source.jsonfile import JsonProblem, loads_strict
 
-    records: dict[str, JournalRecord] = {}
     shared: dict[object, object] = {}
     if not path.is_file():
         raise error(f"{path} is missing: a finished result holds its records there", hint=hint)
@@ -242,10 +304,7 @@ def read_records(path: Path, *, error: type[HubPgenError] = SourceError,
                 rec = JournalRecord.from_json(loads_strict(line.decode("utf-8")), shared)
             except (UnicodeDecodeError, json.JSONDecodeError, JsonProblem, TypeError, ValueError) as e:
                 raise error(f"{path}:{n}: not a record hub-pgen writes ({e})", hint=hint) from None
-            if rec.sample_id in records:
-                raise error(f"{path}:{n}: sample {rec.sample_id[:60]!r} appears twice", hint=hint)
-            records[rec.sample_id] = rec
-    return records
+            yield n, rec
 
 
 class Line(Protocol):

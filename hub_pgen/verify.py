@@ -18,12 +18,16 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from hub_pgen import faults
 from hub_pgen.data import JournalRecord, Sample
 from hub_pgen.errors import GenerationError
 from hub_pgen.generate.layer import Call, CallFailed
 from hub_pgen.generate.parse import extract_object, keep_raw
 from hub_pgen.generate.stream import ONE, Width, stream
+from hub_pgen.journal import status_of
+from hub_pgen.plan.table import sample_ids, subset
 
 PROMPT = """A user said this to a robot: "{prompt}"
 The robot's task in this episode: {task}
@@ -74,8 +78,8 @@ def verify(samples: Sequence[Sample], journal: Mapping[str, JournalRecord], segm
     """Verdicts for the ok samples: those in ``done`` as they are, the others asked as a stream
     (``width``: the backend's, :mod:`hub_pgen.generate.stream`), each appended as it arrives."""
     out = dict(done)
-    todo = [s for s in samples if s.sample_id not in done and journal.get(s.sample_id) is not None
-            and journal[s.sample_id].status == "ok"]
+    todo = subset(samples, np.fromiter((sid not in done and status_of(journal, sid) == "ok" for sid in sample_ids(samples)),
+                                       dtype=bool, count=len(samples)))
 
     def ask(batch: list[Sample]) -> list[Verdict]:
         named = [(s, candidates(s, segments)) for s in batch]

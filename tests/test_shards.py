@@ -210,3 +210,26 @@ def test_shards_are_contiguous_runs_of_episodes_balanced_by_samples():
             assert set(order) == set(range(n))
     even = [SimpleNamespace(episode_index=e) for e in range(24) for _ in range(3)]
     assert [assign(even, 4)[e] for e in range(24)] == [k for k in range(4) for _ in range(6)]
+
+
+def test_the_merged_journal_is_written_whole_or_not_at_all(tmp_path):
+    """merge writes its journal beside it and renames it on: a merge that fails half-way (a shard's file
+    refused late, a kill) leaves no journal that a rerun would take for the merged one."""
+    from hub_pgen.errors import ShardError
+    from hub_pgen.journal import has_records, load_journal
+    from hub_pgen.run.merging import write_journal
+
+    from .test_journal import rec
+
+    path = tmp_path / "journal.jsonl"
+
+    def refused_late():
+        yield from (rec(i) for i in range(5))
+        raise ShardError("shard 1 of 2: refused once read")
+
+    with pytest.raises(ShardError):
+        write_journal(path, refused_late(), batch=2)
+    assert not path.exists() and not has_records(path)
+    write_journal(path, (rec(i) for i in range(5)), batch=2)  # the rerun: from nothing
+    assert sorted(load_journal(path)) == [f"s{i}" for i in range(5)] and has_records(path, fingerprint="fp1")
+    assert not (tmp_path / "journal.jsonl.merging").exists()

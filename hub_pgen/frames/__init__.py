@@ -22,6 +22,7 @@ from hub_pgen.data import ImageRef, Sample, SourceDataset
 from hub_pgen.errors import FrameError
 from hub_pgen.frames.images import ParquetImages, fit_pixels, open_image_file
 from hub_pgen.frames.video import VideoCursor, frame_to_image
+from hub_pgen.plan.table import episode_indices
 
 __all__ = ["FrameSource", "VideoCursor", "is_sparse", "iter_sample_images"]
 
@@ -109,7 +110,7 @@ def is_sparse(samples: Sequence[Sample], source: SourceDataset | None) -> bool:
     """Whether the plan's frames are far apart on average (mean gap > ``DENSE_GAP_FRAMES`` frames)."""
     if source is None or not samples:
         return True
-    episodes = {s.episode_index for s in samples if s.episode_index is not None}
+    episodes = set(episode_indices(samples))
     frames = sum(source.episodes[e].length for e in episodes if e in source.episodes)
     return frames > DENSE_GAP_FRAMES * len(samples)
 
@@ -147,31 +148,33 @@ def iter_sample_images(
                 out[(si, ri)] = image if prepare is None else prepare(sample, ri, image)
         return out
 
-    def submit(start: int) -> tuple[int, list[Future[dict[tuple[int, int], Any]]]]:
+    def submit(start: int) -> tuple[list[Sample], list[Future[dict[tuple[int, int], Any]]]]:
+        # the chunk's samples made once (a plan's table makes a sample each time one is asked for)
+        batch = [samples[si] for si in range(start, min(start + chunk, len(samples)))]
         by_lane: dict[str, list[tuple[int, int, Sample, ImageRef]]] = {}
-        for si in range(start, min(start + chunk, len(samples))):
-            for ri, ref in enumerate(samples[si].images):
+        for si, sample in enumerate(batch):
+            for ri, ref in enumerate(sample.images):
                 name = ref.camera if ref.path is None and ref.camera else "<files>"
-                by_lane.setdefault(name, []).append((si, ri, samples[si], ref))
+                by_lane.setdefault(name, []).append((si, ri, sample, ref))
         futures = []
         for name, items in by_lane.items():
             if name not in lanes:
                 lanes[name] = FrameSource(source, base_dir=base_dir, max_pixels=max_pixels, sparse=sparse)
                 workers[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hub-pgen-frames-{name}")
             futures.append(workers[name].submit(run_lane, name, items))
-        return start, futures
+        return batch, futures
 
-    def collect(start: int, futures: list[Future[dict[tuple[int, int], Any]]]
+    def collect(batch: list[Sample], futures: list[Future[dict[tuple[int, int], Any]]]
                 ) -> Iterator[tuple[Sample, list[Any] | FrameError]]:
         results: dict[tuple[int, int], Any] = {}
         for f in futures:
             results.update(f.result())
-        for si in range(start, min(start + chunk, len(samples))):
-            images = [results[(si, ri)] for ri in range(len(samples[si].images))]
+        for si, sample in enumerate(batch):
+            images = [results[(si, ri)] for ri in range(len(sample.images))]
             error = next((im for im in images if isinstance(im, FrameError)), None)
-            yield samples[si], (error if error is not None else images)
+            yield sample, (error if error is not None else images)
 
-    queue: deque[tuple[int, list[Future[dict[tuple[int, int], Any]]]]] = deque()
+    queue: deque[tuple[list[Sample], list[Future[dict[tuple[int, int], Any]]]]] = deque()
     try:
         for start in range(0, len(samples), chunk):
             queue.append(submit(start))

@@ -195,13 +195,15 @@ def of_run(config: Any, prep: Any, *, labelling: dict[str, Any] | None = None) -
     pass's calls and image tokens, for ``--skills annotate`` and auto on a dataset without skills)."""
     from hub_pgen.generate.prompt import PGEN_PROMPT_TEMPLATE, construct_prompt
     from hub_pgen.generate.registry import get_backend
+    from hub_pgen.plan.table import type_pairs
 
     spec = get_backend(config.backend)
     features = prep.source.features if prep.source is not None else {}
     shapes = [s for c in prep.cameras if (s := camera_shape(features.get(c)))]
     prompts: dict[str, str] = {}
-    for s in prep.samples:
-        prompts.setdefault(s.scenario_type, construct_prompt(s, config.prompt_template))
+    for i, (scenario, _) in enumerate(type_pairs(prep.samples)):  # one prompt per scenario type
+        if scenario not in prompts:
+            prompts[scenario] = construct_prompt(prep.samples[i], config.prompt_template)
     texts = list(prompts.values()) or [(config.prompt_template or PGEN_PROMPT_TEMPLATE) + " " * 200]
     calls = len(prep.samples)
     out = sample_cost(model=config.model, revision=config.model_revision, shapes=shapes, prompts=texts, calls=calls,

@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from hub_pgen import layout
-from hub_pgen.data import ImageRef, Sample, SkillsFile, SourceDataset
+from hub_pgen.data import SkillsFile, SourceDataset
 from hub_pgen.errors import SourceError, UsageError
 from hub_pgen.notices import Notice, Notices
-from hub_pgen.plan.taxonomy import assign_types
+from hub_pgen.plan.table import SampleTable, sample_id
+from hub_pgen.plan.taxonomy import type_codes
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class Segment:
 
 @dataclass(frozen=True)
 class Plan:
-    samples: tuple[Sample, ...]
+    samples: SampleTable  # columns; a Sample each when asked for (hub_pgen.plan.table)
     segments: tuple[Segment, ...]
     episodes: tuple[int, ...]
     cameras: tuple[str, ...]
@@ -302,39 +303,26 @@ def sample_segments(
     seed: int,
     scenario_mix: dict[str, float] | None = None,
     response_mix: dict[str, float] | None = None,
-) -> list[Sample]:
-    video = set(source.video_keys)
-    samples: list[Sample] = []
-    for seg in segments:
-        starts = sample_starts(seg, strategy, interval)
-        bounds = starts[1:] + [seg.frame_end - seg.frame_start]
-        for off, end_off in zip(starts, bounds):
-            frame = seg.frame_start + off
-            ts = seg.timestamps[off]
-            refs = tuple(
-                ImageRef(camera=c, timestamp=ts) if c in video else ImageRef(camera=c, row=seg.row_start + off)
-                for c in cameras
-            )
-            samples.append(
-                Sample(
-                    sample_id=f"ep{seg.episode_index:06d}-f{frame:06d}",
-                    episode_index=seg.episode_index,
-                    episode_id=str(seg.episode_index),
-                    frame_index=frame,
-                    timestamp=ts,
-                    skill_current=seg.skill,
-                    skill_history=seg.history,
-                    task_description=seg.task_description,
-                    scenario_type="",
-                    response_type="",
-                    images=refs,
-                    frame_start=frame,
-                    frame_end=seg.frame_start + end_off,
-                    segment=seg.position,
-                )
-            )
-    types = assign_types(len(samples), seed=seed, scenario_mix=scenario_mix, response_mix=response_mix)
-    return [replace(s, scenario_type=sc, response_type=rt) for s, (sc, rt) in zip(samples, types)]
+) -> SampleTable:
+    """The samples of ``segments``, in plan order, as columns (hub_pgen.plan.table)."""
+    seg_col: list[np.ndarray] = []
+    start_col: list[np.ndarray] = []
+    end_col: list[np.ndarray] = []
+    for k, seg in enumerate(segments):
+        starts = np.asarray(sample_starts(seg, strategy, interval), dtype=np.int64)
+        ends = np.append(starts[1:], seg.frame_end - seg.frame_start)
+        seg_col.append(np.full(len(starts), k, dtype=np.int32))
+        start_col.append(starts + seg.frame_start)
+        end_col.append(ends + seg.frame_start)
+    n = sum(len(c) for c in seg_col)
+    sc_names, sc, rt_names, rt = type_codes(n, seed=seed, scenario_mix=scenario_mix, response_mix=response_mix)
+
+    def joined(cols: list[np.ndarray], dtype: Any) -> np.ndarray:
+        return np.concatenate(cols).astype(dtype) if cols else np.zeros(0, dtype=dtype)
+
+    return SampleTable(segments, joined(seg_col, np.int32), joined(start_col, np.int32), joined(end_col, np.int32),
+                       sc, rt, scenario_names=sc_names, response_names=rt_names, cameras=cameras,
+                       video=frozenset(source.video_keys))
 
 
 def build_plan(
@@ -366,15 +354,20 @@ def build_plan(
     # the seed's column would then disagree with the language columns (types are assigned first, so
     # the other samples keep theirs)
     held = source.language.dialogue_frames if source.language is not None else frozenset()
-    taken = tuple(s.sample_id for s in samples if (s.episode_index, s.frame_start) in held)
-    for s in samples:
-        if (s.episode_index, s.frame_start) in held:
+    taken: tuple[str, ...] = ()
+    if held:
+        at = {(e, f): i for i, (e, f) in enumerate(zip(samples.episodes().tolist(), samples.frames()[0].tolist()))
+              if (e, f) in held}
+        taken = tuple(sample_id(e, f) for e, f in at)
+        for sid, e in zip(taken, (e for e, _ in at)):
             notices.add("a sampled frame already has a dialogue in the source's language_events (kept; none "
-                        "generated there)", s.episode_index, s.sample_id)
-    if taken:
-        samples = [s for s in samples if (s.episode_index, s.frame_start) not in held]
+                        "generated there)", e, sid)
+        if at:
+            keep = np.ones(len(samples), dtype=bool)
+            keep[list(at.values())] = False
+            samples = samples.take(np.flatnonzero(keep))
     return Plan(
-        samples=tuple(samples),
+        samples=samples,
         segments=tuple(segments),
         episodes=tuple(sorted(lengths)),
         cameras=tuple(cameras),

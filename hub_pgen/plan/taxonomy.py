@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
+
+import numpy as np
 
 SCENARIO_TYPES: dict[str, str] = {
     "direct_request": "the user plainly asks for what the robot does next",
@@ -54,17 +56,40 @@ def parse_mix(text: str | None, known: Mapping[str, str], *, flag: str) -> dict[
 def stratified(n: int, weights: Mapping[str, float], rng: random.Random) -> list[str]:
     """``n`` labels whose counts follow ``weights`` as closely as integers allow (largest
     remainder), in a seeded random order. Deterministic for a given ``rng`` state."""
+    names = list(weights)
+    return [names[c] for c in stratified_codes(n, weights, rng)]
+
+
+def stratified_codes(n: int, weights: Mapping[str, float], rng: random.Random) -> np.ndarray:
+    """:func:`stratified` as codes (the position of each label in ``weights``), uint8: the same shuffle
+    (it depends on the length and ``rng`` only), without a list of ``n`` labels held."""
     if n <= 0:
-        return []
+        return np.zeros(0, dtype=np.uint8)
     total = sum(weights.values())
     exact = {k: n * w / total for k, w in weights.items()}
     counts = {k: int(v) for k, v in exact.items()}
     short = n - sum(counts.values())
     for k in sorted(exact, key=lambda k: (-(exact[k] - counts[k]), list(weights).index(k)))[:short]:
         counts[k] += 1
-    labels = [k for k in weights for _ in range(counts[k])]
-    rng.shuffle(labels)
-    return labels
+    codes = [i for i, k in enumerate(weights) for _ in range(counts[k])]
+    rng.shuffle(codes)
+    return np.array(codes, dtype=np.uint8)
+
+
+def type_codes(
+    n: int,
+    *,
+    seed: int,
+    scenario_mix: Mapping[str, float] | None = None,
+    response_mix: Mapping[str, float] | None = None,
+) -> tuple[tuple[str, ...], np.ndarray, tuple[str, ...], np.ndarray]:
+    """:func:`assign_types` as (scenario names, their codes by sample, response names, their codes)."""
+    rng = random.Random(f"hub-pgen-schedule-{seed}")
+    scenario_weights = scenario_mix or {k: 1.0 for k in SCENARIO_TYPES}
+    response_weights = response_mix or {k: 1.0 for k in RESPONSE_TYPES}
+    scenarios = stratified_codes(n, scenario_weights, rng)
+    responses = stratified_codes(n, response_weights, rng)
+    return tuple(scenario_weights), scenarios, tuple(response_weights), responses
 
 
 def assign_types(
@@ -75,14 +100,18 @@ def assign_types(
     response_mix: Mapping[str, float] | None = None,
 ) -> list[tuple[str, str]]:
     """(scenario_type, response_type) for samples 0..n-1 in plan order."""
-    rng = random.Random(f"hub-pgen-schedule-{seed}")
-    scenarios = stratified(n, scenario_mix or {k: 1.0 for k in SCENARIO_TYPES}, rng)
-    responses = stratified(n, response_mix or {k: 1.0 for k in RESPONSE_TYPES}, rng)
-    return list(zip(scenarios, responses))
+    sc_names, sc, rt_names, rt = type_codes(n, seed=seed, scenario_mix=scenario_mix, response_mix=response_mix)
+    return [(sc_names[a], rt_names[b]) for a, b in zip(sc.tolist(), rt.tolist())]
 
 
-def mix_report(pairs: Sequence[tuple[str, str]]) -> dict[str, dict[str, int]]:
+def mix_report(pairs: Iterable[tuple[str, str]]) -> dict[str, dict[str, int]]:
+    counts = Counter(pairs)
+    scenario: Counter[str] = Counter()
+    response: Counter[str] = Counter()
+    for (s, r), k in counts.items():
+        scenario[s] += k
+        response[r] += k
     return {
-        "scenario_type": dict(sorted(Counter(s for s, _ in pairs).items())),
-        "response_type": dict(sorted(Counter(r for _, r in pairs).items())),
+        "scenario_type": dict(sorted(scenario.items())),
+        "response_type": dict(sorted(response.items())),
     }

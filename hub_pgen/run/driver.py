@@ -20,7 +20,8 @@ from hub_pgen.data import GenerationRequest, GenerationResult, JournalRecord
 from hub_pgen.errors import UsageError
 from hub_pgen.generate.base import Backend
 from hub_pgen.generate.registry import get_backend
-from hub_pgen.journal import JournalWriter, load_journal
+from hub_pgen.journal import has_records
+from hub_pgen.plan.table import IdView, episode_indices
 from hub_pgen.progress import NullReporter, Reporter
 from hub_pgen.run.context import RunContext
 from hub_pgen.run.dry_run import output_state, plan_report
@@ -151,7 +152,7 @@ def _shard_of(config: RunConfig, prep: Prepared, output: Path, reporter: Reporte
     from hub_pgen.run import shards
 
     samples, episodes = shards.select(prep.samples, config.num_shards, config.shard_index)
-    planned = len({s.episode_index for s in prep.samples})
+    planned = len(set(episode_indices(prep.samples)))
     prep = replace(prep, samples=samples, shard={"index": config.shard_index, "count": config.num_shards,
                                                  "episodes": list(episodes), "samples": len(samples)})
     output = config.output_dir or shards.default_dir(output, config.shard_index, config.num_shards)
@@ -222,7 +223,7 @@ def merge(
     merge_mod.check_source_files(loaded, prep.source.root if prep.source and not prep.source.repo_id else None)
     # the job's fingerprint (a local model is named, not located, in files); the shards it is merged from
     prep = replace(prep, fingerprint=first.fingerprint, merged_from={"shards": first.count})
-    records = merge_mod.check_coverage(loaded, prep.samples, prep.fingerprint)
+    merge_mod.check_coverage(loaded, prep.samples, prep.fingerprint)  # every record read once, none held
     output = config.output_dir or out_mod.default_output_dir(prep.source_name, prep.fingerprint)
     paths = out_mod.OutputPaths.for_output(output)
     source_root = prep.source.root if prep.source else None
@@ -237,10 +238,8 @@ def merge(
         if state == "stale":
             out_mod.discard_state(paths)
         started = claim.start(prep.fingerprint, prep.identity)
-        if not load_journal(paths.journal, fingerprint=prep.fingerprint):
-            with JournalWriter(paths.journal) as writer:
-                writer.append(records)
-        del records  # in the journal now, which generation reads: not a second copy through the finish
+        if not has_records(paths.journal, fingerprint=prep.fingerprint):  # read again, into the journal
+            merge_mod.write_journal(paths.journal, merge_mod.merged_records(loaded, prep.samples, prep.fingerprint))
         backend = _Replay((first.provenance.get("generation") or {}).get("backend_details"))
         ctx = RunContext(config, prep, paths, backend, reporter, t0, started, review=review)
         gen = generate(ctx, get_engine("local"), earlier={}, retry_failed=False)  # nothing is pending
@@ -254,4 +253,4 @@ def thumb_keeper(prep: Prepared) -> Any:
         return None
     from hub_pgen.review.thumbs import ThumbKeeper, likely_shown
 
-    return ThumbKeeper(likely_shown([s.sample_id for s in prep.samples]))
+    return ThumbKeeper(likely_shown(IdView(prep.samples)))

@@ -12,6 +12,7 @@ from hub_pgen.config import RunConfig
 from hub_pgen.generate.prompt import construct_prompt
 from hub_pgen.generate.registry import get_backend
 from hub_pgen.plan import planner
+from hub_pgen.plan.table import type_pairs
 from hub_pgen.plan.taxonomy import mix_report
 from hub_pgen.write import output as out_mod
 
@@ -62,14 +63,15 @@ def plan_report(config: RunConfig, prep: Prepared) -> dict[str, Any]:
         model_calls=(len(prep.samples) * (2 if config.verify else 1)  # --verify asks once more per sample
                      if get_backend(config.backend).uses_model else 0),
         batches=-(-len(prep.samples) // config.batch_size),
-        mix=mix_report([(s.scenario_type, s.response_type) for s in prep.samples]),
+        mix=mix_report(type_pairs(prep.samples)),
         cost=cost.of_run(config, prep),
     )
     if config.show_prompt:  # one rendered prompt per scenario type, with the images it would show
         prompts = {}
-        for s in prep.samples:
-            if s.scenario_type not in prompts:
-                prompts[s.scenario_type] = {"sample_id": s.sample_id, "images": [i.label() for i in s.images],
+        for i, (scenario, _) in enumerate(type_pairs(prep.samples)):
+            if scenario not in prompts:
+                s = prep.samples[i]
+                prompts[scenario] = {"sample_id": s.sample_id, "images": [i.label() for i in s.images],
                                             "prompt": construct_prompt(s, config.prompt_template)}
         report["prompts"] = prompts
     return report

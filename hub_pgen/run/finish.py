@@ -20,6 +20,7 @@ from hub_pgen.generate.base import Backend
 from hub_pgen.generate.layer import sample_seed
 from hub_pgen.generate.registry import get_backend
 from hub_pgen.journal import JournalWriter, status_of
+from hub_pgen.plan.table import sample_ids
 from hub_pgen.progress import Reporter
 from hub_pgen.run.context import Generated, RunContext
 from hub_pgen.run.prepare import Prepared
@@ -99,12 +100,12 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
     if prep.source is not None and prep.shard is None:
         check_staged(staging, paths)
     ok, failed = 0, []
-    for s in prep.samples:  # statuses from the journal's index: only the failures are read
-        status = status_of(journal, s.sample_id)
+    for sid in sample_ids(prep.samples):  # statuses from the journal's index: only the failures are read
+        status = status_of(journal, sid)
         if status == "ok":
             ok += 1
         elif status is not None:
-            failed.append(journal[s.sample_id])
+            failed.append(journal[sid])
     failures = tuple(failed) + tuple(journal[b.sample_id] for b in prep.bad_lines if b.sample_id in journal)
     shown = examples(in_plan_order(prep, journal))
     faults.point("finalize")
@@ -138,7 +139,7 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
 
 def in_plan_order(prep: Prepared, journal: Mapping[str, JournalRecord]) -> Iterator[JournalRecord]:
     """The plan's records, in plan order, as they are read (the journal holds where they are, not them)."""
-    return (journal[s.sample_id] for s in prep.samples if s.sample_id in journal)
+    return (journal[sid] for sid in sample_ids(prep.samples) if sid in journal)
 
 
 def check_staged(staging: Path, paths: out_mod.OutputPaths) -> None:

@@ -7,9 +7,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from hub_pgen.data import JournalRecord
 from hub_pgen.errors import Interrupted
 from hub_pgen.journal import JournalView, JournalWriter, load_journal
+from hub_pgen.plan.table import sample_ids, subset
 from hub_pgen.run.context import Generated, RunContext
 from hub_pgen.run.steps import record_batch
 
@@ -22,7 +25,7 @@ def generate(ctx: RunContext, engine: Engine, *, earlier: dict[str, JournalRecor
     then every sample not in it sent through ``engine``, each batch journaled as the engine yields it."""
     prep, paths, reporter = ctx.prep, ctx.paths, ctx.reporter
     # where each record is in the file, not the records (hub_pgen.journal.JournalView): read back as asked
-    journal = JournalView.load(paths.journal, fingerprint=prep.fingerprint, extra=earlier)
+    journal = JournalView.load(paths.journal, fingerprint=prep.fingerprint, extra=earlier, samples=prep.samples)
     retry_ids = {sid for sid, r in journal.items() if r.status != "ok"} if retry_failed else set()
     with JournalWriter(paths.journal) as writer:
         if earlier and not paths.journal.stat().st_size:
@@ -30,8 +33,12 @@ def generate(ctx: RunContext, engine: Engine, *, earlier: dict[str, JournalRecor
             # so a kill mid-retry resumes here and loses nothing
             records = [replace(r, fingerprint=prep.fingerprint) for r in earlier.values()]
             journal.add(records, writer.append(records))
-        resumed = sum(1 for s in prep.samples if s.sample_id in journal and s.sample_id not in retry_ids)
-        pending = [s for s in prep.samples if s.sample_id not in journal or s.sample_id in retry_ids]
+        # the plan's samples not journaled (or being retried): a table of them, not a list of samples
+        todo = np.fromiter((sid not in journal or sid in retry_ids for sid in sample_ids(prep.samples)), dtype=bool,
+                           count=len(prep.samples))
+        resumed = len(todo) - int(todo.sum())
+        pending = subset(prep.samples, todo) if resumed else prep.samples
+        del todo
         if resumed:
             reporter.stage("merge" if prep.merged_from else "resume",
                            f"{resumed} samples from {prep.merged_from['shards']} shards" if prep.merged_from

@@ -14,18 +14,22 @@ is refused. Local sources are fingerprinted down to the data and video files
 from __future__ import annotations
 
 import hashlib
+import itertools
+import os
 import re
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from hub_pgen import layout
 from hub_pgen.data import GenerationResult, JournalRecord, Sample
 from hub_pgen.errors import GenerationError, ShardError, UsageError
 from hub_pgen.generate.parse import validate_object
-from hub_pgen.journal import read_records, to_record
+from hub_pgen.journal import JournalWriter, iter_records, to_record
+from hub_pgen.plan.table import SampleTable, episode_indices, locator
 from hub_pgen.provenance_file import read_json
 from hub_pgen.run.shards import assign, label
 
@@ -52,7 +56,11 @@ class ShardResult:
     identity: dict[str, Any]
     parameters: dict[str, Any]
     provenance: dict[str, Any]
-    records: dict[str, JournalRecord]
+
+    @property
+    def records_path(self) -> Path:
+        """Its D_syn records (read as a stream by :func:`merged_records`, never whole)."""
+        return self.path / layout.JSONL_RESULT_NAME
 
 
 def load_shard(path: Path) -> ShardResult:
@@ -97,9 +105,10 @@ def load_shard(path: Path) -> ShardResult:
     for key, value in prov["parameters"].items():  # every shard's, though the merge runs the first's
         if key in types:
             _parameter(value, types[key], prov_path, key)
-    records = read_records(path / layout.JSONL_RESULT_NAME, error=ShardError, hint="rerun that shard")
-    return ShardResult(path, index, count, fingerprint, dict(prov["identity"]), dict(prov["parameters"]), prov,
-                       records)
+    if not (path / layout.JSONL_RESULT_NAME).is_file():
+        raise ShardError(f"{path / layout.JSONL_RESULT_NAME} is missing: a finished result holds its records there",
+                         hint="rerun that shard")
+    return ShardResult(path, index, count, fingerprint, dict(prov["identity"]), dict(prov["parameters"]), prov)
 
 
 def check_shards(shards: Sequence[ShardResult]) -> None:
@@ -156,47 +165,90 @@ def merge_config(shard: ShardResult, *, root: Path | None, repo_id: str | None, 
                          hint="rerun the shard whose meta/hub_pgen.json was changed") from None
 
 
-def check_coverage(shards: Sequence[ShardResult], samples: Sequence[Sample], fingerprint: str) -> list[JournalRecord]:
-    """Every sample of the plan exactly once, from the shard that owns it: the records the merge writes,
-    built from its own plan and what the model wrote (:func:`accept`). Each shard's ``records`` are
-    consumed (emptied) once accepted."""
+def check_coverage(shards: Sequence[ShardResult], samples: Sequence[Sample], fingerprint: str) -> None:
+    """Every sample of the plan exactly once, from the shard that owns it, each record one the merge
+    accepts (:func:`accept`): the shards' records read as a stream, none held (:func:`merged_records`)."""
+    for _ in merged_records(shards, samples, fingerprint):
+        pass
+
+
+def merged_records(shards: Sequence[ShardResult], samples: Sequence[Sample], fingerprint: str
+                   ) -> Iterator[JournalRecord]:
+    """The records the merge writes, shard by shard as each shard's file is read: built from the merge's
+    own plan and what the model wrote (:func:`accept`). Held: a flag a sample (seen), not the records.
+    A shard whose records do not add up raises once its file is read (what is foreign first, then what
+    is missing, then what was planned otherwise, then a record the merge refuses): a caller writes what
+    this yields where a failure leaves nothing behind (:func:`write_journal`)."""
     count = shards[0].count
     owner = assign(samples, count)
-    expected: dict[int, set[str]] = defaultdict(set)
-    by_id = {s.sample_id: s for s in samples}
-    for s in samples:
-        assert s.episode_index is not None  # a plan of a dataset: every sample is on an episode
-        expected[owner[s.episode_index]].add(s.sample_id)
-    out: list[JournalRecord] = []
+    episodes = samples.episodes() if isinstance(samples, SampleTable) else np.array(episode_indices(samples))
+    uniq, inverse = np.unique(episodes, return_inverse=True)
+    shard_of = np.array([owner[e] for e in uniq.tolist()], dtype=np.int64)[inverse] if len(uniq) else \
+        np.zeros(0, dtype=np.int64)
+    position = locator(samples)
+    seen = np.zeros(len(samples), dtype=bool)
     for shard in sorted(shards, key=lambda s: s.index):
-        got, want = set(shard.records), expected[shard.index]
-        foreign = sorted(got - want)
-        if foreign:
-            raise UsageError(f"shard {label(shard.index, count)} ({shard.path}) holds {len(foreign)} sample(s) that "
-                             f"are not its own in this plan, e.g. {_shown(foreign[0])}",
+        foreign: list[Any] = [0, None]  # how many, the first by id
+        wrong: list[Any] = [0, None, None]  # how many, the first by id, and its record
+        refused: ShardError | None = None
+        for n, rec in iter_records(shard.records_path, error=ShardError, hint="rerun that shard"):
+            i = position(rec.sample_id)
+            if i is None or shard_of[i] != shard.index:
+                foreign[0] += 1
+                foreign[1] = rec.sample_id if foreign[1] is None else min(foreign[1], rec.sample_id)
+                continue
+            if seen[i]:
+                raise ShardError(f"{shard.records_path}:{n}: sample {rec.sample_id[:60]!r} appears twice",
+                                 hint="rerun that shard")
+            seen[i] = True
+            sample = samples[i]
+            if _planned(rec) != _planned(sample):
+                wrong[0] += 1
+                if wrong[1] is None or rec.sample_id < wrong[1]:
+                    wrong[1:] = [rec.sample_id, rec, sample]
+                continue
+            if foreign[0] or wrong[0] or refused is not None:
+                continue  # this shard is refused once read: what to say first is known then
+            try:
+                yield accept(shard, sample, rec, fingerprint)
+            except ShardError as e:
+                refused = e
+        if foreign[0]:
+            raise UsageError(f"shard {label(shard.index, count)} ({shard.path}) holds {foreign[0]} sample(s) that "
+                             f"are not its own in this plan, e.g. {_shown(foreign[1])}",
                              hint="the shards must come from one job on this source: check --root/--repo-id")
-        lost = sorted(want - got)
-        if lost:
+        mine = shard_of == shard.index
+        lost = np.flatnonzero(mine & ~seen)
+        if len(lost):
+            first = min(samples[int(i)].sample_id for i in lost)
             raise UsageError(f"shard {label(shard.index, count)} ({shard.path}) lacks {len(lost)} of its "
-                             f"{len(want)} sample(s), e.g. {lost[0]}",
+                             f"{int(mine.sum())} sample(s), e.g. {first}",
                              hint="rerun that shard's command: it resumes and generates what is missing")
-        wrong = [sid for sid in sorted(got) if _planned(shard.records[sid]) != _planned(by_id[sid])]
-        if wrong:
-            first = wrong[0]
-            diff = {k: (a, b) for k, a, b in zip(PLANNED, _planned(shard.records[first]), _planned(by_id[first]))
-                    if a != b}
+        if wrong[0]:
+            first, rec, sample = wrong[1:]
+            diff = {k: (a, b) for k, a, b in zip(PLANNED, _planned(rec), _planned(sample)) if a != b}
             shown = "; ".join(f"{k}: {_shown(a)} in the shard, {_shown(b)} here" for k, (a, b) in diff.items())
             raise ShardError(
-                f"shard {label(shard.index, count)} ({shard.path}) planned {len(wrong)} of its sample(s) otherwise "
+                f"shard {label(shard.index, count)} ({shard.path}) planned {wrong[0]} of its sample(s) otherwise "
                 f"than this merge's plan does (e.g. {first}: {shown})",
                 hint="a shard of a Hub dataset plans other shards' episodes from meta/episodes' timestamp stats: "
                      "when the data files disagree with those stats, recompute them (lerobot), or run the shards on a "
                      "local copy (--root), which reads every data file; a shard whose records were edited must be "
                      "rerun")
-        for sid in sorted(got):
-            out.append(accept(shard, by_id[sid], shard.records[sid], fingerprint))
-        shard.records.clear()  # consumed: the merge holds one copy of a record at a time, not the shard's and its own
-    return sorted(out, key=lambda r: r.sample_id)
+        if refused is not None:
+            raise refused
+
+
+def write_journal(path: Path, records: Iterable[JournalRecord], *, batch: int = 1024) -> None:
+    """``records`` as the journal at ``path``, whole or not at all: written beside it, then renamed onto
+    it (a merge that fails half-way leaves no journal a rerun would take for the merged one)."""
+    tmp = path.with_name(path.name + ".merging")
+    tmp.unlink(missing_ok=True)
+    with JournalWriter(tmp) as writer:
+        it = iter(records)
+        while chunk := list(itertools.islice(it, batch)):
+            writer.append(chunk)
+    os.replace(tmp, path)
 
 
 PLANNED = ("episode_index", "episode_id", "t", "frame_index", "frame_start", "frame_end", "timestamp", "images",

@@ -19,6 +19,7 @@ from hub_pgen.generate.prompt import prompt_template_hash
 from hub_pgen.generate.registry import get_backend
 from hub_pgen.notices import Notices
 from hub_pgen.plan import planner
+from hub_pgen.plan.table import episode_indices
 from hub_pgen.plan.taxonomy import assign_types
 from hub_pgen.progress import Reporter
 from hub_pgen.run.dry_run import labelling_cost
@@ -32,7 +33,7 @@ class Prepared:
     """Everything known before generation starts."""
 
     source: SourceDataset | None
-    samples: tuple[Sample, ...]
+    samples: Sequence[Sample]  # a dataset's: the plan's columns (hub_pgen.plan.table); JSONL input's: a tuple
     bad_lines: tuple[Any, ...]  # JSONL lines that could not be read (recorded as failures)
     cameras: tuple[str, ...]
     identity: dict[str, Any]
@@ -114,8 +115,7 @@ def fetch_videos(prep: Prepared, config: RunConfig, reporter: Reporter, cameras:
         return prep
     from hub_pgen.source import hub
 
-    wanted = set(episodes) if episodes is not None else {s.episode_index for s in prep.samples
-                                                         if s.episode_index is not None}
+    wanted = set(episodes) if episodes is not None else set(episode_indices(prep.samples))
     reporter.stage("download", f"{source.repo_id}@{str(source.revision)[:8]}: videos of {', '.join(cams)} for "
                                f"{len(wanted)} episode(s)")
     return replace(prep, source=hub.fetch(source, data=(), videos=wanted, cameras=cams))

@@ -16,6 +16,7 @@ from hub_pgen.generate.base import Backend, is_local_model
 from hub_pgen.generate.prompt import prompt_template_hash
 from hub_pgen.generate.registry import get_backend
 from hub_pgen.journal import status_of
+from hub_pgen.plan.table import sample_ids, type_pairs
 from hub_pgen.plan.taxonomy import mix_report
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 def provenance(config: RunConfig, prep: Prepared, backend: Backend | None, journal: Mapping[str, JournalRecord],
                started_at: str) -> dict[str, Any]:
     src = prep.source
-    ok = sum(1 for s in prep.samples if status_of(journal, s.sample_id) == "ok")
+    ok = sum(1 for sid in sample_ids(prep.samples) if status_of(journal, sid) == "ok")
     total = len(prep.samples) + len(prep.bad_lines)
     params = config.parameters()
     params.pop("output_dir", None)
@@ -65,7 +66,7 @@ def provenance(config: RunConfig, prep: Prepared, backend: Backend | None, journ
         "counts": {"samples": total, "ok": ok, "failed": total - ok,
                    # planned frames left to the dialogue the source already had there (not generated)
                    "kept_source_dialogues": len(prep.plan.taken) if prep.plan is not None else 0},
-        "mix": mix_report([(s.scenario_type, s.response_type) for s in prep.samples]),
+        "mix": mix_report(type_pairs(prep.samples)),
         "notices": list(prep.notices),
     }
 

@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from hub_pgen.errors import UsageError
+from hub_pgen.plan.table import locator, sample_ids
 
 if TYPE_CHECKING:
     from hub_pgen.config import RunConfig
@@ -67,14 +68,14 @@ class _Worker:
         prep = prepare(config, NullReporter())
         self.config, self.prep = config, prep
         self.backend = make_backend(config)
-        self.by_id = {s.sample_id: s for s in prep.samples}
+        self.position = locator(prep.samples)  # a sample by id: the plan's table finds it without a dict
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         from hub_pgen.run.steps import generate_batch, iter_images
 
         ids = [str(i) for i in batch["sample_id"]]
         tried = {i: int(t) for i, t in zip(ids, batch["tried"])}
-        samples = [self.by_id[i] for i in ids]
+        samples = [self.prep.samples[self.position(i)] for i in ids]
         pairs = list(iter_images(samples, self.prep, self.backend, self.config.max_pixels))
         records, sent = generate_batch(pairs, self.prep, self.config, self.backend, tried)
         details = json.dumps(self.backend.describe(), default=str)
@@ -151,7 +152,7 @@ def _generate(pending: Sequence[Sample], ctx: RunContext,
                              hint="e.g. --workers 2 --device cpu, or join a GPU cluster with --ray-address")
         per_call = get_backend(config.backend).samples_per_call(config)
         before = tries(journal, pending)
-        rows = [{"sample_id": s.sample_id, "tried": before.get(s.sample_id, 0)} for s in pending]
+        rows = [{"sample_id": sid, "tried": before.get(sid, 0)} for sid in sample_ids(pending)]
         # the actors read the source the driver read: a Hub source at the commit it resolved
         actor_config = replace(config, revision=prep.source.revision) if prep.source is not None and \
             prep.source.repo_id else config

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hub_pgen.data import Sample
+from hub_pgen.plan.table import episode_indices, subset
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ def assign(samples: Sequence[Sample], num_shards: int) -> dict[int, int]:
     most two it shares with a neighbour (dealt round-robin, every shard would need every file)."""
     from collections import Counter
 
-    counts = Counter(s.episode_index for s in samples if s.episode_index is not None)
+    counts = Counter(episode_indices(samples))
     episodes = sorted(counts)
     total = sum(counts.values())
     out: dict[int, int] = {}
@@ -53,12 +54,12 @@ def assign(samples: Sequence[Sample], num_shards: int) -> dict[int, int]:
     return out
 
 
-def select(samples: Sequence[Sample], num_shards: int, index: int) -> tuple[tuple[Sample, ...], tuple[int, ...]]:
+def select(samples: Sequence[Sample], num_shards: int, index: int) -> tuple[Sequence[Sample], tuple[int, ...]]:
     """The samples of shard ``index`` and its episodes (the plan order kept)."""
     owner = assign(samples, num_shards)
     mine = tuple(sorted(e for e, k in owner.items() if k == index))
     keep = set(mine)
-    return tuple(s for s in samples if s.episode_index in keep), mine
+    return subset(samples, [e in keep for e in episode_indices(samples)]), mine
 
 
 def plan_ahead(config: Any, meta: Any) -> tuple[Any, set[int], dict[int, int]] | None:
@@ -91,7 +92,7 @@ def plan_ahead(config: Any, meta: Any) -> tuple[Any, set[int], dict[int, int]] |
     _, own = select(plan.samples, config.num_shards, config.shard_index)
     logger.info("shard %s: planned from meta/episodes (%d episode(s) on the frame grid, %d read): %d own episode(s)",
                 label(config.shard_index, config.num_shards), len(meta.episodes) - len(off), len(off), len(own))
-    per_episode = Counter(s.episode_index for s in plan.samples if s.episode_index is not None)  # all are on one
+    per_episode = Counter(episode_indices(plan.samples))  # all are on one
     return meta, set(own) | off, dict(per_episode)
 
 
@@ -100,7 +101,7 @@ def ahead_differs(ahead: dict[int, int], plan: Any, source: Any) -> list[int]:
     their stats described another frame grid than their data, so the other episodes' may lie too."""
     from collections import Counter
 
-    real = Counter(s.episode_index for s in plan.samples)
+    real = Counter(episode_indices(plan.samples))
     read = [e for e, ep in source.episodes.items() if ep.data_path not in source.absent_data]
     return sorted(e for e in read if real.get(e, 0) != ahead.get(e, 0))
 

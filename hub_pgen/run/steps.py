@@ -17,6 +17,7 @@ from hub_pgen.generate.base import Backend
 from hub_pgen.generate.parse import checked_result
 from hub_pgen.generate.prompt import construct_prompt
 from hub_pgen.journal import JournalView, JournalWriter, to_record
+from hub_pgen.plan.table import sample_ids
 from hub_pgen.progress import Reporter
 
 if TYPE_CHECKING:
@@ -59,10 +60,10 @@ def tries(journal: Mapping[str, JournalRecord], samples: Sequence[Sample]) -> di
     """Attempts each sample already had (a failure being retried with --retry-failed), by sample id; a
     sample that never ran is not in it (``.get(sample_id, 0)``: not one entry per pending sample)."""
     out = {}
-    for s in samples:
-        before = journal.get(s.sample_id)
+    for sid in sample_ids(samples):
+        before = journal.get(sid)
         if before is not None:
-            out[s.sample_id] = before.attempts + sum(int(e.get("attempts") or 0) for e in before.earlier)
+            out[sid] = before.attempts + sum(int(e.get("attempts") or 0) for e in before.earlier)
     return out
 
 

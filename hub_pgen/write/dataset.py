@@ -10,6 +10,7 @@ record ``meta/hub_pgen.json`` is written last and marks the folder complete.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -20,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -28,31 +28,15 @@ from hub_pgen import faults, fsio, layout
 from hub_pgen import language as lang
 from hub_pgen.data import JournalRecord, Sample, SourceDataset
 from hub_pgen.errors import OutputError, SourceError, UnsafePathError
-from hub_pgen.textsafe import well_formed
+from hub_pgen.plan.table import ByPosition, sample_ids
 from hub_pgen.write import language as lang_w
 from hub_pgen.write import stats as st
+from hub_pgen.write.tasks import TaskAssignment, assign_task_indices, frame_task_indices, write_tasks
 
 logger = logging.getLogger(__name__)
 
 _REWRITTEN = {layout.INFO_PATH, layout.STATS_PATH, layout.TASKS_PATH, layout.CARD_PATH,
               layout.SYN_ANNOTATIONS_PATH, layout.PROVENANCE_PATH, layout.SKILL_ANNOTATIONS_PATH}
-
-
-@dataclass(frozen=True)
-class NewTask:
-    task_index: int
-    task: str  # the tasks.parquet index string
-    user_prompt: str
-    robot_utterance: str
-    skill: str
-    scenario_type: str
-    response_type: str
-
-
-@dataclass(frozen=True)
-class TaskAssignment:
-    by_sample: dict[str, int]  # sample_id → task_index_high_level (ok samples only)
-    new_tasks: tuple[NewTask, ...]
 
 
 @dataclass(frozen=True)
@@ -64,61 +48,9 @@ class WriteSummary:
     files_linked: int
     files_copied: int
     language: lang_w.LanguageCounts | None = None  # None: the format has no language columns
-    # sample id → its task_index_high_level as meta/syn_annotations.jsonl has it (-1 when absent); None:
-    # the format has no such column
-    task_index: dict[str, int] | None = None
-
-
-def assign_task_indices(
-    source_tasks: Sequence[str], source_indices: Sequence[int], samples: Sequence[Sample],
-    records: Mapping[str, JournalRecord],
-) -> TaskAssignment:
-    """One new tasks row per distinct (dialogue, skill), in plan order, from the next free index.
-
-    The row's ``skill`` must be true for every frame pointing at it, so a dialogue text that was
-    generated for two different skills (or equals an original task string) gets a ``(#n)`` suffix
-    to keep the index strings unique (after lone surrogates became U+FFFD: parquet holds UTF-8).
-    """
-    next_index = max(source_indices, default=-1) + 1
-    taken: set[str] = set(source_tasks)
-    by_key: dict[tuple[str, str], NewTask] = {}
-    by_sample: dict[str, int] = {}
-    new: list[NewTask] = []
-    for s in samples:
-        rec = records.get(s.sample_id)
-        dialogue = rec.dialogue if rec is not None else None
-        if dialogue is None:
-            continue
-        key = (dialogue.task_string, s.skill_current)
-        row = by_key.get(key)
-        if row is None:
-            base = text = well_formed(dialogue.task_string)
-            n = 2
-            while text in taken:
-                text = f"{base} (#{n})"
-                n += 1
-            taken.add(text)
-            row = NewTask(next_index, text, well_formed(dialogue.user_prompt), well_formed(dialogue.robot_utterance),
-                          well_formed(s.skill_current), well_formed(dialogue.scenario_type),
-                          well_formed(dialogue.response_type))
-            next_index += 1
-            by_key[key] = row
-            new.append(row)
-        by_sample[s.sample_id] = row.task_index
-    return TaskAssignment(by_sample=by_sample, new_tasks=tuple(new))
-
-
-def frame_task_indices(
-    source: SourceDataset, samples: Sequence[Sample], assignment: TaskAssignment
-) -> dict[int, np.ndarray]:
-    """Per episode, the task_index_high_level of each frame (-1 where no sample's dialogue applies)."""
-    out = {e: np.full(ep.length, layout.NO_TASK, dtype=np.int64) for e, ep in source.episodes.items()}
-    for s in samples:
-        idx = assignment.by_sample.get(s.sample_id)
-        if idx is None or s.episode_index is None:
-            continue
-        out[s.episode_index][s.frame_start : s.frame_end] = idx
-    return out
+    # sample id → its task_index_high_level as meta/syn_annotations.jsonl has it (absent: -1); None: the
+    # format has no such column
+    task_index: Mapping[str, int] | None = None
 
 
 def write_dataset(
@@ -143,10 +75,10 @@ def write_dataset(
     hirobot, language = "hirobot" in parts, "language" in parts
     labels = assign_task_indices(source.tasks, source.task_indices, samples, records)
     per_episode = frame_task_indices(source, samples, labels)  # also counts the frames with a dialogue
-    assignment = labels if hirobot else TaskAssignment(by_sample={}, new_tasks=())
+    assignment = labels if hirobot else TaskAssignment.none(len(samples))
     frames = sum(len(v) for v in per_episode.values())
     labelled = sum(int((v != layout.NO_TASK).sum()) for v in per_episode.values())
-    lplan = lang_w.plan_language(segments, samples, records, labels.by_sample) if language else None
+    lplan = lang_w.plan_language(segments, samples, records, labels.by_position != layout.NO_TASK) if language else None
     lcounts = lang_w.LanguageCounts()
     provenance = {**provenance, "format": output_format,
                   "counts": {**provenance.get("counts", {}), "new_tasks": len(assignment.new_tasks),
@@ -158,7 +90,7 @@ def write_dataset(
             faults.point("write.data")
         episode_files = sorted((source.root / layout.EPISODES_DIR).glob("chunk-*/file-*.parquet"))
         if hirobot:
-            _write_tasks(source.root / layout.TASKS_PATH, staging / layout.TASKS_PATH, assignment.new_tasks)
+            write_tasks(source.root / layout.TASKS_PATH, staging / layout.TASKS_PATH, assignment.new_tasks)
             stat_names = _stat_names(source)
             ep_stats = {e: st.episode_stats(v, stat_names) for e, v in per_episode.items() if len(v)}
             for path in episode_files:
@@ -214,7 +146,8 @@ def write_dataset(
             hint="free disk space or fix permissions, then rerun the same command: generated samples are kept",
         ) from e
     return WriteSummary(staging, len(assignment.new_tasks), frames, labelled, linked, copied,
-                        lcounts if language else None, assignment.by_sample if hirobot else None)
+                        lcounts if language else None,
+                        ByPosition(samples, assignment.by_position, layout.NO_TASK) if hirobot else None)
 
 
 # --- files ------------------------------------------------------------------------------------
@@ -274,32 +207,6 @@ def _with_hf_features(metadata: dict[bytes, bytes] | None,
     except (json.JSONDecodeError, AttributeError):
         return metadata
     return {**metadata, b"huggingface": json.dumps(hf).encode()}
-
-
-def _write_tasks(src: Path, dst: Path, new_tasks: Sequence[NewTask]) -> None:
-    df = pd.read_parquet(src)
-    index_name = df.index.name
-    for col in layout.TASK_EXTRA_COLUMNS:
-        if col not in df.columns:
-            df[col] = pd.Series([None] * len(df), index=df.index, dtype=object)
-    if new_tasks:
-        rows = pd.DataFrame(
-            {
-                "task_index": [t.task_index for t in new_tasks],
-                "user_prompt": [t.user_prompt for t in new_tasks],
-                "robot_utterance": [t.robot_utterance for t in new_tasks],
-                "skill": [t.skill for t in new_tasks],
-                "scenario_type": [t.scenario_type for t in new_tasks],
-                "response_type": [t.response_type for t in new_tasks],
-            },
-            index=pd.Index([t.task for t in new_tasks], name=index_name),
-        )
-        rows["task_index"] = rows["task_index"].astype(df["task_index"].dtype)
-        df = pd.concat([df, rows[df.columns]], axis=0)
-    df.index.name = index_name
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with fsio.create(dst) as fh:
-        df.to_parquet(fh)
 
 
 def _stat_names(source: SourceDataset) -> tuple[str, ...]:
@@ -381,13 +288,13 @@ def _write_syn_annotations(
     """One line per sample; ``task_index_high_level`` is null when the format has no such column."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with fsio.create(path) as fh:
-        for s in samples:
-            rec = records.get(s.sample_id)
+        for sid, index in zip(sample_ids(samples), assignment.by_position.tolist() if assignment is not None
+                              else itertools.repeat(None)):
+            rec = records.get(sid)
             if rec is None:
                 continue
             d = rec.to_json()
-            d["task_index_high_level"] = (assignment.by_sample.get(s.sample_id, layout.NO_TASK)
-                                          if assignment is not None else None)
+            d["task_index_high_level"] = index
             d.pop("fingerprint", None)
             fh.write(fsio.jsonl_line(d))
 

@@ -21,7 +21,7 @@ The columns are written with lerobot's canonical Arrow types (``tool_calls`` as 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,7 @@ import pyarrow as pa
 from hub_pgen import language as lang
 from hub_pgen.data import JournalRecord, Sample
 from hub_pgen.language import Row
+from hub_pgen.plan.table import IdView, SampleTable, sample_ids
 from hub_pgen.textsafe import well_formed
 
 # --- what a run adds ----------------------------------------------------------------------------
@@ -38,27 +39,33 @@ from hub_pgen.textsafe import well_formed
 
 class _Dialogues(Mapping[int, tuple[tuple[int, tuple[str, str]], ...]]):
     """Episode → ((frame, (user prompt, robot utterance)), ...) in frame order, each pair read from its
-    record when a data file asks for its episode (the plan keeps which sample's record, not the texts:
-    at 480k samples the texts were ~300 bytes a sample held through the whole write)."""
+    record when a data file asks for its episode. Held: three int arrays sorted by (episode, frame) —
+    the episode, the frame, and which sample's record (plan position) — not the texts nor a tuple a
+    sample (at 480k samples the texts were ~300 bytes a sample, the tuples ~170, held through the write)."""
 
-    def __init__(self, where: dict[int, tuple[tuple[int, str], ...]], records: Mapping[str, JournalRecord]) -> None:
-        self._where, self._records = where, records
+    def __init__(self, episodes: np.ndarray, frames: np.ndarray, positions: np.ndarray, ids: Sequence[str],
+                 records: Mapping[str, JournalRecord]) -> None:
+        self._episodes, self._frames, self._positions = episodes, frames, positions
+        self._ids, self._records = ids, records
 
     def __getitem__(self, episode: int) -> tuple[tuple[int, tuple[str, str]], ...]:
-        found = self._where[episode]
+        lo = int(np.searchsorted(self._episodes, episode, "left"))
+        hi = int(np.searchsorted(self._episodes, episode, "right"))
+        if lo == hi:
+            raise KeyError(episode)
         out = []
-        for frame, sample_id in found:
-            d = self._records[sample_id].dialogue
+        for frame, i in zip(self._frames[lo:hi].tolist(), self._positions[lo:hi].tolist()):
+            d = self._records[self._ids[i]].dialogue
             assert d is not None  # planned from this record: an ok one
             # parquet holds UTF-8: a lone surrogate becomes U+FFFD (the journal keeps it as its escape)
             out.append((frame, (well_formed(d.user_prompt), well_formed(d.robot_utterance))))
         return tuple(out)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(self._where)
+        return iter(np.unique(self._episodes).tolist())
 
     def __len__(self) -> int:
-        return len(self._where)
+        return len(np.unique(self._episodes))
 
 
 @dataclass(frozen=True)
@@ -72,29 +79,30 @@ class LanguagePlan:
 
 
 def plan_language(segments: Iterable[Any], samples: Sequence[Sample], records: Mapping[str, JournalRecord],
-                  with_dialogue: Container[str] | None = None) -> LanguagePlan:
+                  with_dialogue: np.ndarray | None = None) -> LanguagePlan:
     """``segments`` are the plan's (hub_pgen.plan.planner.Segment): one subtask row each. A dialogue
     goes on its sample's first frame (the frame whose images the model saw); of two samples on one
-    frame, the later one's. ``with_dialogue``: the samples whose record has a dialogue, when the caller
-    knows (hub_pgen.write.dataset's task assignment): no record read to find them."""
+    frame, the later one's. ``with_dialogue``: by plan position, whether the sample's record has a
+    dialogue, when the caller knows (hub_pgen.write.dataset's task assignment): no record read to find them."""
     subtasks: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for seg in segments:
         subtasks[seg.episode_index].append((seg.frame_start, well_formed(seg.skill)))
-    at: dict[tuple[int, int], str] = {}
-    for s in samples:
-        if s.episode_index is None or s.frame_start is None:
-            continue
-        if with_dialogue is not None:
-            if s.sample_id not in with_dialogue:
-                continue
-        elif (rec := records.get(s.sample_id)) is None or rec.dialogue is None:
-            continue
-        at[(s.episode_index, s.frame_start)] = s.sample_id
-    by_episode: dict[int, list[tuple[int, str]]] = defaultdict(list)
-    for (e, f), sample_id in at.items():
-        by_episode[e].append((f, sample_id))
+    if isinstance(samples, SampleTable):
+        episodes, starts = samples.episodes(), samples.frames()[0].astype(np.int64)
+    else:
+        episodes = np.array([-1 if s.episode_index is None else s.episode_index for s in samples], dtype=np.int64)
+        starts = np.array([-1 if s.frame_start is None else s.frame_start for s in samples], dtype=np.int64)
+    if with_dialogue is None:
+        with_dialogue = np.fromiter(((rec := records.get(sid)) is not None and rec.dialogue is not None
+                                     for sid in sample_ids(samples)), dtype=bool, count=len(samples))
+    positions = np.flatnonzero(with_dialogue & (episodes >= 0) & (starts >= 0))
+    keys = episodes[positions] << 32 | starts[positions]
+    order = np.argsort(keys, kind="stable")  # plan order kept among samples on one frame
+    keys, positions = keys[order], positions[order]
+    last = np.append(keys[1:] != keys[:-1], True) if len(keys) else np.zeros(0, dtype=bool)  # the later one's
+    keys, positions = keys[last], positions[last]
     return LanguagePlan({e: tuple(sorted(v)) for e, v in subtasks.items()},
-                        _Dialogues({e: tuple(sorted(v, key=lambda x: x[0])) for e, v in by_episode.items()}, records))
+                        _Dialogues(keys >> 32, keys & 0xFFFFFFFF, positions, IdView(samples), records))
 
 
 @dataclass

@@ -7,6 +7,9 @@ machine. Every problem is collected (not just the first) so one run tells the wh
 from __future__ import annotations
 
 import json
+import os
+from array import array
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,55 +121,91 @@ def _provenance(root: Path, found: list[str]) -> dict | None:
     return prov
 
 
-# (episode, frame) → (user prompt, robot utterance, timestamp) as the D_syn record holds them: JSON
-# values, an ok record's are str, str, float (a damaged file's are compared as they are)
-Expected = dict[tuple[int, int], tuple[Any, Any, Any]]
+class Expected:
+    """The interjection + say pair each generated dialogue must have put on its frame, as the D_syn
+    record holds it: for (episode, frame), (user prompt, robot utterance, frame timestamp) — JSON
+    values, an ok record's are str, str, float (a damaged file's are compared as they are). Held: where
+    each record's line is in ``meta/syn_annotations.jsonl`` (arrays: 32 bytes a dialogue), read back
+    when a data file of its episode is checked — not the texts of every dialogue at once (~400 bytes
+    a dialogue at 480k samples). Of two records of one frame, the later one's, in the place of the first."""
+
+    def __init__(self, path: Path, episode: np.ndarray, frame: np.ndarray, offset: np.ndarray, length: np.ndarray,
+                 odd: list[tuple[Any, Any]]) -> None:
+        self.path = path
+        n = len(episode)
+        order = np.lexsort((np.arange(n), frame, episode))  # by (episode, frame), file order within
+        episode, frame = episode[order], frame[order]
+        starts = np.flatnonzero(np.r_[True, (episode[1:] != episode[:-1]) | (frame[1:] != frame[:-1])]) if n else \
+            np.zeros(0, dtype=np.int64)
+        ends = np.r_[starts[1:] - 1, n - 1].astype(np.int64) if n else np.zeros(0, dtype=np.int64)
+        self.episode, self.frame = episode[starts], frame[starts]
+        self.place = order[starts]  # the first record's line number: the file's order
+        self.offset, self.length = offset[order[ends]], length[order[ends]]  # the last record's line
+        self.done = np.zeros(len(starts), dtype=bool)
+        self.odd = odd  # numbers no data file can hold (beyond int64): always missing
+
+    def of_episodes(self, episodes: Sequence[int], width: int) -> list[int]:
+        """The entries not yet found of ``episodes`` with a frame in [0, width), in the file's order."""
+        hits: list[int] = []
+        for e in episodes:
+            lo, hi = (int(np.searchsorted(self.episode, e, side)) for side in ("left", "right"))
+            hits += [lo + i for i in np.flatnonzero((self.frame[lo:hi] >= 0) & (self.frame[lo:hi] < width)
+                                                    & ~self.done[lo:hi]).tolist()]
+        return sorted(hits, key=lambda i: int(self.place[i]))
+
+    def read(self, fd: int, i: int) -> tuple[Any, Any, Any]:
+        rec = json.loads(os.pread(fd, int(self.length[i]), int(self.offset[i])))
+        # as parquet holds it: a lone surrogate the journal kept as its escape is U+FFFD there
+        prompt, reply = (well_formed(v) if isinstance(v, str) else v
+                         for v in (rec.get("user_prompt"), rec.get("robot_utterance")))
+        return prompt, reply, rec.get("timestamp")
+
+    def left(self) -> list[tuple[Any, Any]]:
+        """(episode, frame) of the dialogues no data file had, in the file's order."""
+        i = np.flatnonzero(~self.done)
+        i = i[np.argsort(self.place[i], kind="stable")]
+        return list(zip(self.episode[i].tolist(), self.frame[i].tolist())) + self.odd
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(~self.done)) + len(self.odd)
+
+
+_I64 = 1 << 62  # an episode or frame beyond this names no frame of any data file
 
 
 def _expected_dialogues(root: Path, prov: dict | None) -> Expected:
-    """The interjection + say pair each generated dialogue must have put on its frame: (episode,
-    frame) → (user prompt, robot utterance, frame timestamp), less those the provenance reports as
-    not added (their frame had a dialogue of the source's own)."""
+    """What the language columns must hold of each generated dialogue (:class:`Expected`), less those
+    the provenance reports as not added (their frame had a dialogue of the source's own)."""
     skipped = set(((prov or {}).get("language") or {}).get("dialogues_not_added") or [])
-    out: Expected = {}
     path = root / layout.SYN_ANNOTATIONS_PATH
-    if not path.is_file():
-        return out
-    with open(path, "rb") as fh:  # a line at a time: never the whole file (and its lines) at once
-        for raw in fh:
-            try:
-                rec = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue  # the D_syn file's own problems are the journal's business
-            _expect(rec, skipped, out)
-    return out
+    cols = [array("q") for _ in range(4)]  # episode, frame, offset, length: 8 bytes each, no objects
+    odd: list[tuple[Any, Any]] = []
+    if path.is_file():
+        with open(path, "rb") as fh:  # a line at a time: never the whole file (and its lines) at once
+            at = 0
+            for raw in fh:
+                here, at = at, at + len(raw)
+                try:
+                    rec = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    continue  # the D_syn file's own problems are the journal's business
+                if not isinstance(rec, dict) or rec.get("status") != "ok" or rec.get("episode_index") is None:
+                    continue
+                e, f = rec.get("episode_index"), rec.get("frame_start", rec.get("frame_index"))
+                if not isinstance(e, int) or not isinstance(f, int) or f"episode {e} frame {f}" in skipped:
+                    continue
+                if not (-_I64 < e < _I64 and -_I64 < f < _I64):
+                    odd.append((e, f))
+                    continue
+                for col, v in zip(cols, (e, f, here, len(raw))):
+                    col.append(int(v))
+    episode, frame, offset, length = (np.frombuffer(c, dtype=np.int64) if len(c) else np.zeros(0, dtype=np.int64)
+                                      for c in cols)
+    return Expected(path, episode, frame, offset, length, odd)
 
 
-def _expect(rec: Any, skipped: set[str], out: Expected) -> None:
-    """Add what the language columns must hold of one D_syn record (an ok one) to ``out``."""
-    if not isinstance(rec, dict) or rec.get("status") != "ok" or rec.get("episode_index") is None:
-        return
-    e, f = rec.get("episode_index"), rec.get("frame_start", rec.get("frame_index"))
-    if not isinstance(e, int) or not isinstance(f, int) or f"episode {e} frame {f}" in skipped:
-        return
-    # as parquet holds it: a lone surrogate the journal kept as its escape is U+FFFD there
-    prompt, reply = (well_formed(v) if isinstance(v, str) else v
-                     for v in (rec.get("user_prompt"), rec.get("robot_utterance")))
-    out[(e, f)] = (prompt, reply, rec.get("timestamp"))
-
-
-def _by_episode(expected: Expected) -> dict[int, list[tuple[int, int]]]:
-    """episode → (position in ``expected``, frame) of its dialogues: a data file looks up its own."""
-    out: dict[int, list[tuple[int, int]]] = {}
-    for n, (e, f) in enumerate(expected):
-        out.setdefault(e, []).append((n, f))
-    return out
-
-
-def _check_language(rel: str, table: pa.Table, expected: Expected,
-                    by_episode: dict[int, list[tuple[int, int]]] | None = None) -> list[str]:
-    """lerobot's invariants on one data file's language columns, and every dialogue where it belongs
-    (``by_episode``: :func:`_by_episode` of ``expected``, made once for all the files)."""
+def _check_language(rel: str, table: pa.Table, expected: Expected) -> list[str]:
+    """lerobot's invariants on one data file's language columns, and every dialogue where it belongs."""
     found: list[str] = []
     missing = [c for c in lang.COLUMNS if c not in table.column_names]
     if missing:
@@ -191,26 +230,30 @@ def _check_language(rel: str, table: pa.Table, expected: Expected,
     # every generated dialogue on its frame (a dict lookup per dialogue, not a Python pass over the frames)
     width = int(frames.max()) + 1 if len(frames) else 1
     keys = episodes.astype(np.int64) * width + frames.astype(np.int64)
-    index = by_episode if by_episode is not None else _by_episode(expected)
     # this file's episodes' dialogues still expected, in the D_syn file's order (time linear in samples)
-    here = [(e, f) for _, e, f in sorted((n, e, f) for e in uniq.tolist() for n, f in index.get(e, ())
-                                         if 0 <= f < width and (e, f) in expected)]
+    here = expected.of_episodes(uniq.tolist(), width)
     if here:
-        want = np.array([e * width + f for e, f in here], dtype=np.int64)
+        want = np.array([int(expected.episode[i]) * width + int(expected.frame[i]) for i in here], dtype=np.int64)
         order = np.argsort(keys, kind="stable")
         j = np.minimum(np.searchsorted(keys[order], want), len(keys) - 1)
-        for (e, f), pos, hit in zip(here, order[j].tolist(), (keys[order][j] == want).tolist()):
-            if not hit:
-                continue
-            prompt, utterance, ts = expected.pop((e, f))
-            where = f"{rel}: episode {e} frame {f}"
-            events = rows.events.get(pos, [])
-            if ts is not None and float(np.float32(ts)) != float(stamps[pos]):
-                found.append(f"{where}: the dialogue's timestamp {ts} is not the frame's {float(stamps[pos])}")
-            if lang.dialogue_rows(prompt, utterance)[0] not in events or not any(
-                    lang.is_say(r) and r["tool_calls"][0]["function"]["arguments"].get("text") == utterance
-                    for r in events):
-                found.append(f"{where}: the generated dialogue is not in {lang.EVENTS} as an interjection + say pair")
+        fd = os.open(expected.path, os.O_RDONLY)  # the file the scan read (a Hub cache file is a link: followed)
+        try:
+            for i, pos, hit in zip(here, order[j].tolist(), (keys[order][j] == want).tolist()):
+                if not hit:
+                    continue
+                expected.done[i] = True
+                prompt, utterance, ts = expected.read(fd, i)
+                where = f"{rel}: episode {int(expected.episode[i])} frame {int(expected.frame[i])}"
+                events = rows.events.get(pos, [])
+                if ts is not None and float(np.float32(ts)) != float(stamps[pos]):
+                    found.append(f"{where}: the dialogue's timestamp {ts} is not the frame's {float(stamps[pos])}")
+                if lang.dialogue_rows(prompt, utterance)[0] not in events or not any(
+                        lang.is_say(r) and r["tool_calls"][0]["function"]["arguments"].get("text") == utterance
+                        for r in events):
+                    found.append(f"{where}: the generated dialogue is not in {lang.EVENTS} as an interjection + say "
+                                 "pair")
+        finally:
+            os.close(fd)
     return found
 
 
@@ -223,7 +266,6 @@ def _check_episodes_and_data(root: Path, info: dict, valid: set[int] | None,
     files = sorted((root / layout.EPISODES_DIR).glob("chunk-*/file-*.parquet"))
     if not files:
         return [f"{layout.EPISODES_DIR}: no episodes metadata"]
-    by_episode = _by_episode(dialogues) if dialogues is not None else None
     data_files: set[str] = set()
     video_keys = [k for k, ft in info.get("features", {}).items() if ft.get("dtype") == "video"]
     episodes = frames = 0
@@ -267,7 +309,7 @@ def _check_episodes_and_data(root: Path, info: dict, valid: set[int] | None,
         if dialogues is not None:
             table = pq.read_table(path, columns=[c for c in ("episode_index", "frame_index", "timestamp", *lang.COLUMNS)
                                                  if c in schema.names])
-            found += _check_language(rel, table, dialogues, by_episode)
+            found += _check_language(rel, table, dialogues)
         if valid is None:
             continue
         if layout.FEATURE not in schema.names:
@@ -282,7 +324,7 @@ def _check_episodes_and_data(root: Path, info: dict, valid: set[int] | None,
     if frames and rows and rows != frames:
         found.append(f"data files hold {rows} rows, episode lengths sum to {frames}")
     if dialogues:
-        shown = ", ".join(f"episode {e} frame {f}" for e, f in list(dialogues)[:5])
+        shown = ", ".join(f"episode {e} frame {f}" for e, f in dialogues.left()[:5])
         found.append(f"{len(dialogues)} generated dialogue(s) name frames no data file has ({shown})")
     return sorted(set(found), key=found.index)
 

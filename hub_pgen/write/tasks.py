@@ -1,0 +1,120 @@
+"""The new ``meta/tasks.parquet`` rows: one per distinct (dialogue, skill) of the run, and which row each
+sample's frames point at (``task_index_high_level``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from hub_pgen import fsio, layout
+from hub_pgen.data import JournalRecord, Sample, SourceDataset
+from hub_pgen.plan.table import SampleTable
+from hub_pgen.textsafe import well_formed
+
+
+@dataclass(frozen=True)
+class NewTask:
+    task_index: int
+    task: str  # the tasks.parquet index string
+    user_prompt: str
+    robot_utterance: str
+    skill: str
+    scenario_type: str
+    response_type: str
+
+
+@dataclass(frozen=True)
+class TaskAssignment:
+    # by plan position: the sample's task_index_high_level (NO_TASK: no dialogue); an array, not a dict of ids
+    by_position: np.ndarray
+    new_tasks: tuple[NewTask, ...]
+
+    @classmethod
+    def none(cls, n: int) -> TaskAssignment:
+        return cls(np.full(n, layout.NO_TASK, dtype=np.int64), ())
+
+
+def assign_task_indices(
+    source_tasks: Sequence[str], source_indices: Sequence[int], samples: Sequence[Sample],
+    records: Mapping[str, JournalRecord],
+) -> TaskAssignment:
+    """One new tasks row per distinct (dialogue, skill), in plan order, from the next free index.
+
+    The row's ``skill`` must be true for every frame pointing at it, so a dialogue text that was
+    generated for two different skills (or equals an original task string) gets a ``(#n)`` suffix
+    to keep the index strings unique (after lone surrogates became U+FFFD: parquet holds UTF-8).
+    """
+    next_index = max(source_indices, default=-1) + 1
+    taken: set[str] = set(source_tasks)
+    by_key: dict[tuple[str, str], NewTask] = {}
+    by_position = np.full(len(samples), layout.NO_TASK, dtype=np.int64)
+    new: list[NewTask] = []
+    for i, s in enumerate(samples):
+        rec = records.get(s.sample_id)
+        dialogue = rec.dialogue if rec is not None else None
+        if dialogue is None:
+            continue
+        key = (dialogue.task_string, s.skill_current)
+        row = by_key.get(key)
+        if row is None:
+            base = text = well_formed(dialogue.task_string)
+            n = 2
+            while text in taken:
+                text = f"{base} (#{n})"
+                n += 1
+            taken.add(text)
+            row = NewTask(next_index, text, well_formed(dialogue.user_prompt), well_formed(dialogue.robot_utterance),
+                          well_formed(s.skill_current), well_formed(dialogue.scenario_type),
+                          well_formed(dialogue.response_type))
+            next_index += 1
+            by_key[key] = row
+            new.append(row)
+        by_position[i] = row.task_index
+    return TaskAssignment(by_position=by_position, new_tasks=tuple(new))
+
+
+def frame_task_indices(
+    source: SourceDataset, samples: Sequence[Sample], assignment: TaskAssignment
+) -> dict[int, np.ndarray]:
+    """Per episode, the task_index_high_level of each frame (-1 where no sample's dialogue applies)."""
+    out = {e: np.full(ep.length, layout.NO_TASK, dtype=np.int64) for e, ep in source.episodes.items()}
+    if isinstance(samples, SampleTable):
+        episodes = samples.episodes().tolist()
+        starts, ends = (c.tolist() for c in samples.frames())
+    else:
+        episodes = [s.episode_index for s in samples]
+        starts, ends = [s.frame_start for s in samples], [s.frame_end for s in samples]
+    for e, a, b, idx in zip(episodes, starts, ends, assignment.by_position.tolist()):
+        if idx != layout.NO_TASK and e is not None:
+            out[e][a:b] = idx
+    return out
+
+
+def write_tasks(src: Path, dst: Path, new_tasks: Sequence[NewTask]) -> None:
+    df = pd.read_parquet(src)
+    index_name = df.index.name
+    for col in layout.TASK_EXTRA_COLUMNS:
+        if col not in df.columns:
+            df[col] = pd.Series([None] * len(df), index=df.index, dtype=object)
+    if new_tasks:
+        rows = pd.DataFrame(
+            {
+                "task_index": [t.task_index for t in new_tasks],
+                "user_prompt": [t.user_prompt for t in new_tasks],
+                "robot_utterance": [t.robot_utterance for t in new_tasks],
+                "skill": [t.skill for t in new_tasks],
+                "scenario_type": [t.scenario_type for t in new_tasks],
+                "response_type": [t.response_type for t in new_tasks],
+            },
+            index=pd.Index([t.task for t in new_tasks], name=index_name),
+        )
+        rows["task_index"] = rows["task_index"].astype(df["task_index"].dtype)
+        df = pd.concat([df, rows[df.columns]], axis=0)
+    df.index.name = index_name
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with fsio.create(dst) as fh:
+        df.to_parquet(fh)
