@@ -89,6 +89,26 @@ def example_h264_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
     yield from _shared_example(tmp_path_factory, "example-h264", ExampleSpec(codec="h264"))
 
 
+_SCHEDULING = (os.sched_getscheduler(0), os.sched_getparam(0)) if hasattr(os, "sched_getscheduler") else None
+
+
+@pytest.fixture(autouse=True)
+def _scheduling_kept() -> Iterator[None]:
+    """No test leaves the suite's process real-time. A video encoder that switches its thread to
+    SCHED_FIFO (PyAV's SVT-AV1 does, as root: hub_pgen.example.frames.keep_scheduling) makes every later
+    subprocess real-time too, and one whose threads spin then stalls a 2-core machine for good (a CI run
+    hung 90 minutes in ``test_demo_with_a_tiny_qwen_model``): the test that caused it fails here instead,
+    and the suite goes on as it started."""
+    yield
+    if _SCHEDULING is None:
+        return
+    now = (os.sched_getscheduler(0), os.sched_getparam(0))
+    if now != _SCHEDULING:
+        os.sched_setscheduler(0, *_SCHEDULING)
+        pytest.fail(f"this test left the test process with scheduling policy {now[0]} priority "
+                    f"{now[1].sched_priority} (was {_SCHEDULING[0]}); put back", pytrace=False)
+
+
 @pytest.fixture
 def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
     """Any connection attempt fails, and huggingface_hub is in offline mode: for tests that prove a

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -174,3 +175,32 @@ def test_jsonl_images_load_relative_to_base_dir_and_a_bad_one_fails_its_sample(t
     assert [len(v) for _, v in (out[0], out[3])] == [2, 1] and out[0][1][0].size == (40, 30)
     assert isinstance(out[1][1], FrameError) and "does not exist" in str(out[1][1])
     assert isinstance(out[2][1], FrameError) and "cannot be read" in str(out[2][1])
+
+
+def _scheduling() -> tuple[int, int]:
+    return os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getscheduler"), reason="Linux scheduling policies")
+def test_encoding_the_example_leaves_this_process_scheduled_as_it_was(tmp_path):
+    # PyAV's SVT-AV1 makes its calling thread SCHED_FIFO 99 when run as root (as CI and many containers
+    # do); left so, `hub-pgen demo --backend transformers` hung for good on 2 cores (torch's spinning
+    # threads, real-time, never yield). As root this fails without keep_scheduling; as a user SVT cannot.
+    before = _scheduling()
+    build_example_dataset(tmp_path / "ds", ExampleSpec(n_episodes=1, frames_per_episode=12, episodes_per_file=1,
+                                                       cameras=CAMS[:1]))
+    assert _scheduling() == before
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getscheduler"), reason="Linux scheduling policies")
+def test_keep_scheduling_puts_back_a_policy_changed_inside():
+    from hub_pgen.example.frames import keep_scheduling
+
+    before = _scheduling()
+    with keep_scheduling():
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+        except PermissionError:
+            pytest.skip("raising the policy to SCHED_FIFO needs root")
+        assert _scheduling() == (os.SCHED_FIFO, 1)
+    assert _scheduling() == before

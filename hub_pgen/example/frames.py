@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,28 @@ def read_frame_id(image: Any) -> tuple[int, int]:
 
 
 
+@contextmanager
+def keep_scheduling() -> Iterator[None]:
+    """The calling thread's CPU scheduling policy and priority as they were, whatever runs inside.
+
+    PyAV's SVT-AV1 (3.0, bundled in its wheels) switches the thread that first encodes to SCHED_FIFO at
+    priority 99 when it runs as root, and leaves it so; every process started afterwards inherits it.
+    A real-time process whose threads spin (torch's OpenMP workers) then holds its cores and never
+    yields: with as many spinning threads as cores the machine stalls (seen: ``hub-pgen demo --backend
+    transformers`` as root on 2 cores hung for good in its model's first call). Lowering one's own
+    policy needs no privilege."""
+    if not hasattr(os, "sched_getscheduler"):  # not Linux: nothing to keep
+        yield
+        return
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    try:
+        yield
+    finally:
+        if (os.sched_getscheduler(0), os.sched_getparam(0)) != (policy, param):
+            logger.debug("the video encoder changed this thread's scheduling policy; put back")
+            os.sched_setscheduler(0, policy, param)
+
+
 def _encode_video(path: Path, spec: ExampleSpec, frames: Iterator[np.ndarray], keyframes: set[int]) -> None:
     """One mp4 of episodes back to back: frame i has pts i at time base 1/fps, so an episode's frame
     at ``ts`` is found at ``from_timestamp + ts``; each episode starts on a keyframe."""
@@ -118,7 +141,7 @@ def _encode_video(path: Path, spec: ExampleSpec, frames: Iterator[np.ndarray], k
     os.environ.setdefault("SVT_LOG", "1")
     path.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(spec.fps, 1)
-    with av.open(str(path), "w", format="mp4") as out:
+    with keep_scheduling(), av.open(str(path), "w", format="mp4") as out:
         stream = out.add_stream(_ENCODERS[spec.codec], rate=rate,
                                 options={"g": str(spec.gop), **_CODEC_OPTIONS[spec.codec]})
         # a video encoder's stream (av's stub types add_stream by the codec names it lists; libsvtav1 is not one)
