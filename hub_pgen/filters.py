@@ -16,7 +16,6 @@ from dataclasses import replace
 from typing import Any
 
 from hub_pgen.data import JournalRecord, Sample
-from hub_pgen.journal import Amended
 from hub_pgen.quality import is_degenerate
 
 
@@ -57,9 +56,9 @@ def reasons(samples: Sequence[Sample], journal: Mapping[str, JournalRecord], con
     return out
 
 
-def apply(journal: Mapping[str, JournalRecord], why: dict[str, str]) -> Mapping[str, JournalRecord]:
-    """The records as the dataset gets them: the filtered ones marked so (as each is read)."""
-    return Amended(journal, why, lambda r, reason: replace(r, status="filtered", error=f"filtered: {reason}"))
+def mark(record: JournalRecord, reason: str) -> JournalRecord:
+    """The record as the dataset gets it when filtered for ``reason``."""
+    return replace(record, status="filtered", error=f"filtered: {reason}")
 
 
 def summary(why: dict[str, str]) -> dict[str, Any]:

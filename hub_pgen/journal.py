@@ -16,7 +16,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,7 +25,7 @@ import numpy as np
 from hub_pgen import fsio
 from hub_pgen.data import GenerationResult, JournalRecord, Sample
 from hub_pgen.errors import ConfigMismatchError, HubPgenError, OutputError, SourceError, UnsafePathError
-from hub_pgen.plan.table import SampleTable
+from hub_pgen.plan.table import SampleTable, sample_ids
 
 logger = logging.getLogger(__name__)
 
@@ -152,10 +152,9 @@ class JournalView(Mapping[str, JournalRecord]):
 
     def _read(self, where: tuple[int, int]) -> JournalRecord:
         at, length = where[0], where[1] >> 2
-        if self._fd is None:
-            self._fd = fsio.open_read(self.path)
-            weakref.finalize(self, os.close, self._fd)
-        line = os.pread(self._fd, length, at)
+        return self._parse(os.pread(self._fd_open(), length, at), at, length)
+
+    def _parse(self, line: bytes, at: int, length: int) -> JournalRecord:
         try:
             if len(line) != length or not line.endswith(b"\n"):
                 raise ValueError(f"{len(line)} of {length} bytes at offset {at}")
@@ -164,6 +163,44 @@ class JournalView(Mapping[str, JournalRecord]):
             raise OutputError(f"the journal {self.path} changed under the run ({e})", path=self.path,
                               hint="one run at a time writes an output: rerun the same command (it resumes from "
                                    "the journal)") from None
+
+    def _positional(self, samples: Sequence[Sample]) -> bool:
+        """Whether ``samples`` are the plan the view indexes by position (then nothing is looked up by id)."""
+        return self._table is not None and samples is self._table and not self._extra
+
+    def codes(self, samples: Sequence[Sample]) -> np.ndarray:
+        """Each of ``samples``' record's status by plan position, as a code (0 ok, 1 failed, 2 filtered, 3
+        another, -1 no record), from the index: no record read (a status other than those three only
+        where the view does not index ``samples`` by position, and then read)."""
+        if self._positional(samples):
+            out = (self._span & 3).astype(np.int8)
+            out[self._offset < 0] = -1
+            return out
+        return np.fromiter((-1 if (s := self.status(sid)) is None else _STATUSES.index(s) if s in _STATUSES else 3
+                            for sid in sample_ids(samples)), dtype=np.int8, count=len(samples))
+
+    def in_order(self, samples: Sequence[Sample]) -> Iterator[tuple[int, JournalRecord]]:
+        """(plan position, record) of each of ``samples`` with a record, in plan order, each read once. Where
+        the view indexes ``samples`` by position, by position (no id looked up) and a block of the file at
+        a time (records in plan order are mostly in file order: one read serves many)."""
+        if not self._positional(samples):
+            for i, sid in enumerate(sample_ids(samples)):
+                record = self.get(sid)
+                if record is not None:
+                    yield i, record
+            return
+        block, start = b"", 0
+        for i in np.flatnonzero(self._offset >= 0).tolist():
+            at, length = int(self._offset[i]), int(self._span[i]) >> 2
+            if not (start <= at and at + length <= start + len(block)):
+                block, start = os.pread(self._fd_open(), max(length, _BLOCK), at), at
+            yield i, self._parse(block[at - start:at - start + length], at, length)
+
+    def _fd_open(self) -> int:
+        if self._fd is None:
+            self._fd = fsio.open_read(self.path)
+            weakref.finalize(self, os.close, self._fd)
+        return self._fd
 
     def __getitem__(self, sample_id: str) -> JournalRecord:
         where = self._where(sample_id)
@@ -197,6 +234,7 @@ class JournalView(Mapping[str, JournalRecord]):
 
 
 _STATUSES = ("ok", "failed", "filtered")  # codes 0-2 of the index; 3: another (read from the record)
+_BLOCK = 1 << 20  # bytes of the journal read at once by JournalView.in_order
 
 
 def _span(length: int, status: str) -> int:
@@ -207,6 +245,15 @@ def _span(length: int, status: str) -> int:
     return length << 2 | code
 
 
+def status_codes(journal: Mapping[str, JournalRecord], samples: Sequence[Sample]) -> np.ndarray:
+    """Each of ``samples``' status in ``journal`` by position, as :meth:`JournalView.codes` says it (a
+    :class:`JournalView` from its index, without reading a record)."""
+    if isinstance(journal, JournalView):
+        return journal.codes(samples)
+    return np.fromiter((-1 if (s := status_of(journal, sid)) is None else _STATUSES.index(s) if s in _STATUSES
+                        else 3 for sid in sample_ids(samples)), dtype=np.int8, count=len(samples))
+
+
 def status_of(journal: Mapping[str, JournalRecord], sample_id: str) -> str | None:
     """A sample's status in ``journal`` (None: not in it); a :class:`JournalView` says it without reading the
     record back."""
@@ -214,28 +261,6 @@ def status_of(journal: Mapping[str, JournalRecord], sample_id: str) -> str | Non
         return journal.status(sample_id)
     record = journal.get(sample_id)
     return record.status if record is not None else None
-
-
-class Amended(Mapping[str, JournalRecord]):
-    """``base``'s records with ``amend(record, changes[sample_id])`` applied to those in ``changes``, as
-    they are read (the filters' and the verifier's marks: never a second copy of every record)."""
-
-    def __init__(self, base: Mapping[str, JournalRecord], changes: Mapping[str, Any],
-                 amend: Callable[[JournalRecord, Any], JournalRecord]) -> None:
-        self._base, self._changes, self._amend = base, changes, amend
-
-    def __getitem__(self, sample_id: str) -> JournalRecord:
-        record = self._base[sample_id]
-        return self._amend(record, self._changes[sample_id]) if sample_id in self._changes else record
-
-    def __contains__(self, sample_id: object) -> bool:
-        return sample_id in self._base
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._base)
-
-    def __len__(self) -> int:
-        return len(self._base)
 
 
 def to_record(sample: Sample, result: GenerationResult, fp: str) -> JournalRecord:

@@ -130,9 +130,7 @@ def summary(verdicts: dict[str, Verdict]) -> dict[str, Any]:
             "agreement": round(agree / checked, 4) if checked else None}
 
 
-def annotate(journal: Mapping[str, JournalRecord], verdicts: dict[str, Verdict]) -> Mapping[str, JournalRecord]:
-    """The records with what the verifier read on each (``verified``), so every disagreement is recorded
-    in ``meta/syn_annotations.jsonl`` (and shown on the review page), filtered or not."""
-    from hub_pgen.journal import Amended
-
-    return Amended(journal, verdicts, lambda r, v: replace(r, verified={"skill": v.skill, "agrees": v.agrees}))
+def mark(record: JournalRecord, verdict: Verdict) -> JournalRecord:
+    """The record with what the verifier read of it (``verified``), so every disagreement is recorded in
+    ``meta/syn_annotations.jsonl`` (and shown on the review page), filtered or not."""
+    return replace(record, verified={"skill": verdict.skill, "agrees": verdict.agrees})

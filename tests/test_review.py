@@ -370,10 +370,10 @@ def test_the_summary_names_the_page_and_says_how_many_dialogues_were_kept(hostil
 
 
 def test_past_max_markers_the_timelines_mark_the_shown_samples_only(hostile_output, tmp_path, monkeypatch):
-    from hub_pgen.review import html as page_mod
+    from hub_pgen.review import tally
 
     out, _ = hostile_output
-    monkeypatch.setattr(page_mod, "MAX_MARKERS", 10)
+    monkeypatch.setattr(tally, "MAX_MARKERS", 10)
     assert main(["report", str(out), "--output", str(tmp_path / "p.html"), "--max-cards", "4", "-q"]) == 0
     page = (tmp_path / "p.html").read_text(encoding="utf-8")
     assert page.count('class="mk ') == 4 and "the timelines mark those 4 only" in page

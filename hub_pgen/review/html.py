@@ -13,7 +13,6 @@ import base64
 import html
 import json
 import re
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,9 +22,6 @@ from hub_pgen.plan.planner import format_episode_list
 from hub_pgen.review.model import EpisodeView, Review
 from hub_pgen.review.thumbs import Thumb
 
-# Up to this many samples every one is a dot on its episode's timeline (~150 B each); above it, the
-# ones with a card only (a frame-sampled dataset of 1M frames would be 150 MB of dots)
-MAX_MARKERS = 5000
 RAW_TEXT_LIMIT = 4000  # characters of a failure's raw model answer shown (the record has all of it)
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -85,8 +81,8 @@ dd{margin:0;overflow-wrap:anywhere}.say{margin:4px 0;padding:4px 8px;border-radi
 def render(review: Review, thumbs: dict[str, list[Thumb]]) -> str:
     prov = review.provenance
     counts = review.counts()
-    shown = sum(1 for r in review.records if r.sample_id in review.shown)
-    flagged = {r.sample_id: _flags(r) for r in review.records if r.sample_id in review.shown}  # once a card
+    shown = len(review.cards)
+    flagged = {r.sample_id: _flags(r) for r in review.cards}  # once a card
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -116,11 +112,11 @@ def _header(review: Review, counts: dict[str, int], shown: int) -> str:
         lines.append(f"Episode(s) {format_episode_list(review.scope)} only, {len(review.episodes)} of {review.total_episodes}: "
                      "every figure on this page is theirs (the dataset's own page has all of them).")
     if shown < counts["samples"]:
-        bad = sum(1 for r in review.records if r.status != "ok")
-        bad_shown = sum(1 for r in review.records if r.status != "ok" and r.sample_id in review.shown)
+        bad = review.tally.bad
+        bad_shown = sum(1 for r in review.cards if r.status != "ok")
         first = (f"every failed and filtered one ({bad})" if bad_shown == bad
                  else f"{bad_shown} of the {bad} failed and filtered ones")
-        dots = (f"; the timelines mark those {shown} only" if len(review.records) > MAX_MARKERS else "")
+        dots = (f"; the timelines mark those {shown} only" if not review.tally.mark_all else "")
         lines.append(f"Showing {shown} of {counts['samples']} samples as cards: {first} first, then ok ones spread "
                      f"evenly{dots} (every sample is in {layout.SYN_ANNOTATIONS_PATH}).")
     notes = "".join(f'<div class="banner">{esc(line)}</div>' for line in lines)
@@ -160,8 +156,6 @@ def _fmt(v: Any) -> str:
 
 
 def _summary(review: Review, counts: dict[str, int]) -> str:
-    from hub_pgen.quality import measure
-
     prov = review.provenance
     pc = prov.get("counts", {})
     frames = sum(ep.length for ep in review.episodes)
@@ -184,8 +178,8 @@ def _summary(review: Review, counts: dict[str, int]) -> str:
     out = ['<section id="summary"><h2>Summary</h2><div class="grid"><div><h3>Counts</h3>', _table(rows), "</div>"]
 
     # the run's page: the run's own measures of these records (measured once); hub-pgen report measures
-    # the records it reads (an edited file, or --episodes, shows what it holds)
-    quality = review.measured if review.measured is not None else measure(review.generated())
+    # the records as it reads them (an edited file, or --episodes, shows what it holds)
+    quality = review.measured
     sampling = (prov.get("generation") or {}).get("sampling")
     alarms = quality.alarms(sampling)
     q = quality.as_dict()
@@ -201,12 +195,8 @@ def _summary(review: Review, counts: dict[str, int]) -> str:
                 "</div>"]
     verify = prov.get("verify")
     if verify:
-        from hub_pgen.verify import Verdict, summary
-
-        # the shown records' own verdicts; a dataset written before they were recorded: the run's figures
-        verdicts = {r.sample_id: Verdict(r.sample_id, r.verified.get("skill"), bool(r.verified.get("agrees")))
-                    for r in review.records if r.verified is not None}
-        v = summary(verdicts) if verdicts else (verify if review.scope is None else None)
+        # the records' own verdicts; a dataset written before they were recorded: the run's figures
+        v = review.tally.verdict_summary() or (verify if review.scope is None else None)
         if v is not None:
             agreement = v.get("agreement")
             vrows = [("mode", verify.get("mode")), ("checked", v.get("checked")), ("agree", v.get("agree")),
@@ -217,10 +207,10 @@ def _summary(review: Review, counts: dict[str, int]) -> str:
     for a in alarms:
         out.append(f'<div class="alarm">⚠ {esc(a)}</div>')
     out.append(_mix(review))
-    filtered = Counter((r.error or "").removeprefix("filtered: ") for r in review.records if r.status == "filtered")
+    filtered = review.tally.filtered
     if filtered:
         out += ["<h3>Filtered out, by reason</h3>", _table(filtered.most_common())]
-    failures = Counter((r.error or "unknown").split(":")[0] for r in review.records if r.status == "failed")
+    failures = review.tally.failures
     if failures:
         out += ["<h3>Failures, by reason</h3>", _table(failures.most_common())]
     notices = [n for n in prov.get("notices", []) or [] if n not in alarms and n not in quality_alarms(prov)]
@@ -248,14 +238,7 @@ def _spread(d: Any) -> str:
 def _mix(review: Review) -> str:
     """Scenario and response types: asked (what the plan assigned to every sample) against obtained
     (the types of the dialogues kept in the dataset)."""
-    asked: dict[str, Counter[str]] = {"scenario_type": Counter(), "response_type": Counter()}
-    got: dict[str, Counter[str]] = {"scenario_type": Counter(), "response_type": Counter()}
-    for r in review.records:
-        for kind, value in (("scenario_type", r.scenario_type), ("response_type", r.response_type)):
-            if value:
-                asked[kind][value] += 1
-                if r.status == "ok":
-                    got[kind][value] += 1
+    asked, got = review.tally.asked, review.tally.got
     out = ['<div class="grid">']
     for kind in ("scenario_type", "response_type"):
         names = sorted(set(asked[kind]) | set(got[kind]))
@@ -273,7 +256,7 @@ def _nav(review: Review, flagged: dict[str, list[str]]) -> str:
     """Links to the episodes, and the card filter: a link to ``#only-failed`` (say) makes that empty
     element the page's :target, and the stylesheet then hides every other card (and every episode
     left without one). No script: the page's policy allows none."""
-    cards = [r for r in review.records if r.sample_id in review.shown]
+    cards = review.cards
     n = {k: sum(1 for r in cards if k in _classes(r, flagged[r.sample_id])) for k in FILTERS}
     show = " ".join([f'<a href="#summary">all ({len(cards)})</a>']
                       + [f'<a href="#only-{k}">{esc(label)} ({n[k]})</a>' for k, label in FILTERS.items() if n[k]])
@@ -310,10 +293,10 @@ def _pct(x: float, total: float) -> str:
 
 def _episode(ep: EpisodeView, review: Review, thumbs: dict[str, list[Thumb]], flagged: dict[str, list[str]]) -> str:
     total = ep.length
-    statuses = Counter(r.status for r in ep.records)
+    statuses = ep.statuses
     head = (f'<section class="episode" id="ep-{ep.index}"><h2>Episode {ep.index}</h2>'
             f'<div class="meta">{esc(ep.task)} · {ep.length} frames, {ep.duration:.2f} s · '
-            f"{len(ep.records)} sample(s): {statuses.get('ok', 0)} ok, {statuses.get('failed', 0)} failed, "
+            f"{ep.samples} sample(s): {statuses.get('ok', 0)} ok, {statuses.get('failed', 0)} failed, "
             f"{statuses.get('filtered', 0)} filtered</div>")
     tl = ['<div class="timeline"><div class="lane">']
     for s in ep.skills:
@@ -328,21 +311,17 @@ def _episode(ep: EpisodeView, review: Review, thumbs: dict[str, list[Thumb]], fl
     for a, b in ep.no_dialogue:
         tl.append(f'<div class="nodlg" style="left:{_pct(a, total)};width:{_pct(b - a, total)}" '
                   f'title="frames {a}-{b - 1}: no dialogue (-1)"></div>')
-    every = len(review.records) <= MAX_MARKERS
-    for r in ep.records:
-        if r.frame_index is None or not (every or r.sample_id in review.shown):
-            continue
-        link = f' href="#{anchor(r.sample_id)}"' if r.sample_id in review.shown else ""
-        tl.append(f'<a class="mk {esc(r.status)}"{link} style="left:{_pct(r.frame_index + 0.5, total)}" '
-                  f'title="{esc(r.sample_id)}: {esc(r.status)} · {esc(r.skill_current)}"></a>')
+    for m in ep.markers:
+        link = f' href="#{anchor(m.sample_id)}"' if m.shown else ""
+        tl.append(f'<a class="mk {esc(m.status)}"{link} style="left:{_pct(m.frame_index + 0.5, total)}" '
+                  f'title="{esc(m.sample_id)}: {esc(m.status)} · {esc(m.skill)}"></a>')
     tl.append("</div>")
     legend = ('<div class="legend">top: the skills of meta/skills.json (hatched: no skill); below:'
               '<i style="background:var(--bad);opacity:.55"></i>'
               f"frames without a dialogue, -1 ({esc(review.frames_from)})"
               '<i style="background:var(--ok);border-radius:50%"></i>ok<i style="background:var(--bad);'
               'border-radius:50%"></i>failed<i style="background:var(--flt);border-radius:50%"></i>filtered</div>')
-    cards = [_card(r, thumbs.get(r.sample_id, []), flagged[r.sample_id]) for r in ep.records
-             if r.sample_id in review.shown]
+    cards = [_card(r, thumbs.get(r.sample_id, []), flagged[r.sample_id]) for r in ep.cards]
     return "".join([head, *tl, legend, '<div class="cards">', *cards, "</div></section>"])
 
 

@@ -5,9 +5,9 @@ dialogue. The HTML report and the Rerun export both render a :class:`Review`.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from array import array
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,9 @@ import pyarrow.parquet as pq
 from hub_pgen import layout
 from hub_pgen.data import ImageRef, JournalRecord, Sample, Skill, SourceDataset
 from hub_pgen.errors import SourceError, SourceNotFoundError, UsageError
-from hub_pgen.journal import read_records
+from hub_pgen.journal import iter_records, read_records
 from hub_pgen.provenance_file import read_provenance
+from hub_pgen.review.tally import EpisodeTally, Marker, Tally, pick_positions, spread_positions, status_code
 
 # Cards the report shows by default: failures and filtered samples first, then ok ones spread evenly
 # over the plan. 1,000 cards with two thumbnails each is ~8 MB (docs/benchmarks.md).
@@ -28,14 +29,11 @@ DEFAULT_MAX_CARDS = 1000
 
 @dataclass(frozen=True)
 class Written:
-    """What a run hands its page of the records it has just written to ``meta/syn_annotations.jsonl``
-    (instead of the page reading that file back): ``records`` in the file's order, read once as they
-    are iterated; ``lookup``, a record by sample id (the shown ones, in full); ``task_index``, each
-    sample's ``task_index_high_level`` as the file has it (None: the format has none)."""
+    """What a run hands the page of the records it has just written to ``meta/syn_annotations.jsonl``
+    (instead of the page reading that file back): the :class:`~hub_pgen.review.tally.Tally` its one pass
+    over them filled (made by :func:`new_tally`, as :func:`load_review` makes its own)."""
 
-    records: Iterable[JournalRecord]
-    lookup: Mapping[str, JournalRecord]
-    task_index: Mapping[str, int] | None
+    tally: Tally
 
 
 @dataclass(frozen=True)
@@ -46,7 +44,10 @@ class EpisodeView:
     task: str
     skills: tuple[Skill, ...]  # as meta/skills.json has them (seconds from the episode's start)
     no_dialogue: tuple[tuple[int, int], ...]  # runs [start, end) of frames without a dialogue (-1)
-    records: tuple[JournalRecord, ...]  # this episode's samples, in frame order
+    samples: int = 0  # this episode's records
+    statuses: Mapping[str, int] = field(default_factory=dict)  # status → records
+    markers: tuple[Marker, ...] = ()  # its timeline's dots, in frame order: every sample's, or the shown ones'
+    cards: tuple[JournalRecord, ...] = ()  # the shown samples, in full, in frame order
 
     @property
     def duration(self) -> float:
@@ -59,7 +60,8 @@ class Review:
     name: str  # the dataset: the repo it was pushed to, else its folder's name
     source_name: str  # where it came from: the source repo, or the source folder's name
     provenance: dict[str, Any]
-    records: tuple[JournalRecord, ...]  # every sample, in plan order
+    tally: Tally  # what the page reads of every record (counts, mix, reasons, verdicts), summed
+    cards: tuple[JournalRecord, ...]  # the samples that get a card, in plan order, as the file has them
     episodes: tuple[EpisodeView, ...]
     shown: frozenset[str]  # sample ids that get a card
     source: SourceDataset  # the output folder as a dataset (for decoding frames)
@@ -67,29 +69,33 @@ class Review:
     scope: tuple[int, ...] | None = None  # the episodes shown, when not all of them (hub-pgen report --episodes)
     total_episodes: int = 0
     problems: tuple[str, ...] = ()  # what `hub-pgen validate` finds wrong with the folder (hub-pgen report checks)
-    measured: Any = None  # hub_pgen.quality.Quality of these records, when the run that wrote them passes it
+    measured: Any = None  # hub_pgen.quality.Quality of the records: the run's, or measured as they were read
 
     def counts(self) -> dict[str, int]:
-        c = {"samples": len(self.records), "ok": 0, "failed": 0, "filtered": 0}
-        for r in self.records:
-            c[r.status if r.status in c else "failed"] += 1
-        return c
+        return dict(self.tally.counts)
 
-    def generated(self) -> Iterator[JournalRecord]:
-        """The dialogues the model wrote, as the run measured them: before the filters (a filtered
-        record counts as the ok answer it was)."""
-        return (replace(r, status="ok") if r.status == "filtered" else r for r in self.records)
+
+def new_tally(episodes: Mapping[int, Any], codes: np.ndarray, *, coverage: bool,
+              max_cards: int = DEFAULT_MAX_CARDS, measure: bool = False) -> Tally:
+    """The tally of records whose statuses (:func:`~hub_pgen.review.tally.status_code`, in plan order)
+    are ``codes``, for a page of ``max_cards`` cards. A run makes it for the records it writes (its page
+    then reads none back), :func:`load_review` for the records it reads: one page either way.
+    ``coverage``: the dataset has no ``task_index_high_level`` (the no-dialogue runs come from the
+    records); ``measure``: with the quality measures of the records as generated."""
+    from hub_pgen.quality import Meter
+
+    return Tally(episodes, shown=pick_positions(codes, max_cards).tolist(), total=len(codes),
+                 coverage=coverage, meter=Meter() if measure else None)
 
 
 def load_review(root: Path, *, max_cards: int = DEFAULT_MAX_CARDS, episodes: set[int] | None = None,
                 name: str | None = None,
                 written: Written | None = None) -> Review:
     """Read ``root``, a dataset folder hub-pgen wrote. ``episodes``: only these (None: all). ``name``:
-    what to call the dataset when it was not pushed (default: the folder's name). ``written``: the
-    records the run that is writing ``root`` just wrote to its ``meta/syn_annotations.jsonl`` — the same
-    records, not read back; the page holds what its counts, timelines and mix read of each (no texts,
-    no images: :func:`_outline`) and the shown ones in full (the run passes its quality measures: the
-    texts are not there to measure)."""
+    what to call the dataset when it was not pushed (default: the folder's name). ``written``: the tally
+    of the records the run that is writing ``root`` just wrote (not read back; the run passes its quality
+    measures). Else the records are read twice, a line at a time: once for their statuses (which get a
+    card), once into the tally, which holds sums and the shown records, not a record per sample."""
     from hub_pgen.source.lerobot import load_episodes, load_info
 
     root = Path(root)
@@ -108,89 +114,110 @@ def load_review(root: Path, *, max_cards: int = DEFAULT_MAX_CARDS, episodes: set
     eps = load_episodes(root, info)
     fps = float(info["fps"])
     source = SourceDataset(root=root, info=info, tasks=(), task_indices=(), episodes=eps)
-    if written is None:
-        records = tuple(read_records(root / layout.SYN_ANNOTATIONS_PATH).values())
-    else:  # at 480k samples the texts and image labels are most of what the records hold
-        records = tuple(_outline(r) for r in written.records)
-    _check_places(records, eps, root / layout.SYN_ANNOTATIONS_PATH)
+    path = root / layout.SYN_ANNOTATIONS_PATH
+    codes = _statuses(path, eps, episodes) if written is None else None
     if episodes is not None:
         unknown = sorted(episodes - set(eps))
         if unknown:
             raise UsageError(f"--episodes: {root} has no episode(s) {unknown} (it has {len(eps)}: "
                              f"{min(eps, default=0)}..{max(eps, default=0)})",
                              hint="pick episodes the dataset has with --episodes")
-        records = tuple(r for r in records if r.episode_index in episodes)
-    by_episode: dict[int, list[JournalRecord]] = defaultdict(list)
-    for r in records:
-        if r.episode_index is not None:
-            by_episode[r.episode_index].append(r)
-    skills = _skills(root)
     column = _no_dialogue_runs(root, eps, episodes)
+    if codes is None:
+        assert written is not None
+        tally = written.tally
+    else:
+        tally = new_tally(eps, codes, coverage=column is None, max_cards=max_cards, measure=True)
+        for _, r in iter_records(path):
+            if episodes is None or r.episode_index in episodes:
+                tally.add(r)
+        if tally.counts["samples"] != len(codes):
+            raise SourceError(f"{path} changed while it was read", path=path, hint="run hub-pgen report again")
+    skills = _skills(root)
     views = []
     for e, ep in eps.items():
         if episodes is not None and e not in episodes:
             continue
-        recs = sorted(by_episode.get(e, ()), key=lambda r: (r.frame_index if r.frame_index is not None else -1,
-                                                           r.sample_id))
-        runs = column.get(e) if column is not None else _runs_from_records(ep.length, recs)
+        got = tally.by_episode.get(e) or EpisodeTally()
+        if column is not None:
+            runs = column.get(e)
+        else:
+            covered = got.covered if got.covered is not None else np.zeros(ep.length, dtype=bool)
+            runs = _runs(np.arange(ep.length), ~covered)
         views.append(EpisodeView(e, ep.length, fps, ep.tasks[0] if ep.tasks else "", skills.get(e, ()),
-                                 tuple(runs or ()), tuple(recs)))
+                                 tuple(runs or ()), samples=got.samples, statuses=dict(got.statuses),
+                                 markers=tuple(m for _, m in sorted(got.markers, key=_first)),
+                                 cards=tuple(r for _, r in sorted(got.cards, key=_first))))
     src = provenance.get("source") or {}
     pushed = (provenance.get("parameters") or {}).get("push_to")
-    shown = frozenset(pick_cards(records, max_cards))
-    if written is not None:  # the file's own view of a shown record: its task index, no fingerprint
-        index = written.task_index
-        as_written = {sid: replace(written.lookup[sid], fingerprint="", task_index_high_level=(
-            index.get(sid, layout.NO_TASK) if index is not None else None)) for sid in shown}
-        records = tuple(as_written.get(r.sample_id, r) for r in records)
-        views = [replace(v, records=tuple(as_written.get(r.sample_id, r) for r in v.records)) for v in views]
     return Review(root, str(pushed or name or root.name), str(src.get("repo_id") or src.get("root") or "?"),
-                  provenance, records, tuple(views), shown, source,
+                  provenance, tally, tuple(tally.cards), tuple(views), frozenset(tally.shown_ids), source,
                   "task_index_high_level" if column is not None else "records",
-                  scope=tuple(sorted(episodes)) if episodes is not None else None, total_episodes=len(eps))
+                  scope=tuple(sorted(episodes)) if episodes is not None else None, total_episodes=len(eps),
+                  measured=tally.meter.result() if tally.meter is not None else None)
 
 
-def _outline(r: JournalRecord) -> JournalRecord:
-    """What the page reads of a record it shows no card of: where it is, its skill, status, types, error
-    and verdict — not its texts, raw answer, earlier tries or image labels."""
-    if r.user_prompt is None and r.robot_utterance is None and r.raw_text is None and not r.images and not r.earlier:
-        return r
-    return replace(r, images=(), user_prompt=None, robot_utterance=None, raw_text=None, earlier=(), timestamp=None)
+def _first(pair: tuple[Any, Any]) -> Any:
+    return pair[0]
 
 
-def _check_places(records: tuple[JournalRecord, ...], eps: dict[int, Any], path: Path) -> None:
-    """Every record's episode is the dataset's and its frames lie in it (the page indexes by them)."""
-    for r in records:
-        if r.episode_index is None:
-            continue
-        ep = eps.get(r.episode_index)
-        where = f"{path}: sample {r.sample_id[:60]!r}"
-        if ep is None:
-            raise SourceError(f"{where} names episode {r.episode_index}, which the dataset does not have",
-                              path=path, hint="the records belong to another dataset, or were edited: rerun the run")
-        for key in ("frame_index", "frame_start", "frame_end"):
-            value = getattr(r, key)
-            if value is not None and not 0 <= value <= ep.length:
-                raise SourceError(f"{where}: {key} {value} is outside episode {r.episode_index} "
-                                  f"(frames 0..{ep.length - 1})", path=path,
-                                  hint="the records belong to another dataset, or were edited: rerun the run")
+def _statuses(path: Path, eps: Mapping[int, Any], episodes: set[int] | None) -> np.ndarray:
+    """The status code of each record of the file in scope (``episodes``: only theirs), in file order; every
+    record read strictly (:func:`~hub_pgen.journal.iter_records`) and checked: its episode is the
+    dataset's, its frames lie in it, its sample is there once (by a hash of its id: 8 bytes a record,
+    then the line of a repeated one found again)."""
+    codes, ids = array("b"), array("q")
+    for _, r in iter_records(path):
+        check_place(r, eps, path)
+        ids.append(hash(r.sample_id))
+        if episodes is None or r.episode_index in episodes:
+            codes.append(status_code(r.status))
+    keys = np.sort(np.frombuffer(ids, dtype=np.int64))
+    twice = set(keys[1:][keys[1:] == keys[:-1]].tolist())
+    if twice:
+        seen: set[str] = set()
+        for n, r in iter_records(path):
+            if hash(r.sample_id) in twice:
+                if r.sample_id in seen:
+                    raise SourceError(f"{path}:{n}: sample {r.sample_id[:60]!r} appears twice", path=path,
+                                      hint="the file is damaged or was edited: rerun the run that wrote it")
+                seen.add(r.sample_id)
+    return np.frombuffer(codes, dtype=np.int8)
 
 
-def pick_cards(records: tuple[JournalRecord, ...], limit: int) -> list[str]:
-    """Which samples get a card: every failure and filtered sample first, then ok samples spread evenly
-    over the plan (a deterministic choice: the same output gives the same report)."""
-    if limit <= 0:
-        return []
-    bad = [r.sample_id for r in records if r.status != "ok"][:limit]
-    return bad + spread([r.sample_id for r in records if r.status == "ok"], limit - len(bad))
+def check_place(r: JournalRecord, eps: Mapping[int, Any], path: Path) -> None:
+    """The record's episode is the dataset's and its frames lie in it (the page indexes by them)."""
+    if r.episode_index is None:
+        return
+    ep = eps.get(r.episode_index)
+    where = f"{path}: sample {r.sample_id[:60]!r}"
+    if ep is None:
+        raise SourceError(f"{where} names episode {r.episode_index}, which the dataset does not have",
+                          path=path, hint="the records belong to another dataset, or were edited: rerun the run")
+    for key in ("frame_index", "frame_start", "frame_end"):
+        value = getattr(r, key)
+        if value is not None and not 0 <= value <= ep.length:
+            raise SourceError(f"{where}: {key} {value} is outside episode {r.episode_index} "
+                              f"(frames 0..{ep.length - 1})", path=path,
+                              hint="the records belong to another dataset, or were edited: rerun the run")
+
+
+def episode_records(review: Review) -> dict[int, list[JournalRecord]]:
+    """Each shown episode's records, in full and in frame order, read from the folder's file (the Rerun
+    export logs every one of them; the page holds only its cards)."""
+    out: dict[int, list[JournalRecord]] = {ep.index: [] for ep in review.episodes}
+    for r in read_records(review.root / layout.SYN_ANNOTATIONS_PATH).values():
+        if r.episode_index in out:
+            out[r.episode_index].append(r)
+    for recs in out.values():
+        recs.sort(key=lambda r: (r.frame_index if r.frame_index is not None else -1, r.sample_id))
+    return out
 
 
 def spread(ids: Sequence[str], room: int) -> list[str]:
-    """``room`` of ``ids`` spread evenly over them (all of them when there is room)."""
-    if room >= len(ids):
-        return list(ids)
-    step = len(ids) / room if room > 0 else 0
-    return [ids[int(i * step)] for i in range(max(0, room))]
+    """``room`` of ``ids`` spread evenly over them (all of them when there is room), as the page spreads
+    its ok cards (:func:`~hub_pgen.review.tally.pick_positions`)."""
+    return [ids[i] for i in spread_positions(len(ids), room)]
 
 
 def sample_of(record: JournalRecord) -> Sample:
@@ -271,11 +298,3 @@ def _runs(frames: np.ndarray, flag: np.ndarray) -> list[tuple[int, int]]:
     cut = np.flatnonzero((np.diff(at) != 1) | (np.diff(on) != 1)) + 1
     first, last = np.concatenate(([0], cut)), np.concatenate((cut, [len(on)])) - 1
     return [(int(on[a]), int(on[b]) + 1) for a, b in zip(first, last)]
-
-
-def _runs_from_records(length: int, records: list[JournalRecord]) -> list[tuple[int, int]]:
-    covered = np.zeros(length, dtype=bool)
-    for r in records:
-        if r.status == "ok" and r.frame_start is not None and r.frame_end is not None:
-            covered[max(0, r.frame_start):min(length, r.frame_end)] = True
-    return _runs(np.arange(length), ~covered)

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from hub_pgen import fsio
-from hub_pgen.data import ImageRef, Sample
+from hub_pgen.data import ImageRef, JournalRecord, Sample
 from hub_pgen.errors import FrameError, ModelLoadError, OutputError
 from hub_pgen.frames import iter_sample_images
 from hub_pgen.install import pip_install
-from hub_pgen.review.model import EpisodeView, Review
+from hub_pgen.review.model import EpisodeView, Review, episode_records
 from hub_pgen.textsafe import well_formed
 
 MAX_SIDE = 320
@@ -78,10 +78,11 @@ def _export(rr: Any, review: Review, path: Path, tmp: Path, max_side: int) -> di
                               hint="give --rrd a file in a folder you can write") from e
         rec.send_recording_name(well_formed(f"hub-pgen review: {review.name} (from {review.source_name})"))
         cameras = [k for k in review.source.camera_keys]
+        records = episode_records(review)  # every record of the episodes logged, in full (the page holds few)
         for ep in review.episodes:
             counts["episodes"] += 1
-            counts["samples"] += len(ep.records)
-            _episode(rr, rec, review, ep, cameras, max_side, counts)
+            counts["samples"] += len(records[ep.index])
+            _episode(rr, rec, review, ep, records.pop(ep.index), cameras, max_side, counts)
         rec.flush()
         rec.disconnect()
         try:
@@ -95,17 +96,17 @@ def _export(rr: Any, review: Review, path: Path, tmp: Path, max_side: int) -> di
     return counts
 
 
-def _episode(rr: Any, rec: Any, review: Review, ep: EpisodeView, cameras: list[str], max_side: int,
-             counts: dict[str, int]) -> None:
+def _episode(rr: Any, rec: Any, review: Review, ep: EpisodeView, records: list[JournalRecord], cameras: list[str],
+             max_side: int, counts: dict[str, int]) -> None:
     source = review.source
     meta = source.episodes[ep.index]
     skill_at = _changes(ep.length, [(round(s.start * ep.fps), round(s.end * ep.fps), s.name) for s in ep.skills],
                         "(no skill)")
     dialogue_at = _changes(ep.length, [(r.frame_start, r.frame_end, f"User: {r.user_prompt}\nRobot: {r.robot_utterance}")
-                                       for r in ep.records if r.status == "ok" and r.frame_start is not None
+                                       for r in records if r.status == "ok" and r.frame_start is not None
                                        and r.frame_end is not None], "(no dialogue)")
     logs: dict[int, list[Any]] = {}
-    for r in ep.records:
+    for r in records:
         if r.frame_index is None:
             continue
         if r.status == "ok":

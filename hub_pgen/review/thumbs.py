@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from hub_pgen.data import JournalRecord, Sample
+from hub_pgen.data import Sample
 from hub_pgen.errors import FrameError
 from hub_pgen.frames import iter_sample_images
 from hub_pgen.review.model import DEFAULT_MAX_CARDS, Review, sample_of, spread
@@ -86,16 +86,15 @@ class ThumbKeeper:
 
 def likely_shown(sample_ids: Sequence[str], limit: int = DEFAULT_MAX_CARDS) -> list[str]:
     """The samples the page shows when every one of them is ok (the plan's samples spread evenly, as
-    :func:`~hub_pgen.review.model.pick_cards` does): what a run keeps thumbnails of. Failures, shown
+    :func:`~hub_pgen.review.tally.pick_positions` does): what a run keeps thumbnails of. Failures, shown
     first, move the spread a little; the page decodes the frames of the cards it does not find made."""
     return spread(sample_ids, limit)
 
 
-def thumbnails(review: Review, records: Sequence[JournalRecord] | None = None,
-               made: dict[str, list[Thumb]] | None = None) -> dict[str, list[Thumb]]:
+def thumbnails(review: Review, made: dict[str, list[Thumb]] | None = None) -> dict[str, list[Thumb]]:
     """sample id → one :class:`Thumb` per image of the sample, for the shown records (in plan order):
     those in ``made`` (a run's :class:`ThumbKeeper`) as they are, the others decoded."""
-    wanted = [r for r in (records if records is not None else review.records) if r.sample_id in review.shown]
+    wanted = review.cards
     made = made or {}
     out: dict[str, list[Thumb]] = {r.sample_id: [] for r in wanted}
     todo = []

@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,22 +20,26 @@ from hub_pgen.errors import ValidationError
 from hub_pgen.generate.base import Backend
 from hub_pgen.generate.layer import sample_seed
 from hub_pgen.generate.registry import get_backend
-from hub_pgen.journal import JournalWriter, status_of
-from hub_pgen.plan.table import sample_ids
+from hub_pgen.journal import JournalWriter, status_codes
+from hub_pgen.plan.table import locator
 from hub_pgen.progress import Reporter
 from hub_pgen.run.context import Generated, RunContext
 from hub_pgen.run.prepare import Prepared
 from hub_pgen.run.provenance import provenance, retry_history, skills_provenance
-from hub_pgen.run.result import RunResult, examples, report_path
+from hub_pgen.run.result import RunResult, report_path
 from hub_pgen.write import output as out_mod
 from hub_pgen.write.card import render_card
+from hub_pgen.write.dataset import writing
+from hub_pgen.write.records import Passed, pass_records
 
 logger = logging.getLogger(__name__)
 
 
 def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResult:
-    """Everything after generation, in order: the rest of a Hub source, quality measures, filters,
-    --verify, the provenance, the write into a staging folder, its validation, and the rename into place."""
+    """Everything after generation, in order: the rest of a Hub source, --verify, the filters, the one
+    pass over the records (quality measures, task rows, the D_syn file, the page's tally: hub_pgen.write.
+    records), the provenance, the rest of the dataset into the staging folder, its validation, and the
+    rename into place."""
     config, prep, paths, backend, reporter = ctx.config, ctx.prep, ctx.paths, ctx.backend, ctx.reporter
     journal, resumed, sent, retry_ids = gen.journal, gen.resumed, gen.sent, gen.retry_ids
     started, t0 = ctx.started, ctx.t0
@@ -45,17 +50,6 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
                                    "for the new dataset")
         prep = replace(prep, source=fetch_rest(prep.source))
     notes = list(getattr(backend, "notes", list)())  # what the backend noticed (a server ignoring the schema)
-    from hub_pgen.quality import measure
-
-    quality = measure(in_plan_order(prep, journal))
-    alarms = quality.alarms(config.sampling if prep.source is not None else None)
-    if get_backend(config.backend).uses_model:
-        notes += alarms
-    elif alarms:  # the template backend writes set phrasings on purpose: its measures advise nothing
-        logger.info("quality alarms not raised for the %s backend (no model to change): %s", config.backend,
-                    "; ".join(alarms))
-    for line in notes:
-        logger.warning("%s", line)
     from hub_pgen import filters
 
     verdicts = verify_samples(config, prep, paths, backend, journal, reporter) if config.verify else None
@@ -66,6 +60,20 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
                        "; ".join(f"{n} {r}" for r, n in filters.summary(why)["by_reason"].items()),
                        layout.SYN_ANNOTATIONS_PATH if prep.source is not None else layout.JSONL_RESULT_NAME)
     reporter.stage("write", f"{paths.output}")
+    staging = out_mod.fresh_staging(paths)
+    dataset = prep.source is not None and prep.shard is None
+    parts = layout.FORMATS[config.output_format]
+    tally = _page_tally(prep, journal, why, "hirobot" not in parts) if dataset and ctx.review else None
+    done = _pass(prep, journal, why, verdicts, staging if dataset else None, "hirobot" in parts, tally)
+    quality = done.quality
+    alarms = quality.alarms(config.sampling if prep.source is not None else None)
+    if get_backend(config.backend).uses_model:
+        notes += alarms
+    elif alarms:  # the template backend writes set phrasings on purpose: its measures advise nothing
+        logger.info("quality alarms not raised for the %s backend (no model to change): %s", config.backend,
+                    "; ".join(alarms))
+    for line in notes:
+        logger.warning("%s", line)
     prov = provenance(config, prep, backend, journal, started)
     prov["notices"] = list(prep.notices) + notes
     prov["quality"] = quality.as_dict()
@@ -88,32 +96,20 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
         prov["retried"] = retry_history(paths.output, retry_ids, journal, started)
     if prep.merged_from is not None:
         prov["merged_from"] = dict(prep.merged_from)
-    if not ctx.review and prep.source is not None and prep.shard is None:
+    if not ctx.review and dataset:
         prov["review"] = False  # --no-review: the card says the page is not there (the key is absent otherwise)
-    staging = out_mod.fresh_staging(paths)
-    written = filters.apply(journal, why)
-    if verdicts is not None:
-        written = verify_mod.annotate(written, verdicts)
-    summary = write_result(prep, written, staging, prov, config.output_format, paths.output.resolve().name,
+    summary = write_result(prep, journal, done, staging, prov, config.output_format, paths.output.resolve().name,
                            thumbs=ctx.thumbs.made() if ctx.thumbs is not None else None,
-                           review=ctx.review, quality=quality)
-    if prep.source is not None and prep.shard is None:
+                           tally=tally, quality=quality)
+    if dataset:
         check_staged(staging, paths)
-    ok, failed = 0, []
-    for sid in sample_ids(prep.samples):  # statuses from the journal's index: only the failures are read
-        status = status_of(journal, sid)
-        if status == "ok":
-            ok += 1
-        elif status is not None:
-            failed.append(journal[sid])
-    failures = tuple(failed) + tuple(journal[b.sample_id] for b in prep.bad_lines if b.sample_id in journal)
-    shown = examples(in_plan_order(prep, journal))
+    failures = done.failures + tuple(journal[b.sample_id] for b in prep.bad_lines if b.sample_id in journal)
     faults.point("finalize")
     out_mod.finalize(paths, replace=replace_output)
     return RunResult(
         "written", paths.output, prep.fingerprint,
         samples=len(prep.samples) + len(prep.bad_lines),
-        ok=ok,
+        ok=done.ok,
         failed=len(failures),
         resumed=0 if prep.merged_from else resumed,  # a merge's samples come from its shards, not a resume
         generated=sent,
@@ -123,7 +119,7 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
         elapsed_s=time.monotonic() - t0,
         frames=summary.get("frames", 0),
         frames_labelled=summary.get("frames_labelled", 0),
-        examples=shown,
+        examples=done.examples,
         notices=prep.notices + tuple(notes) + tuple(summary.get("notes", ())),
         retried=len(retry_ids),
         output_format=config.output_format if prep.source is not None else None,
@@ -137,9 +133,44 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
     )
 
 
-def in_plan_order(prep: Prepared, journal: Mapping[str, JournalRecord]) -> Iterator[JournalRecord]:
-    """The plan's records, in plan order, as they are read (the journal holds where they are, not them)."""
-    return (journal[sid] for sid in sample_ids(prep.samples) if sid in journal)
+def _page_tally(prep: Prepared, journal: Mapping[str, JournalRecord], why: Mapping[str, str],
+                coverage: bool) -> Any:
+    """The review page's tally of the records the pass is about to write: which get a card is decided
+    from their statuses as the file will have them (the journal's index, and the filters' verdicts)."""
+    from hub_pgen.review.model import new_tally
+
+    codes = status_codes(journal, prep.samples)
+    if why:
+        position = locator(prep.samples)
+        for sid in why:
+            i = position(sid)
+            if i is not None:
+                codes[i] = 2
+    return new_tally(prep.dataset.episodes, codes[codes >= 0], coverage=coverage)
+
+
+def _pass(prep: Prepared, journal: Mapping[str, JournalRecord], why: Mapping[str, str], verdicts: Any,
+          staging: Path | None, hirobot: bool, tally: Any) -> Passed:
+    """The one pass over the records (hub_pgen.write.records): into ``staging``'s D_syn file when the
+    result is a dataset (a shard's or a JSONL run's records are written by id instead)."""
+    from hub_pgen import filters
+    from hub_pgen import verify as verify_mod
+
+    def amend(r: JournalRecord) -> JournalRecord:
+        reason = why.get(r.sample_id)
+        if reason is not None:
+            r = filters.mark(r, reason)
+        if verdicts is not None and r.sample_id in verdicts:
+            r = verify_mod.mark(r, verdicts[r.sample_id])
+        return r
+
+    source = prep.source
+    with writing(staging) if staging is not None else nullcontext():
+        return pass_records(prep.samples, journal, amend=amend if why or verdicts else None,
+                            source_tasks=source.tasks if source is not None else (),
+                            source_indices=source.task_indices if source is not None else (),
+                            syn_path=staging / layout.SYN_ANNOTATIONS_PATH if staging is not None else None,
+                            hirobot=hirobot, tally=tally)
 
 
 def check_staged(staging: Path, paths: out_mod.OutputPaths) -> None:
@@ -157,12 +188,14 @@ def check_staged(staging: Path, paths: out_mod.OutputPaths) -> None:
                                                 "report this with the command you ran)"])
 
 
-def write_result(prep: Prepared, journal: Mapping[str, JournalRecord], staging: Path, prov: dict[str, Any],
-           output_format: str, output_name: str, thumbs: dict[str, list[Any]] | None = None, *,
-           review: bool = True, quality: Any = None) -> dict[str, Any]:
-    """Write the result into ``staging``; returns its counts (new tasks rows, frames, labelled frames)
-    and what to tell the user about the source's own language rows (``notes``). ``review``: with its
-    page (``quality``: the run's measures, which the page shows)."""
+def write_result(prep: Prepared, journal: Mapping[str, JournalRecord], done: Passed, staging: Path,
+                 prov: dict[str, Any], output_format: str, output_name: str,
+                 thumbs: dict[str, list[Any]] | None = None, *, tally: Any = None,
+                 quality: Any = None) -> dict[str, Any]:
+    """Write the result into ``staging`` (a dataset's D_syn file is there already: the pass wrote it);
+    returns its counts (new tasks rows, frames, labelled frames) and what to tell the user about the
+    source's own language rows (``notes``). ``tally``: the review page's, which the pass filled (None:
+    no page); ``quality``: the run's measures, which the page shows."""
     from hub_pgen.write.dataset import write_dataset, write_jsonl_result
 
     origin = prep.skills.origin if prep.skills is not None else "file"
@@ -172,8 +205,8 @@ def write_result(prep: Prepared, journal: Mapping[str, JournalRecord], staging: 
                            skills_file=skills_file if isinstance(skills_file, Path) else None)
         return {}
 
-    summary = write_dataset(prep.source, prep.samples, journal, staging, provenance=prov,
-                            card=lambda final: render_card(final, in_plan_order(prep, journal)),
+    summary = write_dataset(prep.source, prep.samples, staging, labels=done.labels, dialogues=done.dialogues,
+                            provenance=prov, card=lambda final: render_card(final, done.card_examples),
                             segments=prep.plan.segments if prep.plan is not None else (),
                             output_format=output_format,
                             skills_json=skills_to_write(prep, origin),
@@ -184,16 +217,15 @@ def write_result(prep: Prepared, journal: Mapping[str, JournalRecord], staging: 
         logger.warning("%s", line)
     counts = {"new_tasks": summary.new_tasks, "frames": summary.frames, "frames_labelled": summary.frames_labelled,
               "notes": notes, "language": language}
-    if not review:
+    if tally is None:
         return counts
     from hub_pgen.review import write_report
     from hub_pgen.review.model import Written
 
     # part of the result (and so pushed with it): the dataset as written, named as OUT will be
     try:
-        # the page of the records just written, as they are (not read back: the run holds them)
-        report = write_report(staging, name=output_name, thumbs=thumbs, quality=quality,
-                              records=Written(in_plan_order(prep, journal), journal, summary.task_index))
+        # the page of the records just written, from the tally the pass filled (nothing read back)
+        report = write_report(staging, name=output_name, thumbs=thumbs, quality=quality, records=Written(tally))
     except Exception as e:  # noqa: BLE001 — a view of the dataset: failing to draw it must not cost the dataset
         line = (f"the review page could not be written ({type(e).__name__}: {e}); the dataset is complete: "
                 f"hub-pgen report OUT tries again (HUB_PGEN_DEBUG=1 shows why)")

@@ -7,12 +7,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from hub_pgen.data import JournalRecord
 from hub_pgen.errors import Interrupted
-from hub_pgen.journal import JournalView, JournalWriter, load_journal
-from hub_pgen.plan.table import sample_ids, subset
+from hub_pgen.journal import JournalView, JournalWriter, load_journal, status_codes
+from hub_pgen.plan.table import subset
 from hub_pgen.run.context import Generated, RunContext
 from hub_pgen.run.steps import record_batch
 
@@ -34,8 +32,9 @@ def generate(ctx: RunContext, engine: Engine, *, earlier: dict[str, JournalRecor
             records = [replace(r, fingerprint=prep.fingerprint) for r in earlier.values()]
             journal.add(records, writer.append(records))
         # the plan's samples not journaled (or being retried): a table of them, not a list of samples
-        todo = np.fromiter((sid not in journal or sid in retry_ids for sid in sample_ids(prep.samples)), dtype=bool,
-                           count=len(prep.samples))
+        codes = status_codes(journal, prep.samples)  # from the index: nothing read
+        todo = (codes < 0) | (codes > 0) if retry_ids else codes < 0
+        del codes
         resumed = len(todo) - int(todo.sum())
         pending = subset(prep.samples, todo) if resumed else prep.samples
         del todo

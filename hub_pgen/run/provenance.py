@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from hub_pgen import __version__, layout
 from hub_pgen.config import RunConfig
 from hub_pgen.data import JournalRecord
@@ -15,8 +17,8 @@ from hub_pgen.errors import SourceError
 from hub_pgen.generate.base import Backend, is_local_model
 from hub_pgen.generate.prompt import prompt_template_hash
 from hub_pgen.generate.registry import get_backend
-from hub_pgen.journal import status_of
-from hub_pgen.plan.table import sample_ids, type_pairs
+from hub_pgen.journal import status_codes
+from hub_pgen.plan.table import type_pairs
 from hub_pgen.plan.taxonomy import mix_report
 
 if TYPE_CHECKING:
@@ -28,7 +30,7 @@ logger = logging.getLogger(__name__)
 def provenance(config: RunConfig, prep: Prepared, backend: Backend | None, journal: Mapping[str, JournalRecord],
                started_at: str) -> dict[str, Any]:
     src = prep.source
-    ok = sum(1 for sid in sample_ids(prep.samples) if status_of(journal, sid) == "ok")
+    ok = int(np.count_nonzero(status_codes(journal, prep.samples) == 0))  # from the index: nothing read
     total = len(prep.samples) + len(prep.bad_lines)
     params = config.parameters()
     params.pop("output_dir", None)

@@ -10,12 +10,12 @@ record ``meta/hub_pgen.json`` is written last and marks the folder complete.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,9 @@ from hub_pgen import faults, fsio, layout
 from hub_pgen import language as lang
 from hub_pgen.data import JournalRecord, Sample, SourceDataset
 from hub_pgen.errors import OutputError, SourceError, UnsafePathError
-from hub_pgen.plan.table import ByPosition, sample_ids
 from hub_pgen.write import language as lang_w
 from hub_pgen.write import stats as st
-from hub_pgen.write.tasks import TaskAssignment, assign_task_indices, frame_task_indices, write_tasks
+from hub_pgen.write.tasks import TaskAssignment, frame_task_indices, write_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -48,17 +47,15 @@ class WriteSummary:
     files_linked: int
     files_copied: int
     language: lang_w.LanguageCounts | None = None  # None: the format has no language columns
-    # sample id → its task_index_high_level as meta/syn_annotations.jsonl has it (absent: -1); None: the
-    # format has no such column
-    task_index: Mapping[str, int] | None = None
 
 
 def write_dataset(
     source: SourceDataset,
     samples: Sequence[Sample],
-    records: Mapping[str, JournalRecord],
     staging: Path,
     *,
+    labels: TaskAssignment,
+    dialogues: Any,
     provenance: dict[str, Any],
     card: Callable[[dict[str, Any]], str],
     segments: Sequence[Any] = (),
@@ -66,24 +63,27 @@ def write_dataset(
     skills_json: dict[str, Any] | Path | None = None,
     skill_records: Sequence[dict[str, Any]] = (),
 ) -> WriteSummary:
-    """Write the new dataset into ``staging``. ``card`` renders the README from the final provenance
-    (counts included), so the card and ``meta/hub_pgen.json`` always agree. ``segments`` (the plan's)
-    become the ``subtask`` rows of the language columns; ``output_format`` is a key of layout.FORMATS.
-    ``skills_json``: the skills the run used when they did not come from the source's ``skills.json``
-    (written as ``meta/skills.json``); ``skill_records``: the model's labels of ``--skills annotate``."""
+    """Write the new dataset into ``staging``, whose ``meta/syn_annotations.jsonl`` the run's pass over its
+    records wrote (hub_pgen.write.records, which also gave ``labels``, each sample's task index and the new
+    tasks rows, and ``dialogues``, each sample's dialogue texts by plan position). ``card`` renders the
+    README from the final provenance (counts included), so the card and ``meta/hub_pgen.json`` always
+    agree. ``segments`` (the plan's) become the ``subtask`` rows of the language columns;
+    ``output_format`` is a key of layout.FORMATS. ``skills_json``: the skills the run used when they did
+    not come from the source's ``skills.json`` (written as ``meta/skills.json``); ``skill_records``: the
+    model's labels of ``--skills annotate``."""
     parts = layout.FORMATS[output_format]
     hirobot, language = "hirobot" in parts, "language" in parts
-    labels = assign_task_indices(source.tasks, source.task_indices, samples, records)
     per_episode = frame_task_indices(source, samples, labels)  # also counts the frames with a dialogue
     assignment = labels if hirobot else TaskAssignment.none(len(samples))
     frames = sum(len(v) for v in per_episode.values())
     labelled = sum(int((v != layout.NO_TASK).sum()) for v in per_episode.values())
-    lplan = lang_w.plan_language(segments, samples, records, labels.by_position != layout.NO_TASK) if language else None
+    lplan = lang_w.plan_language(segments, samples, labels.by_position != layout.NO_TASK,
+                                 dialogues.at) if language else None
     lcounts = lang_w.LanguageCounts()
     provenance = {**provenance, "format": output_format,
                   "counts": {**provenance.get("counts", {}), "new_tasks": len(assignment.new_tasks),
                              "frames": frames, "frames_labelled": labelled}}
-    try:
+    with writing(staging):
         staging.mkdir(parents=True, exist_ok=True)
         for rel in source.data_paths:
             _write_data_file(source.root / rel, staging / rel, per_episode if hirobot else None, lplan, lcounts)
@@ -131,23 +131,10 @@ def write_dataset(
                 for rec in skill_records:
                     fh.write(fsio.jsonl_line({k: v for k, v in rec.items() if k != "fingerprint"}))
         linked, copied = _copy_rest(source.root, staging, handled=handled)
-        _write_syn_annotations(staging / layout.SYN_ANNOTATIONS_PATH, samples, records,
-                               assignment if hirobot else None)
         fsio.write_new(staging / layout.CARD_PATH, card(provenance))
         _write_json(staging / layout.PROVENANCE_PATH, provenance)  # last: marks the folder complete
-    except UnsafePathError:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    except OSError as e:
-        shutil.rmtree(staging, ignore_errors=True)  # leave the work folder as a resumable journal, nothing half-written
-        raise OutputError(
-            f"cannot write the new dataset under {staging}: {e.strerror or e}",
-            path=staging,
-            hint="free disk space or fix permissions, then rerun the same command: generated samples are kept",
-        ) from e
     return WriteSummary(staging, len(assignment.new_tasks), frames, labelled, linked, copied,
-                        lcounts if language else None,
-                        ByPosition(samples, assignment.by_position, layout.NO_TASK) if hirobot else None)
+                        lcounts if language else None)
 
 
 # --- files ------------------------------------------------------------------------------------
@@ -282,21 +269,22 @@ def _copy_rest(src_root: Path, dst_root: Path, *, handled: set[str]) -> tuple[in
     return linked, copied
 
 
-def _write_syn_annotations(
-    path: Path, samples: Sequence[Sample], records: Mapping[str, JournalRecord], assignment: TaskAssignment | None
-) -> None:
-    """One line per sample; ``task_index_high_level`` is null when the format has no such column."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with fsio.create(path) as fh:
-        for sid, index in zip(sample_ids(samples), assignment.by_position.tolist() if assignment is not None
-                              else itertools.repeat(None)):
-            rec = records.get(sid)
-            if rec is None:
-                continue
-            d = rec.to_json()
-            d["task_index_high_level"] = index
-            d.pop("fingerprint", None)
-            fh.write(fsio.jsonl_line(d))
+@contextmanager
+def writing(staging: Path) -> Iterator[None]:
+    """Writes into ``staging``: a write that fails removes the folder (leaving the work folder a resumable
+    journal, nothing half-written) and says what to do; a planted link is refused as it is."""
+    try:
+        yield
+    except UnsafePathError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    except OSError as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OutputError(
+            f"cannot write the new dataset under {staging}: {e.strerror or e}",
+            path=staging,
+            hint="free disk space or fix permissions, then rerun the same command: generated samples are kept",
+        ) from e
 
 
 def write_jsonl_result(

@@ -21,7 +21,7 @@ The columns are written with lerobot's canonical Arrow types (``tool_calls`` as 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,37 +29,31 @@ import numpy as np
 import pyarrow as pa
 
 from hub_pgen import language as lang
-from hub_pgen.data import JournalRecord, Sample
+from hub_pgen.data import Sample
 from hub_pgen.language import Row
-from hub_pgen.plan.table import IdView, SampleTable, sample_ids
+from hub_pgen.plan.table import SampleTable
 from hub_pgen.textsafe import well_formed
 
 # --- what a run adds ----------------------------------------------------------------------------
 
 
 class _Dialogues(Mapping[int, tuple[tuple[int, tuple[str, str]], ...]]):
-    """Episode → ((frame, (user prompt, robot utterance)), ...) in frame order, each pair read from its
-    record when a data file asks for its episode. Held: three int arrays sorted by (episode, frame) —
-    the episode, the frame, and which sample's record (plan position) — not the texts nor a tuple a
-    sample (at 480k samples the texts were ~300 bytes a sample, the tuples ~170, held through the write)."""
+    """Episode → ((frame, (user prompt, robot utterance)), ...) in frame order, the pairs looked up by plan
+    position when a data file asks for its episode. Held: three int arrays sorted by (episode, frame) —
+    the episode, the frame, and which sample's dialogue (plan position) — not a tuple a sample."""
 
-    def __init__(self, episodes: np.ndarray, frames: np.ndarray, positions: np.ndarray, ids: Sequence[str],
-                 records: Mapping[str, JournalRecord]) -> None:
+    def __init__(self, episodes: np.ndarray, frames: np.ndarray, positions: np.ndarray,
+                 dialogue_at: Callable[[int], tuple[str, str]]) -> None:
         self._episodes, self._frames, self._positions = episodes, frames, positions
-        self._ids, self._records = ids, records
+        self._at = dialogue_at
 
     def __getitem__(self, episode: int) -> tuple[tuple[int, tuple[str, str]], ...]:
         lo = int(np.searchsorted(self._episodes, episode, "left"))
         hi = int(np.searchsorted(self._episodes, episode, "right"))
         if lo == hi:
             raise KeyError(episode)
-        out = []
-        for frame, i in zip(self._frames[lo:hi].tolist(), self._positions[lo:hi].tolist()):
-            d = self._records[self._ids[i]].dialogue
-            assert d is not None  # planned from this record: an ok one
-            # parquet holds UTF-8: a lone surrogate becomes U+FFFD (the journal keeps it as its escape)
-            out.append((frame, (well_formed(d.user_prompt), well_formed(d.robot_utterance))))
-        return tuple(out)
+        return tuple((frame, self._at(i)) for frame, i in zip(self._frames[lo:hi].tolist(),
+                                                               self._positions[lo:hi].tolist()))
 
     def __iter__(self) -> Iterator[int]:
         return iter(np.unique(self._episodes).tolist())
@@ -78,12 +72,13 @@ class LanguagePlan:
     dialogues: Mapping[int, tuple[tuple[int, tuple[str, str]], ...]]
 
 
-def plan_language(segments: Iterable[Any], samples: Sequence[Sample], records: Mapping[str, JournalRecord],
-                  with_dialogue: np.ndarray | None = None) -> LanguagePlan:
+def plan_language(segments: Iterable[Any], samples: Sequence[Sample], with_dialogue: np.ndarray,
+                  dialogue_at: Callable[[int], tuple[str, str]]) -> LanguagePlan:
     """``segments`` are the plan's (hub_pgen.plan.planner.Segment): one subtask row each. A dialogue
     goes on its sample's first frame (the frame whose images the model saw); of two samples on one
     frame, the later one's. ``with_dialogue``: by plan position, whether the sample's record has a
-    dialogue, when the caller knows (hub_pgen.write.dataset's task assignment): no record read to find them."""
+    dialogue; ``dialogue_at``: its (user prompt, robot utterance) by plan position, parquet-safe
+    (hub_pgen.write.records.Dialogues: the run's one pass over its records found them)."""
     subtasks: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for seg in segments:
         subtasks[seg.episode_index].append((seg.frame_start, well_formed(seg.skill)))
@@ -92,9 +87,6 @@ def plan_language(segments: Iterable[Any], samples: Sequence[Sample], records: M
     else:
         episodes = np.array([-1 if s.episode_index is None else s.episode_index for s in samples], dtype=np.int64)
         starts = np.array([-1 if s.frame_start is None else s.frame_start for s in samples], dtype=np.int64)
-    if with_dialogue is None:
-        with_dialogue = np.fromiter(((rec := records.get(sid)) is not None and rec.dialogue is not None
-                                     for sid in sample_ids(samples)), dtype=bool, count=len(samples))
     positions = np.flatnonzero(with_dialogue & (episodes >= 0) & (starts >= 0))
     keys = episodes[positions] << 32 | starts[positions]
     order = np.argsort(keys, kind="stable")  # plan order kept among samples on one frame
@@ -102,7 +94,7 @@ def plan_language(segments: Iterable[Any], samples: Sequence[Sample], records: M
     last = np.append(keys[1:] != keys[:-1], True) if len(keys) else np.zeros(0, dtype=bool)  # the later one's
     keys, positions = keys[last], positions[last]
     return LanguagePlan({e: tuple(sorted(v)) for e, v in subtasks.items()},
-                        _Dialogues(keys >> 32, keys & 0xFFFFFFFF, positions, IdView(samples), records))
+                        _Dialogues(keys >> 32, keys & 0xFFFFFFFF, positions, dialogue_at))
 
 
 @dataclass

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 
 from hub_pgen import fsio, layout
-from hub_pgen.data import JournalRecord, Sample, SourceDataset
-from hub_pgen.plan.table import SampleTable
+from hub_pgen.data import Dialogue, JournalRecord, Sample, SourceDataset
+from hub_pgen.plan.table import SampleTable, sample_ids
 from hub_pgen.textsafe import well_formed
 
 
@@ -42,39 +42,52 @@ def assign_task_indices(
     source_tasks: Sequence[str], source_indices: Sequence[int], samples: Sequence[Sample],
     records: Mapping[str, JournalRecord],
 ) -> TaskAssignment:
-    """One new tasks row per distinct (dialogue, skill), in plan order, from the next free index.
+    """One new tasks row per distinct (dialogue, skill), in plan order, from the next free index
+    (:class:`TaskAssigner` over ``samples``' records)."""
+    tasks = TaskAssigner(source_tasks, source_indices, len(samples))
+    for i, sid in enumerate(sample_ids(samples)):
+        rec = records.get(sid)
+        if rec is not None and (dialogue := rec.dialogue) is not None:
+            tasks.add(i, dialogue, rec.skill_current)
+    return tasks.result()
+
+
+class TaskAssigner:
+    """The task rows of a run's dialogues, given one sample at a time in plan order (the run's one pass
+    over its records, hub_pgen.write.records).
 
     The row's ``skill`` must be true for every frame pointing at it, so a dialogue text that was
     generated for two different skills (or equals an original task string) gets a ``(#n)`` suffix
     to keep the index strings unique (after lone surrogates became U+FFFD: parquet holds UTF-8).
     """
-    next_index = max(source_indices, default=-1) + 1
-    taken: set[str] = set(source_tasks)
-    by_key: dict[tuple[str, str], NewTask] = {}
-    by_position = np.full(len(samples), layout.NO_TASK, dtype=np.int64)
-    new: list[NewTask] = []
-    for i, s in enumerate(samples):
-        rec = records.get(s.sample_id)
-        dialogue = rec.dialogue if rec is not None else None
-        if dialogue is None:
-            continue
-        key = (dialogue.task_string, s.skill_current)
-        row = by_key.get(key)
+
+    def __init__(self, source_tasks: Sequence[str], source_indices: Sequence[int], n: int) -> None:
+        self._next = max(source_indices, default=-1) + 1
+        self._taken: set[str] = set(source_tasks)
+        self._by_key: dict[tuple[str, str], NewTask] = {}
+        self._new: list[NewTask] = []
+        self.by_position = np.full(n, layout.NO_TASK, dtype=np.int64)
+
+    def add(self, position: int, dialogue: Dialogue, skill: str) -> None:
+        """Sample ``position`` (of the plan) has ``dialogue``, for ``skill``."""
+        key = (dialogue.task_string, skill)
+        row = self._by_key.get(key)
         if row is None:
             base = text = well_formed(dialogue.task_string)
             n = 2
-            while text in taken:
+            while text in self._taken:
                 text = f"{base} (#{n})"
                 n += 1
-            taken.add(text)
-            row = NewTask(next_index, text, well_formed(dialogue.user_prompt), well_formed(dialogue.robot_utterance),
-                          well_formed(s.skill_current), well_formed(dialogue.scenario_type),
-                          well_formed(dialogue.response_type))
-            next_index += 1
-            by_key[key] = row
-            new.append(row)
-        by_position[i] = row.task_index
-    return TaskAssignment(by_position=by_position, new_tasks=tuple(new))
+            self._taken.add(text)
+            row = NewTask(self._next, text, well_formed(dialogue.user_prompt), well_formed(dialogue.robot_utterance),
+                          well_formed(skill), well_formed(dialogue.scenario_type), well_formed(dialogue.response_type))
+            self._next += 1
+            self._by_key[key] = row
+            self._new.append(row)
+        self.by_position[position] = row.task_index
+
+    def result(self) -> TaskAssignment:
+        return TaskAssignment(by_position=self.by_position, new_tasks=tuple(self._new))
 
 
 def frame_task_indices(

@@ -1,0 +1,132 @@
+"""One pass over the run's records, in plan order, for everything the new dataset and its page need of
+them: the quality measures, the examples, the task rows and each sample's task index, the dialogues
+of lerobot's language columns, ``meta/syn_annotations.jsonl`` itself and the review page's tally.
+
+Each record is read back from the journal once, here (:meth:`hub_pgen.journal.JournalView.in_order`:
+by plan position, a block of the file at a time), and passed to every consumer; nothing after the pass
+reads a record again. The stages used to read the journal back one after another — quality, task
+assignment, the language plan, each data file's dialogues, the D_syn file, the page, the statuses —
+five to eight reads of every record, each by looking its id up (issue 23: the finish cost more than
+generation with the template backend, and a resumed run paid it all again).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hub_pgen import fsio
+from hub_pgen.data import JournalRecord, Sample
+from hub_pgen.journal import JournalView
+from hub_pgen.plan.table import sample_ids
+from hub_pgen.quality import Meter, Quality
+from hub_pgen.textsafe import well_formed
+from hub_pgen.write.tasks import TaskAssigner, TaskAssignment
+
+EXAMPLES = 3  # the summary's dialogues, of different skills
+CARD_EXAMPLES = 8  # the card's (hub_pgen.write.card.render_card's limit)
+
+
+@dataclass
+class Dialogues:
+    """The dialogue each sample's record has, for lerobot's language columns: by plan position an index
+    into the distinct (user prompt, robot utterance) pairs (``-1``: none), the pairs made parquet-safe
+    (:func:`~hub_pgen.textsafe.well_formed`) once each. Held: an int32 a sample and the distinct texts,
+    which ``meta/tasks.parquet`` needs anyway."""
+
+    of: np.ndarray
+    texts: list[tuple[str, str]] = field(default_factory=list)
+    _index: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
+
+    def add(self, position: int, prompt: str, reply: str) -> None:
+        key = (prompt, reply)
+        k = self._index.get(key)
+        if k is None:
+            k = self._index[key] = len(self.texts)
+            self.texts.append((well_formed(prompt), well_formed(reply)))
+        self.of[position] = k
+
+    def at(self, position: int) -> tuple[str, str]:
+        return self.texts[int(self.of[position])]
+
+
+@dataclass
+class Passed:
+    """What the pass found: the measures and lists the run reports, and what the writer needs."""
+
+    quality: Quality
+    examples: tuple[JournalRecord, ...]  # the summary's: ok dialogues of different skills
+    card_examples: tuple[JournalRecord, ...]  # the card's: the first ok dialogues the dataset keeps
+    failures: tuple[JournalRecord, ...]  # the records not ok, in plan order (as the journal has them)
+    ok: int
+    labels: TaskAssignment  # each sample's task_index_high_level and the new tasks rows
+    dialogues: Dialogues
+
+
+def pass_records(samples: Sequence[Sample], journal: Mapping[str, JournalRecord], *,
+                 amend: Callable[[JournalRecord], JournalRecord] | None = None,
+                 source_tasks: Sequence[str] = (), source_indices: Sequence[int] = (),
+                 syn_path: Path | None = None, hirobot: bool = True, tally: Any = None) -> Passed:
+    """Read each of ``samples``' records once, in plan order, into every consumer. ``journal``: the run's
+    (the quality measures, the examples and the statuses are of its records as generated); ``amend``: the
+    record as the dataset gets it (the filters' and the verifier's marks). ``syn_path``: write the D_syn
+    file there (each line with its ``task_index_high_level``; null when not ``hirobot``); ``tally``: the
+    review page's (:func:`hub_pgen.review.model.new_tally`), given each record as the file has it."""
+    meter = Meter()
+    examples: list[JournalRecord] = []
+    seen_skills: set[str] = set()
+    card: list[JournalRecord] = []
+    failures: list[JournalRecord] = []
+    ok = 0
+    tasks = TaskAssigner(source_tasks, source_indices, len(samples))
+    dialogues = Dialogues(np.full(len(samples), -1, dtype=np.int32))
+    if syn_path is not None:
+        syn_path.parent.mkdir(parents=True, exist_ok=True)
+    with fsio.create(syn_path) if syn_path is not None else _Discard() as fh:
+        for i, rec in _in_order(samples, journal):
+            if rec.status == "ok":
+                ok += 1
+                meter.add(rec)
+                if len(examples) < EXAMPLES and rec.skill_current not in seen_skills:
+                    examples.append(rec)
+                    seen_skills.add(rec.skill_current)
+            else:
+                failures.append(rec)
+            written = amend(rec) if amend is not None else rec
+            if len(card) < CARD_EXAMPLES and written.status == "ok":
+                card.append(written)
+            d = written.dialogue
+            if d is not None:
+                tasks.add(i, d, written.skill_current)
+                dialogues.add(i, d.user_prompt, d.robot_utterance)
+            index = int(tasks.by_position[i]) if hirobot else None
+            if syn_path is not None:
+                line = written.to_json()
+                line["task_index_high_level"] = index
+                line.pop("fingerprint", None)
+                fh.write(fsio.jsonl_line(line))
+            if tally is not None:
+                tally.add(written, index)
+    return Passed(meter.result(), tuple(examples), tuple(card), tuple(failures), ok, tasks.result(), dialogues)
+
+
+def _in_order(samples: Sequence[Sample], journal: Mapping[str, JournalRecord]) -> Any:
+    """(plan position, record) of each sample with a record, in plan order."""
+    if isinstance(journal, JournalView):
+        return journal.in_order(samples)
+    return ((i, journal[sid]) for i, sid in enumerate(sample_ids(samples)) if sid in journal)
+
+
+class _Discard:
+    def __enter__(self) -> _Discard:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def write(self, data: bytes) -> None:
+        return None
