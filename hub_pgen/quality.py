@@ -124,6 +124,9 @@ class Meter:
         self._lengths: dict[str, Counter[int]] = {"prompt": Counter(), "reply": Counter()}
         self._flags: Counter[str] = Counter()
         self._near = _NearDuplicates()
+        # what a dialogue's measures are, by dialogue: a dialogue seen again costs a lookup, not its words
+        # split and its flags matched again (bounded: a model's dialogues are mostly each one's own)
+        self._seen: dict[tuple[str, str], _Measured] = {}
 
     def add(self, record: JournalRecord) -> None:
         """Count ``record`` if it is an ok dialogue (anything else is not measured)."""
@@ -131,14 +134,31 @@ class Meter:
             return
         prompt, reply = record.user_prompt or "", record.robot_utterance or ""
         self.samples += 1
-        self._dialogues.add((prompt, reply))
-        for side, text in (("prompt", prompt), ("reply", reply)):
-            words = text.lower().split()
-            for n in (1, 2):
-                self._grams[(side, n)].add(words, n)
-            self._lengths[side][len(text)] += 1
-        self._flags.update(flags(record))
-        self._near.add(record)
+        key = (prompt, reply)
+        m = self._seen.get(key)
+        if m is None:
+            self._dialogues.add(key)
+            words = (prompt.lower().split(), reply.lower().split())
+            for side, w in zip(("prompt", "reply"), words):
+                for n in (1, 2):
+                    self._grams[(side, n)].add(w, n)
+            m = _Measured(len(words[0]), len(words[1]), *_text_flags(prompt, reply), prompt.lower(),
+                          frozenset(words[0]))
+            if len(self._seen) < MEASURED_KEPT:
+                self._seen[key] = m
+        else:  # its n-grams are in the sets already: only their count grows
+            for side, count in (("prompt", m.prompt_words), ("reply", m.reply_words)):
+                for n in (1, 2):
+                    self._grams[(side, n)].total += max(0, count - n + 1)
+        self._lengths["prompt"][len(prompt)] += 1
+        self._lengths["reply"][len(reply)] += 1
+        if m.degenerate:
+            self._flags[DEGENERATE] += 1
+        if _copies(record.skill_current, m.prompt_lower):
+            self._flags[COPIES_SKILL] += 1
+        if m.refusal:
+            self._flags[REFUSAL] += 1
+        self._near.add(record.episode_id, m.words)
 
     def result(self) -> Quality:
         g = {key: grams.ratio() for key, grams in self._grams.items()}
@@ -158,15 +178,38 @@ DEGENERATE, COPIES_SKILL, REFUSAL = "degenerate text", "copies the skill", "read
 def flags(record: JournalRecord) -> list[str]:
     """What the per-dialogue measures say of one dialogue (the review page shows them on its card)."""
     prompt, reply = record.user_prompt or "", record.robot_utterance or ""
+    degenerate, refusal = _text_flags(prompt, reply)
     out = []
-    if is_degenerate(prompt) or is_degenerate(reply):
+    if degenerate:
         out.append(DEGENERATE)
-    skill = record.skill_current
-    if len(skill.split()) >= MIN_COPY_WORDS and skill.lower() in prompt.lower():
+    if _copies(record.skill_current, prompt.lower()):
         out.append(COPIES_SKILL)
-    if _REFUSAL.search(reply):
+    if refusal:
         out.append(REFUSAL)
     return out
+
+
+def _text_flags(prompt: str, reply: str) -> tuple[bool, bool]:
+    """(degenerate, refusal) of a dialogue."""
+    return is_degenerate(prompt) or is_degenerate(reply), bool(_REFUSAL.search(reply))
+
+
+def _copies(skill: str, prompt_lower: str) -> bool:
+    """The prompt holds a skill label of MIN_COPY_WORDS words or more, verbatim."""
+    return len(skill.split()) >= MIN_COPY_WORDS and skill.lower() in prompt_lower
+
+
+MEASURED_KEPT = 1 << 16  # dialogues whose measures a Meter keeps
+
+
+@dataclass(frozen=True, slots=True)
+class _Measured:
+    prompt_words: int
+    reply_words: int
+    degenerate: bool
+    refusal: bool
+    prompt_lower: str
+    words: frozenset[str]  # the prompt's, lower case (near-duplicates)
 
 
 def distinct_n(texts: Iterable[str], n: int) -> float:
@@ -239,11 +282,11 @@ class _NearDuplicates:
         self._recent: dict[str, list[frozenset[str]]] = defaultdict(list)
         self.count = 0
 
-    def add(self, r: JournalRecord) -> None:
-        words = frozenset((r.user_prompt or "").lower().split())
+    def add(self, episode: str, words: frozenset[str]) -> None:
+        """A prompt of ``episode`` (its lower-case words)."""
         if not words:
             return
-        seen, recent = self._seen[r.episode_id], self._recent[r.episode_id]
+        seen, recent = self._seen[episode], self._recent[episode]
         if words in seen or any(len(words & w) / len(words | w) >= NEAR_DUPLICATE_JACCARD
                                 for w in recent[-NEAR_DUPLICATE_WINDOW:]):
             self.count += 1

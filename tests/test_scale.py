@@ -143,6 +143,25 @@ def test_the_meter_gives_the_measures_of_the_lists_it_no_longer_keeps():
     assert meter.result().samples == 0  # a failure has no dialogue to measure
 
 
+def test_a_dialogue_seen_again_counts_as_measuring_it_again(monkeypatch):
+    """The meter keeps each dialogue's measures (a repeat costs a lookup: the template backend repeats a
+    few phrasings 480k times); what it says is what measuring every record afresh says, kept or not."""
+    import hub_pgen.quality as quality
+
+    rng = random.Random(5)
+    phrasings = [("Pick up the pink lego brick and put it in the box", "Sure, robot arm picks up pink lego brick."),
+                 ("I'm sorry, robot arm picks up pink lego brick", "As an AI I cannot help."),
+                 ("!!! ???", "ok ok ok ok"), ("Pick up the pink lego brick and put it into the box", "On it.")]
+    recs = [_record(i, *rng.choice(phrasings), episode=f"ep{i % 4}") for i in range(400)]
+    kept = measure(recs)
+    monkeypatch.setattr(quality, "MEASURED_KEPT", 0)  # nothing kept: every record measured afresh
+    afresh = measure(recs)
+    assert kept == afresh
+    assert kept.samples == 400 and kept.distinct_dialogues == 4
+    assert 0 < kept.degenerate < 400 and 0 < kept.refusals < 400 and 0 < kept.skill_copied < 400
+    assert kept.near_duplicates == 400 - 4 * 4  # all but the first of each prompt in each episode (in, into: 10/12)
+
+
 def test_quality_from_a_provenance_is_taken_only_when_it_is_the_measures():
     q = measure([_record(0, "Pick up the brick, please.", "On it.")])
     assert Quality.from_dict(json.loads(json.dumps(q.as_dict()))) == q

@@ -15,6 +15,7 @@ Two steps, so ``--dry-run`` can count every strategy without generating anything
 from __future__ import annotations
 
 import logging
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -45,7 +46,8 @@ class Segment:
     task_description: str
     frame_start: int
     frame_end: int  # exclusive
-    timestamps: tuple[float, ...]  # of frames frame_start..frame_end-1
+    # of frames frame_start..frame_end-1, as floats: an array('d'), 8 bytes a frame (a tuple of floats was 32)
+    timestamps: Sequence[float]
     row_start: int  # global dataset index of frame_start
 
 
@@ -266,7 +268,7 @@ def segment_dataset(
                     task_description=description,
                     frame_start=start,
                     frame_end=end,
-                    timestamps=tuple(float(t) for t in ts[start:end]),
+                    timestamps=array("d", ts[start:end].tolist()),
                     row_start=row0 + start,
                 )
             )
