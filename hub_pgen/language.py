@@ -118,6 +118,23 @@ def normalize_row(value: Any, column: str) -> Row:
     return row
 
 
+def _normalized(value: Any, seen: dict[Any, Row]) -> Row:
+    """:func:`normalize_row` of an event row, the same object for rows of the same values (read-only:
+    the frames of one file share it)."""
+    if not isinstance(value, dict):
+        return normalize_row(value, EVENTS)
+    calls = value.get("tool_calls")
+    try:
+        key = tuple(value.get(k) for k in EVENT_FIELDS if k != "tool_calls") + (
+            tuple(calls) if isinstance(calls, list) else calls,)
+        row = seen.get(key)
+    except TypeError:  # a value that is not hashable (tool_calls as structs): read it alone
+        return normalize_row(value, EVENTS)
+    if row is None:
+        row = seen[key] = normalize_row(value, EVENTS)
+    return row
+
+
 def is_say(row: Row) -> bool:
     return any(isinstance(c, dict) and isinstance(c.get("function"), dict) and c["function"].get("name") == "say"
                for c in row.get("tool_calls") or [])
@@ -198,7 +215,8 @@ def read_file(table: pa.Table) -> FileLanguage:
             lengths = np.asarray(pc.fill_null(pc.list_value_length(col), 0))
             at = np.flatnonzero(lengths > 0)
             rows = col.take(pa.array(at, type=pa.int64())).to_pylist()
-            events = {int(i): [normalize_row(r, EVENTS) for r in frame] for i, frame in zip(at, rows)}
+            seen: dict[Any, Row] = {}  # a row met again is the one already read (dialogues repeat)
+            events = {int(i): [_normalized(r, seen) for r in frame] for i, frame in zip(at, rows)}
     except LanguageProblem:
         raise
     except (ValueError, TypeError, AttributeError, KeyError, pa.ArrowException) as e:  # JSONDecodeError: ValueError

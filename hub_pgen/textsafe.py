@@ -71,7 +71,9 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def has_surrogate(text: str) -> bool:
-    return _SURROGATE.search(text) is not None
+    # an ASCII string (most text, and every JSON line ensure_ascii wrote) says so at no cost (CPython
+    # keeps the flag): no regex scan
+    return not text.isascii() and _SURROGATE.search(text) is not None
 
 
 def well_formed(text: str) -> str:

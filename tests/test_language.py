@@ -434,3 +434,28 @@ def test_read_file_finds_any_difference_between_an_episodes_frames(change, typed
            "null_list": "episode 1's language_persistent differs between frames 0 and 1"}[change]
     with pytest.raises(lang.LanguageProblem, match=bad):
         lang.read_file(table)
+
+
+def test_validate_finds_a_dialogue_whose_words_or_moment_differ_from_its_record(outputs, tmp_path):
+    """Each generated dialogue is checked against its record by a digest of its two texts and by the
+    frame's timestamp (the records are not read back per data file): one changed word, or a timestamp
+    not the frame's, is found and named."""
+    out = tmp_path / "out"
+    shutil.copytree(outputs["both"], out)
+    syn = out / "meta" / "syn_annotations.jsonl"
+    lines = syn.read_text(encoding="utf-8").splitlines(keepends=True)
+    first = next(i for i, line in enumerate(lines) if json.loads(line)["status"] == "ok")
+    rec = json.loads(lines[first])
+    where = f"episode {rec['episode_index']} frame {rec['frame_start']}"
+    for change, message in [({"robot_utterance": rec["robot_utterance"] + " Now."},
+                             "is not in language_events as an interjection + say pair"),
+                            ({"user_prompt": rec["user_prompt"].replace(" ", "  ", 1)},
+                             "is not in language_events as an interjection + say pair"),
+                            ({"timestamp": rec["timestamp"] + 0.5}, "is not the frame's"),
+                            ({"timestamp": "soon"}, "is not the frame's")]:
+        syn.write_text("".join(lines[:first] + [json.dumps({**rec, **change}) + "\n"] + lines[first + 1:]),
+                       encoding="utf-8")
+        found = [p for p in problems(out) if where in p]
+        assert len(found) == 1 and message in found[0], (change, found)
+    syn.write_text("".join(lines), encoding="utf-8")
+    assert problems(out) == []

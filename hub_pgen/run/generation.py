@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub_pgen.data import JournalRecord
 from hub_pgen.errors import Interrupted
-from hub_pgen.journal import JournalView, JournalWriter, load_journal, status_codes
+from hub_pgen.journal import JournalView, JournalWriter, status_codes
 from hub_pgen.plan.table import subset
 from hub_pgen.run.context import Generated, RunContext
 from hub_pgen.run.steps import record_batch
@@ -57,7 +57,7 @@ def generate(ctx: RunContext, engine: Engine, *, earlier: dict[str, JournalRecor
         except KeyboardInterrupt:
             # counted from the file: an interrupt between a batch's fsync and the run's view of it
             # would otherwise say one batch fewer than the resume finds
-            safe = {**earlier, **load_journal(paths.journal, fingerprint=prep.fingerprint)}
+            safe = JournalView.load(paths.journal, fingerprint=prep.fingerprint, extra=earlier, samples=prep.samples)
             raise Interrupted(len(safe), len(prep.samples) + len(prep.bad_lines), paths.journal) from None
     return Generated(journal, resumed, sent, retry_ids)
 

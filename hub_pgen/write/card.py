@@ -163,12 +163,12 @@ def _front_matter() -> str:
 def refresh_card(folder: Path, *, repo_id: str | None, branch: str | None) -> str:
     """Render ``folder/README.md`` again from its provenance and D_syn records for where it is going
     (the push target may not be the one the run was started with). Returns the card."""
-    from hub_pgen.journal import read_records
+    from hub_pgen.journal import iter_records
     from hub_pgen.provenance_file import read_provenance
 
     prov = read_provenance(folder)
-
-    examples = list(read_records(folder / layout.SYN_ANNOTATIONS_PATH).values())  # D_syn: the journal's lines
+    # D_syn, a line at a time: the card reads its first ok records, not the file into memory
+    examples = (r for _, r in iter_records(folder / layout.SYN_ANNOTATIONS_PATH))
     card = render_card(prov, examples, repo_id=repo_id, branch=branch)
     path = folder / layout.CARD_PATH
     if not path.is_file() or path.read_text(encoding="utf-8") != card:

@@ -7,7 +7,7 @@ machine. Every problem is collected (not just the first) so one run tells the wh
 from __future__ import annotations
 
 import json
-import os
+import math
 from array import array
 from collections.abc import Sequence
 from pathlib import Path
@@ -123,15 +123,14 @@ def _provenance(root: Path, found: list[str]) -> dict | None:
 
 class Expected:
     """The interjection + say pair each generated dialogue must have put on its frame, as the D_syn
-    record holds it: for (episode, frame), (user prompt, robot utterance, frame timestamp) — JSON
-    values, an ok record's are str, str, float (a damaged file's are compared as they are). Held: where
-    each record's line is in ``meta/syn_annotations.jsonl`` (arrays: 32 bytes a dialogue), read back
-    when a data file of its episode is checked — not the texts of every dialogue at once (~400 bytes
-    a dialogue at 480k samples). Of two records of one frame, the later one's, in the place of the first."""
+    record holds it: for (episode, frame), a 64-bit digest of (user prompt, robot utterance) and the
+    frame's timestamp — JSON values, an ok record's are str, str, float (a damaged file's are digested
+    as they are). Held: arrays, 32 bytes a dialogue, not the texts (~400 bytes a dialogue at 480k
+    samples), and nothing read back (each dialogue's line was read again per data file: a third of
+    the validation's time). Of two records of one frame, the later one's, in the place of the first."""
 
-    def __init__(self, path: Path, episode: np.ndarray, frame: np.ndarray, offset: np.ndarray, length: np.ndarray,
+    def __init__(self, episode: np.ndarray, frame: np.ndarray, digest: np.ndarray, stamp: np.ndarray,
                  odd: list[tuple[Any, Any]]) -> None:
-        self.path = path
         n = len(episode)
         order = np.lexsort((np.arange(n), frame, episode))  # by (episode, frame), file order within
         episode, frame = episode[order], frame[order]
@@ -140,7 +139,7 @@ class Expected:
         ends = np.r_[starts[1:] - 1, n - 1].astype(np.int64) if n else np.zeros(0, dtype=np.int64)
         self.episode, self.frame = episode[starts], frame[starts]
         self.place = order[starts]  # the first record's line number: the file's order
-        self.offset, self.length = offset[order[ends]], length[order[ends]]  # the last record's line
+        self.digest, self.stamp = digest[order[ends]], stamp[order[ends]]  # the last record's
         self.done = np.zeros(len(starts), dtype=bool)
         self.odd = odd  # numbers no data file can hold (beyond int64): always missing
 
@@ -153,13 +152,6 @@ class Expected:
                                                     & ~self.done[lo:hi]).tolist()]
         return sorted(hits, key=lambda i: int(self.place[i]))
 
-    def read(self, fd: int, i: int) -> tuple[Any, Any, Any]:
-        rec = json.loads(os.pread(fd, int(self.length[i]), int(self.offset[i])))
-        # as parquet holds it: a lone surrogate the journal kept as its escape is U+FFFD there
-        prompt, reply = (well_formed(v) if isinstance(v, str) else v
-                         for v in (rec.get("user_prompt"), rec.get("robot_utterance")))
-        return prompt, reply, rec.get("timestamp")
-
     def left(self) -> list[tuple[Any, Any]]:
         """(episode, frame) of the dialogues no data file had, in the file's order."""
         i = np.flatnonzero(~self.done)
@@ -170,6 +162,26 @@ class Expected:
         return int(np.count_nonzero(~self.done)) + len(self.odd)
 
 
+def dialogue_digest(prompt: Any, utterance: Any) -> int:
+    """64 bits of (user prompt, robot utterance) as parquet holds them (a lone surrogate the journal kept
+    as its escape is U+FFFD there), for any JSON values (a damaged file's too). Python's own hash of the
+    pair: the same within one validation, which is where digests are compared."""
+    pair = tuple(well_formed(v) if isinstance(v, str) else v for v in (prompt, utterance))
+    try:
+        return hash(pair)
+    except TypeError:  # a list or an object where a text belongs (a damaged file)
+        return hash(json.dumps(pair, sort_keys=True))
+
+
+def _stamp(value: Any) -> float:
+    """A record's timestamp as float32 holds it (NaN: none; inf: not a number, never a frame's)."""
+    if value is None:
+        return math.nan
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(np.float32(value))
+    return math.inf
+
+
 _I64 = 1 << 62  # an episode or frame beyond this names no frame of any data file
 
 
@@ -178,13 +190,12 @@ def _expected_dialogues(root: Path, prov: dict | None) -> Expected:
     the provenance reports as not added (their frame had a dialogue of the source's own)."""
     skipped = set(((prov or {}).get("language") or {}).get("dialogues_not_added") or [])
     path = root / layout.SYN_ANNOTATIONS_PATH
-    cols = [array("q") for _ in range(4)]  # episode, frame, offset, length: 8 bytes each, no objects
+    ints = [array("q") for _ in range(3)]  # episode, frame, digest: 8 bytes each, no objects
+    stamps = array("d")
     odd: list[tuple[Any, Any]] = []
     if path.is_file():
         with open(path, "rb") as fh:  # a line at a time: never the whole file (and its lines) at once
-            at = 0
             for raw in fh:
-                here, at = at, at + len(raw)
                 try:
                     rec = json.loads(raw)
                 except (json.JSONDecodeError, UnicodeDecodeError):
@@ -197,11 +208,13 @@ def _expected_dialogues(root: Path, prov: dict | None) -> Expected:
                 if not (-_I64 < e < _I64 and -_I64 < f < _I64):
                     odd.append((e, f))
                     continue
-                for col, v in zip(cols, (e, f, here, len(raw))):
+                for col, v in zip(ints, (e, f, dialogue_digest(rec.get("user_prompt"), rec.get("robot_utterance")))):
                     col.append(int(v))
-    episode, frame, offset, length = (np.frombuffer(c, dtype=np.int64) if len(c) else np.zeros(0, dtype=np.int64)
-                                      for c in cols)
-    return Expected(path, episode, frame, offset, length, odd)
+                stamps.append(_stamp(rec.get("timestamp")))
+    episode, frame, digest = (np.frombuffer(c, dtype=np.int64) if len(c) else np.zeros(0, dtype=np.int64)
+                              for c in ints)
+    return Expected(episode, frame, digest, np.frombuffer(stamps, dtype=np.float64) if len(stamps) else
+                    np.zeros(0, dtype=np.float64), odd)
 
 
 def _check_language(rel: str, table: pa.Table, expected: Expected) -> list[str]:
@@ -222,11 +235,18 @@ def _check_language(rel: str, table: pa.Table, expected: Expected) -> list[str]:
         where = f"{rel}: episode {e} frame {int(frames[i])}"
         for row in rows.persistent.get(e, []):
             found += [f"{where}: {lang.PERSISTENT} row {row}: {p}" for p in lang.row_problems(row, lang.PERSISTENT)]
+    # by the rows' identities (read_file shares a row met again): a frame like one checked is not checked again
+    said: dict[tuple[int, ...], list[str]] = {}
+    paired: dict[tuple[int, ...], set[int]] = {}
     for i, events in rows.events.items():
-        where = f"{rel}: episode {int(episodes[i])} frame {int(frames[i])}"
-        for row in events:
-            found += [f"{where}: {lang.EVENTS} row {row}: {p}" for p in lang.row_problems(row, lang.EVENTS)]
-        found += [f"{where}: {p}" for p in lang.frame_problems(events)]
+        key = tuple(map(id, events))
+        wrong = said.get(key)
+        if wrong is None:
+            wrong = said[key] = [f"{lang.EVENTS} row {row}: {p}" for row in events
+                                 for p in lang.row_problems(row, lang.EVENTS)] + lang.frame_problems(events)
+        if wrong:
+            where = f"{rel}: episode {int(episodes[i])} frame {int(frames[i])}"
+            found += [f"{where}: {w}" for w in wrong]
     # every generated dialogue on its frame (a dict lookup per dialogue, not a Python pass over the frames)
     width = int(frames.max()) + 1 if len(frames) else 1
     keys = episodes.astype(np.int64) * width + frames.astype(np.int64)
@@ -236,25 +256,37 @@ def _check_language(rel: str, table: pa.Table, expected: Expected) -> list[str]:
         want = np.array([int(expected.episode[i]) * width + int(expected.frame[i]) for i in here], dtype=np.int64)
         order = np.argsort(keys, kind="stable")
         j = np.minimum(np.searchsorted(keys[order], want), len(keys) - 1)
-        fd = os.open(expected.path, os.O_RDONLY)  # the file the scan read (a Hub cache file is a link: followed)
-        try:
-            for i, pos, hit in zip(here, order[j].tolist(), (keys[order][j] == want).tolist()):
-                if not hit:
-                    continue
-                expected.done[i] = True
-                prompt, utterance, ts = expected.read(fd, i)
-                where = f"{rel}: episode {int(expected.episode[i])} frame {int(expected.frame[i])}"
-                events = rows.events.get(pos, [])
-                if ts is not None and float(np.float32(ts)) != float(stamps[pos]):
-                    found.append(f"{where}: the dialogue's timestamp {ts} is not the frame's {float(stamps[pos])}")
-                if lang.dialogue_rows(prompt, utterance)[0] not in events or not any(
-                        lang.is_say(r) and r["tool_calls"][0]["function"]["arguments"].get("text") == utterance
-                        for r in events):
-                    found.append(f"{where}: the generated dialogue is not in {lang.EVENTS} as an interjection + say "
-                                 "pair")
-        finally:
-            os.close(fd)
+        for i, pos, hit in zip(here, order[j].tolist(), (keys[order][j] == want).tolist()):
+            if not hit:
+                continue
+            expected.done[i] = True
+            where = f"{rel}: episode {int(expected.episode[i])} frame {int(expected.frame[i])}"
+            ts = float(expected.stamp[i])
+            if not math.isnan(ts) and ts != float(stamps[pos]):
+                found.append(f"{where}: the dialogue's timestamp {ts if math.isfinite(ts) else 'is not a number and'} "
+                             f"is not the frame's {float(stamps[pos])}")
+            events = rows.events.get(pos, [])
+            key = tuple(map(id, events))
+            pairs = paired.get(key)
+            if pairs is None:
+                pairs = paired[key] = _pairs(events)
+            if int(expected.digest[i]) not in pairs:
+                found.append(f"{where}: the generated dialogue is not in {lang.EVENTS} as an interjection + say "
+                             "pair")
     return found
+
+
+def _pairs(events: Sequence[lang.Row]) -> set[int]:
+    """The digests of the (interjection, say) pairs one frame's events hold (:func:`dialogue_digest`):
+    an interjection exactly as :func:`hub_pgen.language.dialogue_rows` writes it, with any say call."""
+    asked = [r["content"] for r in events if r.get("style") == "interjection" and r.get("role") == "user"
+             and r.get("camera") is None and r.get("tool_calls") is None and len(r) == _EVENT_KEYS]
+    said = [args.get("text") for r in events if lang.is_say(r)
+            and isinstance(args := (r["tool_calls"][0].get("function") or {}).get("arguments"), dict)]
+    return {dialogue_digest(a, b) for a in asked for b in said}
+
+
+_EVENT_KEYS = len(lang.dialogue_rows("", "")[0])
 
 
 def _check_episodes_and_data(root: Path, info: dict, valid: set[int] | None,
