@@ -459,3 +459,20 @@ def test_validate_finds_a_dialogue_whose_words_or_moment_differ_from_its_record(
         assert len(found) == 1 and message in found[0], (change, found)
     syn.write_text("".join(lines), encoding="utf-8")
     assert problems(out) == []
+
+
+def test_expected_dialogues_of_a_file_in_any_order_the_later_record_of_a_frame_counts():
+    """A D_syn file in plan order is taken as it is (no copy sorted); another is sorted, the later record
+    of a frame counts, in the place of the first, and places no frame can have are always missing."""
+    from hub_pgen.write.validate import Expected
+
+    keys = np.array([2 << 32 | 5, 1 << 32 | 3, 2 << 32 | 5, 1 << 32 | 1], dtype=np.int64)
+    e = Expected(keys, np.array([10, 20, 30, 40], dtype=np.int64), np.zeros(4, dtype=np.float32), [(-1, 0)])
+    assert [(e.episode(i), e.frame(i)) for i in range(3)] == [(1, 1), (1, 3), (2, 5)]
+    assert e.digest.tolist() == [40, 20, 30]  # (2, 5): the later record's
+    assert e.of_episodes([1, 2], width=10) == [2, 1, 0]  # the file's order: (2, 5) came first
+    assert e.of_episodes([1], width=2) == [0]  # frame 3 is past a file of 2 frames
+    e.done[1] = True
+    assert e.left() == [(2, 5), (1, 1), (-1, 0)] and len(e) == 3
+    in_order = Expected(np.sort(keys[1:]), np.array([1, 2, 3], dtype=np.int64), np.zeros(3, dtype=np.float32), [])
+    assert in_order.place is None and in_order.of_episodes([2, 1], width=10) == [0, 1, 2]

@@ -124,42 +124,59 @@ def _provenance(root: Path, found: list[str]) -> dict | None:
 class Expected:
     """The interjection + say pair each generated dialogue must have put on its frame, as the D_syn
     record holds it: for (episode, frame), a 64-bit digest of (user prompt, robot utterance) and the
-    frame's timestamp — JSON values, an ok record's are str, str, float (a damaged file's are digested
-    as they are). Held: arrays, 32 bytes a dialogue, not the texts (~400 bytes a dialogue at 480k
-    samples), and nothing read back (each dialogue's line was read again per data file: a third of
-    the validation's time). Of two records of one frame, the later one's, in the place of the first."""
+    frame's timestamp as float32 — JSON values, an ok record's are str, str, float (a damaged file's are
+    digested as they are). Held: arrays, 20 bytes a dialogue (its place packed in one int64), not the
+    texts (~400 bytes a dialogue at 480k samples), and nothing read back. A file in plan order (every
+    file a run writes) is taken as it is; another is sorted, and of two records of one frame the later
+    one's counts, in the place of the first."""
 
-    def __init__(self, episode: np.ndarray, frame: np.ndarray, digest: np.ndarray, stamp: np.ndarray,
-                 odd: list[tuple[Any, Any]]) -> None:
-        n = len(episode)
-        order = np.lexsort((np.arange(n), frame, episode))  # by (episode, frame), file order within
-        episode, frame = episode[order], frame[order]
-        starts = np.flatnonzero(np.r_[True, (episode[1:] != episode[:-1]) | (frame[1:] != frame[:-1])]) if n else \
-            np.zeros(0, dtype=np.int64)
-        ends = np.r_[starts[1:] - 1, n - 1].astype(np.int64) if n else np.zeros(0, dtype=np.int64)
-        self.episode, self.frame = episode[starts], frame[starts]
-        self.place = order[starts]  # the first record's line number: the file's order
-        self.digest, self.stamp = digest[order[ends]], stamp[order[ends]]  # the last record's
-        self.done = np.zeros(len(starts), dtype=bool)
-        self.odd = odd  # numbers no data file can hold (beyond int64): always missing
+    def __init__(self, key: np.ndarray, digest: np.ndarray, stamp: np.ndarray, odd: list[tuple[Any, Any]]) -> None:
+        n = len(key)
+        self.place: np.ndarray | None = None  # the first record's line (None: the file is in this order)
+        if n > 1 and not bool(np.all(key[1:] > key[:-1])):
+            order = np.argsort(key, kind="stable")  # by (episode, frame), file order within
+            key = key[order]
+            starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+            ends = np.r_[starts[1:] - 1, n - 1]
+            key, self.place = key[starts], order[starts]
+            digest, stamp = digest[order[ends]], stamp[order[ends]]  # the last record's
+        self.key, self.digest, self.stamp = key, digest, stamp
+        self.done = np.zeros(len(key), dtype=bool)
+        self.odd = odd  # places no data file can hold (a negative or too large number): always missing
+
+    def episode(self, i: int) -> int:
+        return int(self.key[i]) >> 32
+
+    def frame(self, i: int) -> int:
+        return int(self.key[i]) & _FRAME_MASK
 
     def of_episodes(self, episodes: Sequence[int], width: int) -> list[int]:
         """The entries not yet found of ``episodes`` with a frame in [0, width), in the file's order."""
         hits: list[int] = []
         for e in episodes:
-            lo, hi = (int(np.searchsorted(self.episode, e, side)) for side in ("left", "right"))
-            hits += [lo + i for i in np.flatnonzero((self.frame[lo:hi] >= 0) & (self.frame[lo:hi] < width)
+            if not 0 <= e < _EPISODE_LIMIT:
+                continue
+            lo, hi = (int(np.searchsorted(self.key, e << 32, "left")),
+                      int(np.searchsorted(self.key, (e + 1) << 32, "left")))
+            hits += [lo + i for i in np.flatnonzero(((self.key[lo:hi] & _FRAME_MASK) < width)
                                                     & ~self.done[lo:hi]).tolist()]
-        return sorted(hits, key=lambda i: int(self.place[i]))
+        place = self.place
+        return sorted(hits) if place is None else sorted(hits, key=lambda i: int(place[i]))
 
     def left(self) -> list[tuple[Any, Any]]:
         """(episode, frame) of the dialogues no data file had, in the file's order."""
         i = np.flatnonzero(~self.done)
-        i = i[np.argsort(self.place[i], kind="stable")]
-        return list(zip(self.episode[i].tolist(), self.frame[i].tolist())) + self.odd
+        if self.place is not None:
+            i = i[np.argsort(self.place[i], kind="stable")]
+        key = self.key[i]
+        return list(zip((key >> 32).tolist(), (key & _FRAME_MASK).tolist())) + self.odd
 
     def __len__(self) -> int:
         return int(np.count_nonzero(~self.done)) + len(self.odd)
+
+
+_EPISODE_LIMIT = 1 << 31
+_FRAME_MASK = (1 << 32) - 1
 
 
 def dialogue_digest(prompt: Any, utterance: Any) -> int:
@@ -182,16 +199,12 @@ def _stamp(value: Any) -> float:
     return math.inf
 
 
-_I64 = 1 << 62  # an episode or frame beyond this names no frame of any data file
-
-
 def _expected_dialogues(root: Path, prov: dict | None) -> Expected:
     """What the language columns must hold of each generated dialogue (:class:`Expected`), less those
     the provenance reports as not added (their frame had a dialogue of the source's own)."""
     skipped = set(((prov or {}).get("language") or {}).get("dialogues_not_added") or [])
     path = root / layout.SYN_ANNOTATIONS_PATH
-    ints = [array("q") for _ in range(3)]  # episode, frame, digest: 8 bytes each, no objects
-    stamps = array("d")
+    keys, digests, stamps = array("q"), array("q"), array("f")  # 20 bytes a dialogue, no objects
     odd: list[tuple[Any, Any]] = []
     if path.is_file():
         with open(path, "rb") as fh:  # a line at a time: never the whole file (and its lines) at once
@@ -205,16 +218,15 @@ def _expected_dialogues(root: Path, prov: dict | None) -> Expected:
                 e, f = rec.get("episode_index"), rec.get("frame_start", rec.get("frame_index"))
                 if not isinstance(e, int) or not isinstance(f, int) or f"episode {e} frame {f}" in skipped:
                     continue
-                if not (-_I64 < e < _I64 and -_I64 < f < _I64):
+                if not (0 <= e < _EPISODE_LIMIT and 0 <= f <= _FRAME_MASK):
                     odd.append((e, f))
                     continue
-                for col, v in zip(ints, (e, f, dialogue_digest(rec.get("user_prompt"), rec.get("robot_utterance")))):
-                    col.append(int(v))
+                keys.append(e << 32 | f)
+                digests.append(dialogue_digest(rec.get("user_prompt"), rec.get("robot_utterance")))
                 stamps.append(_stamp(rec.get("timestamp")))
-    episode, frame, digest = (np.frombuffer(c, dtype=np.int64) if len(c) else np.zeros(0, dtype=np.int64)
-                              for c in ints)
-    return Expected(episode, frame, digest, np.frombuffer(stamps, dtype=np.float64) if len(stamps) else
-                    np.zeros(0, dtype=np.float64), odd)
+    return Expected(np.frombuffer(keys, dtype=np.int64) if keys else np.zeros(0, dtype=np.int64),
+                    np.frombuffer(digests, dtype=np.int64) if digests else np.zeros(0, dtype=np.int64),
+                    np.frombuffer(stamps, dtype=np.float32) if stamps else np.zeros(0, dtype=np.float32), odd)
 
 
 def _check_language(rel: str, table: pa.Table, expected: Expected) -> list[str]:
@@ -253,14 +265,14 @@ def _check_language(rel: str, table: pa.Table, expected: Expected) -> list[str]:
     # this file's episodes' dialogues still expected, in the D_syn file's order (time linear in samples)
     here = expected.of_episodes(uniq.tolist(), width)
     if here:
-        want = np.array([int(expected.episode[i]) * width + int(expected.frame[i]) for i in here], dtype=np.int64)
+        want = np.array([expected.episode(i) * width + expected.frame(i) for i in here], dtype=np.int64)
         order = np.argsort(keys, kind="stable")
         j = np.minimum(np.searchsorted(keys[order], want), len(keys) - 1)
         for i, pos, hit in zip(here, order[j].tolist(), (keys[order][j] == want).tolist()):
             if not hit:
                 continue
             expected.done[i] = True
-            where = f"{rel}: episode {int(expected.episode[i])} frame {int(expected.frame[i])}"
+            where = f"{rel}: episode {expected.episode(i)} frame {expected.frame(i)}"
             ts = float(expected.stamp[i])
             if not math.isnan(ts) and ts != float(stamps[pos]):
                 found.append(f"{where}: the dialogue's timestamp {ts if math.isfinite(ts) else 'is not a number and'} "
