@@ -25,7 +25,7 @@ import numpy as np
 from hub_pgen import fsio
 from hub_pgen.data import GenerationResult, JournalRecord, Sample
 from hub_pgen.errors import ConfigMismatchError, HubPgenError, OutputError, SourceError, UnsafePathError
-from hub_pgen.plan.table import SampleTable, sample_ids
+from hub_pgen.plan.table import CHUNK, SampleTable, rows, sample_ids
 
 logger = logging.getLogger(__name__)
 
@@ -190,11 +190,13 @@ class JournalView(Mapping[str, JournalRecord]):
                     yield i, record
             return
         block, start = b"", 0
-        for i in np.flatnonzero(self._offset >= 0).tolist():
-            at, length = int(self._offset[i]), int(self._span[i]) >> 2
-            if not (start <= at and at + length <= start + len(block)):
-                block, start = os.pread(self._fd_open(), max(length, _BLOCK), at), at
-            yield i, self._parse(block[at - start:at - start + length], at, length)
+        for a in range(0, len(self._offset), CHUNK):  # a chunk of the plan at a time: no list of every position
+            held = np.flatnonzero(self._offset[a:a + CHUNK] >= 0) + a
+            for i, at, span in rows(held, self._offset[held], self._span[held]):
+                length = span >> 2
+                if not (start <= at and at + length <= start + len(block)):
+                    block, start = os.pread(self._fd_open(), max(length, _BLOCK), at), at
+                yield i, self._parse(block[at - start:at - start + length], at, length)
 
     def _fd_open(self) -> int:
         if self._fd is None:
@@ -220,7 +222,7 @@ class JournalView(Mapping[str, JournalRecord]):
     def _ids(self) -> Iterator[str]:
         """The ids with a line: the plan's in plan order, then the others in file order."""
         if self._table is not None and self._held:
-            for sid, at in zip(self._table.ids(), self._offset.tolist()):
+            for sid, (at,) in zip(self._table.ids(), rows(self._offset)):
                 if at >= 0:
                     yield sid
         yield from self._at

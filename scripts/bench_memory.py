@@ -15,6 +15,7 @@ own work counts: every figure a ratio to the smallest size of the same invocatio
    (``JournalView``), against reading the middle size's records whole (``load_journal``).
 
     python scripts/bench_memory.py [--sizes 50,500,2000] [--frames 240] [--sampling frame] [--json]
+                                   [--baseline DIR]   # DIR: git worktree add DIR <earlier commit>
 """
 
 from __future__ import annotations
@@ -62,7 +63,9 @@ progress.make_reporter = make_reporter
 def tag(module, name, label):
     import importlib
     mod = importlib.import_module(module)
-    fn = getattr(mod, name)
+    fn = getattr(mod, name, None)
+    if fn is None:  # another checkout (--baseline) may not have it
+        return
     def wrapped(*a, **k):
         before = state["stage"]
         state["stage"] = label
@@ -73,6 +76,7 @@ def tag(module, name, label):
     setattr(mod, name, wrapped)
 for module, name, label in [("hub_pgen.plan.planner", "build_plan", "plan"),
                             ("hub_pgen.quality", "measure", "quality"),
+                            ("hub_pgen.run.finish", "_pass", "pass"),
                             ("hub_pgen.write.language", "language_columns", "language"),
                             ("hub_pgen.write.dataset", "write_dataset", "write"),
                             ("hub_pgen.review", "write_report", "review"),
@@ -94,14 +98,19 @@ sys.exit(rc)
 """
 
 
-def child(argv: list[str], env: dict[str, str] | None = None, stages: Path | None = None) -> dict:
-    """One hub-pgen run in a child process: its wall time, peak RSS (MiB), exit code, and (``stages``)
-    its peak RSS by stage."""
+REPO = Path(__file__).resolve().parent.parent
+
+
+def child(argv: list[str], env: dict[str, str] | None = None, stages: Path | None = None,
+          code: Path = REPO) -> dict:
+    """One hub-pgen run in a child process, of the checkout ``code`` (its folder is the child's working
+    folder and PYTHONPATH: ``-m``/``-c`` import from the working folder first, whatever is installed):
+    its wall time, peak RSS (MiB), exit code, and (``stages``) its peak RSS by stage."""
     cmd = [sys.executable, "-c", _CHILD, str(stages or os.devnull), *argv, "-q"] if stages else \
         [sys.executable, "-m", "hub_pgen", *argv, "-q"]
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(code), **(env or {})},
+                            cwd=code, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
@@ -141,6 +150,72 @@ def build(root: Path, episodes: int, frames: int, per_file: int, cameras: int) -
                                             episodes_per_file=per_file))
 
 
+def arms(code: Path, work: Path, sizes: list[int], args: argparse.Namespace, tag: str) -> dict:
+    """Every arm for the checkout ``code``: a run by size, then resume and merge at the middle size."""
+    sampling = ["--sampling", args.sampling] + (["--sample-interval", "1.0"] if args.sampling == "interval" else [])
+    rows = {}
+    for n in sizes:
+        src = work / f"src{n}"
+        out = work / f"out{n}{tag}"
+        subprocess.run(["rm", "-rf", str(out)], check=True)
+        r = child(["--root", str(src), "--output-dir", str(out), "--backend", "template", *sampling],
+                  stages=work / f"stages{n}{tag}.json" if args.stages else None, code=code)
+        r["samples"] = sum(1 for _ in (out / "meta" / "syn_annotations.jsonl").open()) if r["rc"] == 0 else None
+        rows[n] = r
+        print(f"{code}: {n} episodes: {r}", file=sys.stderr)
+    base = rows[sizes[0]]
+    result: dict = {"code": str(code), "sampling": args.sampling, "frames": args.frames, "sizes": {}}
+    for n in sizes:
+        r = rows[n]
+        result["sizes"][n] = {**r, "peak_x": round(r["peak_mb"] / base["peak_mb"], 2),
+                              "time_x": round(r["s"] / base["s"], 2),
+                              "data_x": round(n / sizes[0], 1)}
+    mid = sizes[len(sizes) // 2] if len(sizes) > 1 else sizes[0]
+    src = work / f"src{mid}"
+    if not args.no_resume and rows[mid]["samples"]:
+        out = work / f"resume{mid}{tag}"
+        subprocess.run(["rm", "-rf", str(out), str(out) + ".partial"], check=True)
+        cmd = ["--root", str(src), "--output-dir", str(out), "--backend", "template", *sampling]
+        batches = rows[mid]["samples"]  # one journal append a batch, and --batch-size is 1
+        killed = child(cmd, env={"HUB_PGEN_KILL_AT": f"journal:{batches // 2}"}, code=code)
+        left = sum(1 for _ in (out.with_name(out.name + ".partial") / "journal.jsonl").open())
+        resumed = child(cmd, code=code)
+        result["resume"] = {"episodes": mid, "killed_rc": killed["rc"], "killed_s": killed["s"],
+                            "journaled_at_kill": left,
+                            "resumed_s": resumed["s"], "fresh_s": rows[mid]["s"],
+                            "resumed_x_fresh": round(resumed["s"] / rows[mid]["s"], 2)}
+    if not args.no_merge and rows[mid]["samples"]:
+        shard_rows = []
+        for i in range(4):
+            out = work / f"shard{mid}-{i}{tag}"
+            subprocess.run(["rm", "-rf", str(out)], check=True)
+            shard_rows.append(child(["--root", str(src), "--output-dir", str(out), "--backend", "template", *sampling,
+                                     "--num-shards", "4", "--shard-index", str(i)], code=code))
+        merged = work / f"merged{mid}{tag}"
+        subprocess.run(["rm", "-rf", str(merged)], check=True)
+        m = child(["merge", *[str(work / f"shard{mid}-{i}{tag}") for i in range(4)], "--root", str(src),
+                   "--output-dir", str(merged)], code=code)
+        result["merge"] = {"episodes": mid, "shard_peak_mb": max(r["peak_mb"] for r in shard_rows),
+                           "merge_peak_mb": m["peak_mb"], "one_machine_peak_mb": rows[mid]["peak_mb"],
+                           "merge_x_shard": round(m["peak_mb"] / max(r["peak_mb"] for r in shard_rows), 2),
+                           "merge_s": m["s"], "rc": m["rc"]}
+    return result
+
+
+def show(result: dict) -> None:
+    print(f"{result['code']}: template backend, --sampling {result['sampling']}, {result['frames']} frames an episode")
+    print(f"{'episodes':>9} {'samples':>8} {'seconds':>8} {'peak MiB':>9} {'x data':>7} {'x peak':>7} {'x time':>7}")
+    for n, r in result["sizes"].items():
+        print(f"{n:>9} {r['samples'] or '-':>8} {r['s']:>8} {r['peak_mb']:>9} {r['data_x']:>7} {r['peak_x']:>7} "
+              f"{r['time_x']:>7}")
+        for stage, d in (r.get("stages") or {}).items():
+            print(f"{'':>12}{stage:<12} peak {d['peak_mb']:8.1f} MiB  {d['first_s']:7.2f}-{d['last_s']:.2f} s")
+    if "resume" in result:
+        print(f"resume (killed at half): {result['resume']}")
+    if "merge" in result:
+        print(f"merge (4 shards): {result['merge']}")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="50,500,2000", help="episodes per dataset, comma-separated")
@@ -151,80 +226,39 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--no-merge", action="store_true")
     p.add_argument("--stages", action="store_true", help="peak RSS by stage (a sampler in each run)")
+    p.add_argument("--baseline", type=Path, default=None,
+                   help="a checkout of an earlier commit (git worktree add DIR COMMIT): every arm runs there too, "
+                        "after this checkout's, and the figures are given as ratios to it")
     p.add_argument("--work", type=Path, default=None, help="keep the datasets here (reused when present)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     sizes = [int(x) for x in args.sizes.split(",")]
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-memory-"))
-    sampling = ["--sampling", args.sampling] + (["--sample-interval", "1.0"] if args.sampling == "interval" else [])
-    rows = {}
     for n in sizes:
         src = work / f"src{n}"
         if not (src / "meta" / "info.json").is_file():
             t = time.perf_counter()
             build(src, n, args.frames, args.episodes_per_file, args.cameras)
             print(f"built {n} episodes in {time.perf_counter() - t:.1f} s", file=sys.stderr)
-        out = work / f"out{n}"
-        subprocess.run(["rm", "-rf", str(out)], check=True)
-        r = child(["--root", str(src), "--output-dir", str(out), "--backend", "template", *sampling],
-                  stages=work / f"stages{n}.json" if args.stages else None)
-        r["samples"] = sum(1 for _ in (out / "meta" / "syn_annotations.jsonl").open()) if r["rc"] == 0 else None
-        rows[n] = r
-        print(f"{n} episodes: {r}", file=sys.stderr)
-    base = rows[sizes[0]]
-    result: dict = {"sampling": args.sampling, "frames": args.frames, "sizes": {}}
-    for n in sizes:
-        r = rows[n]
-        result["sizes"][n] = {**r, "peak_x": round(r["peak_mb"] / base["peak_mb"], 2),
-                              "time_x": round(r["s"] / base["s"], 2),
-                              "data_x": round(n / sizes[0], 1)}
+    result = arms(REPO, work, sizes, args, "")
     mid = sizes[len(sizes) // 2] if len(sizes) > 1 else sizes[0]
-    src = work / f"src{mid}"
-    if not args.no_resume and rows[mid]["samples"]:
-        out = work / f"resume{mid}"
-        subprocess.run(["rm", "-rf", str(out)], check=True)
-        cmd = ["--root", str(src), "--output-dir", str(out), "--backend", "template", *sampling]
-        batches = rows[mid]["samples"]  # one journal append a batch, and --batch-size is 1
-        killed = child(cmd, env={"HUB_PGEN_KILL_AT": f"journal:{batches // 2}"})
-        left = sum(1 for _ in (out.with_name(out.name + ".partial") / "journal.jsonl").open())
-        resumed = child(cmd)
-        result["resume"] = {"episodes": mid, "killed_rc": killed["rc"], "killed_s": killed["s"],
-                            "journaled_at_kill": left,
-                            "resumed_s": resumed["s"], "fresh_s": rows[mid]["s"],
-                            "resumed_x_fresh": round(resumed["s"] / rows[mid]["s"], 2)}
-    if not args.no_merge and rows[mid]["samples"]:
-        shard_rows = []
-        for i in range(4):
-            out = work / f"shard{mid}-{i}"
-            subprocess.run(["rm", "-rf", str(out)], check=True)
-            shard_rows.append(child(["--root", str(src), "--output-dir", str(out), "--backend", "template", *sampling,
-                                     "--num-shards", "4", "--shard-index", str(i)]))
-        merged = work / f"merged{mid}"
-        subprocess.run(["rm", "-rf", str(merged)], check=True)
-        m = child(["merge", *[str(work / f"shard{mid}-{i}") for i in range(4)], "--root", str(src),
-                   "--output-dir", str(merged)])
-        result["merge"] = {"episodes": mid, "shard_peak_mb": max(r["peak_mb"] for r in shard_rows),
-                           "merge_peak_mb": m["peak_mb"], "one_machine_peak_mb": rows[mid]["peak_mb"],
-                           "merge_x_shard": round(m["peak_mb"] / max(r["peak_mb"] for r in shard_rows), 2),
-                           "merge_s": m["s"], "rc": m["rc"]}
-    if rows[mid]["samples"]:
+    if result["sizes"][mid]["samples"]:
         result["read_back"] = read_back(work / f"out{mid}" / "meta" / "syn_annotations.jsonl")
+    if args.baseline is not None:
+        before = arms(args.baseline.resolve(), work, sizes, args, "-baseline")
+        result["baseline"] = before
+        result["vs_baseline"] = {n: {"peak": round(r["peak_mb"] / before["sizes"][n]["peak_mb"], 2),
+                                     "time": round(r["s"] / before["sizes"][n]["s"], 2)}
+                                 for n, r in result["sizes"].items()}
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
-    print(f"template backend, --sampling {args.sampling}, {args.frames} frames an episode")
-    print(f"{'episodes':>9} {'samples':>8} {'seconds':>8} {'peak MiB':>9} {'x data':>7} {'x peak':>7} {'x time':>7}")
-    for n, r in result["sizes"].items():
-        print(f"{n:>9} {r['samples'] or '-':>8} {r['s']:>8} {r['peak_mb']:>9} {r['data_x']:>7} {r['peak_x']:>7} "
-              f"{r['time_x']:>7}")
-        for stage, d in (r.get("stages") or {}).items():
-            print(f"{'':>12}{stage:<12} peak {d['peak_mb']:8.1f} MiB  {d['first_s']:7.2f}-{d['last_s']:.2f} s")
-    if "resume" in result:
-        print(f"resume ({mid} episodes, killed at half): {result['resume']}")
-    if "merge" in result:
-        print(f"merge ({mid} episodes, 4 shards): {result['merge']}")
+    show(result)
     if "read_back" in result:
         print(f"a record read back ({mid} episodes' syn_annotations.jsonl): {result['read_back']}")
+    if args.baseline is not None:
+        show(result["baseline"])
+        print(f"this checkout / baseline, by size: {result['vs_baseline']}")
     return 0
 
 

@@ -22,7 +22,7 @@ from hub_pgen.data import ImageRef, Sample, SourceDataset
 from hub_pgen.errors import FrameError
 from hub_pgen.frames.images import ParquetImages, fit_pixels, open_image_file
 from hub_pgen.frames.video import VideoCursor, frame_to_image
-from hub_pgen.plan.table import episode_indices
+from hub_pgen.plan.table import episode_set
 
 __all__ = ["FrameSource", "VideoCursor", "is_sparse", "iter_sample_images"]
 
@@ -110,7 +110,7 @@ def is_sparse(samples: Sequence[Sample], source: SourceDataset | None) -> bool:
     """Whether the plan's frames are far apart on average (mean gap > ``DENSE_GAP_FRAMES`` frames)."""
     if source is None or not samples:
         return True
-    episodes = set(episode_indices(samples))
+    episodes = episode_set(samples)
     frames = sum(source.episodes[e].length for e in episodes if e in source.episodes)
     return frames > DENSE_GAP_FRAMES * len(samples)
 

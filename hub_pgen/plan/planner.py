@@ -28,7 +28,7 @@ from hub_pgen import layout
 from hub_pgen.data import SkillsFile, SourceDataset
 from hub_pgen.errors import SourceError, UsageError
 from hub_pgen.notices import Notice, Notices
-from hub_pgen.plan.table import SampleTable, sample_id
+from hub_pgen.plan.table import SampleTable, rows, sample_id
 from hub_pgen.plan.taxonomy import type_codes
 
 logger = logging.getLogger(__name__)
@@ -358,8 +358,7 @@ def build_plan(
     held = source.language.dialogue_frames if source.language is not None else frozenset()
     taken: tuple[str, ...] = ()
     if held:
-        at = {(e, f): i for i, (e, f) in enumerate(zip(samples.episodes().tolist(), samples.frames()[0].tolist()))
-              if (e, f) in held}
+        at = {(e, f): i for i, (e, f) in enumerate(rows(samples.episodes(), samples.frames()[0])) if (e, f) in held}
         taken = tuple(sample_id(e, f) for e, f in at)
         for sid, e in zip(taken, (e for e, _ in at)):
             notices.add("a sampled frame already has a dialogue in the source's language_events (kept; none "

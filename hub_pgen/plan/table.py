@@ -12,6 +12,7 @@ what they know per sample in arrays by plan position (:class:`ByPosition`).
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
@@ -23,6 +24,15 @@ if TYPE_CHECKING:
     from hub_pgen.plan.planner import Segment
 
 _ID = re.compile(r"ep(\d{6,})-f(\d{6,})\Z")
+CHUNK = 1 << 14  # elements of a column made Python ints at once (a whole column of 480k: ~17 MB of ints)
+
+
+def rows(*columns: np.ndarray) -> Iterator[tuple[Any, ...]]:
+    """The columns' elements side by side, as Python values, a chunk at a time (never a column's
+    ``tolist()`` whole: at 480k samples each is a list of ~17 MB, and the peak holds it)."""
+    n = len(columns[0]) if columns else 0
+    for a in range(0, n, CHUNK):
+        yield from zip(*(c[a:a + CHUNK].tolist() for c in columns))
 
 
 def sample_id(episode: int, frame: int) -> str:
@@ -94,8 +104,7 @@ class SampleTable(Sequence[Sample]):
 
     def __iter__(self) -> Iterator[Sample]:
         make = self._make
-        for k, frame, end, sc, rt in zip(self._seg.tolist(), self._start.tolist(), self._end.tolist(),
-                                         self._scenario.tolist(), self._response.tolist()):
+        for k, frame, end, sc, rt in rows(self._seg, self._start, self._end, self._scenario, self._response):
             yield make(k, frame, end, sc, rt)
 
     def __contains__(self, value: object) -> bool:
@@ -121,7 +130,7 @@ class SampleTable(Sequence[Sample]):
     def ids(self) -> Iterator[str]:
         """Each sample's id, in plan order."""
         eps = [s.episode_index for s in self.segments]
-        for k, frame in zip(self._seg.tolist(), self._start.tolist()):
+        for k, frame in rows(self._seg, self._start):
             yield sample_id(eps[k], frame)
 
     def episodes(self) -> np.ndarray:
@@ -136,7 +145,7 @@ class SampleTable(Sequence[Sample]):
     def type_pairs(self) -> Iterator[tuple[str, str]]:
         """Each sample's (scenario type, response type), in plan order."""
         sc, rt = self.scenario_names, self.response_names
-        for a, b in zip(self._scenario.tolist(), self._response.tolist()):
+        for a, b in rows(self._scenario, self._response):
             yield sc[a], rt[b]
 
     def position(self, sid: str) -> int | None:
@@ -221,7 +230,7 @@ class ByPosition(Mapping[str, int]):
         return i is not None and int(self._values[i]) != self._missing
 
     def __iter__(self) -> Iterator[str]:
-        for sid, v in zip(sample_ids(self._samples), self._values.tolist()):
+        for sid, (v,) in zip(sample_ids(self._samples), rows(self._values)):
             if v != self._missing:
                 yield sid
 
@@ -234,6 +243,26 @@ def episode_indices(samples: Sequence[Sample]) -> list[int]:
     if isinstance(samples, SampleTable):
         return samples.episodes().tolist()
     return [s.episode_index for s in samples if s.episode_index is not None]
+
+
+def episode_counts(samples: Sequence[Sample]) -> dict[int, int]:
+    """How many of ``samples`` each episode has (a table's counted as columns, not a list a sample)."""
+    if isinstance(samples, SampleTable):
+        episodes, counts = np.unique(samples.episodes(), return_counts=True)
+        return dict(zip(episodes.tolist(), counts.tolist()))
+    return dict(Counter(episode_indices(samples)))
+
+
+def episode_set(samples: Sequence[Sample]) -> set[int]:
+    """The episodes ``samples`` come from (a sample without one, from JSONL input, left out)."""
+    return set(episode_counts(samples))
+
+
+def in_episodes(samples: Sequence[Sample], episodes: set[int]) -> np.ndarray:
+    """Whether each sample is of one of ``episodes`` (a bool array, in order)."""
+    if isinstance(samples, SampleTable):
+        return np.isin(samples.episodes(), np.fromiter(episodes, dtype=np.int64, count=len(episodes)))
+    return np.fromiter((s.episode_index in episodes for s in samples), dtype=bool, count=len(samples))
 
 
 class IdView(Sequence[str]):

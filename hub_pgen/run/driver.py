@@ -21,7 +21,7 @@ from hub_pgen.errors import UsageError
 from hub_pgen.generate.base import Backend
 from hub_pgen.generate.registry import get_backend
 from hub_pgen.journal import has_records
-from hub_pgen.plan.table import IdView, episode_indices
+from hub_pgen.plan.table import IdView, episode_set
 from hub_pgen.progress import NullReporter, Reporter
 from hub_pgen.run.context import RunContext
 from hub_pgen.run.dry_run import output_state, plan_report
@@ -152,7 +152,7 @@ def _shard_of(config: RunConfig, prep: Prepared, output: Path, reporter: Reporte
     from hub_pgen.run import shards
 
     samples, episodes = shards.select(prep.samples, config.num_shards, config.shard_index)
-    planned = len(set(episode_indices(prep.samples)))
+    planned = len(episode_set(prep.samples))
     prep = replace(prep, samples=samples, shard={"index": config.shard_index, "count": config.num_shards,
                                                  "episodes": list(episodes), "samples": len(samples)})
     output = config.output_dir or shards.default_dir(output, config.shard_index, config.num_shards)

@@ -19,7 +19,7 @@ from hub_pgen.generate.prompt import prompt_template_hash
 from hub_pgen.generate.registry import get_backend
 from hub_pgen.notices import Notices
 from hub_pgen.plan import planner
-from hub_pgen.plan.table import episode_indices
+from hub_pgen.plan.table import episode_set
 from hub_pgen.plan.taxonomy import assign_types
 from hub_pgen.progress import Reporter
 from hub_pgen.run.dry_run import labelling_cost
@@ -115,7 +115,7 @@ def fetch_videos(prep: Prepared, config: RunConfig, reporter: Reporter, cameras:
         return prep
     from hub_pgen.source import hub
 
-    wanted = set(episodes) if episodes is not None else set(episode_indices(prep.samples))
+    wanted = set(episodes) if episodes is not None else episode_set(prep.samples)
     reporter.stage("download", f"{source.repo_id}@{str(source.revision)[:8]}: videos of {', '.join(cams)} for "
                                f"{len(wanted)} episode(s)")
     return replace(prep, source=hub.fetch(source, data=(), videos=wanted, cameras=cams))

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from hub_pgen.data import Sample
-from hub_pgen.plan.table import episode_indices, subset
+from hub_pgen.plan.table import episode_counts, in_episodes, subset
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +36,7 @@ def assign(samples: Sequence[Sample], num_shards: int) -> dict[int, int]:
     every shard one at least while there are as many episodes as shards. Contiguous, because lerobot
     writes episodes in order into files of many episodes: a shard then downloads its own files and at
     most two it shares with a neighbour (dealt round-robin, every shard would need every file)."""
-    from collections import Counter
-
-    counts = Counter(episode_indices(samples))
+    counts = episode_counts(samples)
     episodes = sorted(counts)
     total = sum(counts.values())
     out: dict[int, int] = {}
@@ -59,7 +57,7 @@ def select(samples: Sequence[Sample], num_shards: int, index: int) -> tuple[Sequ
     owner = assign(samples, num_shards)
     mine = tuple(sorted(e for e, k in owner.items() if k == index))
     keep = set(mine)
-    return subset(samples, [e in keep for e in episode_indices(samples)]), mine
+    return subset(samples, in_episodes(samples, keep)), mine
 
 
 def plan_ahead(config: Any, meta: Any) -> tuple[Any, set[int], dict[int, int]] | None:
@@ -70,8 +68,6 @@ def plan_ahead(config: Any, meta: Any) -> tuple[Any, set[int], dict[int, int]] |
     own and those), and the samples per episode of that plan (the real plan is checked against it:
     :func:`ahead_differs`). None when that cannot be known before the data (skills from language
     rows or to be labelled): the shard then reads every data file."""
-    from collections import Counter
-
     from hub_pgen import skills as skills_mod
     from hub_pgen.plan import planner
     from hub_pgen.source import hub, needs
@@ -92,16 +88,14 @@ def plan_ahead(config: Any, meta: Any) -> tuple[Any, set[int], dict[int, int]] |
     _, own = select(plan.samples, config.num_shards, config.shard_index)
     logger.info("shard %s: planned from meta/episodes (%d episode(s) on the frame grid, %d read): %d own episode(s)",
                 label(config.shard_index, config.num_shards), len(meta.episodes) - len(off), len(off), len(own))
-    per_episode = Counter(episode_indices(plan.samples))  # all are on one
-    return meta, set(own) | off, dict(per_episode)
+    per_episode = episode_counts(plan.samples)  # all are on one
+    return meta, set(own) | off, per_episode
 
 
 def ahead_differs(ahead: dict[int, int], plan: Any, source: Any) -> list[int]:
     """Episodes whose data were read and whose samples differ from the plan made before it (:func:`plan_ahead`):
     their stats described another frame grid than their data, so the other episodes' may lie too."""
-    from collections import Counter
-
-    real = Counter(episode_indices(plan.samples))
+    real = episode_counts(plan.samples)
     read = [e for e, ep in source.episodes.items() if ep.data_path not in source.absent_data]
     return sorted(e for e in read if real.get(e, 0) != ahead.get(e, 0))
 

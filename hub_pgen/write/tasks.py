@@ -3,16 +3,17 @@ sample's frames point at (``task_index_high_level``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from hub_pgen import fsio, layout
 from hub_pgen.data import Dialogue, JournalRecord, Sample, SourceDataset
-from hub_pgen.plan.table import SampleTable, sample_ids
+from hub_pgen.plan.table import SampleTable, rows, sample_ids
 from hub_pgen.textsafe import well_formed
 
 
@@ -95,13 +96,12 @@ def frame_task_indices(
 ) -> dict[int, np.ndarray]:
     """Per episode, the task_index_high_level of each frame (-1 where no sample's dialogue applies)."""
     out = {e: np.full(ep.length, layout.NO_TASK, dtype=np.int64) for e, ep in source.episodes.items()}
-    if isinstance(samples, SampleTable):
-        episodes = samples.episodes().tolist()
-        starts, ends = (c.tolist() for c in samples.frames())
+    if isinstance(samples, SampleTable):  # a chunk at a time: not four lists of every sample
+        spans: Iterable[tuple[Any, ...]] = rows(samples.episodes(), *samples.frames(), assignment.by_position)
     else:
-        episodes = [s.episode_index for s in samples]
-        starts, ends = [s.frame_start for s in samples], [s.frame_end for s in samples]
-    for e, a, b, idx in zip(episodes, starts, ends, assignment.by_position.tolist()):
+        spans = ((s.episode_index, s.frame_start, s.frame_end, idx)
+                 for s, (idx,) in zip(samples, rows(assignment.by_position)))
+    for e, a, b, idx in spans:
         if idx != layout.NO_TASK and e is not None:
             out[e][a:b] = idx
     return out
