@@ -39,27 +39,29 @@ from hub_pgen.textsafe import well_formed
 
 class _Dialogues(Mapping[int, tuple[tuple[int, tuple[str, str]], ...]]):
     """Episode → ((frame, (user prompt, robot utterance)), ...) in frame order, the pairs looked up by plan
-    position when a data file asks for its episode. Held: three int arrays sorted by (episode, frame) —
-    the episode, the frame, and which sample's dialogue (plan position) — not a tuple a sample."""
+    position when a data file asks for its episode. Held: two int arrays sorted by (episode, frame) — the
+    place (episode << 32 | frame) and which sample's dialogue (plan position) — not a tuple a sample."""
 
-    def __init__(self, episodes: np.ndarray, frames: np.ndarray, positions: np.ndarray,
-                 dialogue_at: Callable[[int], tuple[str, str]]) -> None:
-        self._episodes, self._frames, self._positions = episodes, frames, positions
+    def __init__(self, keys: np.ndarray, positions: np.ndarray, dialogue_at: Callable[[int], tuple[str, str]]) -> None:
+        self._keys, self._positions = keys, positions
         self._at = dialogue_at
 
     def __getitem__(self, episode: int) -> tuple[tuple[int, tuple[str, str]], ...]:
-        lo = int(np.searchsorted(self._episodes, episode, "left"))
-        hi = int(np.searchsorted(self._episodes, episode, "right"))
+        lo = int(np.searchsorted(self._keys, episode << 32, "left"))
+        hi = int(np.searchsorted(self._keys, (episode + 1) << 32, "left"))
         if lo == hi:
             raise KeyError(episode)
-        return tuple((frame, self._at(i)) for frame, i in zip(self._frames[lo:hi].tolist(),
+        return tuple((frame, self._at(i)) for frame, i in zip((self._keys[lo:hi] & _FRAME).tolist(),
                                                                self._positions[lo:hi].tolist()))
 
     def __iter__(self) -> Iterator[int]:
-        return iter(np.unique(self._episodes).tolist())
+        return iter(np.unique(self._keys >> 32).tolist())
 
     def __len__(self) -> int:
-        return len(np.unique(self._episodes))
+        return len(np.unique(self._keys >> 32))
+
+
+_FRAME = (1 << 32) - 1
 
 
 @dataclass(frozen=True)
@@ -83,18 +85,22 @@ def plan_language(segments: Iterable[Any], samples: Sequence[Sample], with_dialo
     for seg in segments:
         subtasks[seg.episode_index].append((seg.frame_start, well_formed(seg.skill)))
     if isinstance(samples, SampleTable):
-        episodes, starts = samples.episodes(), samples.frames()[0].astype(np.int64)
+        episodes, starts = samples.episodes(), samples.frames()[0]
     else:
         episodes = np.array([-1 if s.episode_index is None else s.episode_index for s in samples], dtype=np.int64)
         starts = np.array([-1 if s.frame_start is None else s.frame_start for s in samples], dtype=np.int64)
     positions = np.flatnonzero(with_dialogue & (episodes >= 0) & (starts >= 0))
-    keys = episodes[positions] << 32 | starts[positions]
-    order = np.argsort(keys, kind="stable")  # plan order kept among samples on one frame
-    keys, positions = keys[order], positions[order]
-    last = np.append(keys[1:] != keys[:-1], True) if len(keys) else np.zeros(0, dtype=bool)  # the later one's
-    keys, positions = keys[last], positions[last]
+    keys = episodes[positions]  # (episode << 32 | first frame), made in place: one array, not four
+    del episodes
+    keys <<= 32
+    keys |= starts[positions]
+    if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):  # a dataset's plan is in this order already
+        order = np.argsort(keys, kind="stable")  # plan order kept among samples on one frame
+        keys, positions = keys[order], positions[order]
+        last = np.append(keys[1:] != keys[:-1], True)  # of two samples on one frame, the later one's
+        keys, positions = keys[last], positions[last]
     return LanguagePlan({e: tuple(sorted(v)) for e, v in subtasks.items()},
-                        _Dialogues(keys >> 32, keys & 0xFFFFFFFF, positions, dialogue_at))
+                        _Dialogues(keys, positions.astype(np.int32), dialogue_at))
 
 
 @dataclass
