@@ -195,15 +195,16 @@ def test_a_data_file_looks_up_its_own_episodes_dialogues_only(monkeypatch):
     assert [len(x) for x in events.to_pylist()] == [2, 0, 0, 0, 0, 2, 0, 0, 0, 0] * 2
 
 
-@pytest.mark.parametrize("reader", ["load_journal", "read_records"])
+@pytest.mark.parametrize("reader", ["journal.load_journal", "records_file.read_records"])
 def test_records_read_back_share_what_they_repeat(tmp_path, reader):
     """A record read from a file holds the episode, skill, task and types every record of it repeats
     as one object each (480k records read back: a third less memory)."""
-    from hub_pgen import journal
+    import importlib
 
+    module, name = reader.split(".")
     path = tmp_path / "j.jsonl"
     path.write_text("".join(json.dumps(_record(i, f"prompt {i}", "ok").to_json()) + "\n" for i in range(3)))
-    recs = list(getattr(journal, reader)(path).values())
+    recs = list(getattr(importlib.import_module(f"hub_pgen.{module}"), name)(path).values())
     assert len(recs) == 3
     for field in ("episode_id", "skill_current", "task_description", "scenario_type", "status"):
         assert len({id(getattr(r, field)) for r in recs}) == 1, field
@@ -242,7 +243,7 @@ def test_the_page_holds_sums_and_its_cards_not_a_record_per_sample(example_root,
     them, and of the others only sums (it kept an outline of every record: ~300 bytes a sample)."""
     import gc
 
-    from hub_pgen.journal import read_records
+    from hub_pgen.records_file import read_records
     from hub_pgen.review import tally
     from hub_pgen.review.model import load_review
 

@@ -4,6 +4,7 @@ exit code, with the error as JSON on stdout when ``--json`` is among the argumen
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -29,6 +30,10 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 def main(argv: Sequence[str] | None = None, prog: str = "hub-pgen") -> int:
     """The ``hub-pgen`` command (``python -m hub_pgen`` and the console script): its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # Arrow's buffers from the C library's allocator, which hands freed ones back to the system: the
+    # default pool (mimalloc) keeps what a run's data files needed, ~30 MiB more peak at 2,000 episodes
+    # for the same work (docs/benchmarks.md). Read when pyarrow first allocates; the user's choice stands.
+    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     as_json = "--json" in argv
     command = COMMANDS.get(argv[0]) if argv else None
     if command is not None:

@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 from hub_pgen import layout
 from hub_pgen.data import ImageRef, JournalRecord, Sample, Skill, SourceDataset
 from hub_pgen.errors import SourceError, SourceNotFoundError, UsageError
-from hub_pgen.journal import iter_records, read_records
 from hub_pgen.provenance_file import read_provenance
+from hub_pgen.records_file import iter_records, read_records
 from hub_pgen.review.tally import EpisodeTally, Marker, Tally, pick_positions, spread_positions, status_code
 
 # Cards the report shows by default: failures and filtered samples first, then ok ones spread evenly
@@ -163,7 +163,7 @@ def _first(pair: tuple[Any, Any]) -> Any:
 
 def _statuses(path: Path, eps: Mapping[int, Any], episodes: set[int] | None) -> np.ndarray:
     """The status code of each record of the file in scope (``episodes``: only theirs), in file order; every
-    record read strictly (:func:`~hub_pgen.journal.iter_records`) and checked: its episode is the
+    record read strictly (:func:`~hub_pgen.records_file.iter_records`) and checked: its episode is the
     dataset's, its frames lie in it, its sample is there once (by a hash of its id: 8 bytes a record,
     then the line of a repeated one found again)."""
     codes, ids = array("b"), array("q")

@@ -28,9 +28,10 @@ from hub_pgen import layout
 from hub_pgen.data import GenerationResult, JournalRecord, Sample
 from hub_pgen.errors import GenerationError, ShardError, UsageError
 from hub_pgen.generate.parse import validate_object
-from hub_pgen.journal import JournalWriter, iter_records, to_record
+from hub_pgen.journal import JournalWriter, to_record
 from hub_pgen.plan.table import SampleTable, episode_indices, locator
 from hub_pgen.provenance_file import read_json
+from hub_pgen.records_file import iter_records
 from hub_pgen.run.shards import assign, label
 
 MAX_SHARDS = 10_000  # more than any Actions matrix (256) or sensible Slurm array of one dataset

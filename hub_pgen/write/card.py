@@ -163,8 +163,8 @@ def _front_matter() -> str:
 def refresh_card(folder: Path, *, repo_id: str | None, branch: str | None) -> str:
     """Render ``folder/README.md`` again from its provenance and D_syn records for where it is going
     (the push target may not be the one the run was started with). Returns the card."""
-    from hub_pgen.journal import iter_records
     from hub_pgen.provenance_file import read_provenance
+    from hub_pgen.records_file import iter_records
 
     prov = read_provenance(folder)
     # D_syn, a line at a time: the card reads its first ok records, not the file into memory
