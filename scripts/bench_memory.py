@@ -44,6 +44,7 @@ def sampler():
         samples.append((time.monotonic(), state["stage"], rss()))
         time.sleep(0.02)
 threading.Thread(target=sampler, daemon=True).start()
+import hub_pgen.cli  # first, as `python -m hub_pgen` does: what it sets on import holds before the tags import more
 import hub_pgen.progress as progress
 _make = progress.make_reporter
 def make_reporter(**kw):

@@ -16,6 +16,12 @@ from hub_pgen.cli.report import main as report
 from hub_pgen.cli.run import main as run
 from hub_pgen.cli.validate import main as validate
 
+# The command line's process takes Arrow's buffers from the C library's allocator, which hands freed ones
+# back to the system: Arrow's default pool (mimalloc) keeps what a run's data files needed, ~30 MiB more
+# peak at 2,000 episodes for the same work (docs/benchmarks.md). Set on import, before anything imports
+# pyarrow (which reads it once); the user's own choice stands. The library sets nothing.
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
+
 # subcommand → its module's main(argv without the subcommand word); the documented ones, in
 # hub_pgen.cli.parser.SUBCOMMANDS's order
 COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
@@ -30,10 +36,6 @@ COMMANDS: dict[str, Callable[[Sequence[str]], int]] = {
 def main(argv: Sequence[str] | None = None, prog: str = "hub-pgen") -> int:
     """The ``hub-pgen`` command (``python -m hub_pgen`` and the console script): its exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    # Arrow's buffers from the C library's allocator, which hands freed ones back to the system: the
-    # default pool (mimalloc) keeps what a run's data files needed, ~30 MiB more peak at 2,000 episodes
-    # for the same work (docs/benchmarks.md). Read when pyarrow first allocates; the user's choice stands.
-    os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
     as_json = "--json" in argv
     command = COMMANDS.get(argv[0]) if argv else None
     if command is not None:
