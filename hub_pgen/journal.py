@@ -179,15 +179,16 @@ class JournalView(Mapping[str, JournalRecord]):
         return np.fromiter((-1 if (s := self.status(sid)) is None else _STATUSES.index(s) if s in _STATUSES else 3
                             for sid in sample_ids(samples)), dtype=np.int8, count=len(samples))
 
-    def in_order(self, samples: Sequence[Sample]) -> Iterator[tuple[int, JournalRecord]]:
-        """(plan position, record) of each of ``samples`` with a record, in plan order, each read once. Where
-        the view indexes ``samples`` by position, by position (no id looked up) and a block of the file at
-        a time (records in plan order are mostly in file order: one read serves many)."""
+    def in_order(self, samples: Sequence[Sample]) -> Iterator[tuple[int, JournalRecord, bytes | None]]:
+        """(plan position, record, its line) of each of ``samples`` with a record, in plan order, each read
+        once. Where the view indexes ``samples`` by position, by position (no id looked up) and a block of
+        the file at a time (records in plan order are mostly in file order: one read serves many); else
+        by id, without the line (None)."""
         if not self._positional(samples):
             for i, sid in enumerate(sample_ids(samples)):
                 record = self.get(sid)
                 if record is not None:
-                    yield i, record
+                    yield i, record, None
             return
         block, start = b"", 0
         for a in range(0, len(self._offset), CHUNK):  # a chunk of the plan at a time: no list of every position
@@ -196,7 +197,8 @@ class JournalView(Mapping[str, JournalRecord]):
                 length = span >> 2
                 if not (start <= at and at + length <= start + len(block)):
                     block, start = os.pread(self._fd_open(), max(length, _BLOCK), at), at
-                yield i, self._parse(block[at - start:at - start + length], at, length)
+                line = block[at - start:at - start + length]
+                yield i, self._parse(line, at, length), line
 
     def _fd_open(self) -> int:
         if self._fd is None:

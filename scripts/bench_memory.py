@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -175,16 +176,22 @@ def arms(code: Path, work: Path, sizes: list[int], args: argparse.Namespace, tag
     src = work / f"src{mid}"
     if not args.no_resume and rows[mid]["samples"]:
         out = work / f"resume{mid}{tag}"
-        subprocess.run(["rm", "-rf", str(out), str(out) + ".partial"], check=True)
         cmd = ["--root", str(src), "--output-dir", str(out), "--backend", "template", *sampling]
         batches = rows[mid]["samples"]  # one journal append a batch, and --batch-size is 1
-        killed = child(cmd, env={"HUB_PGEN_KILL_AT": f"journal:{batches // 2}"}, code=code)
-        left = sum(1 for _ in (out.with_name(out.name + ".partial") / "journal.jsonl").open())
-        resumed = child(cmd, code=code)
-        result["resume"] = {"episodes": mid, "killed_rc": killed["rc"], "killed_s": killed["s"],
-                            "journaled_at_kill": left,
-                            "resumed_s": resumed["s"], "fresh_s": rows[mid]["s"],
-                            "resumed_x_fresh": round(resumed["s"] / rows[mid]["s"], 2)}
+        tries = []
+        for k in range(args.resume_repeat):
+            # a fresh run beside each resume (the first: the size's own run), then killed at half and resumed
+            fresh = rows[mid] if k == 0 else child(cmd[:3] + [str(out) + "-fresh"] + cmd[4:], code=code)
+            subprocess.run(["rm", "-rf", str(out), str(out) + ".partial", str(out) + "-fresh"], check=True)
+            killed = child(cmd, env={"HUB_PGEN_KILL_AT": f"journal:{batches // 2}"}, code=code)
+            left = sum(1 for _ in (out.with_name(out.name + ".partial") / "journal.jsonl").open())
+            resumed = child(cmd, code=code)
+            tries.append({"killed_rc": killed["rc"], "killed_s": killed["s"], "journaled_at_kill": left,
+                          "resumed_s": resumed["s"], "fresh_s": fresh["s"],
+                          "resumed_x_fresh": round(resumed["s"] / fresh["s"], 2)})
+        result["resume"] = {"episodes": mid, **tries[0],
+                            "median_resumed_x_fresh": statistics.median(t["resumed_x_fresh"] for t in tries),
+                            "tries": tries}
     if not args.no_merge and rows[mid]["samples"]:
         shard_rows = []
         for i in range(4):
@@ -226,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sampling", default="frame", choices=("segment", "interval", "frame"))
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--no-merge", action="store_true")
+    p.add_argument("--resume-repeat", type=int, default=1,
+                   help="resume arm this many times, each beside a fresh run of its own (this machine's timings "
+                        "vary by ~15%%: the median is the figure)")
     p.add_argument("--stages", action="store_true", help="peak RSS by stage (a sampler in each run)")
     p.add_argument("--baseline", type=Path, default=None,
                    help="a checkout of an earlier commit (git worktree add DIR COMMIT): every arm runs there too, "

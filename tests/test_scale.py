@@ -261,3 +261,28 @@ def test_the_page_holds_sums_and_its_cards_not_a_record_per_sample(example_root,
     assert len(review.cards) == 5 and review.counts()["samples"] == len(in_file) > 50
     assert all(r == in_file[r.sample_id] for r in review.cards)
     assert sum(len(ep.markers) for ep in review.episodes) == 5 and sum(ep.samples for ep in review.episodes) == len(in_file)
+
+
+@pytest.mark.parametrize("text", [
+    "plain words", 'a "quoted" prompt', '"fingerprint": "abc", inside a prompt', '"task_index_high_level": null',
+    "lone \ud800 surrogate", "non-ASCII: pick up the brick \u00e9\u4e2d", "back\\slash \\\" and \n newline",
+])
+@pytest.mark.parametrize("index", [None, 0, 17])
+def test_a_syn_line_made_from_the_journal_line_is_the_one_written_from_the_record(text, index):
+    """The pass writes meta/syn_annotations.jsonl by taking the fingerprint out of each journal line and
+    putting the task index in (no JSON parsed and written again): byte for byte what writing the record
+    gives, whatever its texts hold (a text quoting the very entries included)."""
+    from hub_pgen import fsio
+    from hub_pgen.write.records import syn_line
+
+    rec = JournalRecord(sample_id="ep000001-f000002", status="ok", episode_id="1", t=2, images=("cam@0.0667s",),
+                        skill_current="pick", skill_history=("reach",), task_description=text, user_prompt=text,
+                        robot_utterance=text + " ok", scenario_type="direct_request", response_type="confirmation",
+                        episode_index=1, frame_index=2, timestamp=0.0667, frame_start=2, frame_end=3,
+                        raw_text=text, fingerprint="0123456789abcdef")
+    journal_line = fsio.jsonl_line(rec.to_json())
+    d = rec.to_json()
+    d["task_index_high_level"] = index
+    d.pop("fingerprint")
+    assert syn_line(journal_line, rec.fingerprint, index) == fsio.jsonl_line(d)
+    assert syn_line(journal_line, "another", index) is None  # not this record's line: the long way

@@ -239,7 +239,7 @@ def segment_dataset(
     lengths: dict[int, int] = {}
     without: list[int] = []
     for e in chosen:
-        ts, first_task = times[e]
+        ts, first_task = times.pop(e)  # let each episode's times go once its segments hold them
         lengths[e] = len(ts)
         ep_skills = skills.episodes.get(e)
         if ep_skills is None or not ep_skills.skills:
@@ -311,16 +311,18 @@ def sample_segments(
     start_col: list[np.ndarray] = []
     end_col: list[np.ndarray] = []
     for k, seg in enumerate(segments):
-        starts = np.asarray(sample_starts(seg, strategy, interval), dtype=np.int64)
-        ends = np.append(starts[1:], seg.frame_end - seg.frame_start)
+        starts = np.asarray(sample_starts(seg, strategy, interval), dtype=np.int32)
+        ends = np.append(starts[1:], np.int32(seg.frame_end - seg.frame_start))
         seg_col.append(np.full(len(starts), k, dtype=np.int32))
-        start_col.append(starts + seg.frame_start)
-        end_col.append(ends + seg.frame_start)
+        start_col.append(starts + np.int32(seg.frame_start))
+        end_col.append(ends + np.int32(seg.frame_start))
     n = sum(len(c) for c in seg_col)
     sc_names, sc, rt_names, rt = type_codes(n, seed=seed, scenario_mix=scenario_mix, response_mix=response_mix)
 
     def joined(cols: list[np.ndarray], dtype: Any) -> np.ndarray:
-        return np.concatenate(cols).astype(dtype) if cols else np.zeros(0, dtype=dtype)
+        out = np.concatenate(cols).astype(dtype, copy=False) if cols else np.zeros(0, dtype=dtype)
+        cols.clear()  # each segment's piece goes as soon as the column is whole
+        return out
 
     return SampleTable(segments, joined(seg_col, np.int32), joined(start_col, np.int32), joined(end_col, np.int32),
                        sc, rt, scenario_names=sc_names, response_names=rt_names, cameras=cameras,

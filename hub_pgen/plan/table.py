@@ -163,7 +163,9 @@ class SampleTable(Sequence[Sample]):
             return None
         key = episode << 32 | frame
         if self._keys is None:
-            keys = self.episodes() << 32 | self._start.astype(np.int64)
+            keys = self.episodes()  # episode << 32 | first frame, made in place (one array, not four)
+            keys <<= 32
+            keys |= self._start
             if len(keys) > 1 and not bool(np.all(keys[1:] > keys[:-1])):
                 self._order = np.argsort(keys, kind="stable")
                 keys = keys[self._order]
