@@ -143,3 +143,19 @@ def test_the_journal_view_by_plan_position_reads_what_load_journal_reads(example
     assert by_plan.status(table[1].sample_id) == "failed" and len(by_plan) == 4
     assert dict(by_plan) == load_journal(path, fingerprint="fp")
     assert by_plan._at.keys() == {"line-7"}  # the plan's samples are not in the dict
+
+
+def test_plan_order_is_id_order_only_while_ids_spell_six_digits(example_root):
+    """A shard's records are written by id: a dataset plan's order is that order (no list of every id
+    sorted) while its episodes and frames fit the ids' six digits; past them, string order is not."""
+    import dataclasses
+
+    _, p = plan(example_root)
+    table = p.samples
+    assert table.in_id_order() and list(table.ids()) == sorted(table.ids())
+    big = SampleTable([dataclasses.replace(s, episode_index=s.episode_index + 999_998) for s in table.segments],
+                      table._seg, table._start, table._end, table._scenario, table._response,
+                      scenario_names=table.scenario_names, response_names=table.response_names,
+                      cameras=table.cameras, video=table.video)
+    ids = list(big.ids())
+    assert not big.in_id_order() and ids != sorted(ids)  # "ep1000000-…" sorts before "ep999999-…"

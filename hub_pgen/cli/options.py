@@ -49,7 +49,8 @@ exit codes:
 environment:
   HF_TOKEN, HF_HOME, HF_ENDPOINT, HF_HUB_OFFLINE   the Hugging Face Hub (huggingface_hub's own)
   HUB_PGEN_DEBUG=1                                 print tracebacks of errors
-  GITHUB_STEP_SUMMARY                              (GitHub Actions) a Markdown job summary goes here"""
+  GITHUB_STEP_SUMMARY                              (GitHub Actions) a Markdown job summary goes here
+  ARROW_DEFAULT_MEMORY_POOL                        Arrow's allocator (default here: system, which gives memory back)"""
 
 
 def build_parser(prog: str = "hub-pgen") -> Parser:

@@ -175,6 +175,18 @@ class SampleTable(Sequence[Sample]):
             return None
         return int(self._order[at]) if self._order is not None else at
 
+    def in_id_order(self) -> bool:
+        """Whether plan order is the samples' ids sorted as strings (episodes and frames below 10**6, as
+        their ids spell them with six digits, and the plan by (episode, frame))."""
+        if len(self) < 2:
+            return True
+        episodes = self.episodes()
+        if int(episodes.max()) >= 10**6 or int(self._start.max()) >= 10**6:
+            return False
+        episodes <<= 32
+        episodes |= self._start
+        return bool(np.all(episodes[1:] > episodes[:-1]))
+
     def take(self, positions: np.ndarray) -> SampleTable:
         """The samples at ``positions`` (plan order as given), as a table."""
         positions = np.asarray(positions, dtype=np.int64)

@@ -28,6 +28,7 @@ from hub_pgen import faults, fsio, layout
 from hub_pgen import language as lang
 from hub_pgen.data import JournalRecord, Sample, SourceDataset
 from hub_pgen.errors import OutputError, SourceError, UnsafePathError
+from hub_pgen.plan.table import SampleTable, sample_ids
 from hub_pgen.write import language as lang_w
 from hub_pgen.write import stats as st
 from hub_pgen.write.tasks import TaskAssignment, frame_task_indices, write_tasks
@@ -270,7 +271,7 @@ def _copy_rest(src_root: Path, dst_root: Path, *, handled: set[str]) -> tuple[in
 
 
 @contextmanager
-def writing(staging: Path) -> Iterator[None]:
+def writing(staging: Path, what: str = "the new dataset") -> Iterator[None]:
     """Writes into ``staging``: a write that fails removes the folder (leaving the work folder a resumable
     journal, nothing half-written) and says what to do; a planted link is refused as it is."""
     try:
@@ -281,7 +282,7 @@ def writing(staging: Path) -> Iterator[None]:
     except OSError as e:
         shutil.rmtree(staging, ignore_errors=True)
         raise OutputError(
-            f"cannot write the new dataset under {staging}: {e.strerror or e}",
+            f"cannot write {what} under {staging}: {e.strerror or e}",
             path=staging,
             hint="free disk space or fix permissions, then rerun the same command: generated samples are kept",
         ) from e
@@ -295,28 +296,20 @@ def write_jsonl_result(
     provenance (and, for a shard whose skills came from ``--skills-file``, that file as
     ``meta/skills.json``, so its merge plans from the same skills wherever it runs)."""
     path = staging / layout.JSONL_RESULT_NAME
-    try:
+    with writing(staging, "the result"):
         path.parent.mkdir(parents=True, exist_ok=True)
         if skills_file is not None:
             (staging / layout.SKILLS_PATH).parent.mkdir(parents=True, exist_ok=True)
             fsio.copy_new(skills_file, staging / layout.SKILLS_PATH)
         with fsio.create(path) as fh:
-            ids = [s.sample_id for s in samples] + [b.sample_id for b in bad_lines]
-            for sid in sorted(ids):
+            # by id: a dataset plan's order already (no list of every id), else sorted
+            ids = samples.ids() if isinstance(samples, SampleTable) and samples.in_id_order() and not bad_lines \
+                else sorted([*sample_ids(samples), *(b.sample_id for b in bad_lines)])
+            for sid in ids:
                 rec = records.get(sid)
                 if rec is not None:
                     d = rec.to_json()
                     d.pop("fingerprint", None)
                     fh.write(fsio.jsonl_line(d))
         _write_json(staging / layout.PROVENANCE_PATH, provenance)
-    except UnsafePathError:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    except OSError as e:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise OutputError(
-            f"cannot write the result under {staging}: {e.strerror or e}",
-            path=staging,
-            hint="free disk space or fix permissions, then rerun the same command: generated samples are kept",
-        ) from e
     return 0

@@ -41,17 +41,20 @@ class Probe:
 def test_k_calls_stay_in_flight_while_latencies_vary():
     rng = random.Random(0)
     n, k = 96, 8
-    probe = Probe({u: 0.02 * (1 + rng.uniform(-0.5, 0.5)) for u in range(n)})
+    probe = Probe({u: 0.05 * (1 + rng.uniform(-0.5, 0.5)) for u in range(n)})
     t0 = time.monotonic()
     out = list(stream(range(n), probe, Width(k, 1)))
     wall = time.monotonic() - t0
     assert sorted(u for batch, _ in out for u in batch) == list(range(n))
     assert all(r == [u * 10 for u in batch] for batch, r in out)
     # every call but the first k-1 (the pool filling) starts with k in flight: a train of batches
-    # would start a new batch of k only when the slowest of the last one finished
+    # would start a new batch of k only when the slowest of the last one finished (then 1 in k of
+    # the starts sees k). Not all of them: two calls ending within the refill's wake-up see k - 1,
+    # and a loaded machine wakes late (0.93 was seen beside another test run; a train gives 0.125)
     steady = probe.seen[k - 1:]
-    assert sum(s == k for s in steady) / len(steady) >= 0.95, probe.seen
-    ideal = n * 0.02 / k
+    assert sum(s == k for s in steady) / len(steady) >= 0.8, probe.seen
+    assert sum(steady) / len(steady) >= k - 0.5, probe.seen
+    ideal = n * 0.05 / k
     assert wall < 3 * ideal + 1  # not a benchmark: only that the calls overlapped at all
 
 
