@@ -100,18 +100,18 @@ def pass_records(samples: Sequence[Sample], journal: Mapping[str, JournalRecord]
             written = amend(rec) if amend is not None else rec
             if len(card) < CARD_EXAMPLES and written.status == "ok":
                 card.append(written)
-            d = written.dialogue
-            if d is not None:
-                tasks.add(i, d, written.skill_current)
-                dialogues.add(i, d.user_prompt, d.robot_utterance)
+            dialogue = written.dialogue
+            if dialogue is not None:
+                tasks.add(i, dialogue, written.skill_current)
+                dialogues.add(i, dialogue.user_prompt, dialogue.robot_utterance)
             index = int(tasks.by_position[i]) if hirobot else None
             if syn_path is not None:
                 out = syn_line(line, rec.fingerprint, index) if line is not None and written is rec else None
-                if out is None:
-                    d = written.to_json()
-                    d["task_index_high_level"] = index
-                    d.pop("fingerprint", None)
-                    out = fsio.jsonl_line(d)
+                if out is None:  # amended, or a record the run holds but not its line: from the record
+                    obj = written.to_json()
+                    obj["task_index_high_level"] = index
+                    obj.pop("fingerprint", None)
+                    out = fsio.jsonl_line(obj)
                 fh.write(out)
             if tally is not None:
                 tally.add(written, index)
