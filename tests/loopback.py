@@ -5,8 +5,10 @@ request handler. Stdlib only.
 
 from __future__ import annotations
 
+import select
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -35,15 +37,36 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.open = 0  # connections accepted and not yet closed
+        self._open_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
     def server_bind(self) -> None:
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
         super().server_bind()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:  # counted in the accepting thread, before its handler thread starts
+            self.open += 1
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        try:
+            super().shutdown_request(request)
+        finally:
+            with self._open_lock:
+                self.open -= 1
+
+    def pending(self) -> bool:
+        """A connection waits in the listening socket's backlog (not yet accepted)."""
+        return bool(select.select([self.socket], [], [], 0)[0])
 
 
 class LoopbackServer:
     """Lifecycle of a stand-in: :meth:`serve` a handler class, :meth:`shutdown`, :attr:`address`."""
 
-    _httpd: ThreadingHTTPServer | None = None
+    _httpd: _Server | None = None
 
     def serve(self, handler: type[BaseHTTPRequestHandler], *, port: int = 0, name: str = "stand-in") -> None:
         self._httpd = _Server(("127.0.0.1", port), handler)
@@ -55,6 +78,20 @@ class LoopbackServer:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until every connection has been handled and closed, none waiting to be accepted.
+
+        For a test whose client process has exited (or was killed): what it sent is then all logged,
+        a request cut short by a SIGKILL included, so a ``reset`` after this cannot be followed by a
+        late entry from the old client. Raises ``TimeoutError`` when a client still holds one open."""
+        assert self._httpd is not None, "server not started"
+        httpd, deadline, quiet = self._httpd, time.monotonic() + timeout, 0
+        while quiet < 3:  # three looks in a row, 10 ms apart: nothing open, nothing waiting
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{httpd.open} connection(s) still open after {timeout} s")
+            quiet = quiet + 1 if httpd.open == 0 and not httpd.pending() else 0
+            time.sleep(0.01)
 
     @property
     def address(self) -> str:

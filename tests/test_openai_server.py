@@ -114,3 +114,32 @@ def test_api_key_is_required_when_set() -> None:
         assert [m["id"] for m in c.get("/models", headers=auth).json()["data"]] == ["a", "b"]
         content(c.post("/chat/completions", json=chat(model="b"), headers=auth))
     assert [r["status"] for r in s.requests] == [401, 200]
+
+
+CUT_SHORT = """
+import os, socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+s.sendall(b"POST /v1/chat/completions HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 100000\\r\\n\\r\\n" + b"{" * 10)
+os.kill(os.getpid(), 9)  # killed mid-body, as HUB_PGEN_KILL_AT kills a run with requests in flight
+"""
+
+
+def test_settle_waits_for_a_request_cut_short_by_a_killed_client(server: OpenAIServer) -> None:
+    import subprocess
+    import sys
+    import time
+
+    port = int(server.address.rsplit(":", 1)[1])
+    for _ in range(3):
+        assert subprocess.run([sys.executable, "-c", CUT_SHORT, str(port)]).returncode == -9
+    server.settle()
+    # all three logged by now (a 400 with no body), so a reset here leaves nothing late behind
+    assert [(r["body"], r["status"], r["bytes"]) for r in server.requests] == [(None, 400, 10)] * 3
+    server.reset()
+    time.sleep(0.2)
+    assert server.requests == []
+    with httpx.Client(base_url=server.url) as c:  # a client still connected: settle says so
+        assert c.get("/models").status_code == 200
+        with pytest.raises(TimeoutError, match="1 connection"):
+            server.settle(timeout=0.3)
+    server.settle()
