@@ -22,11 +22,15 @@ each, with what to do) are the summary's warnings. The thresholds, and why:
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections import Counter, defaultdict
+from array import array
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
 
 from hub_pgen.data import JournalRecord
 
@@ -114,13 +118,16 @@ def measure(records: Iterable[JournalRecord]) -> Quality:
 
 class Meter:
     """The measures, accumulated one record at a time: each record's flags are computed once, and what
-    is kept grows with the distinct words and n-grams, not with the records (the lengths are counted,
-    the n-grams kept as a set)."""
+    is kept grows with the distinct words, not with the records or the dialogues: the distinct dialogues
+    and n-grams are counted as 8-byte values (:class:`_Distinct`), the lengths as counts, and the
+    near-duplicates of the current episode only (records come in plan order). A model writes a dialogue
+    of its own for nearly every sample: sets of texts and word tuples held ~2 KB a sample (issue 23)."""
 
     def __init__(self) -> None:
         self.samples = 0
-        self._dialogues: set[tuple[str, str]] = set()
-        self._grams = {(side, n): _Grams() for side in ("prompt", "reply") for n in (1, 2)}
+        self._dialogues = _Distinct()
+        self._vocab: dict[str, int] = {}
+        self._grams = {(side, n): _Grams(self._vocab) for side in ("prompt", "reply") for n in (1, 2)}
         self._lengths: dict[str, Counter[int]] = {"prompt": Counter(), "reply": Counter()}
         self._flags: Counter[str] = Counter()
         self._near = _NearDuplicates()
@@ -137,7 +144,7 @@ class Meter:
         key = (prompt, reply)
         m = self._seen.get(key)
         if m is None:
-            self._dialogues.add(key)
+            self._dialogues.extend((_digest64(prompt, reply),))
             words = (prompt.lower().split(), reply.lower().split())
             for side, w in zip(("prompt", "reply"), words):
                 for n in (1, 2):
@@ -163,7 +170,7 @@ class Meter:
     def result(self) -> Quality:
         g = {key: grams.ratio() for key, grams in self._grams.items()}
         return Quality(
-            samples=self.samples, distinct_dialogues=len(self._dialogues),
+            samples=self.samples, distinct_dialogues=self._dialogues.count(),
             distinct_1_prompts=g[("prompt", 1)], distinct_2_prompts=g[("prompt", 2)],
             distinct_1_replies=g[("reply", 1)], distinct_2_replies=g[("reply", 2)],
             prompt_chars=_spread(self._lengths["prompt"]), reply_chars=_spread(self._lengths["reply"]),
@@ -199,7 +206,7 @@ def _copies(skill: str, prompt_lower: str) -> bool:
     return len(skill.split()) >= MIN_COPY_WORDS and skill.lower() in prompt_lower
 
 
-MEASURED_KEPT = 1 << 16  # dialogues whose measures a Meter keeps
+MEASURED_KEPT = 1 << 13  # dialogues whose measures a Meter keeps (~1 KB each: a template's repeat; a model's seldom)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,21 +227,64 @@ def distinct_n(texts: Iterable[str], n: int) -> float:
     return grams.ratio()
 
 
-class _Grams:
-    """Distinct and all n-grams of word lists, counted as they come."""
+class _Distinct:
+    """How many distinct 64-bit values were given: those seen as one sorted array, the latest as they came
+    (8 bytes a value, not a Python object in a set)."""
 
     def __init__(self) -> None:
-        self.seen: set[tuple[str, ...]] = set()
+        self._kept: np.ndarray = np.empty(0, dtype=np.uint64)
+        self._new = array("Q")
+
+    def extend(self, values: Iterable[int]) -> None:
+        self._new.extend(values)
+        if len(self._new) >= max(1 << 16, len(self._kept)):
+            self._merge()
+
+    def _merge(self) -> None:
+        if self._new:
+            self._kept = np.union1d(self._kept, np.frombuffer(self._new, dtype=np.uint64))
+            self._new = array("Q")
+
+    def count(self) -> int:
+        self._merge()
+        return len(self._kept)
+
+
+def _digest64(*texts: str) -> int:
+    """A 64-bit BLAKE2b digest of the texts (as a value for :class:`_Distinct`: two different dialogues
+    share one with odds of ~1e-8 at a million)."""
+    h = hashlib.blake2b(digest_size=8)
+    for t in texts:
+        b = t.encode("utf-8", "surrogatepass")
+        h.update(len(b).to_bytes(8, "little"))
+        h.update(b)
+    return int.from_bytes(h.digest(), "little")
+
+
+class _Grams:
+    """Distinct and all n-grams of word lists, counted as they come: a word as its number in ``vocab``
+    (shared by the Meter's n-gram counts), an n-gram of one or two as a 64-bit value."""
+
+    def __init__(self, vocab: dict[str, int] | None = None) -> None:
+        self._vocab = {} if vocab is None else vocab
+        self.seen = _Distinct()
         self.total = 0
 
     def add(self, words: list[str], n: int) -> None:
         count = len(words) - n + 1
         if count > 0:
             self.total += count
-            self.seen.update(tuple(words[i : i + n]) for i in range(count))
+            vocab = self._vocab
+            ids = [vocab.setdefault(w, len(vocab)) for w in words]
+            if n == 1:
+                self.seen.extend(ids)
+            elif n == 2:
+                self.seen.extend([a << 32 | b for a, b in zip(ids, ids[1:])])
+            else:
+                self.seen.extend(_digest64(*words[i : i + n]) for i in range(count))
 
     def ratio(self) -> float:
-        return round(len(self.seen) / self.total, 4) if self.total else 0.0
+        return round(self.seen.count() / self.total, 4) if self.total else 0.0
 
 
 def is_degenerate(text: str) -> bool:
@@ -275,18 +325,22 @@ NEAR_DUPLICATE_WINDOW = 50  # distinct earlier prompts of the episode compared (
 
 class _NearDuplicates:
     """Prompts whose word set repeats, or overlaps 90 %+ with, one of the last distinct prompts of
-    their episode (records taken in plan order: the later one counts)."""
+    their episode (records taken in plan order: the later one counts). An episode's records come
+    together in plan order, so only the current episode's prompts are held."""
 
     def __init__(self) -> None:
-        self._seen: dict[str, set[frozenset[str]]] = defaultdict(set)
-        self._recent: dict[str, list[frozenset[str]]] = defaultdict(list)
+        self._episode: str | None = None
+        self._seen: set[frozenset[str]] = set()
+        self._recent: list[frozenset[str]] = []
         self.count = 0
 
     def add(self, episode: str, words: frozenset[str]) -> None:
         """A prompt of ``episode`` (its lower-case words)."""
         if not words:
             return
-        seen, recent = self._seen[episode], self._recent[episode]
+        if episode != self._episode:
+            self._episode, self._seen, self._recent = episode, set(), []
+        seen, recent = self._seen, self._recent
         if words in seen or any(len(words & w) / len(words | w) >= NEAR_DUPLICATE_JACCARD
                                 for w in recent[-NEAR_DUPLICATE_WINDOW:]):
             self.count += 1

@@ -16,6 +16,11 @@ own work counts: every figure a ratio to the smallest size of the same invocatio
 
     python scripts/bench_memory.py [--sizes 50,500,2000] [--frames 240] [--sampling frame] [--json]
                                    [--baseline DIR]   # DIR: git worktree add DIR <earlier commit>
+                                   [--unique-texts]   # every dialogue its own, as a model's are
+
+The template backend writes ~800 distinct dialogues however long the dataset; a model writes one a
+sample. ``--unique-texts`` makes each sample's dialogue its own (a few words drawn by the sample added
+to the template's), so what a run holds per distinct dialogue (task rows, quality measures) shows.
 """
 
 from __future__ import annotations
@@ -46,6 +51,21 @@ def sampler():
         time.sleep(0.02)
 threading.Thread(target=sampler, daemon=True).start()
 import hub_pgen.cli  # first, as `python -m hub_pgen` does: what it sets on import holds before the tags import more
+if os.environ.get("BENCH_UNIQUE_TEXTS") == "1":  # a model's texts: every sample's dialogue its own
+    import dataclasses, hashlib
+    import hub_pgen.generate.template as template
+    _write = template.write_dialogue
+    WORDS = ("please", "now", "gently", "carefully", "quickly", "slowly", "again", "first", "then", "after",
+             "the", "red", "blue", "green", "small", "big", "left", "right", "near", "far", "cup", "brick",
+             "box", "block", "table", "tray", "bowl", "lid", "edge", "corner", "top", "side")
+    def write_dialogue(**kw):
+        d = _write(**kw)
+        h = hashlib.blake2b(kw["key"].encode(), digest_size=16).digest()
+        a = " ".join(WORDS[b % len(WORDS)] for b in h[:6])
+        b = " ".join(WORDS[b % len(WORDS)] for b in h[6:12])
+        return dataclasses.replace(d, user_prompt=f"{d.user_prompt} {a.capitalize()}.",
+                                   robot_utterance=f"{d.robot_utterance} {b.capitalize()}.")
+    template.write_dialogue = write_dialogue
 import hub_pgen.progress as progress
 _make = progress.make_reporter
 def make_reporter(**kw):
@@ -101,6 +121,7 @@ sys.exit(rc)
 
 
 REPO = Path(__file__).resolve().parent.parent
+UNIQUE_TEXTS = False  # --unique-texts
 
 
 def child(argv: list[str], env: dict[str, str] | None = None, stages: Path | None = None,
@@ -108,8 +129,10 @@ def child(argv: list[str], env: dict[str, str] | None = None, stages: Path | Non
     """One hub-pgen run in a child process, of the checkout ``code`` (its folder is the child's working
     folder and PYTHONPATH: ``-m``/``-c`` import from the working folder first, whatever is installed):
     its wall time, peak RSS (MiB), exit code, and (``stages``) its peak RSS by stage."""
-    cmd = [sys.executable, "-c", _CHILD, str(stages or os.devnull), *argv, "-q"] if stages else \
+    cmd = [sys.executable, "-c", _CHILD, str(stages or os.devnull), *argv, "-q"] if stages or UNIQUE_TEXTS else \
         [sys.executable, "-m", "hub_pgen", *argv, "-q"]
+    if UNIQUE_TEXTS:
+        env = {**(env or {}), "BENCH_UNIQUE_TEXTS": "1"}
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(code), **(env or {})},
                             cwd=code, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -241,8 +264,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="a checkout of an earlier commit (git worktree add DIR COMMIT): every arm runs there too, "
                         "after this checkout's, and the figures are given as ratios to it")
     p.add_argument("--work", type=Path, default=None, help="keep the datasets here (reused when present)")
+    p.add_argument("--unique-texts", action="store_true",
+                   help="every sample's dialogue its own, as a model writes them (the template's, with a few words "
+                        "drawn by the sample: 32^6 phrasings a side); the template repeats ~800 dialogues")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
+    global UNIQUE_TEXTS
+    UNIQUE_TEXTS = args.unique_texts
     sizes = [int(x) for x in args.sizes.split(",")]
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-memory-"))
     for n in sizes:

@@ -152,7 +152,7 @@ def test_a_dialogue_seen_again_counts_as_measuring_it_again(monkeypatch):
     phrasings = [("Pick up the pink lego brick and put it in the box", "Sure, robot arm picks up pink lego brick."),
                  ("I'm sorry, robot arm picks up pink lego brick", "As an AI I cannot help."),
                  ("!!! ???", "ok ok ok ok"), ("Pick up the pink lego brick and put it into the box", "On it.")]
-    recs = [_record(i, *rng.choice(phrasings), episode=f"ep{i % 4}") for i in range(400)]
+    recs = [_record(i, *rng.choice(phrasings), episode=f"ep{i // 100}") for i in range(400)]  # in plan order
     kept = measure(recs)
     monkeypatch.setattr(quality, "MEASURED_KEPT", 0)  # nothing kept: every record measured afresh
     afresh = measure(recs)
@@ -286,3 +286,37 @@ def test_a_syn_line_made_from_the_journal_line_is_the_one_written_from_the_recor
     d.pop("fingerprint")
     assert syn_line(journal_line, rec.fingerprint, index) == fsio.jsonl_line(d)
     assert syn_line(journal_line, "another", index) is None  # not this record's line: the long way
+
+
+def test_the_meter_holds_bytes_a_dialogue_not_its_texts(monkeypatch):
+    """A model writes a dialogue of its own for nearly every sample: the meter's count of distinct dialogues,
+    n-grams and near-duplicates held the texts, word tuples and word sets of every one (~4.6 KB a dialogue
+    measured: 2 GB at 480k samples); now 8-byte values and the current episode's prompts."""
+    import tracemalloc
+
+    import hub_pgen.quality as quality
+
+    monkeypatch.setattr(quality, "MEASURED_KEPT", 0)  # the memo (bounded) aside: what grows with the dialogues
+    rng = random.Random(11)
+    words = [f"w{i}" for i in range(3000)]
+    n = 20_000
+
+    def records():
+        for i in range(n):
+            yield _record(i, " ".join(rng.choices(words, k=12)), " ".join(rng.choices(words, k=10)),
+                          episode=f"ep{i // 240}")
+
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        meter = Meter()
+        for rec in records():
+            meter.add(rec)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    q = meter.result()
+    assert q.distinct_dialogues == n and q.samples == n
+    # every n-gram of these is new (8 bytes each: 20 bigrams and 22 words a dialogue), a few hundred bytes of
+    # the current episode's prompt word sets, the vocabulary (3,000 words) once
+    assert held / n < 600, held / n

@@ -205,7 +205,7 @@ def write_result(prep: Prepared, journal: Mapping[str, JournalRecord], done: Pas
                            skills_file=skills_file if isinstance(skills_file, Path) else None)
         return {}
 
-    summary = write_dataset(prep.source, prep.samples, staging, labels=done.labels, dialogues=done.dialogues,
+    summary = write_dataset(prep.source, prep.samples, staging, labels=done.labels,
                             provenance=prov, card=lambda final: render_card(final, done.card_examples),
                             segments=prep.plan.segments if prep.plan is not None else (),
                             output_format=output_format,

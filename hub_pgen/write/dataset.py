@@ -56,7 +56,6 @@ def write_dataset(
     staging: Path,
     *,
     labels: TaskAssignment,
-    dialogues: Any,
     provenance: dict[str, Any],
     card: Callable[[dict[str, Any]], str],
     segments: Sequence[Any] = (),
@@ -66,7 +65,7 @@ def write_dataset(
 ) -> WriteSummary:
     """Write the new dataset into ``staging``, whose ``meta/syn_annotations.jsonl`` the run's pass over its
     records wrote (hub_pgen.write.records, which also gave ``labels``, each sample's task index and the new
-    tasks rows, and ``dialogues``, each sample's dialogue texts by plan position). ``card`` renders the
+    tasks rows, each sample's dialogue texts among them). ``card`` renders the
     README from the final provenance (counts included), so the card and ``meta/hub_pgen.json`` always
     agree. ``segments`` (the plan's) become the ``subtask`` rows of the language columns;
     ``output_format`` is a key of layout.FORMATS. ``skills_json``: the skills the run used when they did
@@ -79,7 +78,7 @@ def write_dataset(
     frames = sum(len(v) for v in per_episode.values())
     labelled = sum(int((v != layout.NO_TASK).sum()) for v in per_episode.values())
     lplan = lang_w.plan_language(segments, samples, labels.by_position != layout.NO_TASK,
-                                 dialogues.at) if language else None
+                                 labels.dialogue_at) if language else None
     lcounts = lang_w.LanguageCounts()
     provenance = {**provenance, "format": output_format,
                   "counts": {**provenance.get("counts", {}), "new_tasks": len(assignment.new_tasks),

@@ -14,45 +14,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from hub_pgen import fsio
 from hub_pgen.data import JournalRecord, Sample
 from hub_pgen.journal import JournalView
 from hub_pgen.plan.table import sample_ids
 from hub_pgen.quality import Meter, Quality
-from hub_pgen.textsafe import well_formed
 from hub_pgen.write.tasks import TaskAssigner, TaskAssignment
 
 EXAMPLES = 3  # the summary's dialogues, of different skills
 CARD_EXAMPLES = 8  # the card's (hub_pgen.write.card.render_card's limit)
-
-
-@dataclass
-class Dialogues:
-    """The dialogue each sample's record has, for lerobot's language columns: by plan position an index
-    into the distinct (user prompt, robot utterance) pairs (``-1``: none), the pairs made parquet-safe
-    (:func:`~hub_pgen.textsafe.well_formed`) once each. Held: an int32 a sample and the distinct texts,
-    which ``meta/tasks.parquet`` needs anyway."""
-
-    of: np.ndarray
-    texts: list[tuple[str, str]] = field(default_factory=list)
-    _index: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
-
-    def add(self, position: int, prompt: str, reply: str) -> None:
-        key = (prompt, reply)
-        k = self._index.get(key)
-        if k is None:
-            k = self._index[key] = len(self.texts)
-            self.texts.append((well_formed(prompt), well_formed(reply)))
-        self.of[position] = k
-
-    def at(self, position: int) -> tuple[str, str]:
-        return self.texts[int(self.of[position])]
 
 
 @dataclass
@@ -64,8 +38,7 @@ class Passed:
     card_examples: tuple[JournalRecord, ...]  # the card's: the first ok dialogues the dataset keeps
     failures: tuple[JournalRecord, ...]  # the records not ok, in plan order (as the journal has them)
     ok: int
-    labels: TaskAssignment  # each sample's task_index_high_level and the new tasks rows
-    dialogues: Dialogues
+    labels: TaskAssignment  # each sample's task_index_high_level and the new tasks rows (their dialogues)
 
 
 def pass_records(samples: Sequence[Sample], journal: Mapping[str, JournalRecord], *,
@@ -84,7 +57,6 @@ def pass_records(samples: Sequence[Sample], journal: Mapping[str, JournalRecord]
     failures: list[JournalRecord] = []
     ok = 0
     tasks = TaskAssigner(source_tasks, source_indices, len(samples))
-    dialogues = Dialogues(np.full(len(samples), -1, dtype=np.int32))
     if syn_path is not None:
         syn_path.parent.mkdir(parents=True, exist_ok=True)
     with fsio.create(syn_path) if syn_path is not None else _Discard() as fh:
@@ -103,7 +75,6 @@ def pass_records(samples: Sequence[Sample], journal: Mapping[str, JournalRecord]
             dialogue = written.dialogue
             if dialogue is not None:
                 tasks.add(i, dialogue, written.skill_current)
-                dialogues.add(i, dialogue.user_prompt, dialogue.robot_utterance)
             index = int(tasks.by_position[i]) if hirobot else None
             if syn_path is not None:
                 out = syn_line(line, rec.fingerprint, index) if line is not None and written is rec else None
@@ -115,7 +86,7 @@ def pass_records(samples: Sequence[Sample], journal: Mapping[str, JournalRecord]
                 fh.write(out)
             if tally is not None:
                 tally.add(written, index)
-    return Passed(meter.result(), tuple(examples), tuple(card), tuple(failures), ok, tasks.result(), dialogues)
+    return Passed(meter.result(), tuple(examples), tuple(card), tuple(failures), ok, tasks.result())
 
 
 def _in_order(samples: Sequence[Sample], journal: Mapping[str, JournalRecord]) -> Any:

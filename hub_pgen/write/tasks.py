@@ -1,9 +1,17 @@
 """The new ``meta/tasks.parquet`` rows: one per distinct (dialogue, skill) of the run, and which row each
-sample's frames point at (``task_index_high_level``)."""
+sample's frames point at (``task_index_high_level``).
+
+A model writes a dialogue of its own for nearly every sample, so a run of 500k samples makes ~500k
+rows: they are held compactly (:class:`TaskRows`: each text's UTF-8 bytes in one buffer, skills and
+types as small codes, a 16-byte digest a row to find it again), not as Python objects (~1.1 KB a row
+as tuples, dicts and dataclasses; issue 23), and written to parquet from those buffers.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import hashlib
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,15 +36,148 @@ class NewTask:
     response_type: str
 
 
+class _Utf8:
+    """Strings as one UTF-8 buffer and their end offsets: a string costs its bytes and 8 more."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.ends = array("q")
+
+    def append(self, text: str) -> None:
+        self.data += text.encode("utf-8")  # well-formed text (no lone surrogate): always encodes
+        self.ends.append(len(self.data))
+
+    def __getitem__(self, k: int) -> str:
+        return self.data[self.ends[k - 1] if k else 0 : self.ends[k]].decode("utf-8")
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def arrow(self) -> Any:
+        """A pyarrow string array of every string, on these bytes (no Python string made)."""
+        import pyarrow as pa
+
+        n, size = len(self.ends), len(self.data)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        offsets[1:] = np.frombuffer(self.ends, dtype=np.int64) if n else offsets[1:]
+        if size < 2**31:
+            return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets.astype(np.int32)),
+                                                           pa.py_buffer(self.data)])  # (not copied)
+        large = pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(self.data)])
+        return large.cast(pa.string())  # (raises: over 2 GiB of text is more than one string array holds)
+
+
+class _Codes:
+    """A few distinct strings (skills, scenario and response types), each row's as a small code."""
+
+    def __init__(self, typecode: str = "i") -> None:
+        self.values: list[str] = []
+        self._code: dict[str, int] = {}
+        self.codes = array(typecode)
+
+    def append(self, text: str) -> None:
+        code = self._code.get(text)
+        if code is None:
+            code = self._code[text] = len(self.values)
+            self.values.append(text)
+        self.codes.append(code)
+
+    def __getitem__(self, k: int) -> str:
+        return self.values[self.codes[k]]
+
+    def arrow(self) -> Any:
+        import pyarrow as pa
+
+        return pa.DictionaryArray.from_arrays(pa.array(np.frombuffer(self.codes, dtype=np.int32)),
+                                              pa.array(self.values, type=pa.string())).cast(pa.string())
+
+
+class TaskRows:
+    """The new rows, in order, from task index ``first``: each one's dialogue (well-formed), skill and
+    types, and its index string (``"<prompt> | <reply>"``, with a ``" (#n)"`` suffix where that text was
+    taken: kept only for those)."""
+
+    def __init__(self, first: int) -> None:
+        self.first = first
+        self.prompts, self.replies = _Utf8(), _Utf8()
+        self.skills, self.scenarios, self.responses = _Codes(), _Codes(), _Codes()
+        self.suffix: dict[int, int] = {}  # row -> n, for the rows whose text is "... (#n)"
+
+    def append(self, prompt: str, reply: str, skill: str, scenario: str, response: str, suffix: int) -> None:
+        if suffix:
+            self.suffix[len(self.prompts)] = suffix
+        self.prompts.append(prompt)
+        self.replies.append(reply)
+        self.skills.append(skill)
+        self.scenarios.append(scenario)
+        self.responses.append(response)
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def text(self, k: int) -> str:
+        n = self.suffix.get(k)
+        base = f"{self.prompts[k]} | {self.replies[k]}"
+        return base if n is None else f"{base} (#{n})"
+
+    def __getitem__(self, k: int) -> NewTask:
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        return NewTask(self.first + k, self.text(k), self.prompts[k], self.replies[k], self.skills[k],
+                       self.scenarios[k], self.responses[k])
+
+    def __iter__(self) -> Iterator[NewTask]:
+        return (self[k] for k in range(len(self)))
+
+    def columns(self) -> dict[str, Callable[[], Any]]:
+        """Every row as pyarrow arrays, by tasks.parquet column (``task``: the index strings), each made
+        when called (the texts' arrays are on the buffers; a writer holds one new column at a time)."""
+        import pyarrow as pa
+
+        return {"task": self._task_array,
+                "task_index": lambda: pa.array(np.arange(self.first, self.first + len(self), dtype=np.int64)),
+                "user_prompt": self.prompts.arrow, "robot_utterance": self.replies.arrow, "skill": self.skills.arrow,
+                "scenario_type": self.scenarios.arrow, "response_type": self.responses.arrow}
+
+    def _task_array(self) -> Any:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        task = pc.binary_join_element_wise(self.prompts.arrow(), self.replies.arrow(), " | ")
+        if not self.suffix:
+            return task
+        rows = sorted(self.suffix)  # a few: the rest are the joined texts
+        if len(rows) * 8 > len(self):
+            texts = task.to_pylist()
+            for k in rows:
+                texts[k] = self.text(k)
+            return pa.array(texts, type=pa.string())
+        parts, at = [], 0
+        for k in rows:
+            parts += [task.slice(at, k - at), pa.array([self.text(k)], type=pa.string())]
+            at = k + 1
+        return pa.concat_arrays([*parts, task.slice(at)])
+
+
 @dataclass(frozen=True)
 class TaskAssignment:
     # by plan position: the sample's task_index_high_level (NO_TASK: no dialogue); an array, not a dict of ids
     by_position: np.ndarray
-    new_tasks: tuple[NewTask, ...]
+    new_tasks: TaskRows | tuple[NewTask, ...]
 
     @classmethod
     def none(cls, n: int) -> TaskAssignment:
         return cls(np.full(n, layout.NO_TASK, dtype=np.int64), ())
+
+    def dialogue_at(self, position: int) -> tuple[str, str]:
+        """The (user prompt, robot utterance) of the sample at plan ``position`` (it has one), as its row has
+        them: well-formed (lone surrogates as U+FFFD), for lerobot's language columns."""
+        rows = self.new_tasks
+        if isinstance(rows, TaskRows):
+            k = int(self.by_position[position]) - rows.first
+            return rows.prompts[k], rows.replies[k]
+        row = rows[int(self.by_position[position]) - rows[0].task_index]
+        return row.user_prompt, row.robot_utterance
 
 
 def assign_task_indices(
@@ -53,42 +194,51 @@ def assign_task_indices(
     return tasks.result()
 
 
+def _digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
 class TaskAssigner:
     """The task rows of a run's dialogues, given one sample at a time in plan order (the run's one pass
     over its records, hub_pgen.write.records).
 
-    The row's ``skill`` must be true for every frame pointing at it, so a dialogue text that was
-    generated for two different skills (or equals an original task string) gets a ``(#n)`` suffix
-    to keep the index strings unique (after lone surrogates became U+FFFD: parquet holds UTF-8).
+    A row is a distinct (user prompt, robot utterance, skill): its ``skill`` must be true for every frame
+    pointing at it, and its prompt and utterance columns those of every sample pointing at it. Its index
+    string is ``"<prompt> | <reply>"``; where that text is taken (an original task string, the same
+    dialogue for another skill, or another dialogue that joins to the same text) it gets a ``(#n)``
+    suffix, so the index strings stay unique (after lone surrogates became U+FFFD: parquet holds UTF-8).
+
+    Held a row: its texts' bytes (:class:`TaskRows`) and two 16-byte BLAKE2b digests, of the dialogue
+    and skill (to find the row again) and of its index string (taken); a digest stands for the text it
+    was made of (two texts sharing one: odds of ~1e-26 at a million rows).
     """
 
     def __init__(self, source_tasks: Sequence[str], source_indices: Sequence[int], n: int) -> None:
-        self._next = max(source_indices, default=-1) + 1
-        self._taken: set[str] = set(source_tasks)
-        self._by_key: dict[tuple[str, str], NewTask] = {}
-        self._new: list[NewTask] = []
+        self._new = TaskRows(max(source_indices, default=-1) + 1)
+        self._taken: set[bytes] = {_digest(t) for t in source_tasks}
+        self._row: dict[bytes, int] = {}
         self.by_position = np.full(n, layout.NO_TASK, dtype=np.int64)
 
     def add(self, position: int, dialogue: Dialogue, skill: str) -> None:
         """Sample ``position`` (of the plan) has ``dialogue``, for ``skill``."""
-        key = (dialogue.task_string, skill)
-        row = self._by_key.get(key)
+        p, r = dialogue.user_prompt, dialogue.robot_utterance
+        key = _digest(f"{len(p)}:{len(r)}:{p}{r}{skill}")
+        row = self._row.get(key)
         if row is None:
-            base = text = well_formed(dialogue.task_string)
-            n = 2
-            while text in self._taken:
-                text = f"{base} (#{n})"
+            row = self._row[key] = self._new.first + len(self._new)
+            p, r = well_formed(p), well_formed(r)
+            base = text = f"{p} | {r}"  # = well_formed(dialogue.task_string): " | " pairs no surrogate
+            n = 1
+            while (d := _digest(text)) in self._taken:
                 n += 1
-            self._taken.add(text)
-            row = NewTask(self._next, text, well_formed(dialogue.user_prompt), well_formed(dialogue.robot_utterance),
-                          well_formed(skill), well_formed(dialogue.scenario_type), well_formed(dialogue.response_type))
-            self._next += 1
-            self._by_key[key] = row
-            self._new.append(row)
-        self.by_position[position] = row.task_index
+                text = f"{base} (#{n})"
+            self._taken.add(d)
+            self._new.append(p, r, well_formed(skill), well_formed(dialogue.scenario_type),
+                             well_formed(dialogue.response_type), n if n > 1 else 0)
+        self.by_position[position] = row
 
     def result(self) -> TaskAssignment:
-        return TaskAssignment(by_position=self.by_position, new_tasks=tuple(self._new))
+        return TaskAssignment(by_position=self.by_position, new_tasks=self._new)
 
 
 def frame_task_indices(
@@ -107,12 +257,31 @@ def frame_task_indices(
     return out
 
 
-def write_tasks(src: Path, dst: Path, new_tasks: Sequence[NewTask]) -> None:
+def write_tasks(src: Path, dst: Path, new_tasks: TaskRows | Sequence[NewTask]) -> None:
+    """The source's ``meta/tasks.parquet`` with the new rows after its own (and the dialogue columns,
+    null on its rows): the file pandas writes of the two frames concatenated. With many rows, the new
+    ones go from :class:`TaskRows`' buffers to Arrow, under the schema pandas gives the source's rows
+    and the first new one (its metadata included), without a Python object a row."""
     df = pd.read_parquet(src)
     index_name = df.index.name
     for col in layout.TASK_EXTRA_COLUMNS:
         if col not in df.columns:
             df[col] = pd.Series([None] * len(df), index=df.index, dtype=object)
+    table = None
+    if isinstance(new_tasks, TaskRows) and len(new_tasks) > 1:
+        table = _arrow_table(df, _frame(df, [new_tasks[0]], index_name), new_tasks.columns())
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with fsio.create(dst) as fh:
+        if table is None:  # few rows, or a source whose columns the new rows' arrays do not fit
+            _frame(df, list(new_tasks), index_name).to_parquet(fh)
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, fh, compression="snappy")  # as DataFrame.to_parquet does
+
+
+def _frame(df: pd.DataFrame, new_tasks: Sequence[NewTask], index_name: Any) -> pd.DataFrame:
+    """The source's rows and ``new_tasks`` as one frame (what the file holds, for few rows)."""
     if new_tasks:
         rows = pd.DataFrame(
             {
@@ -128,6 +297,83 @@ def write_tasks(src: Path, dst: Path, new_tasks: Sequence[NewTask]) -> None:
         rows["task_index"] = rows["task_index"].astype(df["task_index"].dtype)
         df = pd.concat([df, rows[df.columns]], axis=0)
     df.index.name = index_name
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    with fsio.create(dst) as fh:
-        df.to_parquet(fh)
+    return df
+
+
+def _arrow_table(df: pd.DataFrame, head: pd.DataFrame, columns: dict[str, Callable[[], Any]]) -> Any:
+    """The table pandas would make of the source's rows and every new one, from ``head`` (the source's
+    rows and the first new one: its schema is the whole frame's, pandas' metadata included) and the new
+    rows' ``columns``. None where a column is not one the new rows' arrays fit (then pandas writes it)."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(head)
+    if head.attrs:  # as DataFrame.to_parquet keeps them
+        import json
+
+        table = table.replace_schema_metadata({**table.schema.metadata,
+                                               b"PANDAS_ATTRS": json.dumps(head.attrs).encode()})
+    schema = table.schema
+    index = (schema.pandas_metadata or {}).get("index_columns") or []
+    if len(index) != 1 or not isinstance(index[0], str):
+        return None
+    names = {name: name for name in columns} | {index[0]: "task"}
+    if any(names.get(f.name) not in columns for f in schema):
+        return None
+    out = []
+    for f in schema:  # one new column made at a time, and let go once joined to the source's rows
+        new = columns[names[f.name]]()
+        if new.type != f.type:
+            return None
+        out.append(pa.concat_arrays([table.column(f.name).slice(0, len(df)).combine_chunks(), new]))
+        del new
+    return pa.Table.from_arrays(out, schema=schema)
+
+
+def read_tasks(path: Path, columns: Sequence[str] | None = None) -> tuple[Any, Any]:
+    """A tasks.parquet as Arrow (its strings compact: a run can add a row a sample): its task strings (the
+    pandas index the file holds; lerobot reads the file with pandas) and the table (of ``columns`` only,
+    when given: those of them it has)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    index = (schema.pandas_metadata or {}).get("index_columns") or []
+    if len(index) == 1 and isinstance(index[0], str) and index[0] in schema.names:
+        name = index[0]
+    elif not index and "task" in schema.names:  # written without pandas' metadata (not by pandas)
+        name = "task"
+    elif len(index) == 1 and isinstance(index[0], dict) and index[0].get("kind") == "range":  # no strings: 0, 1, ...
+        r = index[0]
+        table = pq.read_table(path, columns=None if columns is None else [c for c in columns if c in schema.names])
+        return pa.chunked_array([pa.array(range(r["start"], r["stop"], r["step"]))]), table
+    else:
+        raise ValueError(f"its task strings are neither its index nor a 'task' column (index {index!r})")
+    wanted = None if columns is None else [name, *(c for c in columns if c in schema.names and c != name)]
+    table = pq.read_table(path, columns=wanted)
+    return table.column(name), table.drop_columns([name]) if columns is not None else table
+
+
+def source_rows_changed(source: Path, written: Path, used: set[int]) -> list[str]:
+    """What is wrong with the source's rows in the ``written`` tasks.parquet: changed, or a task index the
+    source's frames use (``used``) that no longer names the source's task string."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    found = []
+    old_names_col, old_tasks = read_tasks(source, ["task_index"])
+    new_names_col, new_tasks = read_tasks(written, ["task_index"])
+    n = old_tasks.num_rows
+    old_index = old_tasks.column("task_index").to_pylist()
+    if (new_names_col.slice(0, n).to_pylist() != old_names_col.to_pylist()
+            or new_tasks.column("task_index").slice(0, n).to_pylist() != old_index):
+        found.append(f"{layout.TASKS_PATH}: original rows changed")
+    old_names = {int(i): str(t) for t, i in zip(old_names_col.to_pylist(), old_index)}
+    new_index = new_tasks.column("task_index")
+    named = pc.is_in(new_index, value_set=pa.array(sorted(used), type=new_index.type))  # the rows of those only
+    new_names = {int(i): str(t) for t, i in zip(new_names_col.filter(named).to_pylist(),
+                                                new_index.filter(named).to_pylist())}
+    lost = sorted(i for i in used if i not in old_names or new_names.get(i) != old_names[i])
+    if lost:
+        found.append(f"{layout.TASKS_PATH}: task_index {lost[:10]} used by the source's frames no longer names "
+                     "the source's task string")
+    return found

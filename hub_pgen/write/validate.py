@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyarrow.compute import sum as pc_sum
 from pyarrow.compute import unique as pc_unique
@@ -24,6 +25,7 @@ from hub_pgen import layout
 from hub_pgen.errors import ValidationError
 from hub_pgen.source.jsonfile import JsonProblem, read_strict
 from hub_pgen.textsafe import well_formed
+from hub_pgen.write.tasks import read_tasks, source_rows_changed
 
 
 def problems(root: Path, *, source: Path | None = None) -> list[str]:
@@ -66,21 +68,26 @@ def problems(root: Path, *, source: Path | None = None) -> list[str]:
     if not (root / layout.SYN_ANNOTATIONS_PATH).is_file():
         found.append(f"{layout.SYN_ANNOTATIONS_PATH} is missing")
 
-    valid_indices: set[int] = set()
+    valid_indices = np.empty(0, dtype=np.int64)
     try:
-        tasks = pq.read_table(root / layout.TASKS_PATH).to_pandas()
-        if tasks["task_index"].duplicated().any():
+        tasks_path = root / layout.TASKS_PATH  # a column at a time: with a model, a row a sample
+        names, tasks = read_tasks(tasks_path, ["task_index"])
+        index = tasks.column("task_index")
+        if pc.count_distinct(index, mode="all").as_py() != len(index):
             found.append(f"{layout.TASKS_PATH}: task_index values are not unique")
-        if tasks.index.duplicated().any():
+        if pc.count_distinct(names, mode="all").as_py() != len(names):
             found.append(f"{layout.TASKS_PATH}: task strings are not unique")
-        if info.get("total_tasks") != len(tasks):
-            found.append(f"{layout.INFO_PATH}: total_tasks is {info.get('total_tasks')}, tasks.parquet has {len(tasks)} rows")
-        missing_cols = [c for c in layout.TASK_EXTRA_COLUMNS if c not in tasks.columns]
+        del names
+        if info.get("total_tasks") != len(index):
+            found.append(f"{layout.INFO_PATH}: total_tasks is {info.get('total_tasks')}, tasks.parquet has "
+                         f"{len(index)} rows")
+        missing_cols = [c for c in layout.TASK_EXTRA_COLUMNS if c not in pq.read_schema(tasks_path).names]
         if hirobot and missing_cols:
             found.append(f"{layout.TASKS_PATH}: columns {missing_cols} are missing")
         elif hirobot:
-            valid_indices = set(int(i) for i in tasks.loc[tasks["user_prompt"].notna(), "task_index"])
-    except (OSError, KeyError, ValueError) as e:
+            generated = index.filter(pc.is_valid(pq.read_table(tasks_path, columns=["user_prompt"]).column(0)))
+            valid_indices = np.unique(generated.to_numpy().astype(np.int64, copy=False))
+    except (OSError, KeyError, ValueError, TypeError) as e:
         found.append(f"{layout.TASKS_PATH} cannot be read ({e})")
 
     try:
@@ -301,7 +308,7 @@ def _pairs(events: Sequence[lang.Row]) -> set[int]:
 _EVENT_KEYS = len(lang.dialogue_rows("", "")[0])
 
 
-def _check_episodes_and_data(root: Path, info: dict, valid: set[int] | None,
+def _check_episodes_and_data(root: Path, info: dict, valid: np.ndarray | None,
                              dialogues: Expected | None) -> list[str]:
     """Episodes metadata against the data files; ``valid``: the task indices task_index_high_level may
     take (None: the format has no such column); ``dialogues``: what the language columns must hold
@@ -361,8 +368,8 @@ def _check_episodes_and_data(root: Path, info: dict, valid: set[int] | None,
             continue
         if str(schema.field(layout.FEATURE).type) != "int64":
             found.append(f"{rel}: {layout.FEATURE} is {schema.field(layout.FEATURE).type}, expected int64")
-        values = pq.read_table(path, columns=[layout.FEATURE]).column(0).to_numpy()
-        bad = sorted(set(np.unique(values).tolist()) - valid - {layout.NO_TASK})
+        values = np.unique(pq.read_table(path, columns=[layout.FEATURE]).column(0).to_numpy())
+        bad = values[~np.isin(values, valid) & (values != layout.NO_TASK)].tolist()
         if bad:
             found.append(f"{rel}: {layout.FEATURE} values {bad[:5]} point at no generated tasks row")
     if frames and rows and rows != frames:
@@ -406,18 +413,7 @@ def _compare_with_source(root: Path, source: Path) -> list[str]:
             lost = sorted(i for i, rows in before.events.items() if any(r not in after.events.get(i, []) for r in rows))
             if lost:
                 found.append(f"{rel}: the source's {lang.EVENTS} rows are gone at {len(lost)} frame(s) (rows {lost[:5]})")
-    old_tasks = pq.read_table(source / layout.TASKS_PATH).to_pandas()
-    new_tasks = pq.read_table(root / layout.TASKS_PATH).to_pandas()
-    head = new_tasks.iloc[: len(old_tasks)]
-    if list(head.index) != list(old_tasks.index) or list(head["task_index"]) != list(old_tasks["task_index"]):
-        found.append(f"{layout.TASKS_PATH}: original rows changed")
-    # every task the source's frames name must still be the same string (not a generated dialogue)
-    old_names = {int(i): str(t) for t, i in zip(old_tasks.index, old_tasks["task_index"])}
-    new_names = {int(i): str(t) for t, i in zip(new_tasks.index, new_tasks["task_index"])}
-    lost = sorted(i for i in used if i not in old_names or new_names.get(i) != old_names[i])
-    if lost:
-        found.append(f"{layout.TASKS_PATH}: task_index {lost[:10]} used by the source's frames no longer names "
-                     "the source's task string")
+    found += source_rows_changed(source / layout.TASKS_PATH, root / layout.TASKS_PATH, used)
     return found
 
 

@@ -62,6 +62,14 @@ CASES: dict[str, tuple[Callable[[Path], None], str]] = {
     "video missing": (lambda r: (r / VIDEO1).unlink(), f"{VIDEO1} is missing (episode 4)"),
     "tasks row dropped": (_edit_table("meta/tasks.parquet", lambda t: t.slice(0, len(t) - 1)),
                           "total_tasks is"),
+    "task_index repeated": (_edit_table("meta/tasks.parquet", lambda t: _set_column(
+        t, "task_index", [*t.column("task_index").to_pylist()[:-1], t.column("task_index")[0].as_py()])),
+        "meta/tasks.parquet: task_index values are not unique"),
+    "task string repeated": (_edit_table("meta/tasks.parquet", lambda t: _set_column(
+        t, "task", [*t.column("task").to_pylist()[:-1], t.column("task")[0].as_py()])),
+        "meta/tasks.parquet: task strings are not unique"),
+    "a generated row pointed at is gone": (_edit_table("meta/tasks.parquet", lambda t: _set_column(
+        t, "user_prompt", [None] * len(t))), "point at no generated tasks row"),
     "feature missing from info.json": (_edit_json("meta/info.json", lambda o: o["features"].pop(FEATURE)),
                                        f"feature '{FEATURE}' is missing"),
     "another codebase_version": (_edit_json("meta/info.json", lambda o: o.update(codebase_version="v2.1")),
@@ -117,3 +125,16 @@ def test_original_rows_changed_are_found_against_the_source(good, example_root, 
 def test_validate_of_something_that_is_not_a_folder(tmp_path, capsys):
     assert main(["validate", str(tmp_path / "nope")]) != 0
     assert "is not a folder" in capsys.readouterr().err
+
+
+def test_a_source_task_renamed_is_found_against_the_source(good, example_root, tmp_path, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(good, broken)
+    _edit_table("meta/tasks.parquet", lambda t: _set_column(
+        t, "task", ["renamed", *t.column("task").to_pylist()[1:]]))(broken)
+    assert main(["validate", str(broken)]) == 0  # on its own it is a tasks table like any
+    capsys.readouterr()
+    assert main(["validate", str(broken), "--source", str(example_root)]) == 7
+    err = capsys.readouterr().err
+    assert "meta/tasks.parquet: original rows changed" in err
+    assert "meta/tasks.parquet: task_index [0] used by the source's frames no longer names the source's task" in err
