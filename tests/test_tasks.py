@@ -124,19 +124,20 @@ def test_a_dialogue_that_joins_to_another_ones_text_gets_its_own_row():
     assert got.dialogue_at(0) == ("a | b", "c") and got.dialogue_at(1) == ("a", "b | c")
 
 
-def _source(tmp_path: Path, rows: list[str], *, extra: bool = False, index_name: str | None = "task") -> Path:
+def _source(tmp_path: Path, rows: list[str], *, extra: str = "", index_name: str | None = "task") -> Path:
     df = pd.DataFrame({"task_index": np.arange(len(rows), dtype=np.int64)}, index=pd.Index(rows, name=index_name))
-    if extra:  # a source that is itself a hub-pgen output: the dialogue columns are there, null
+    if extra:  # a source that is itself a hub-pgen output: the dialogue columns are there, null or not
         for col in layout.TASK_EXTRA_COLUMNS:
-            df[col] = pd.Series([None] * len(df), index=df.index, dtype=object)
+            values = [None] * len(df) if extra == "null" else [f"{col} {i}" for i in range(len(df))]
+            df[col] = pd.Series(values, index=df.index, dtype=object)
     path = tmp_path / "src" / layout.TASKS_PATH
     path.parent.mkdir(parents=True, exist_ok=True)
     df.to_parquet(path)
     return path
 
 
-@pytest.mark.parametrize("n,extra,index_name", [(3000, False, "task"), (3000, True, "task"), (2, False, None),
-                                                (1, False, "task"), (0, False, "task")])
+@pytest.mark.parametrize("n,extra,index_name", [(3000, "", "task"), (3000, "null", "task"), (3000, "filled", "task"),
+                                                (2, "", None), (1, "", "task"), (0, "", "task")])
 def test_tasks_parquet_is_byte_for_byte_what_pandas_wrote(tmp_path, n, extra, index_name):
     src = _source(tmp_path, SOURCE_TASKS, extra=extra, index_name=index_name)
     got = assigned(dialogues(n, 5)[:n]).new_tasks if n else TaskRows(len(SOURCE_TASKS))

@@ -53,17 +53,23 @@ class _Utf8:
     def __len__(self) -> int:
         return len(self.ends)
 
-    def arrow(self) -> Any:
-        """A pyarrow string array of every string, on these bytes (no Python string made)."""
+    def arrow(self, nulls: int = 0) -> Any:
+        """A pyarrow string array of every string, on these bytes (not copied), after ``nulls`` nulls."""
         import pyarrow as pa
 
         n, size = len(self.ends), len(self.data)
-        offsets = np.zeros(n + 1, dtype=np.int64)
-        offsets[1:] = np.frombuffer(self.ends, dtype=np.int64) if n else offsets[1:]
+        offsets = np.zeros(nulls + n + 1, dtype=np.int64)
+        offsets[nulls + 1 :] = np.frombuffer(self.ends, dtype=np.int64) if n else offsets[nulls + 1 :]
+        valid = None
+        if nulls:
+            bits = np.ones(nulls + n, dtype=bool)
+            bits[:nulls] = False
+            valid = pa.py_buffer(np.packbits(bits, bitorder="little"))
         if size < 2**31:
-            return pa.Array.from_buffers(pa.string(), n, [None, pa.py_buffer(offsets.astype(np.int32)),
-                                                           pa.py_buffer(self.data)])  # (not copied)
-        large = pa.Array.from_buffers(pa.large_string(), n, [None, pa.py_buffer(offsets), pa.py_buffer(self.data)])
+            return pa.Array.from_buffers(pa.string(), nulls + n, [valid, pa.py_buffer(offsets.astype(np.int32)),
+                                                                  pa.py_buffer(self.data)], null_count=nulls)
+        large = pa.Array.from_buffers(pa.large_string(), nulls + n, [valid, pa.py_buffer(offsets),
+                                                                     pa.py_buffer(self.data)], null_count=nulls)
         return large.cast(pa.string())  # (raises: over 2 GiB of text is more than one string array holds)
 
 
@@ -129,7 +135,7 @@ class TaskRows:
     def __iter__(self) -> Iterator[NewTask]:
         return (self[k] for k in range(len(self)))
 
-    def columns(self) -> dict[str, Callable[[], Any]]:
+    def columns(self) -> dict[str, Callable[..., Any]]:
         """Every row as pyarrow arrays, by tasks.parquet column (``task``: the index strings), each made
         when called (the texts' arrays are on the buffers; a writer holds one new column at a time)."""
         import pyarrow as pa
@@ -300,7 +306,7 @@ def _frame(df: pd.DataFrame, new_tasks: Sequence[NewTask], index_name: Any) -> p
     return df
 
 
-def _arrow_table(df: pd.DataFrame, head: pd.DataFrame, columns: dict[str, Callable[[], Any]]) -> Any:
+def _arrow_table(df: pd.DataFrame, head: pd.DataFrame, columns: dict[str, Callable[..., Any]]) -> Any:
     """The table pandas would make of the source's rows and every new one, from ``head`` (the source's
     rows and the first new one: its schema is the whole frame's, pandas' metadata included) and the new
     rows' ``columns``. None where a column is not one the new rows' arrays fit (then pandas writes it)."""
@@ -321,10 +327,17 @@ def _arrow_table(df: pd.DataFrame, head: pd.DataFrame, columns: dict[str, Callab
         return None
     out = []
     for f in schema:  # one new column made at a time, and let go once joined to the source's rows
-        new = columns[names[f.name]]()
+        make, head_rows = columns[names[f.name]], table.column(f.name).slice(0, len(df)).combine_chunks()
+        if f.name in ("user_prompt", "robot_utterance") and head_rows.null_count == len(df):
+            whole = make(nulls=len(df))  # the source's rows have none: nulls, then the texts' own bytes
+            if whole.type != f.type:
+                return None
+            out.append(whole)
+            continue
+        new = make()
         if new.type != f.type:
             return None
-        out.append(pa.concat_arrays([table.column(f.name).slice(0, len(df)).combine_chunks(), new]))
+        out.append(pa.concat_arrays([head_rows, new]))
         del new
     return pa.Table.from_arrays(out, schema=schema)
 
