@@ -350,42 +350,75 @@ def read_tasks(path: Path, columns: Sequence[str] | None = None) -> tuple[Any, A
     import pyarrow.parquet as pq
 
     schema = pq.read_schema(path)
-    index = (schema.pandas_metadata or {}).get("index_columns") or []
-    if len(index) == 1 and isinstance(index[0], str) and index[0] in schema.names:
-        name = index[0]
-    elif not index and "task" in schema.names:  # written without pandas' metadata (not by pandas)
-        name = "task"
-    elif len(index) == 1 and isinstance(index[0], dict) and index[0].get("kind") == "range":  # no strings: 0, 1, ...
-        r = index[0]
+    name = task_strings_column(schema)
+    if name is None:  # a RangeIndex: no strings, 0, 1, ...
+        r = schema.pandas_metadata["index_columns"][0]
         table = pq.read_table(path, columns=None if columns is None else [c for c in columns if c in schema.names])
         return pa.chunked_array([pa.array(range(r["start"], r["stop"], r["step"]))]), table
-    else:
-        raise ValueError(f"its task strings are neither its index nor a 'task' column (index {index!r})")
     wanted = None if columns is None else [name, *(c for c in columns if c in schema.names and c != name)]
     table = pq.read_table(path, columns=wanted)
     return table.column(name), table.drop_columns([name]) if columns is not None else table
 
 
+def task_strings_column(schema: Any) -> str | None:
+    """The column of a tasks.parquet's task strings: the pandas index, or a ``task`` column in a file written
+    without pandas' metadata; None for a RangeIndex (no strings). Raises ValueError otherwise."""
+    index = (schema.pandas_metadata or {}).get("index_columns") or []
+    if len(index) == 1 and isinstance(index[0], str) and index[0] in schema.names:
+        return str(index[0])
+    if not index and "task" in schema.names:  # written without pandas' metadata (not by pandas)
+        return "task"
+    if len(index) == 1 and isinstance(index[0], dict) and index[0].get("kind") == "range":
+        return None
+    raise ValueError(f"its task strings are neither its index nor a 'task' column (index {index!r})")
+
+
+def batches(path: Path, columns: Sequence[str], size: int = 1 << 16) -> Iterator[Any]:
+    """A parquet file's ``columns``, a record batch of ``size`` rows at a time."""
+    import pyarrow.parquet as pq
+
+    with pq.ParquetFile(path) as f:
+        yield from f.iter_batches(batch_size=size, columns=list(columns))
+
+
+def strings_repeat(path: Path, column: str) -> bool:
+    """A string column of ``path`` holds a value twice (nulls count as one value): by a 16-byte digest a
+    row, read a batch at a time (a tasks.parquet can hold a row a sample, and a hash table of its
+    strings as much again)."""
+    digests = bytearray()
+    for batch in batches(path, [column]):
+        for text in batch.column(0).to_pylist():
+            digests += b"\0" * 16 if text is None else _digest("\1" + str(text))
+    return bool(np.unique(np.frombuffer(bytes(digests), dtype="V16")).size != len(digests) // 16)
+
+
 def source_rows_changed(source: Path, written: Path, used: set[int]) -> list[str]:
     """What is wrong with the source's rows in the ``written`` tasks.parquet: changed, or a task index the
-    source's frames use (``used``) that no longer names the source's task string."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+    source's frames use (``used``) that no longer names the source's task string. The written file is
+    read a batch at a time, keeping its first rows and the rows of those indices only."""
+    import pyarrow.parquet as pq
 
     found = []
     old_names_col, old_tasks = read_tasks(source, ["task_index"])
-    new_names_col, new_tasks = read_tasks(written, ["task_index"])
-    n = old_tasks.num_rows
-    old_index = old_tasks.column("task_index").to_pylist()
-    if (new_names_col.slice(0, n).to_pylist() != old_names_col.to_pylist()
-            or new_tasks.column("task_index").slice(0, n).to_pylist() != old_index):
+    old_names, old_index = old_names_col.to_pylist(), old_tasks.column("task_index").to_pylist()
+    n = len(old_index)
+    name = task_strings_column(pq.read_schema(written))
+    head: list[tuple[Any, Any]] = []
+    new_names: dict[int, str] = {}
+    seen = 0
+    for batch in batches(written, ["task_index"] if name is None else [name, "task_index"]):
+        index = batch.column("task_index").to_pylist()
+        names = range(seen, seen + len(index)) if name is None else batch.column(name).to_pylist()
+        if len(head) < n:
+            head += list(zip(names, index))[: n - len(head)]
+        for t, i in zip(names, index):
+            if i in used:
+                new_names[int(i)] = str(t)
+        seen += len(index)
+    if head != list(zip(old_names, old_index)):
         found.append(f"{layout.TASKS_PATH}: original rows changed")
-    old_names = {int(i): str(t) for t, i in zip(old_names_col.to_pylist(), old_index)}
-    new_index = new_tasks.column("task_index")
-    named = pc.is_in(new_index, value_set=pa.array(sorted(used), type=new_index.type))  # the rows of those only
-    new_names = {int(i): str(t) for t, i in zip(new_names_col.filter(named).to_pylist(),
-                                                new_index.filter(named).to_pylist())}
-    lost = sorted(i for i in used if i not in old_names or new_names.get(i) != old_names[i])
+    named = {int(i): str(t) for t, i in zip(old_names, old_index)}
+    lost = sorted(i for i in used if i not in named or new_names.get(i) != named[i])
     if lost:
         found.append(f"{layout.TASKS_PATH}: task_index {lost[:10]} used by the source's frames no longer names "
                      "the source's task string")

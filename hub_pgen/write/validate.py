@@ -25,7 +25,7 @@ from hub_pgen import layout
 from hub_pgen.errors import ValidationError
 from hub_pgen.source.jsonfile import JsonProblem, read_strict
 from hub_pgen.textsafe import well_formed
-from hub_pgen.write.tasks import read_tasks, source_rows_changed
+from hub_pgen.write.tasks import source_rows_changed, strings_repeat, task_strings_column
 
 
 def problems(root: Path, *, source: Path | None = None) -> list[str]:
@@ -71,13 +71,12 @@ def problems(root: Path, *, source: Path | None = None) -> list[str]:
     valid_indices = np.empty(0, dtype=np.int64)
     try:
         tasks_path = root / layout.TASKS_PATH  # a column at a time: with a model, a row a sample
-        names, tasks = read_tasks(tasks_path, ["task_index"])
-        index = tasks.column("task_index")
+        strings = task_strings_column(pq.read_schema(tasks_path))
+        index = pq.read_table(tasks_path, columns=["task_index"]).column("task_index")
         if pc.count_distinct(index, mode="all").as_py() != len(index):
             found.append(f"{layout.TASKS_PATH}: task_index values are not unique")
-        if pc.count_distinct(names, mode="all").as_py() != len(names):
+        if strings is not None and strings_repeat(tasks_path, strings):
             found.append(f"{layout.TASKS_PATH}: task strings are not unique")
-        del names
         if info.get("total_tasks") != len(index):
             found.append(f"{layout.INFO_PATH}: total_tasks is {info.get('total_tasks')}, tasks.parquet has "
                          f"{len(index)} rows")
