@@ -22,7 +22,6 @@ each, with what to do) are the summary's warnings. The thresholds, and why:
 
 from __future__ import annotations
 
-import hashlib
 import re
 from array import array
 from collections import Counter
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from hub_pgen.data import JournalRecord
+from hub_pgen.textsafe import digest
 
 MIN_DISTINCT_RATIO = 0.5
 MAX_SKILL_COPY = 0.3
@@ -144,7 +144,7 @@ class Meter:
         key = (prompt, reply)
         m = self._seen.get(key)
         if m is None:
-            self._dialogues.extend((_digest64(prompt, reply),))
+            self._dialogues.extend((int.from_bytes(digest(prompt, reply, size=8), "little"),))
             words = (prompt.lower().split(), reply.lower().split())
             for side, w in zip(("prompt", "reply"), words):
                 for n in (1, 2):
@@ -219,14 +219,6 @@ class _Measured:
     words: frozenset[str]  # the prompt's, lower case (near-duplicates)
 
 
-def distinct_n(texts: Iterable[str], n: int) -> float:
-    """Distinct n-grams / all n-grams over the texts' words (0 when there are none)."""
-    grams = _Grams()
-    for t in texts:
-        grams.add(t.lower().split(), n)
-    return grams.ratio()
-
-
 class _Distinct:
     """How many distinct 64-bit values were given: those seen as one sorted array, the latest as they came
     (8 bytes a value, not a Python object in a set)."""
@@ -250,23 +242,12 @@ class _Distinct:
         return len(self._kept)
 
 
-def _digest64(*texts: str) -> int:
-    """A 64-bit BLAKE2b digest of the texts (as a value for :class:`_Distinct`: two different dialogues
-    share one with odds of ~1e-8 at a million)."""
-    h = hashlib.blake2b(digest_size=8)
-    for t in texts:
-        b = t.encode("utf-8", "surrogatepass")
-        h.update(len(b).to_bytes(8, "little"))
-        h.update(b)
-    return int.from_bytes(h.digest(), "little")
-
-
 class _Grams:
-    """Distinct and all n-grams of word lists, counted as they come: a word as its number in ``vocab``
-    (shared by the Meter's n-gram counts), an n-gram of one or two as a 64-bit value."""
+    """Distinct and all n-grams (n = 1 or 2) of word lists, counted as they come: a word as its number in
+    ``vocab`` (shared by the Meter's n-gram counts), an n-gram as a 64-bit value."""
 
-    def __init__(self, vocab: dict[str, int] | None = None) -> None:
-        self._vocab = {} if vocab is None else vocab
+    def __init__(self, vocab: dict[str, int]) -> None:
+        self._vocab = vocab
         self.seen = _Distinct()
         self.total = 0
 
@@ -276,12 +257,7 @@ class _Grams:
             self.total += count
             vocab = self._vocab
             ids = [vocab.setdefault(w, len(vocab)) for w in words]
-            if n == 1:
-                self.seen.extend(ids)
-            elif n == 2:
-                self.seen.extend([a << 32 | b for a, b in zip(ids, ids[1:])])
-            else:
-                self.seen.extend(_digest64(*words[i : i + n]) for i in range(count))
+            self.seen.extend(ids if n == 1 else [a << 32 | b for a, b in zip(ids, ids[1:])])
 
     def ratio(self) -> float:
         return round(self.seen.count() / self.total, 4) if self.total else 0.0

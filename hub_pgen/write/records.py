@@ -12,6 +12,7 @@ generation with the template backend, and a resumed run paid it all again).
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -106,11 +107,17 @@ def syn_line(line: bytes, fingerprint: str, index: int | None) -> bytes | None:
     again (a third of the pass). Both lines are ``jsonl_line``'s (sorted keys, ``", "`` and ``": "``), and
     an entry written like a key can only be a key: inside a JSON string every quote is escaped. None
     when the line is not of that shape (then the record is written the long way)."""
-    entry = b'"fingerprint": ' + json.dumps(fingerprint).encode() + b", "
+    entry = _fingerprint_entry(fingerprint)
     if line.count(entry) != 1 or line.count(_NO_TASK_INDEX) != 1 or not line.endswith(b"}\n"):
         return None
     value = b"null" if index is None else str(int(index)).encode()
     return line.replace(entry, b"", 1).replace(_NO_TASK_INDEX, b'"task_index_high_level": ' + value, 1)
+
+
+@functools.lru_cache(maxsize=4)
+def _fingerprint_entry(fingerprint: str) -> bytes:
+    """A line's fingerprint entry (a run's records share one fingerprint: made once, not a line each)."""
+    return b'"fingerprint": ' + json.dumps(fingerprint).encode() + b", "
 
 
 class _Discard:

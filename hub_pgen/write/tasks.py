@@ -9,7 +9,6 @@ as tuples, dicts and dataclasses; issue 23), and written to parquet from those b
 
 from __future__ import annotations
 
-import hashlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import pandas as pd
 from hub_pgen import fsio, layout
 from hub_pgen.data import Dialogue, JournalRecord, Sample, SourceDataset
 from hub_pgen.plan.table import SampleTable, rows, sample_ids
-from hub_pgen.textsafe import well_formed
+from hub_pgen.textsafe import digest, well_formed
 
 
 @dataclass(frozen=True)
@@ -76,10 +75,10 @@ class _Utf8:
 class _Codes:
     """A few distinct strings (skills, scenario and response types), each row's as a small code."""
 
-    def __init__(self, typecode: str = "i") -> None:
+    def __init__(self) -> None:
         self.values: list[str] = []
         self._code: dict[str, int] = {}
-        self.codes = array(typecode)
+        self.codes = array("i")
 
     def append(self, text: str) -> None:
         code = self._code.get(text)
@@ -153,37 +152,27 @@ class TaskRows:
         if not self.suffix:
             return task
         rows = sorted(self.suffix)  # a few: the rest are the joined texts
-        if len(rows) * 8 > len(self):
-            texts = task.to_pylist()
-            for k in rows:
-                texts[k] = self.text(k)
-            return pa.array(texts, type=pa.string())
-        parts, at = [], 0
-        for k in rows:
-            parts += [task.slice(at, k - at), pa.array([self.text(k)], type=pa.string())]
-            at = k + 1
-        return pa.concat_arrays([*parts, task.slice(at)])
+        mask = np.zeros(len(self), dtype=bool)
+        mask[rows] = True
+        return pc.replace_with_mask(task, pa.array(mask), pa.array([self.text(k) for k in rows], type=pa.string()))
 
 
 @dataclass(frozen=True)
 class TaskAssignment:
     # by plan position: the sample's task_index_high_level (NO_TASK: no dialogue); an array, not a dict of ids
     by_position: np.ndarray
-    new_tasks: TaskRows | tuple[NewTask, ...]
+    new_tasks: TaskRows
 
     @classmethod
     def none(cls, n: int) -> TaskAssignment:
-        return cls(np.full(n, layout.NO_TASK, dtype=np.int64), ())
+        return cls(np.full(n, layout.NO_TASK, dtype=np.int64), TaskRows(0))
 
     def dialogue_at(self, position: int) -> tuple[str, str]:
         """The (user prompt, robot utterance) of the sample at plan ``position`` (it has one), as its row has
         them: well-formed (lone surrogates as U+FFFD), for lerobot's language columns."""
         rows = self.new_tasks
-        if isinstance(rows, TaskRows):
-            k = int(self.by_position[position]) - rows.first
-            return rows.prompts[k], rows.replies[k]
-        row = rows[int(self.by_position[position]) - rows[0].task_index]
-        return row.user_prompt, row.robot_utterance
+        k = int(self.by_position[position]) - rows.first
+        return rows.prompts[k], rows.replies[k]
 
 
 def assign_task_indices(
@@ -198,10 +187,6 @@ def assign_task_indices(
         if rec is not None and (dialogue := rec.dialogue) is not None:
             tasks.add(i, dialogue, rec.skill_current)
     return tasks.result()
-
-
-def _digest(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class TaskAssigner:
@@ -221,21 +206,21 @@ class TaskAssigner:
 
     def __init__(self, source_tasks: Sequence[str], source_indices: Sequence[int], n: int) -> None:
         self._new = TaskRows(max(source_indices, default=-1) + 1)
-        self._taken: set[bytes] = {_digest(t) for t in source_tasks}
+        self._taken: set[bytes] = {digest(t) for t in source_tasks}
         self._row: dict[bytes, int] = {}
         self.by_position = np.full(n, layout.NO_TASK, dtype=np.int64)
 
     def add(self, position: int, dialogue: Dialogue, skill: str) -> None:
         """Sample ``position`` (of the plan) has ``dialogue``, for ``skill``."""
         p, r = dialogue.user_prompt, dialogue.robot_utterance
-        key = _digest(f"{len(p)}:{len(r)}:{p}{r}{skill}")
+        key = digest(p, r, skill)
         row = self._row.get(key)
         if row is None:
             row = self._row[key] = self._new.first + len(self._new)
             p, r = well_formed(p), well_formed(r)
             base = text = f"{p} | {r}"  # = well_formed(dialogue.task_string): " | " pairs no surrogate
             n = 1
-            while (d := _digest(text)) in self._taken:
+            while (d := digest(text)) in self._taken:
                 n += 1
                 text = f"{base} (#{n})"
             self._taken.add(d)
@@ -263,7 +248,7 @@ def frame_task_indices(
     return out
 
 
-def write_tasks(src: Path, dst: Path, new_tasks: TaskRows | Sequence[NewTask]) -> None:
+def write_tasks(src: Path, dst: Path, new_tasks: TaskRows) -> None:
     """The source's ``meta/tasks.parquet`` with the new rows after its own (and the dialogue columns,
     null on its rows): the file pandas writes of the two frames concatenated. With many rows, the new
     ones go from :class:`TaskRows`' buffers to Arrow, under the schema pandas gives the source's rows
@@ -274,7 +259,7 @@ def write_tasks(src: Path, dst: Path, new_tasks: TaskRows | Sequence[NewTask]) -
         if col not in df.columns:
             df[col] = pd.Series([None] * len(df), index=df.index, dtype=object)
     table = None
-    if isinstance(new_tasks, TaskRows) and len(new_tasks) > 1:
+    if len(new_tasks) > 1:
         table = _arrow_table(df, _frame(df, [new_tasks[0]], index_name), new_tasks.columns())
     dst.parent.mkdir(parents=True, exist_ok=True)
     with fsio.create(dst) as fh:
@@ -388,7 +373,7 @@ def strings_repeat(path: Path, column: str) -> bool:
     digests = bytearray()
     for batch in batches(path, [column]):
         for text in batch.column(0).to_pylist():
-            digests += b"\0" * 16 if text is None else _digest("\1" + str(text))
+            digests += b"\0" * 16 if text is None else digest("", str(text))  # (never 16 zero bytes)
     return bool(np.unique(np.frombuffer(bytes(digests), dtype="V16")).size != len(digests) // 16)
 
 
