@@ -150,13 +150,49 @@ def event_key(row: Row) -> tuple:
 
 def to_arrow(rows: Sequence[Sequence[Row]], column: str) -> pa.Array:
     """One list of rows per frame → the column in lerobot's canonical type."""
-    def encode(row: Row) -> Row:
-        calls = row.get("tool_calls")
-        return {**row, "tool_calls": None if calls is None else
-                [json.dumps(c, ensure_ascii=False, separators=(",", ":")) for c in calls]}
+    return as_canonical(to_text_arrow(rows, column), column)
 
-    text = pa.array([[encode(r) for r in frame] for frame in rows], type=text_type(column))
+
+def to_text_arrow(rows: Sequence[Sequence[Row]], column: str) -> pa.Array:
+    """One list of rows per frame → the column in :func:`text_type` (``tool_calls`` as JSON text)."""
+    return pa.array([[_encode(r) for r in frame] for frame in rows], type=text_type(column))
+
+
+def as_canonical(text: pa.Array, column: str) -> pa.Array:
+    """A column in :func:`text_type` as lerobot's canonical type (:func:`arrow_type`)."""
     return text.cast(arrow_type(column))
+
+
+def _encode(row: Row) -> Row:
+    calls = row.get("tool_calls")
+    return {**row, "tool_calls": None if calls is None else [_json(c) for c in calls]}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def dialogue_events(user_prompts: Sequence[str], robot_utterances: Sequence[str]) -> pa.Array:
+    """One frame's events each, in :func:`text_type`: the rows :func:`dialogue_rows` gives for a prompt and
+    its utterance, in the order a frame keeps them (``event_key``: the ``say`` call, then the
+    interjection) — what :func:`to_text_arrow` of those rows gives, made column by column (a run's
+    data file holds thousands: no dict a row)."""
+    n = len(user_prompts)
+    if len(robot_utterances) != n:
+        raise ValueError(f"{n} prompts for {len(robot_utterances)} utterances")
+    fields = list(text_type(EVENTS).value_type)
+    pair = np.arange(2 * n) % 2  # 0: the say call, 1: the interjection
+    which = pa.array(pair)
+    role = pa.array(["assistant", "user"]).take(which)
+    content = pa.array([p for u in user_prompts for p in (None, u)], type=pa.string())
+    style = pa.array([None, "interjection"], type=pa.string()).take(which)
+    calls = [_json({"type": "function", "function": {"name": "say", "arguments": {"text": t}}})
+             for t in robot_utterances]
+    offsets = np.repeat(np.arange(n + 1, dtype=np.int32), 2)[1:]  # one call a say row, none (null) after it
+    tool_calls = pa.ListArray.from_arrays(pa.array(offsets), pa.array(calls, type=pa.string()), mask=pa.array(pair == 1))
+    struct = pa.StructArray.from_arrays([role, content, style, pa.nulls(2 * n, pa.string()), tool_calls], fields=fields)
+    return pa.ListArray.from_arrays(pa.array(np.arange(0, 2 * n + 1, 2, dtype=np.int32)), struct,
+                                    type=text_type(EVENTS))
 
 
 # --- reading and checking ----------------------------------------------------------------------

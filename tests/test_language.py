@@ -476,3 +476,72 @@ def test_expected_dialogues_of_a_file_in_any_order_the_later_record_of_a_frame_c
     assert e.left() == [(2, 5), (1, 1), (-1, 0)] and len(e) == 3
     in_order = Expected(np.sort(keys[1:]), np.array([1, 2, 3], dtype=np.int64), np.zeros(3, dtype=np.float32), [])
     assert in_order.place is None and in_order.of_episodes([2, 1], width=10) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("n", [0, 1, 7])
+def test_dialogue_events_are_the_rows_of_dialogue_rows_made_as_columns(n):
+    """A data file's frames without a row of the source's get their say call and interjection as Arrow
+    columns at once: the same array, value for value and type for type, as those rows made one by one."""
+    prompts = [f"pick \"it\" {i} \\ é {chr(0x1F600)}" for i in range(n)]
+    replies = [f"ok {i}\nsaid" for i in range(n)]
+    rows = [sorted(lang.dialogue_rows(p, r), key=lang.event_key) for p, r in zip(prompts, replies)]
+    made = lang.dialogue_events(prompts, replies)
+    made.validate(full=True)
+    assert made.equals(lang.to_text_arrow(rows, lang.EVENTS))
+    assert lang.as_canonical(made, lang.EVENTS).equals(lang.to_arrow(rows, lang.EVENTS))
+    with pytest.raises(ValueError, match="prompts for"):
+        lang.dialogue_events(prompts, replies + ["one more"])
+
+
+def test_a_files_events_mix_the_sources_rows_and_the_runs_in_frame_order():
+    """Frames with the source's events take the rows one by one, the others as columns: the column
+    is the one the rows alone give, every frame in its place."""
+    from hub_pgen.write.language import LanguageCounts, LanguagePlan, language_columns
+
+    table = pa.table({"episode_index": pa.array([0] * 6 + [1] * 4, pa.int64()),
+                      "frame_index": pa.array(list(range(6)) + list(range(4)), pa.int64()),
+                      "timestamp": pa.array([i / 10 for i in range(6)] + [i / 10 for i in range(4)], pa.float32())})
+    vqa = {"role": "user", "content": "what is here?", "style": "vqa", "camera": "observation.images.up",
+           "tool_calls": None}
+    said = lang.dialogue_rows("the source's", "own")
+    source_events = [[], [vqa], [], [said[1], said[0]], [], [], [vqa], [], [], []]
+    table = table.append_column(lang.EVENTS, lang.to_arrow(source_events, lang.EVENTS))
+    ours = {0: ((0, ("a", "b")), (1, ("c", "d")), (3, ("e", "f")), (5, ("g", "h"))), 1: ((0, ("i", "j")),)}
+    counts = LanguageCounts()
+    _, events = language_columns(table, LanguagePlan({}, ours), counts)
+    expect = [lang.dialogue_rows("a", "b"), [vqa, *lang.dialogue_rows("c", "d")], [], [said[1], said[0]], [],
+              lang.dialogue_rows("g", "h"), lang.dialogue_rows("i", "j") + [vqa], [], [], []]
+    assert events.equals(lang.to_arrow([sorted(rows, key=lang.event_key) for rows in expect], lang.EVENTS))
+    assert (counts.dialogues, counts.kept_event_rows, counts.dialogues_not_added) == (4, 4, ["episode 0 frame 3"])
+
+
+def test_validate_reads_a_files_events_a_slice_at_a_time_and_finds_the_same(outputs, tmp_path, monkeypatch):
+    """The events are read EVENT_SLICE frames at a time (a run's file has a dialogue on most frames):
+    damage in several slices, and dialogues that are not where their records say, are found and said
+    in the same order whatever the slice (one frame, three, the whole file)."""
+    from hub_pgen.write import validate as validate_mod
+
+    out = tmp_path / "out"
+    shutil.copytree(outputs["both"], out)
+    path = next(p for p in sorted((out / "data").glob("chunk-*/file-*.parquet")))
+
+    def damage(rows):
+        with_rows = [i for i, r in enumerate(rows) if r]
+        for i in (with_rows[0], with_rows[len(with_rows) // 2], with_rows[-1]):
+            rows[i] = [r for r in rows[i] if r["style"] == "interjection"]  # the say call gone
+        rows[with_rows[1]], rows[with_rows[2]] = rows[with_rows[2]], rows[with_rows[1]]  # two dialogues swapped
+
+    _rewrite(path, lang.EVENTS, damage)
+    syn = out / "meta" / "syn_annotations.jsonl"
+    lines = syn.read_text(encoding="utf-8").splitlines(keepends=True)
+    last = max(i for i, line in enumerate(lines) if json.loads(line)["status"] == "ok")
+    rec = json.loads(lines[last])
+    syn.write_text("".join(lines[:last] + [json.dumps({**rec, "timestamp": rec["timestamp"] + 0.5}) + "\n"]
+                           + lines[last + 1:]), encoding="utf-8")
+    whole = problems(out)
+    assert sum("an interjection without a say call" in p for p in whole) == 3
+    assert sum("is not in language_events as an interjection + say pair" in p for p in whole) == 5
+    assert sum("is not the frame's" in p for p in whole) == 1
+    for size in (1, 3):
+        monkeypatch.setattr(validate_mod, "EVENT_SLICE", size)
+        assert problems(out) == whole, size

@@ -50,7 +50,8 @@ environment:
   HF_TOKEN, HF_HOME, HF_ENDPOINT, HF_HUB_OFFLINE   the Hugging Face Hub (huggingface_hub's own)
   HUB_PGEN_DEBUG=1                                 print tracebacks of errors
   GITHUB_STEP_SUMMARY                              (GitHub Actions) a Markdown job summary goes here
-  ARROW_DEFAULT_MEMORY_POOL                        Arrow's allocator (default here: system, which gives memory back)"""
+  ARROW_DEFAULT_MEMORY_POOL                        Arrow's allocator (default here: system, which gives memory back)
+  MALLOC_ARENA_MAX                                 glibc's heaps for threads (default here: 2)"""
 
 
 def build_parser(prog: str = "hub-pgen") -> Parser:

@@ -27,6 +27,7 @@ The answer is hostile input (a server may send anything), so the work is bounded
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -389,7 +390,16 @@ def _balanced_spans(text: str, search: _Search) -> list[tuple[int, int]]:
 
 
 def _norm_key(name: Any) -> str:
-    return re.sub(r"[\s\-]+", "_", str(name).strip().lower())
+    text = name if isinstance(name, str) else str(name)
+    return _norm_short_key(text) if len(text) <= _CACHED_KEY else _normalized_key(text)
+
+
+def _normalized_key(name: str) -> str:
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
+
+_CACHED_KEY = 64  # characters: an answer's own keys; a hostile answer's long ones are not kept
+_norm_short_key = functools.lru_cache(maxsize=256)(_normalized_key)  # asked with every answer and merged record
 
 
 def _short(text: str) -> str:

@@ -175,11 +175,22 @@ def language_columns(table: pa.Table, plan: LanguagePlan, counts: LanguageCounts
 
     events = {i: list(rows) for i, rows in src.events.items()}
     counts.kept_event_rows += sum(len(rows) for rows in events.values())
+    # the frames without a row of the source's (most, or all): their pair of rows made as Arrow columns
+    # at once (lang.dialogue_events), not a dict a row
+    plain: list[int] = []
+    prompts: list[str] = []
+    utterances: list[str] = []
     for e, f, dialogue in ((ep, f, d) for ep in uniq.tolist() for f, d in plan.dialogues.get(ep, ())):
         i = find(e, f)
         if i is None:
             continue  # a frame this data file does not hold
-        have = events.get(i, [])
+        have = events.get(i)
+        if have is None:  # one dialogue a frame (plan_language): nothing else is put at i
+            plain.append(i)
+            prompts.append(dialogue[0])
+            utterances.append(dialogue[1])
+            counts.dialogues += 1
+            continue
         ours = lang.dialogue_rows(*dialogue)
         if all(r in have for r in ours):
             counts.already_there += len(ours)
@@ -191,7 +202,11 @@ def language_columns(table: pa.Table, plan: LanguagePlan, counts: LanguageCounts
     slot = np.zeros(len(table), dtype=np.int64)  # slot 0: no events
     order = sorted(events)
     slot[order] = np.arange(1, len(order) + 1)
-    lists = lang.to_arrow([[]] + [events[i] for i in order], lang.EVENTS).take(pa.array(slot))
+    slot[plain] = np.arange(len(order) + 1, len(order) + 1 + len(plain))
+    rows = lang.to_text_arrow([[]] + [events[i] for i in order], lang.EVENTS)
+    if plain:
+        rows = pa.concat_arrays([rows, lang.dialogue_events(prompts, utterances)])
+    lists = lang.as_canonical(rows.take(pa.array(slot)), lang.EVENTS)
     return persistent, lists
 
 

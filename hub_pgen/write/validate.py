@@ -235,8 +235,12 @@ def _expected_dialogues(root: Path, prov: dict | None) -> Expected:
                     np.frombuffer(stamps, dtype=np.float32) if stamps else np.zeros(0, dtype=np.float32), odd)
 
 
+EVENT_SLICE = 1024  # frames whose language_events rows are read at once (a file's rows are never all objects)
+
+
 def _check_language(rel: str, table: pa.Table, expected: Expected) -> list[str]:
-    """lerobot's invariants on one data file's language columns, and every dialogue where it belongs."""
+    """lerobot's invariants on one data file's language columns, and every dialogue where it belongs.
+    The events are read ``EVENT_SLICE`` frames at a time: a run's file has a dialogue on most frames."""
     found: list[str] = []
     missing = [c for c in lang.COLUMNS if c not in table.column_names]
     if missing:
@@ -245,7 +249,7 @@ def _check_language(rel: str, table: pa.Table, expected: Expected) -> list[str]:
     frames = table.column("frame_index").to_numpy()
     stamps = table.column("timestamp").to_numpy()
     try:
-        rows = lang.read_file(table)
+        rows = lang.read_file(table.drop_columns([lang.EVENTS]))
     except lang.LanguageProblem as exc:
         return [f"{rel}: {exc}"]
     uniq, first = np.unique(episodes, return_index=True)
@@ -253,45 +257,61 @@ def _check_language(rel: str, table: pa.Table, expected: Expected) -> list[str]:
         where = f"{rel}: episode {e} frame {int(frames[i])}"
         for row in rows.persistent.get(e, []):
             found += [f"{where}: {lang.PERSISTENT} row {row}: {p}" for p in lang.row_problems(row, lang.PERSISTENT)]
-    # by the rows' identities (read_file shares a row met again): a frame like one checked is not checked again
-    said: dict[tuple[int, ...], list[str]] = {}
-    paired: dict[tuple[int, ...], set[int]] = {}
-    for i, events in rows.events.items():
-        key = tuple(map(id, events))
-        wrong = said.get(key)
-        if wrong is None:
-            wrong = said[key] = [f"{lang.EVENTS} row {row}: {p}" for row in events
-                                 for p in lang.row_problems(row, lang.EVENTS)] + lang.frame_problems(events)
-        if wrong:
-            where = f"{rel}: episode {int(episodes[i])} frame {int(frames[i])}"
-            found += [f"{where}: {w}" for w in wrong]
-    # every generated dialogue on its frame (a dict lookup per dialogue, not a Python pass over the frames)
+    # every generated dialogue on its frame: this file's episodes' dialogues still expected, in the D_syn
+    # file's order (time linear in samples), each with the row it names
     width = int(frames.max()) + 1 if len(frames) else 1
     keys = episodes.astype(np.int64) * width + frames.astype(np.int64)
-    # this file's episodes' dialogues still expected, in the D_syn file's order (time linear in samples)
-    here = expected.of_episodes(uniq.tolist(), width)
-    if here:
-        want = np.array([expected.episode(i) * width + expected.frame(i) for i in here], dtype=np.int64)
+    here = np.array(expected.of_episodes(uniq.tolist(), width), dtype=np.int64)
+    if len(here):
+        want = (expected.key[here] >> 32) * width + (expected.key[here] & _FRAME_MASK)
         order = np.argsort(keys, kind="stable")
         j = np.minimum(np.searchsorted(keys[order], want), len(keys) - 1)
-        for i, pos, hit in zip(here, order[j].tolist(), (keys[order][j] == want).tolist()):
-            if not hit:
-                continue
-            expected.done[i] = True
+        hit = keys[order][j] == want
+        here, at = here[hit], order[j][hit]
+        expected.done[here] = True
+        by_row = np.argsort(at, kind="stable")  # walked with the slices
+    else:
+        at = by_row = np.zeros(0, dtype=np.int64)
+    late: list[tuple[int, str]] = []  # (the dialogue's place in `here`, what is wrong): said after the rows'
+    k = 0
+    events_column = table.select(["episode_index", lang.EVENTS])
+    for start in range(0, max(len(table), 1), EVENT_SLICE):
+        part = events_column.slice(start, EVENT_SLICE)
+        try:
+            events_at = lang.read_file(part).events
+        except lang.LanguageProblem as exc:
+            return [f"{rel}: {exc}"]
+        # by the rows' identities (read_file shares a row met again): a frame like one checked is not checked
+        # again (a slice's own rows: their ids are theirs while the slice is read)
+        said: dict[tuple[int, ...], list[str]] = {}
+        paired: dict[tuple[int, ...], set[int]] = {}
+        for i, events in events_at.items():
+            key = tuple(map(id, events))
+            wrong = said.get(key)
+            if wrong is None:
+                wrong = said[key] = [f"{lang.EVENTS} row {row}: {p}" for row in events
+                                     for p in lang.row_problems(row, lang.EVENTS)] + lang.frame_problems(events)
+            if wrong:
+                where = f"{rel}: episode {int(episodes[start + i])} frame {int(frames[start + i])}"
+                found += [f"{where}: {w}" for w in wrong]
+        while k < len(by_row) and at[by_row[k]] < start + EVENT_SLICE:
+            n = int(by_row[k])
+            i, pos = int(here[n]), int(at[n])
+            k += 1
             where = f"{rel}: episode {expected.episode(i)} frame {expected.frame(i)}"
             ts = float(expected.stamp[i])
             if not math.isnan(ts) and ts != float(stamps[pos]):
-                found.append(f"{where}: the dialogue's timestamp {ts if math.isfinite(ts) else 'is not a number and'} "
-                             f"is not the frame's {float(stamps[pos])}")
-            events = rows.events.get(pos, [])
+                late.append((n, f"{where}: the dialogue's timestamp {ts if math.isfinite(ts) else 'is not a number and'} "
+                                f"is not the frame's {float(stamps[pos])}"))
+            events = events_at.get(pos - start, [])
             key = tuple(map(id, events))
             pairs = paired.get(key)
             if pairs is None:
                 pairs = paired[key] = _pairs(events)
             if int(expected.digest[i]) not in pairs:
-                found.append(f"{where}: the generated dialogue is not in {lang.EVENTS} as an interjection + say "
-                             "pair")
-    return found
+                late.append((n, f"{where}: the generated dialogue is not in {lang.EVENTS} as an interjection + say "
+                                "pair"))
+    return found + [line for _, line in sorted(late, key=lambda x: x[0])]
 
 
 def _pairs(events: Sequence[lang.Row]) -> set[int]:
