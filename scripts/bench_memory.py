@@ -10,7 +10,7 @@ own work counts: every figure a ratio to the smallest size of the same invocatio
 2. **Resume**: the middle size killed when half its samples are journaled
    (``HUB_PGEN_KILL_AT=journal:N``), then the same command again, against a fresh run.
 3. **Merge**: the middle size as ``--num-shards 4`` shards, ``hub-pgen merge``'s peak against one
-   shard's.
+   shard's, with the review page and without it (``--no-review``: the page's video decoders left out).
 4. **Read back**: what a finishing stage pays per record it reads back from the journal
    (``JournalView``), against reading the middle size's records whole (``load_journal``).
 
@@ -121,6 +121,7 @@ sys.exit(rc)
 
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # this checkout's hub_pgen for what runs here (the read-back arm), installed or not
 UNIQUE_TEXTS = False  # --unique-texts
 
 
@@ -226,10 +227,16 @@ def arms(code: Path, work: Path, sizes: list[int], args: argparse.Namespace, tag
         subprocess.run(["rm", "-rf", str(merged)], check=True)
         m = child(["merge", *[str(work / f"shard{mid}-{i}{tag}") for i in range(4)], "--root", str(src),
                    "--output-dir", str(merged)], code=code)
-        result["merge"] = {"episodes": mid, "shard_peak_mb": max(r["peak_mb"] for r in shard_rows),
+        subprocess.run(["rm", "-rf", str(merged)], check=True)
+        bare = child(["merge", *[str(work / f"shard{mid}-{i}{tag}") for i in range(4)], "--root", str(src),
+                      "--output-dir", str(merged), "--no-review"], code=code)  # the page's decoders left out
+        shard_peak = max(r["peak_mb"] for r in shard_rows)
+        result["merge"] = {"episodes": mid, "shard_peak_mb": shard_peak,
                            "merge_peak_mb": m["peak_mb"], "one_machine_peak_mb": rows[mid]["peak_mb"],
-                           "merge_x_shard": round(m["peak_mb"] / max(r["peak_mb"] for r in shard_rows), 2),
-                           "merge_s": m["s"], "rc": m["rc"]}
+                           "merge_x_shard": round(m["peak_mb"] / shard_peak, 2),
+                           "merge_no_review_peak_mb": bare["peak_mb"],
+                           "merge_no_review_x_shard": round(bare["peak_mb"] / shard_peak, 2),
+                           "merge_s": m["s"], "rc": m["rc"], "rc_no_review": bare["rc"]}
     return result
 
 
