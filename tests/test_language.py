@@ -464,7 +464,7 @@ def test_validate_finds_a_dialogue_whose_words_or_moment_differ_from_its_record(
 def test_expected_dialogues_of_a_file_in_any_order_the_later_record_of_a_frame_counts():
     """A D_syn file in plan order is taken as it is (no copy sorted); another is sorted, the later record
     of a frame counts, in the place of the first, and places no frame can have are always missing."""
-    from hub_pgen.write.validate import Expected
+    from hub_pgen.write.validate_language import Expected
 
     keys = np.array([2 << 32 | 5, 1 << 32 | 3, 2 << 32 | 5, 1 << 32 | 1], dtype=np.int64)
     e = Expected(keys, np.array([10, 20, 30, 40], dtype=np.int64), np.zeros(4, dtype=np.float32), [(-1, 0)])
@@ -519,7 +519,7 @@ def test_validate_reads_a_files_events_a_slice_at_a_time_and_finds_the_same(outp
     """The events are read EVENT_SLICE frames at a time (a run's file has a dialogue on most frames):
     damage in several slices, and dialogues that are not where their records say, are found and said
     in the same order whatever the slice (one frame, three, the whole file)."""
-    from hub_pgen.write import validate as validate_mod
+    from hub_pgen.write import validate_language as validate_mod
 
     out = tmp_path / "out"
     shutil.copytree(outputs["both"], out)
