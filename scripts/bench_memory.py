@@ -102,7 +102,9 @@ for module, name, label in [("hub_pgen.plan.planner", "build_plan", "plan"),
                             ("hub_pgen.write.language", "language_columns", "language"),
                             ("hub_pgen.write.dataset", "write_dataset", "write"),
                             ("hub_pgen.review", "write_report", "review"),
-                            ("hub_pgen.run.finish", "check_staged", "validate")]:
+                            ("hub_pgen.run.finish", "check_staged", "validate"),
+                            ("hub_pgen.run.merging", "check_coverage", "shards-check"),
+                            ("hub_pgen.run.merging", "write_journal", "shards-journal")]:
     tag(module, name, label)
 from hub_pgen.cli import main
 try:
@@ -147,6 +149,11 @@ def child(argv: list[str], env: dict[str, str] | None = None, stages: Path | Non
     if proc.returncode not in (0, -9) and proc.returncode != 137:
         print(err[-3000:], file=sys.stderr)
     return out
+
+
+def by_stage(stages: dict) -> dict:
+    """A run's stages as {stage: [seconds in it, peak MiB so far]} (the sampler's first and last look)."""
+    return {k: [round(d["last_s"] - d["first_s"], 2), round(d["peak_mb"], 1)] for k, d in stages.items()}
 
 
 def read_back(path: Path) -> dict:
@@ -209,10 +216,11 @@ def arms(code: Path, work: Path, sizes: list[int], args: argparse.Namespace, tag
             subprocess.run(["rm", "-rf", str(out), str(out) + ".partial", str(out) + "-fresh"], check=True)
             killed = child(cmd, env={"HUB_PGEN_KILL_AT": f"journal:{batches // 2}"}, code=code)
             left = sum(1 for _ in (out.with_name(out.name + ".partial") / "journal.jsonl").open())
-            resumed = child(cmd, code=code)
+            resumed = child(cmd, code=code, stages=work / f"stages-resumed{mid}{tag}.json" if args.stages else None)
             tries.append({"killed_rc": killed["rc"], "killed_s": killed["s"], "journaled_at_kill": left,
                           "resumed_s": resumed["s"], "fresh_s": fresh["s"],
-                          "resumed_x_fresh": round(resumed["s"] / fresh["s"], 2)})
+                          "resumed_x_fresh": round(resumed["s"] / fresh["s"], 2),
+                          **({"resumed_stages": by_stage(resumed["stages"])} if "stages" in resumed else {})})
         result["resume"] = {"episodes": mid, **tries[0],
                             "median_resumed_x_fresh": statistics.median(t["resumed_x_fresh"] for t in tries),
                             "tries": tries}
@@ -226,7 +234,8 @@ def arms(code: Path, work: Path, sizes: list[int], args: argparse.Namespace, tag
         merged = work / f"merged{mid}{tag}"
         subprocess.run(["rm", "-rf", str(merged)], check=True)
         m = child(["merge", *[str(work / f"shard{mid}-{i}{tag}") for i in range(4)], "--root", str(src),
-                   "--output-dir", str(merged)], code=code)
+                   "--output-dir", str(merged)], code=code,
+                  stages=work / f"stages-merge{mid}{tag}.json" if args.stages else None)
         subprocess.run(["rm", "-rf", str(merged)], check=True)
         bare = child(["merge", *[str(work / f"shard{mid}-{i}{tag}") for i in range(4)], "--root", str(src),
                       "--output-dir", str(merged), "--no-review"], code=code)  # the page's decoders left out
@@ -236,7 +245,8 @@ def arms(code: Path, work: Path, sizes: list[int], args: argparse.Namespace, tag
                            "merge_x_shard": round(m["peak_mb"] / shard_peak, 2),
                            "merge_no_review_peak_mb": bare["peak_mb"],
                            "merge_no_review_x_shard": round(bare["peak_mb"] / shard_peak, 2),
-                           "merge_s": m["s"], "rc": m["rc"], "rc_no_review": bare["rc"]}
+                           "merge_s": m["s"], "rc": m["rc"], "rc_no_review": bare["rc"],
+                           **({"merge_stages": by_stage(m["stages"])} if "stages" in m else {})}
     return result
 
 

@@ -142,7 +142,7 @@ def test_the_command_lines_process_takes_arrows_buffers_from_the_system_allocato
 
 
 def test_the_command_lines_threads_share_two_glibc_heaps():
-    """glibc's heaps a thread (up to 8 a core) each keep what their thread freed (~7 MiB more peak at a
+    """glibc's heaps a thread (up to 8 a core) each keep what their thread freed (~8 MiB more peak at a
     500-episode merge): the command line's process caps them at two, unless the user set
     MALLOC_ARENA_MAX. Counted by glibc itself (malloc_info) after 16 threads allocated at once."""
     probe = r"""

@@ -27,7 +27,7 @@ MALLOC_ARENAS = 2  # glibc heaps the command line's threads share (glibc's defau
 
 def cap_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     """glibc gives threads heaps of their own, up to 8 a core, and each keeps what its thread freed: the
-    frame lanes', the stream's and Arrow's threads held ~7 MiB more peak at the merge of 500 episodes
+    frame lanes', the stream's and Arrow's threads held ~8 MiB more peak at the merge of 500 episodes
     than two shared heaps (docs/benchmarks.md), for the same time. Capped on import, before any thread;
     a user's own ``MALLOC_ARENA_MAX`` (glibc read it at start) stands, and elsewhere than glibc nothing
     is done. Whether it was set."""

@@ -373,7 +373,7 @@ def strings_repeat(path: Path, column: str) -> bool:
     digests = bytearray()
     for batch in batches(path, [column]):
         for text in batch.column(0).to_pylist():
-            digests += b"\0" * 16 if text is None else digest("", str(text))  # (never 16 zero bytes)
+            digests += b"\0" * 16 if text is None else digest(str(text))
     return bool(np.unique(np.frombuffer(bytes(digests), dtype="V16")).size != len(digests) // 16)
 
 

@@ -66,7 +66,8 @@ def problems(root: Path, *, source: Path | None = None) -> list[str]:
     valid_indices = np.empty(0, dtype=np.int64)
     try:
         tasks_path = root / layout.TASKS_PATH  # a column at a time: with a model, a row a sample
-        strings = task_strings_column(pq.read_schema(tasks_path))
+        tasks_schema = pq.read_schema(tasks_path)
+        strings = task_strings_column(tasks_schema)
         index = pq.read_table(tasks_path, columns=["task_index"]).column("task_index")
         if pc.count_distinct(index, mode="all").as_py() != len(index):
             found.append(f"{layout.TASKS_PATH}: task_index values are not unique")
@@ -75,7 +76,7 @@ def problems(root: Path, *, source: Path | None = None) -> list[str]:
         if info.get("total_tasks") != len(index):
             found.append(f"{layout.INFO_PATH}: total_tasks is {info.get('total_tasks')}, tasks.parquet has "
                          f"{len(index)} rows")
-        missing_cols = [c for c in layout.TASK_EXTRA_COLUMNS if c not in pq.read_schema(tasks_path).names]
+        missing_cols = [c for c in layout.TASK_EXTRA_COLUMNS if c not in tasks_schema.names]
         if hirobot and missing_cols:
             found.append(f"{layout.TASKS_PATH}: columns {missing_cols} are missing")
         elif hirobot:
