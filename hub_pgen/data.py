@@ -7,7 +7,7 @@ journal → :class:`JournalRecord`. All frozen: a stage never edits what an earl
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
@@ -275,17 +275,29 @@ class JournalRecord:
         reader's table of values already seen — the fields most records repeat (episode, skill, task,
         history, types, fingerprint) become one object each, not one per line (a file of 480k records
         read back costs a third less memory)."""
+        cls.check_json(d)
+        return cls.from_checked(d, shared)
+
+    @staticmethod
+    def check_json(d: Any) -> None:
+        """TypeError where :meth:`from_json` refuses ``d`` (a field of another type, a field every record has
+        missing), without building the record: what a journal's index needs of a line
+        (:meth:`hub_pgen.journal.JournalView.load` keeps the lines :func:`hub_pgen.journal.load_journal` keeps)."""
         if not isinstance(d, dict):
             raise TypeError(f"expected a JSON object, got {type(d).__name__}")
-        for key, types in _RECORD_TYPES.items():
-            if key in d and (not isinstance(d[key], types) or isinstance(d[key], bool)):
-                raise TypeError(f"{key!r} is {type(d[key]).__name__}")
+        for key, value in d.items():
+            types = _RECORD_TYPES.get(key)
+            if types is not None and type(value) not in types and (not isinstance(value, types)
+                                                                   or isinstance(value, bool)):
+                raise TypeError(f"{key!r} is {type(value).__name__}")
         for key in ("images", "skill_history"):
             if key in d and not (isinstance(d[key], list) and all(isinstance(x, str) for x in d[key])):
                 raise TypeError(f"{key!r} must list strings")
         if "earlier" in d and not (isinstance(d["earlier"], list) and all(isinstance(e, dict) for e in d["earlier"])):
             raise TypeError("'earlier' must list objects")
-        return cls.from_checked(d, shared)
+        for key in _REQUIRED_FIELDS:
+            if key not in d:
+                raise TypeError(f"missing {key!r}")
 
     @classmethod
     def from_checked(cls, d: dict[str, Any], shared: dict[Any, Any] | None = None) -> JournalRecord:
@@ -316,6 +328,9 @@ class JournalRecord:
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(JournalRecord))
+# the fields a line must have (the others have defaults; from_checked gives images and history theirs)
+_REQUIRED_FIELDS = tuple(f.name for f in fields(JournalRecord) if f.default is MISSING
+                         and f.default_factory is MISSING and f.name not in ("images", "skill_history"))
 _FIELD_SET = frozenset(_RECORD_FIELDS)
 _SHARED_FIELDS = ("status", "episode_id", "skill_current", "skill_history", "task_description", "scenario_type",
                   "response_type", "fingerprint")

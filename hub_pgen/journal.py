@@ -55,9 +55,17 @@ def has_records(path: Path, *, fingerprint: str | None = None) -> bool:
 def _scan(path: Path, fingerprint: str | None) -> Generator[tuple[int, int, JournalRecord], None, None]:
     """Each readable record of a journal with where its line is (byte offset, length), in file order:
     a torn last line and unreadable lines skipped (warned), another configuration's record refused."""
+    shared: dict[object, object] = {}
+    for at, length, d in _lines(path, fingerprint):
+        yield at, length, JournalRecord.from_checked(d, shared)
+
+
+def _lines(path: Path, fingerprint: str | None) -> Generator[tuple[int, int, dict[str, Any]], None, None]:
+    """Each readable line of a journal as its JSON object (checked: :meth:`JournalRecord.check_json`), with
+    where it is (byte offset, length), in file order: what :func:`_scan` makes records of, and what
+    :meth:`JournalView.load` indexes without making them (a resumed run's scan, issue 23)."""
     if not path.is_file():
         return
-    shared: dict[object, object] = {}
     pos = 0
     with open(path, "rb") as fh:  # a line at a time: never the whole file (and a copy in lines) at once
         for n, line in enumerate(fh, 1):
@@ -70,14 +78,16 @@ def _scan(path: Path, fingerprint: str | None) -> Generator[tuple[int, int, Jour
             if not line.strip():
                 continue
             try:
-                record = JournalRecord.from_json(json.loads(line), shared)
+                d = json.loads(line)
+                JournalRecord.check_json(d)
             except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
                 logger.warning("%s:%d: unreadable journal line skipped (%s); that sample will be generated again",
                                path, n, e)
                 continue
-            if fingerprint is not None and record.fingerprint != fingerprint:
-                raise ConfigMismatchError(path, {"fingerprint": (record.fingerprint, fingerprint)})
-            yield at, len(line), record
+            found = d.get("fingerprint", "")
+            if fingerprint is not None and found != fingerprint:
+                raise ConfigMismatchError(path, {"fingerprint": (found, fingerprint)})
+            yield at, len(line), d
 
 
 class JournalView(Mapping[str, JournalRecord]):
@@ -113,8 +123,8 @@ class JournalView(Mapping[str, JournalRecord]):
              samples: Sequence[Sample] | None = None) -> JournalView:
         """The view of ``path`` as :func:`load_journal` reads it (the same lines kept, warned or refused)."""
         view = cls(path, extra, samples)
-        for at, length, record in _scan(path, fingerprint):
-            view._put(record.sample_id, at, length, record.status)
+        for at, length, d in _lines(path, fingerprint):  # indexed, no record made: read back when asked
+            view._put(d["sample_id"], at, length, d["status"])
         return view
 
     def add(self, records: Sequence[JournalRecord], spans: Sequence[tuple[int, int]]) -> None:

@@ -153,3 +153,36 @@ def test_the_views_index_says_each_status_and_reads_an_unusual_one(tmp_path):
     view = JournalView.load(path, fingerprint="fp1")
     assert [view.status(f"s{i}") for i in (1, 2, 3, 4)] == ["ok", "failed", "skipped", None]
     assert [status_of(view, f"s{i}") for i in (1, 2, 3)] == [status_of(dict(view), f"s{i}") for i in (1, 2, 3)]
+
+
+def test_the_views_index_keeps_the_lines_load_journal_keeps_without_making_records(tmp_path, caplog, monkeypatch):
+    """A resumed run indexes its journal (where each line is, its status) without making a record of each
+    line (issue 23: the scan was a third of a resume's own cost); a damaged line is skipped, with the same
+    warning, exactly where load_journal skips it — a wrong type, a field every record has missing, not an
+    object, not JSON — and a line of another configuration still refuses the whole file."""
+    from hub_pgen.journal import JournalView
+
+    good = rec(1).to_json()
+    damaged = [{**good, "sample_id": "s2", "t": True}, {**good, "sample_id": "s3", "images": ["a", 1]},
+               {k: v for k, v in {**good, "sample_id": "s4"}.items() if k != "episode_id"},
+               {**good, "sample_id": "s5", "earlier": ["x"]}, {**good, "sample_id": "s6", "status": None},
+               ["s7"], {**good, "sample_id": "s8", "verified": [1]}]
+    lines = [json.dumps(good)] + [json.dumps(d) for d in damaged] + ["{not json", json.dumps(rec(9).to_json())]
+    path = tmp_path / "j.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with caplog.at_level("WARNING"):
+        whole = load_journal(path, fingerprint="fp1")
+    said_whole = [r.getMessage() for r in caplog.records]
+    caplog.clear()
+    made = []
+    real = JournalRecord.from_checked
+    monkeypatch.setattr(JournalRecord, "from_checked", classmethod(lambda cls, *a: made.append(1) or real(*a)))
+    with caplog.at_level("WARNING"):
+        view = JournalView.load(path, fingerprint="fp1")
+    assert not made  # indexed, not read into records
+    assert [r.getMessage() for r in caplog.records] == said_whole and len(said_whole) == 8
+    assert list(view) == list(whole) == ["s1", "s9"]
+    assert dict(view) == whole
+    path.write_text(path.read_text() + json.dumps(rec(10, fp="fp2").to_json()) + "\n")
+    with pytest.raises(ConfigMismatchError):
+        JournalView.load(path, fingerprint="fp1")
