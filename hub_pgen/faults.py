@@ -33,6 +33,10 @@ SKILL_POINTS = (
     "skills.journal",  # after a labelled batch is in the skills journal
     "verify",  # --verify: after a batch of verdicts is in the verify journal
 )
+# passed only by hub-pgen merge (tests/test_shards.py)
+MERGE_POINTS = (
+    "merge.journal",  # after a batch of the shards' records is written beside the merged journal
+)
 _seen: Counter[str] = Counter()
 _lock = threading.Lock()  # a point may be passed by the stream's workers at once
 

@@ -146,9 +146,11 @@ class Meter:
         if m is None:
             self._dialogues.extend((int.from_bytes(digest(prompt, reply, size=8), "little"),))
             words = (prompt.lower().split(), reply.lower().split())
+            vocab = self._vocab
             for side, w in zip(("prompt", "reply"), words):
+                ids = [vocab.setdefault(x, len(vocab)) for x in w]  # a word looked up once for both counts
                 for n in (1, 2):
-                    self._grams[(side, n)].add(w, n)
+                    self._grams[(side, n)].add_ids(ids, n)
             m = _Measured(len(words[0]), len(words[1]), *_text_flags(prompt, reply), prompt.lower(),
                           frozenset(words[0]))
             if len(self._seen) < MEASURED_KEPT:
@@ -252,11 +254,14 @@ class _Grams:
         self.total = 0
 
     def add(self, words: list[str], n: int) -> None:
-        count = len(words) - n + 1
+        vocab = self._vocab
+        self.add_ids([vocab.setdefault(w, len(vocab)) for w in words], n)
+
+    def add_ids(self, ids: list[int], n: int) -> None:
+        """:meth:`add` of words given as their numbers in ``vocab``."""
+        count = len(ids) - n + 1
         if count > 0:
             self.total += count
-            vocab = self._vocab
-            ids = [vocab.setdefault(w, len(vocab)) for w in words]
             self.seen.extend(ids if n == 1 else [a << 32 | b for a, b in zip(ids, ids[1:])])
 
     def ratio(self) -> float:
@@ -267,16 +272,32 @@ def is_degenerate(text: str) -> bool:
     words = text.split()
     if not words or not any(c.isalpha() for c in text):
         return True
-    if sum(1 for w in words if _WORD.match(w)) < 0.6 * len(words):
+    known = _IS_WORD
+    good = 0
+    for w in words:  # words repeat across a run's texts: each one matched once (a bounded table)
+        ok = known.get(w)
+        if ok is None:
+            ok = _WORD.match(w) is not None
+            if len(known) < _IS_WORD_KEPT:
+                known[w] = ok
+        good += ok
+    if good < 0.6 * len(words):
         return True
-    if sum(len(w) for w in words) / len(words) > MAX_MEAN_WORD_CHARS:  # tokens glued together, not words
+    if sum(map(len, words)) / len(words) > MAX_MEAN_WORD_CHARS:  # tokens glued together, not words
         return True
     run = 1
-    for a, b in zip(words, words[1:]):
-        run = run + 1 if a.lower() == b.lower() else 1
+    last = words[0].lower()
+    for w in words[1:]:
+        low = w.lower()
+        run = run + 1 if low == last else 1
         if run >= 4:
             return True
+        last = low
     return False
+
+
+_IS_WORD: dict[str, bool] = {}  # word → whether it is one (_WORD), for is_degenerate
+_IS_WORD_KEPT = 1 << 16
 
 
 def _spread(counts: Counter[int]) -> dict[str, float]:
@@ -317,10 +338,25 @@ class _NearDuplicates:
         if episode != self._episode:
             self._episode, self._seen, self._recent = episode, set(), []
         seen, recent = self._seen, self._recent
-        if words in seen or any(len(words & w) / len(words | w) >= NEAR_DUPLICATE_JACCARD
-                                for w in recent[-NEAR_DUPLICATE_WINDOW:]):
+        if words in seen or _near(words, recent):
             self.count += 1
         if words not in seen:
             seen.add(words)
             recent.append(words)
             del recent[:-NEAR_DUPLICATE_WINDOW]  # only the last window is ever compared
+
+
+def _near(words: frozenset[str], recent: list[frozenset[str]]) -> bool:
+    """Whether ``words`` overlaps one of ``recent`` (the last window) by NEAR_DUPLICATE_JACCARD or more:
+    ``len(a & b) / len(a | b)``, the union counted, not built; a set whose size alone keeps the overlap
+    under the bar (it is at most the smaller size over the larger) not intersected. The same answer as
+    comparing every pair: a model's prompts are each their own, and this was a third of the measures."""
+    n = len(words)
+    for w in recent[-NEAR_DUPLICATE_WINDOW:]:
+        m = len(w)
+        if (m / n if m < n else n / m) < NEAR_DUPLICATE_JACCARD:
+            continue
+        both = len(words & w)
+        if both / (n + m - both) >= NEAR_DUPLICATE_JACCARD:
+            return True
+    return False

@@ -233,3 +233,39 @@ def test_the_merged_journal_is_written_whole_or_not_at_all(tmp_path):
     write_journal(path, (rec(i) for i in range(5)), batch=2)  # the rerun: from nothing
     assert sorted(load_journal(path)) == [f"s{i}" for i in range(5)] and has_records(path, fingerprint="fp1")
     assert not (tmp_path / "journal.jsonl.merging").exists()
+
+
+def test_a_merge_reads_each_shard_once_and_a_kill_while_it_checks_leaves_a_folder_the_rerun_takes(
+        example_root, job, tmp_path, monkeypatch):
+    """The shards' records are checked as they are written beside the merged journal (one read of each
+    shard's file, not a check and then a second read: issue 23, the merge's longest steps); a merge
+    killed there leaves the lock's folder with that file in it, which the same command takes over."""
+    import os
+    import subprocess
+    import sys
+
+    from hub_pgen.run import merging
+
+    out = tmp_path / "merged"
+    cmd = [sys.executable, "-m", "hub_pgen", "merge", str(job / "shard0"), str(job / "shard1"), "--root",
+           str(example_root), "--output-dir", str(out), "-q"]
+    killed = subprocess.run(cmd, env={**os.environ, "HUB_PGEN_KILL_AT": "merge.journal"}, capture_output=True)
+    assert killed.returncode == -9, killed.stderr.decode()[-2000:]
+    partial = out.with_name("merged.partial")
+    assert not out.exists() and {p.name for p in partial.iterdir()} == {"lock", "journal.jsonl.merging"}
+    reads: list[str] = []
+    real = merging.iter_records
+
+    def counted(path, **kw):
+        reads.append(Path(path).parent.name)
+        return real(path, **kw)
+
+    monkeypatch.setattr(merging, "iter_records", counted)
+    assert merge(example_root, out, job / "shard0", job / "shard1") == 0
+    assert sorted(reads) == ["shard0", "shard1"]  # each shard's records once
+    assert not partial.exists()
+    validate(out, source=example_root)
+    same_dataset(out, job / "one")
+    reads.clear()
+    assert merge(example_root, out, job / "shard0", job / "shard1") == 0  # done: the shards are still checked
+    assert sorted(reads) == ["shard0", "shard1"]

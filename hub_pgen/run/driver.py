@@ -8,6 +8,7 @@ another configuration's, resumed if this one's) and hand the rest to the same st
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -223,7 +224,6 @@ def merge(
     merge_mod.check_source_files(loaded, prep.source.root if prep.source and not prep.source.repo_id else None)
     # the job's fingerprint (a local model is named, not located, in files); the shards it is merged from
     prep = replace(prep, fingerprint=first.fingerprint, merged_from={"shards": first.count})
-    merge_mod.check_coverage(loaded, prep.samples, prep.fingerprint)  # every record read once, none held
     output = config.output_dir or out_mod.default_output_dir(prep.source_name, prep.fingerprint)
     paths = out_mod.OutputPaths.for_output(output)
     source_root = prep.source.root if prep.source else None
@@ -231,15 +231,23 @@ def merge(
     with claimed(paths, wait=wait) as claim:
         state = out_mod.inspect_output(paths, fingerprint=prep.fingerprint, identity=prep.identity,
                                        source_root=source_root)
+        if state == "stale":
+            out_mod.discard_state(paths)
+        staged = None
+        if state != "complete" and not has_records(paths.journal, fingerprint=prep.fingerprint):
+            # every shard record read once: checked as it is written beside the journal; a refused shard
+            # leaves nothing (the folder is not committed: the lock's folder goes with the lock)
+            staged = merge_mod.stage_journal(paths.journal,
+                                             merge_mod.merged_records(loaded, prep.samples, prep.fingerprint))
+        else:  # a merge done, or cut short after its journal: the shards are still checked, none held
+            merge_mod.check_coverage(loaded, prep.samples, prep.fingerprint)
         if state == "complete":
             out_mod.cleanup_work(paths)
             reporter.stage("done", f"{paths.output} is already complete for this job")
             return config, result_from_output("already-complete", paths.output, prep, t0)
-        if state == "stale":
-            out_mod.discard_state(paths)
         started = claim.start(prep.fingerprint, prep.identity)
-        if not has_records(paths.journal, fingerprint=prep.fingerprint):  # read again, into the journal
-            merge_mod.write_journal(paths.journal, merge_mod.merged_records(loaded, prep.samples, prep.fingerprint))
+        if staged is not None:
+            os.replace(staged, paths.journal)
         backend = _Replay((first.provenance.get("generation") or {}).get("backend_details"))
         ctx = RunContext(config, prep, paths, backend, reporter, t0, started, review=review)
         gen = generate(ctx, get_engine("local"), earlier={}, retry_failed=False)  # nothing is pending

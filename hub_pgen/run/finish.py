@@ -98,18 +98,21 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
         prov["merged_from"] = dict(prep.merged_from)
     if not ctx.review and dataset:
         prov["review"] = False  # --no-review: the card says the page is not there (the key is absent otherwise)
-    summary = write_result(prep, journal, done, staging, prov, config.output_format, paths.output.resolve().name,
-                           thumbs=ctx.thumbs.made() if ctx.thumbs is not None else None,
-                           tally=tally, quality=quality)
+    summary = write_result(prep, journal, done, staging, prov, config.output_format)
+    ok, examples, failures = done.ok, done.examples, done.failures
+    del done  # the task rows' texts (a model's: one a sample) are in tasks.parquet now: not held while it is checked
     if dataset:
         check_staged(staging, paths)
-    failures = done.failures + tuple(journal[b.sample_id] for b in prep.bad_lines if b.sample_id in journal)
+    if tally is not None:  # after the check: the page's decoders are not held while the files are read back
+        summary["notes"] += write_page(staging, paths.output.resolve().name, tally, quality,
+                                       thumbs=ctx.thumbs.made() if ctx.thumbs is not None else None)
+    failures += tuple(journal[b.sample_id] for b in prep.bad_lines if b.sample_id in journal)
     faults.point("finalize")
     out_mod.finalize(paths, replace=replace_output)
     return RunResult(
         "written", paths.output, prep.fingerprint,
         samples=len(prep.samples) + len(prep.bad_lines),
-        ok=done.ok,
+        ok=ok,
         failed=len(failures),
         resumed=0 if prep.merged_from else resumed,  # a merge's samples come from its shards, not a resume
         generated=sent,
@@ -119,7 +122,7 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
         elapsed_s=time.monotonic() - t0,
         frames=summary.get("frames", 0),
         frames_labelled=summary.get("frames_labelled", 0),
-        examples=done.examples,
+        examples=examples,
         notices=prep.notices + tuple(notes) + tuple(summary.get("notes", ())),
         retried=len(retry_ids),
         output_format=config.output_format if prep.source is not None else None,
@@ -189,13 +192,10 @@ def check_staged(staging: Path, paths: out_mod.OutputPaths) -> None:
 
 
 def write_result(prep: Prepared, journal: Mapping[str, JournalRecord], done: Passed, staging: Path,
-                 prov: dict[str, Any], output_format: str, output_name: str,
-                 thumbs: dict[str, list[Any]] | None = None, *, tally: Any = None,
-                 quality: Any = None) -> dict[str, Any]:
+                 prov: dict[str, Any], output_format: str) -> dict[str, Any]:
     """Write the result into ``staging`` (a dataset's D_syn file is there already: the pass wrote it);
     returns its counts (new tasks rows, frames, labelled frames) and what to tell the user about the
-    source's own language rows (``notes``). ``tally``: the review page's, which the pass filled (None:
-    no page); ``quality``: the run's measures, which the page shows."""
+    source's own language rows (``notes``). The review page is :func:`write_page`'s."""
     from hub_pgen.write.dataset import write_dataset, write_jsonl_result
 
     origin = prep.skills.origin if prep.skills is not None else "file"
@@ -215,27 +215,30 @@ def write_result(prep: Prepared, journal: Mapping[str, JournalRecord], done: Pas
     language = summary.language.as_dict() if summary.language is not None else None
     for line in notes:
         logger.warning("%s", line)
-    counts = {"new_tasks": summary.new_tasks, "frames": summary.frames, "frames_labelled": summary.frames_labelled,
-              "notes": notes, "language": language}
-    if tally is None:
-        return counts
+    return {"new_tasks": summary.new_tasks, "frames": summary.frames, "frames_labelled": summary.frames_labelled,
+            "notes": notes, "language": language}
+
+
+def write_page(staging: Path, output_name: str, tally: Any, quality: Any,
+               thumbs: dict[str, list[Any]] | None = None) -> list[str]:
+    """The review page of the dataset in ``staging`` (named as OUT will be), from the tally the pass
+    filled (nothing read back) and the run's quality measures; returns what to tell the user of it. A
+    page that cannot be drawn costs a warning, never the dataset."""
     from hub_pgen.review import write_report
     from hub_pgen.review.model import Written
 
-    # part of the result (and so pushed with it): the dataset as written, named as OUT will be
+    # part of the result (and so pushed with it)
     try:
-        # the page of the records just written, from the tally the pass filled (nothing read back)
         report = write_report(staging, name=output_name, thumbs=thumbs, quality=quality, records=Written(tally))
     except Exception as e:  # noqa: BLE001 — a view of the dataset: failing to draw it must not cost the dataset
         line = (f"the review page could not be written ({type(e).__name__}: {e}); the dataset is complete: "
                 f"hub-pgen report OUT tries again (HUB_PGEN_DEBUG=1 shows why)")
         logger.warning("%s", line, exc_info=bool(os.environ.get("HUB_PGEN_DEBUG")))
-        notes.append(line)
-    else:
-        if report.unreadable_images:
-            notes.append(f"the review page shows {report.unreadable_images} frame(s) as unavailable (they could not "
-                         f"be decoded): see {layout.REPORT_PATH}")
-    return counts
+        return [line]
+    if report.unreadable_images:
+        return [f"the review page shows {report.unreadable_images} frame(s) as unavailable (they could not "
+                f"be decoded): see {layout.REPORT_PATH}"]
+    return []
 
 
 def verify_samples(config: RunConfig, prep: Prepared, paths: out_mod.OutputPaths, backend: Backend,

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from hub_pgen import layout
+from hub_pgen import faults, layout
 from hub_pgen.data import GenerationResult, JournalRecord, Sample
 from hub_pgen.errors import GenerationError, ShardError, UsageError
 from hub_pgen.generate.parse import validate_object
@@ -243,13 +243,25 @@ def merged_records(shards: Sequence[ShardResult], samples: Sequence[Sample], fin
 def write_journal(path: Path, records: Iterable[JournalRecord], *, batch: int = 1024) -> None:
     """``records`` as the journal at ``path``, whole or not at all: written beside it, then renamed onto
     it (a merge that fails half-way leaves no journal a rerun would take for the merged one)."""
+    os.replace(stage_journal(path, records, batch=batch), path)
+
+
+def stage_journal(path: Path, records: Iterable[JournalRecord], *, batch: int = 1024) -> Path:
+    """``records`` written beside the journal at ``path`` (returned: the caller renames it onto ``path``);
+    nothing left when ``records`` raises (:func:`merged_records` refusing a shard once its file is read),
+    so the merge reads each shard's records once, checking them as it writes them."""
     tmp = path.with_name(path.name + ".merging")
     tmp.unlink(missing_ok=True)
-    with JournalWriter(tmp) as writer:
-        it = iter(records)
-        while chunk := list(itertools.islice(it, batch)):
-            writer.append(chunk)
-    os.replace(tmp, path)
+    try:
+        with JournalWriter(tmp) as writer:
+            it = iter(records)
+            while chunk := list(itertools.islice(it, batch)):
+                writer.append(chunk)
+                faults.point("merge.journal")
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
 
 
 PLANNED = ("episode_index", "episode_id", "t", "frame_index", "frame_start", "frame_end", "timestamp", "images",

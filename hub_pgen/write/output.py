@@ -116,7 +116,11 @@ def inspect_output(
     if paths.work.is_file():
         raise OutputExistsError(f"{paths.work} is a file, where hub-pgen keeps a run's state",
                                 path=paths.work, hint=f"remove {paths.work} or choose another --output-dir")
-    if paths.work.is_dir() and {p.name for p in paths.work.iterdir()} - {layout.LOCK_NAME, layout.SERVERS_NAME}:
+    # a merge cut short while it checked the shards leaves the journal it was writing beside the lock
+    # (hub_pgen.run.merging.stage_journal): not a run's state, and the next merge writes it anew
+    merging = paths.journal.name + ".merging"
+    if paths.work.is_dir() and {p.name for p in paths.work.iterdir()} - {layout.LOCK_NAME, layout.SERVERS_NAME,
+                                                                         merging}:
         raise OutputExistsError(
             f"{paths.work} exists but holds no hub-pgen run state",
             path=paths.work,
