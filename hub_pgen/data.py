@@ -304,12 +304,13 @@ class JournalRecord:
         """The record of a line whose types are known good: checked by :meth:`from_json` (which ends
         here), or the run's own journal read back again (:class:`hub_pgen.journal.JournalView`, which
         skips the second check)."""
-        kw = {k: v for k, v in d.items() if k in _FIELD_SET}
+        kw = dict(d) if d.keys() <= _FIELD_SET else {k: v for k, v in d.items() if k in _FIELD_SET}
         kw["images"] = tuple(kw.get("images", ()))
         kw["skill_history"] = tuple(kw.get("skill_history", ()))
-        kw["earlier"] = tuple(dict(e) for e in kw.get("earlier", ()) if isinstance(e, dict))
-        if not isinstance(kw.get("verified"), dict):
-            kw.pop("verified", None)
+        earlier = kw.get("earlier")
+        kw["earlier"] = tuple(dict(e) for e in earlier if isinstance(e, dict)) if earlier else ()
+        if "verified" in kw and not isinstance(kw["verified"], dict):
+            del kw["verified"]
         if shared is not None:
             for key in _SHARED_FIELDS:
                 if key in kw:

@@ -104,7 +104,7 @@ for module, name, label in [("hub_pgen.plan.planner", "build_plan", "plan"),
                             ("hub_pgen.review", "write_report", "review"),
                             ("hub_pgen.run.finish", "check_staged", "validate"),
                             ("hub_pgen.run.merging", "check_coverage", "shards-check"),
-                            ("hub_pgen.run.merging", "write_journal", "shards-journal")]:
+                            ("hub_pgen.run.merging", "stage_journal", "shards-journal")]:
     tag(module, name, label)
 from hub_pgen.cli import main
 try:
