@@ -204,6 +204,7 @@ def merge(
 ) -> tuple[RunConfig, RunResult]:
     """``hub-pgen merge``: the dataset of a sharded job, as a one-machine run would write it."""
     from hub_pgen.run import merging as merge_mod
+    from hub_pgen.run.shard_sources import check_source_files
 
     t0 = time.monotonic()
     reporter = reporter or NullReporter()
@@ -221,7 +222,7 @@ def merge(
         shown = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in sorted(diff.items()))
         raise UsageError(f"the shards were made from another source or configuration than this merge's ({shown})",
                          hint="give the merge the source the shards ran on (--root / --repo-id and --revision)")
-    merge_mod.check_source_files(loaded, prep.source.root if prep.source and not prep.source.repo_id else None)
+    check_source_files(loaded, prep.source.root if prep.source and not prep.source.repo_id else None)
     # the job's fingerprint (a local model is named, not located, in files); the shards it is merged from
     prep = replace(prep, fingerprint=first.fingerprint, merged_from={"shards": first.count})
     output = config.output_dir or out_mod.default_output_dir(prep.source_name, prep.fingerprint)

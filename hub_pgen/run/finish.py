@@ -89,7 +89,7 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
         prov["plan_fingerprint"] = prep.fingerprint
         prov["shard"] = dict(prep.shard)
         if prep.source is not None and not prep.source.repo_id:  # a Hub source is pinned by its sha
-            from hub_pgen.run.merging import source_files
+            from hub_pgen.run.shard_sources import source_files
 
             prov["source_files"] = source_files(prep.source.root)  # the merge checks it ran on these
     if retry_ids:

@@ -8,12 +8,11 @@ takes only what the model wrote (the dialogue, or the failure and its raw text),
 same rules a run applies to a model's answer; everything the plan decides (episode, frames, skill,
 history, task, images, types) comes from the merge's own plan, and a record that disagrees with it
 is refused. Local sources are fingerprinted down to the data and video files
-(:func:`source_files`), so a source changed after the shards ran is refused, not merged.
+(:mod:`hub_pgen.run.shard_sources`), so a source changed after the shards ran is refused, not merged.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import re
@@ -41,11 +40,6 @@ MAX_ATTEMPTS = 1_000
 MAX_EARLIER = 100
 SHOWN = 5
 _FINGERPRINT = re.compile(r"[0-9a-f]{8,64}")
-# A video is fingerprinted by its size and these many 64 KiB blocks spread over it (reading every
-# byte of every video on every shard and merge would cost minutes on a large dataset); data files,
-# which the plan reads, are hashed whole.
-VIDEO_BLOCKS = 16
-VIDEO_BLOCK_BYTES = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -96,7 +90,7 @@ def load_shard(path: Path) -> ShardResult:
     index = _bounded_int(shard.get("index"), 0, count - 1, prov_path, "shard.index")
     fingerprint = prov.get("plan_fingerprint")
     if not isinstance(fingerprint, str) or not _FINGERPRINT.fullmatch(fingerprint):
-        raise ShardError(f"{prov_path}: 'plan_fingerprint' must be a hex digest, got {_shown(fingerprint)}")
+        raise ShardError(f"{prov_path}: 'plan_fingerprint' must be a hex digest, got {quoted(fingerprint)}")
     for key in ("identity", "parameters"):
         if not isinstance(prov.get(key), dict):
             raise ShardError(f"{prov_path}: {key!r} must be an object, got {type(prov.get(key)).__name__}")
@@ -216,7 +210,7 @@ def merged_records(shards: Sequence[ShardResult], samples: Sequence[Sample], fin
                 refused = e
         if foreign[0]:
             raise UsageError(f"shard {label(shard.index, count)} ({shard.path}) holds {foreign[0]} sample(s) that "
-                             f"are not its own in this plan, e.g. {_shown(foreign[1])}",
+                             f"are not its own in this plan, e.g. {quoted(foreign[1])}",
                              hint="the shards must come from one job on this source: check --root/--repo-id")
         mine = shard_of == shard.index
         lost = np.flatnonzero(mine & ~seen)
@@ -228,7 +222,7 @@ def merged_records(shards: Sequence[ShardResult], samples: Sequence[Sample], fin
         if wrong[0]:
             first, rec, sample = wrong[1:]
             diff = {k: (a, b) for k, a, b in zip(PLANNED, _planned(rec), _planned(sample)) if a != b}
-            shown = "; ".join(f"{k}: {_shown(a)} in the shard, {_shown(b)} here" for k, (a, b) in diff.items())
+            shown = "; ".join(f"{k}: {quoted(a)} in the shard, {quoted(b)} here" for k, (a, b) in diff.items())
             raise ShardError(
                 f"shard {label(shard.index, count)} ({shard.path}) planned {wrong[0]} of its sample(s) otherwise "
                 f"than this merge's plan does (e.g. {first}: {shown})",
@@ -302,7 +296,7 @@ def accept(shard: ShardResult, sample: Sample, rec: JournalRecord, fingerprint: 
         result = GenerationResult(sample.sample_id, None, error=_text(rec.error, where, "error"), raw_text=raw or "",
                                   attempts=attempts)
     else:
-        raise ShardError(f"{where}: status must be 'ok' or 'failed', got {_shown(rec.status)}", hint="rerun that shard")
+        raise ShardError(f"{where}: status must be 'ok' or 'failed', got {quoted(rec.status)}", hint="rerun that shard")
     earlier = _earlier(rec.earlier, where)
     return replace(to_record(sample, result, fingerprint), earlier=earlier)
 
@@ -316,62 +310,6 @@ def _earlier(items: Any, where: str) -> tuple[dict[str, Any], ...]:
                     "attempts": _bounded_int(e.get("attempts"), 1, MAX_ATTEMPTS, where, f"earlier[{n}].attempts"),
                     "raw_text": _text(e.get("raw_text"), where, f"earlier[{n}].raw_text", optional=True)})
     return tuple(out)
-
-
-# --- the source's files -----------------------------------------------------------------------------
-
-
-def source_files(root: Path) -> dict[str, str]:
-    """Digests of a local source's data and video files, by path in the dataset: what a shard saw.
-    (A Hub source is pinned by its commit sha, which the identity holds.)"""
-    out: dict[str, str] = {}
-    for top in ("data", "videos"):
-        base = root / top
-        if not base.is_dir():
-            continue
-        for p in sorted(base.rglob("*")):
-            if p.is_file():
-                rel = p.relative_to(root).as_posix()
-                out[rel] = _digest(p, whole=top == "data")
-    return out
-
-
-def _digest(path: Path, *, whole: bool) -> str:
-    h = hashlib.sha256()
-    size = path.stat().st_size
-    h.update(str(size).encode())
-    with open(path, "rb") as fh:
-        if whole or size <= VIDEO_BLOCKS * VIDEO_BLOCK_BYTES:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        else:
-            for i in range(VIDEO_BLOCKS):  # the first block at byte 0, the last ending at the last byte
-                fh.seek(i * (size - VIDEO_BLOCK_BYTES) // (VIDEO_BLOCKS - 1))
-                h.update(fh.read(VIDEO_BLOCK_BYTES))
-    return h.hexdigest()[:16]
-
-
-def check_source_files(shards: Sequence[ShardResult], root: Path | None) -> None:
-    """A local source: the data and video files are those every shard ran on."""
-    if root is None:
-        return
-    here = source_files(root)
-    for shard in shards:
-        theirs = shard.provenance.get("source_files")
-        if not isinstance(theirs, dict):
-            raise ShardError(f"shard {shard.path} does not record its source's data and video files (made by an older "
-                             "hub-pgen, or its meta/hub_pgen.json was edited)",
-                             hint="rerun the shards with this hub-pgen, then merge")
-        changed = sorted(k for k in set(here) | set(theirs) if here.get(k) != theirs.get(k))
-        if changed:
-            shown = ", ".join(_shown(k) for k in changed[:SHOWN]) + (", …" if len(changed) > SHOWN else "")
-            raise ShardError(f"the source's data or video files are not those shard {label(shard.index, shard.count)} "
-                             f"ran on: {len(changed)} file(s) differ ({shown})",
-                             hint="merge on the source the shards ran on; if the dataset changed since, rerun the "
-                                  "shards on it")
-
-
-# --- strict reading -------------------------------------------------------------------------------
 
 
 def _read_json(path: Path, limit: int) -> Any:
@@ -410,13 +348,13 @@ def _parameter(value: Any, annotation: str, where: Path, key: str) -> Any:
                 return {str(k): float(v) for k, v in value.items()}
         elif any(k.startswith("dict") for k in kinds):
             return value
-    raise ShardError(f"{where}: parameters.{key} is {_shown(value)}, which that option cannot be "
+    raise ShardError(f"{where}: parameters.{key} is {quoted(value)}, which that option cannot be "
                      f"(it takes {annotation})", hint="rerun the shard whose meta/hub_pgen.json was changed")
 
 
 def _bounded_int(value: Any, lo: int, hi: int, where: Any, key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise ShardError(f"{where}: {key} must be a whole number from {lo:,} to {hi:,}, got {_shown(value)}",
+        raise ShardError(f"{where}: {key} must be a whole number from {lo:,} to {hi:,}, got {quoted(value)}",
                          hint="rerun the shard whose files were changed")
     return value
 
@@ -437,6 +375,7 @@ def _text(value: Any, where: str, key: str, *, optional: bool = False) -> Any:
     return value
 
 
-def _shown(value: Any) -> str:
+def quoted(value: Any) -> str:
+    """A value as an error message quotes it: its repr, cut at 60 characters."""
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."

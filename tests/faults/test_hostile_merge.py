@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from hub_pgen.cli import main
-from hub_pgen.run.merging import VIDEO_BLOCK_BYTES, VIDEO_BLOCKS, _digest
+from hub_pgen.run.shard_sources import VIDEO_BLOCK_BYTES, VIDEO_BLOCKS, _digest
 from hub_pgen.write.validate import validate
 
 from ..contract import tree_hashes
