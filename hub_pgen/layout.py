@@ -31,6 +31,7 @@ TASK_EXTRA_COLUMNS = ("user_prompt", "robot_utterance", "skill", "scenario_type"
 # Work state of a run in progress lives beside the output folder, never inside the source.
 WORK_SUFFIX = ".partial"
 JOURNAL_NAME = "journal.jsonl"
+STAGED_SUFFIX = ".merging"  # a merge's journal while its shards are checked (hub_pgen.run.merging.stage_journal)
 SKILLS_JOURNAL_NAME = "skills.jsonl"  # --skills annotate: one line per segmented episode
 RUN_NAME = "run.json"
 STAGING_NAME = "staging"

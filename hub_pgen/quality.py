@@ -127,7 +127,7 @@ class Meter:
         self.samples = 0
         self._dialogues = _Distinct()
         self._vocab: dict[str, int] = {}
-        self._grams = {(side, n): _Grams(self._vocab) for side in ("prompt", "reply") for n in (1, 2)}
+        self._grams = {(side, n): _Grams() for side in ("prompt", "reply") for n in (1, 2)}
         self._lengths: dict[str, Counter[int]] = {"prompt": Counter(), "reply": Counter()}
         self._flags: Counter[str] = Counter()
         self._near = _NearDuplicates()
@@ -150,7 +150,7 @@ class Meter:
             for side, w in zip(("prompt", "reply"), words):
                 ids = [vocab.setdefault(x, len(vocab)) for x in w]  # a word looked up once for both counts
                 for n in (1, 2):
-                    self._grams[(side, n)].add_ids(ids, n)
+                    self._grams[(side, n)].add(ids, n)
             m = _Measured(len(words[0]), len(words[1]), *_text_flags(prompt, reply), prompt.lower(),
                           frozenset(words[0]))
             if len(self._seen) < MEASURED_KEPT:
@@ -246,19 +246,14 @@ class _Distinct:
 
 class _Grams:
     """Distinct and all n-grams (n = 1 or 2) of word lists, counted as they come: a word as its number in
-    ``vocab`` (shared by the Meter's n-gram counts), an n-gram as a 64-bit value."""
+    the Meter's vocabulary, an n-gram as a 64-bit value."""
 
-    def __init__(self, vocab: dict[str, int]) -> None:
-        self._vocab = vocab
+    def __init__(self) -> None:
         self.seen = _Distinct()
         self.total = 0
 
-    def add(self, words: list[str], n: int) -> None:
-        vocab = self._vocab
-        self.add_ids([vocab.setdefault(w, len(vocab)) for w in words], n)
-
-    def add_ids(self, ids: list[int], n: int) -> None:
-        """:meth:`add` of words given as their numbers in ``vocab``."""
+    def add(self, ids: list[int], n: int) -> None:
+        """The n-grams of one text, its words given as their numbers."""
         count = len(ids) - n + 1
         if count > 0:
             self.total += count

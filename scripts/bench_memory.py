@@ -12,7 +12,9 @@ own work counts: every figure a ratio to the smallest size of the same invocatio
 3. **Merge**: the middle size as ``--num-shards 4`` shards, ``hub-pgen merge``'s peak against one
    shard's, with the review page and without it (``--no-review``: the page's video decoders left out).
 4. **Read back**: what a finishing stage pays per record it reads back from the journal
-   (``JournalView``), against reading the middle size's records whole (``load_journal``).
+   (``JournalView``), against reading the middle size's records whole (``load_journal``); what a
+   resumed run pays to index a line (``JournalView.load``) and the quality measures a record
+   (``Meter``): for this checkout and the baseline, each in a child of its own.
 
     python scripts/bench_memory.py [--sizes 50,500,2000] [--frames 240] [--sampling frame] [--json]
                                    [--baseline DIR]   # DIR: git worktree add DIR <earlier commit>
@@ -156,22 +158,46 @@ def by_stage(stages: dict) -> dict:
     return {k: [round(d["last_s"] - d["first_s"], 2), round(d["peak_mb"], 1)] for k, d in stages.items()}
 
 
-def read_back(path: Path) -> dict:
-    """What the finish pays to read a record back from the journal (JournalView: pread + parse), per
-    record, against reading the whole file once into records (load_journal), in this process."""
-    from hub_pgen.journal import JournalView, load_journal
+_READ_BACK = r"""
+import json, sys, time
+from pathlib import Path
+from hub_pgen.journal import JournalView, load_journal
+from hub_pgen.quality import Meter
+path = Path(sys.argv[1])
+t = time.perf_counter()
+records = load_journal(path)
+whole = (time.perf_counter() - t) / len(records)
+t = time.perf_counter()
+meter = Meter()
+for r in records.values():
+    meter.add(r)
+meter.result()
+measured = (time.perf_counter() - t) / len(records)
+del records, meter
+t = time.perf_counter()
+view = JournalView.load(path, fingerprint=None)
+index = (time.perf_counter() - t) / len(view)
+t = time.perf_counter()
+for sid in view:
+    view[sid]
+each = (time.perf_counter() - t) / len(view)
+print(json.dumps({"records": len(view), "view_read_us": round(each * 1e6, 1),
+                  "load_journal_us": round(whole * 1e6, 1), "x_load_journal": round(each / whole, 2),
+                  "view_index_us": round(index * 1e6, 1), "meter_us": round(measured * 1e6, 1)}))
+"""
 
-    t = time.perf_counter()
-    records = load_journal(path)
-    whole = (time.perf_counter() - t) / len(records)
-    del records
-    view = JournalView.load(path, fingerprint=None)
-    t = time.perf_counter()
-    for sid in view:
-        view[sid]
-    each = (time.perf_counter() - t) / len(view)
-    return {"records": len(view), "view_read_us": round(each * 1e6, 1), "load_journal_us": round(whole * 1e6, 1),
-            "x_load_journal": round(each / whole, 2)}
+
+def read_back(path: Path, code: Path = REPO) -> dict:
+    """What the finish pays per record of ``path`` (a D_syn file, read as a journal), in a child of the
+    checkout ``code``: to read one back from the journal (JournalView: pread + parse) against reading the
+    whole file once into records (load_journal); to index a line without making its record (a resumed
+    run's scan: JournalView.load); and to measure it (the quality Meter; with --unique-texts, a model's
+    texts). An error (a checkout without these) is given as such."""
+    proc = subprocess.run([sys.executable, "-c", _READ_BACK, str(path)], capture_output=True, text=True, cwd=code,
+                          env={**os.environ, "PYTHONPATH": str(code)})
+    if proc.returncode:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"rc {proc.returncode}"}
+    return json.loads(proc.stdout)
 
 
 def build(root: Path, episodes: int, frames: int, per_file: int, cameras: int) -> None:
@@ -302,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
         result["read_back"] = read_back(work / f"out{mid}" / "meta" / "syn_annotations.jsonl")
     if args.baseline is not None:
         before = arms(args.baseline.resolve(), work, sizes, args, "-baseline")
+        if before["sizes"][mid]["samples"]:
+            before["read_back"] = read_back(work / f"out{mid}-baseline" / "meta" / "syn_annotations.jsonl",
+                                            args.baseline.resolve())
         result["baseline"] = before
         result["vs_baseline"] = {n: {"peak": round(r["peak_mb"] / before["sizes"][n]["peak_mb"], 2),
                                      "time": round(r["s"] / before["sizes"][n]["s"], 2)}
@@ -314,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"a record read back ({mid} episodes' syn_annotations.jsonl): {result['read_back']}")
     if args.baseline is not None:
         show(result["baseline"])
+        if "read_back" in result["baseline"]:
+            print(f"baseline, a record read back: {result['baseline']['read_back']}")
         print(f"this checkout / baseline, by size: {result['vs_baseline']}")
     return 0
 

@@ -213,11 +213,14 @@ def test_shards_are_contiguous_runs_of_episodes_balanced_by_samples():
 
 
 def test_the_merged_journal_is_written_whole_or_not_at_all(tmp_path):
-    """merge writes its journal beside it and renames it on: a merge that fails half-way (a shard's file
-    refused late, a kill) leaves no journal that a rerun would take for the merged one."""
+    """merge writes its journal beside it (stage_journal) and renames it on once the shards are checked:
+    a merge that fails half-way (a shard's file refused late) leaves neither the journal a rerun would
+    take for the merged one nor the file beside it."""
+    import os
+
     from hub_pgen.errors import ShardError
     from hub_pgen.journal import has_records, load_journal
-    from hub_pgen.run.merging import write_journal
+    from hub_pgen.run.merging import stage_journal
 
     from .test_journal import rec
 
@@ -228,11 +231,12 @@ def test_the_merged_journal_is_written_whole_or_not_at_all(tmp_path):
         raise ShardError("shard 1 of 2: refused once read")
 
     with pytest.raises(ShardError):
-        write_journal(path, refused_late(), batch=2)
-    assert not path.exists() and not has_records(path)
-    write_journal(path, (rec(i) for i in range(5)), batch=2)  # the rerun: from nothing
+        stage_journal(path, refused_late(), batch=2)
+    assert not path.exists() and not has_records(path) and not list(tmp_path.iterdir())
+    staged = stage_journal(path, (rec(i) for i in range(5)), batch=2)  # the rerun: from nothing
+    assert staged == tmp_path / "journal.jsonl.merging" and not path.exists()
+    os.replace(staged, path)
     assert sorted(load_journal(path)) == [f"s{i}" for i in range(5)] and has_records(path, fingerprint="fp1")
-    assert not (tmp_path / "journal.jsonl.merging").exists()
 
 
 def test_a_merge_reads_each_shard_once_and_a_kill_while_it_checks_leaves_a_folder_the_rerun_takes(

@@ -14,7 +14,6 @@ is refused. Local sources are fingerprinted down to the data and video files
 from __future__ import annotations
 
 import itertools
-import os
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields, replace
@@ -173,7 +172,7 @@ def merged_records(shards: Sequence[ShardResult], samples: Sequence[Sample], fin
     own plan and what the model wrote (:func:`accept`). Held: a flag a sample (seen), not the records.
     A shard whose records do not add up raises once its file is read (what is foreign first, then what
     is missing, then what was planned otherwise, then a record the merge refuses): a caller writes what
-    this yields where a failure leaves nothing behind (:func:`write_journal`)."""
+    this yields where a failure leaves nothing behind (:func:`stage_journal`)."""
     count = shards[0].count
     owner = assign(samples, count)
     episodes = samples.episodes() if isinstance(samples, SampleTable) else np.array(episode_indices(samples))
@@ -234,17 +233,11 @@ def merged_records(shards: Sequence[ShardResult], samples: Sequence[Sample], fin
             raise refused
 
 
-def write_journal(path: Path, records: Iterable[JournalRecord], *, batch: int = 1024) -> None:
-    """``records`` as the journal at ``path``, whole or not at all: written beside it, then renamed onto
-    it (a merge that fails half-way leaves no journal a rerun would take for the merged one)."""
-    os.replace(stage_journal(path, records, batch=batch), path)
-
-
 def stage_journal(path: Path, records: Iterable[JournalRecord], *, batch: int = 1024) -> Path:
     """``records`` written beside the journal at ``path`` (returned: the caller renames it onto ``path``);
     nothing left when ``records`` raises (:func:`merged_records` refusing a shard once its file is read),
     so the merge reads each shard's records once, checking them as it writes them."""
-    tmp = path.with_name(path.name + ".merging")
+    tmp = path.with_name(path.name + layout.STAGED_SUFFIX)
     tmp.unlink(missing_ok=True)
     try:
         with JournalWriter(tmp) as writer:
@@ -310,6 +303,9 @@ def _earlier(items: Any, where: str) -> tuple[dict[str, Any], ...]:
                     "attempts": _bounded_int(e.get("attempts"), 1, MAX_ATTEMPTS, where, f"earlier[{n}].attempts"),
                     "raw_text": _text(e.get("raw_text"), where, f"earlier[{n}].raw_text", optional=True)})
     return tuple(out)
+
+
+# --- strict reading -------------------------------------------------------------------------------
 
 
 def _read_json(path: Path, limit: int) -> Any:

@@ -72,5 +72,3 @@ def check_source_files(shards: Sequence[ShardResult], root: Path | None) -> None
                              hint="merge on the source the shards ran on; if the dataset changed since, rerun the "
                                   "shards on it")
 
-
-# --- strict reading -------------------------------------------------------------------------------

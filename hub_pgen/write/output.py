@@ -118,7 +118,7 @@ def inspect_output(
                                 path=paths.work, hint=f"remove {paths.work} or choose another --output-dir")
     # a merge cut short while it checked the shards leaves the journal it was writing beside the lock
     # (hub_pgen.run.merging.stage_journal): not a run's state, and the next merge writes it anew
-    merging = paths.journal.name + ".merging"
+    merging = paths.journal.name + layout.STAGED_SUFFIX
     if paths.work.is_dir() and {p.name for p in paths.work.iterdir()} - {layout.LOCK_NAME, layout.SERVERS_NAME,
                                                                          merging}:
         raise OutputExistsError(
