@@ -37,6 +37,10 @@ SKILL_POINTS = (
 MERGE_POINTS = (
     "merge.journal",  # after a batch of the shards' records is written beside the merged journal
 )
+# passed only where the pass over the records goes alongside generation (tests/test_running_pass.py)
+PASS_POINTS = (
+    "pass.checkpoint",  # after the pass's state is saved beside the journal
+)
 _seen: Counter[str] = Counter()
 _lock = threading.Lock()  # a point may be passed by the stream's workers at once
 

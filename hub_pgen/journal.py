@@ -1,37 +1,30 @@
-"""The journal: one JSON line per finished sample, appended as each batch completes.
+"""The journal: one JSON line per finished sample, appended as each batch completes
+(:mod:`hub_pgen.journal_writer`: whole lines, fsynced in group commits; a line torn by a kill is cut off
+before the next append).
 
-It is what makes a run resumable: a rerun of the same configuration reads it, skips every sample
-already in it, and appends the rest. Lines are written whole and flushed as each result arrives (a
-kill loses none of them: the kernel has them), and fsynced in group commits — every ``SYNC_EVERY``
-records or ``SYNC_SECONDS``, and on close — so a power cut loses at most that window, never a whole
-run, and a fast pass does not pay one disk flush per sample; a line torn by a kill is dropped (and cut off before the next append) so the file stays valid JSONL. At the
-end it becomes ``meta/syn_annotations.jsonl`` of the new dataset (sorted, with task indices).
+It is what makes a run resumable: a rerun of the same configuration reads it (this module: the records,
+or :class:`JournalView`, where each line is), skips every sample already in it, and appends the rest. At
+the end it becomes ``meta/syn_annotations.jsonl`` of the new dataset (in plan order, with task indices).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
-import time
 import weakref
-from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from hub_pgen import fsio
 from hub_pgen.data import GenerationResult, JournalRecord, Sample
-from hub_pgen.errors import ConfigMismatchError, OutputError, UnsafePathError
+from hub_pgen.errors import ConfigMismatchError, OutputError
 from hub_pgen.plan.table import CHUNK, SampleTable, rows, sample_ids
 
 logger = logging.getLogger(__name__)
-
-SYNC_EVERY = 64  # records between two fsyncs of a journal, at most
-SYNC_SECONDS = 0.2  # and seconds: a power cut loses at most this much of a run (a kill loses nothing)
-
 
 def load_journal(path: Path, *, fingerprint: str | None = None) -> dict[str, JournalRecord]:
     """Records by sample_id. The last record of a sample wins (a retried failure may follow it).
@@ -60,15 +53,18 @@ def _scan(path: Path, fingerprint: str | None) -> Generator[tuple[int, int, Jour
         yield at, length, JournalRecord.from_checked(d, shared)
 
 
-def _lines(path: Path, fingerprint: str | None) -> Generator[tuple[int, int, dict[str, Any]], None, None]:
+def _lines(path: Path, fingerprint: str | None, start: int = 0,
+           first_line: int = 1) -> Generator[tuple[int, int, dict[str, Any]], None, None]:
     """Each readable line of a journal as its JSON object (checked: :meth:`JournalRecord.check_json`), with
     where it is (byte offset, length), in file order: what :func:`_scan` makes records of, and what
-    :meth:`JournalView.load` indexes without making them (a resumed run's scan, issue 23)."""
+    :meth:`JournalView.load` indexes without making them (a resumed run's scan, issue 23). ``start``: from
+    that byte on (a line's start, line number ``first_line``)."""
     if not path.is_file():
         return
-    pos = 0
+    pos = start
     with open(path, "rb") as fh:  # a line at a time: never the whole file (and a copy in lines) at once
-        for n, line in enumerate(fh, 1):
+        fh.seek(start)
+        for n, line in enumerate(fh, first_line):
             at, pos = pos, pos + len(line)
             if not line.endswith(b"\n"):  # the last line, torn
                 if line.strip():
@@ -120,12 +116,38 @@ class JournalView(Mapping[str, JournalRecord]):
 
     @classmethod
     def load(cls, path: Path, *, fingerprint: str | None, extra: Mapping[str, JournalRecord] | None = None,
-             samples: Sequence[Sample] | None = None) -> JournalView:
-        """The view of ``path`` as :func:`load_journal` reads it (the same lines kept, warned or refused)."""
+             samples: Sequence[Sample] | None = None, known: dict[str, Any] | None = None) -> JournalView:
+        """The view of ``path`` as :func:`load_journal` reads it (the same lines kept, warned or refused).
+        ``known``: the index of its first bytes, saved when they were read (:meth:`index_state`; their
+        lines unchanged since, which the caller checked): only the lines after them are read."""
         view = cls(path, extra, samples)
-        for at, length, d in _lines(path, fingerprint):  # indexed, no record made: read back when asked
+        start, first_line = 0, 1
+        if known is not None and view.known_fits(known):  # the index of the file's first bytes, as saved
+            view._offset, view._span, view._at = known["offset"].copy(), known["span"].copy(), dict(known["at"])
+            view._held = int(np.count_nonzero(view._offset >= 0))
+            start, first_line = known["bytes"], known["lines"] + 1
+        for at, length, d in _lines(path, fingerprint, start, first_line):  # indexed, no record made
             view._put(d["sample_id"], at, length, d["status"])
         return view
+
+    def index_state(self, size: int, lines: int) -> dict[str, Any]:
+        """The index of the file's first ``size`` bytes (``lines`` lines; all the view holds: the run that
+        appends asks), for :meth:`load`'s ``known`` (hub_pgen.run.running_pass saves it with the pass)."""
+        return {"offset": self._offset, "span": self._span, "at": self._at, "bytes": size, "lines": lines}
+
+    def indexed_end(self) -> int:
+        """Where the last line the view holds ends in the file (0: none): the bytes its index is of."""
+        held = self._offset >= 0
+        end = int((self._offset[held] + (self._span[held] >> 2).astype(np.int64)).max()) if held.any() else 0
+        return max([end, *(at + (span >> 2) for at, span in self._at.values())])
+
+    def known_fits(self, known: Any) -> bool:
+        """Whether ``known`` (a checkpoint's :meth:`index_state`) is an index of this view's plan."""
+        n = len(self._offset)
+        return (isinstance(known, dict) and all(isinstance(known.get(k), int) for k in ("bytes", "lines"))
+                and isinstance(known.get("at"), dict)
+                and all(isinstance(known.get(k), np.ndarray) and known[k].shape == (n,) for k in ("offset", "span"))
+                and known["offset"].dtype == np.int64 and known["span"].dtype == np.uint64)
 
     def add(self, records: Sequence[JournalRecord], spans: Sequence[tuple[int, int]]) -> None:
         """``records`` are now the lines at ``spans`` (:meth:`JournalWriter.append`'s answer)."""
@@ -189,26 +211,63 @@ class JournalView(Mapping[str, JournalRecord]):
         return np.fromiter((-1 if (s := self.status(sid)) is None else _STATUSES.index(s) if s in _STATUSES else 3
                             for sid in sample_ids(samples)), dtype=np.int8, count=len(samples))
 
-    def in_order(self, samples: Sequence[Sample]) -> Iterator[tuple[int, JournalRecord, bytes | None]]:
+    def in_order(self, samples: Sequence[Sample], start: int = 0,
+                 stop: int | None = None) -> Iterator[tuple[int, JournalRecord, bytes | None]]:
         """(plan position, record, its line) of each of ``samples`` with a record, in plan order, each read
-        once. Where the view indexes ``samples`` by position, by position (no id looked up) and a block of
-        the file at a time (records in plan order are mostly in file order: one read serves many); else
-        by id, without the line (None)."""
+        once (``start``/``stop``: of the plan's positions, those in ``range(start, stop)``). Where the view
+        indexes ``samples`` by position, by position (no id looked up) and a block of the file at a time
+        (records in plan order are mostly in file order: one read serves many); else by id, without the
+        line (None)."""
         if not self._positional(samples):
             for i, sid in enumerate(sample_ids(samples)):
-                record = self.get(sid)
+                record = self.get(sid) if start <= i and (stop is None or i < stop) else None
                 if record is not None:
                     yield i, record, None
             return
-        block, start = b"", 0
-        for a in range(0, len(self._offset), CHUNK):  # a chunk of the plan at a time: no list of every position
-            held = np.flatnonzero(self._offset[a:a + CHUNK] >= 0) + a
+        block, start_at = b"", 0
+        end = len(self._offset) if stop is None else min(stop, len(self._offset))
+        for a in range(start, end, CHUNK):  # a chunk of the plan at a time: no list of every position
+            b = min(a + CHUNK, end)
+            held = np.flatnonzero(self._offset[a:b] >= 0) + a
             for i, at, span in rows(held, self._offset[held], self._span[held]):
                 length = span >> 2
-                if not (start <= at and at + length <= start + len(block)):
-                    block, start = os.pread(self._fd_open(), max(length, _BLOCK), at), at
-                line = block[at - start:at - start + length]
+                if not (start_at <= at and at + length <= start_at + len(block)):
+                    block, start_at = os.pread(self._fd_open(), max(length, _BLOCK), at), at
+                line = block[at - start_at:at - start_at + length]
                 yield i, self._parse(line, at, length), line
+
+    def positional(self, samples: Sequence[Sample]) -> bool:
+        """Whether the view indexes ``samples`` by plan position (what :meth:`frontier` and
+        :meth:`prefix_within` answer for)."""
+        return self._positional(samples)
+
+    def frontier(self, start: int = 0) -> int:
+        """The first plan position from ``start`` on without a record (the plan's size: none). Looks a
+        little ahead first, then further: a run asks after each batch, when the answer is near."""
+        n, a, width = len(self._offset), start, 64
+        while a < n:
+            hole = np.flatnonzero(self._offset[a:a + width] < 0)
+            if len(hole):
+                return a + int(hole[0])
+            a, width = a + width, min(width * 4, CHUNK)
+        return max(start, n)
+
+    def record_at(self, position: int) -> JournalRecord:
+        """The record of the plan's sample at ``position`` (it has one: :meth:`codes` says which do)."""
+        at = int(self._offset[position])
+        if at < 0:
+            raise KeyError(position)
+        return self._read((at, int(self._span[position])))
+
+    def prefix_within(self, positions: int, size: int) -> bool:
+        """Whether every one of the plan's first ``positions`` has a record whose line lies in the file's
+        first ``size`` bytes."""
+        for a in range(0, positions, CHUNK):
+            b = min(a + CHUNK, positions)
+            at, span = self._offset[a:b], self._span[a:b]
+            if (at < 0).any() or (at + (span >> 2).astype(np.int64) > size).any():
+                return False
+        return True
 
     def _fd_open(self) -> int:
         if self._fd is None:
@@ -303,118 +362,3 @@ def to_record(sample: Sample, result: GenerationResult, fp: str) -> JournalRecor
         attempts=result.attempts,
         fingerprint=fp,
     )
-
-
-class Line(Protocol):
-    """What a journal holds one per line: a record that says itself as JSON (a :class:`JournalRecord`,
-    the labeller's ``SegmentRecord``, the verifier's ``Verdict``)."""
-
-    def to_json(self) -> dict[str, Any]: ...
-
-
-class JournalWriter:
-    """Appends records durably. Opening cuts a torn tail so appended lines start on a line boundary.
-
-    The file is opened once, never through a link (:func:`hub_pgen.fsio.open_append`: a link planted at
-    ``OUT.partial/journal.jsonl`` is refused, exit 4, its target untouched), and the tail is cut on that
-    descriptor. Each record is one line of :func:`hub_pgen.fsio.jsonl_line`, which any string encodes
-    to (a lone surrogate in an answer is kept as its ``\\udXXX`` escape)."""
-
-    def __init__(self, path: Path, *, sync_every: int = SYNC_EVERY, sync_seconds: float = SYNC_SECONDS) -> None:
-        self.path = path
-        self.sync_every = sync_every
-        self.sync_seconds = sync_seconds
-        self.syncs = 0  # fsyncs so far (tests and benchmarks count them)
-        self._fh: io.BufferedWriter | None = None
-        self._unsynced = 0
-        self._synced_at = time.monotonic()
-        self._size = 0
-
-    def __enter__(self) -> JournalWriter:
-        self.open()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def open(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = fsio.open_append(self.path)
-            try:
-                _cut_torn_tail(fd)
-            except BaseException:
-                os.close(fd)
-                raise
-            self._fh = open(fd, "ab")
-            self._size = os.fstat(fd).st_size  # where the next line starts (only this run appends: the lock)
-        except UnsafePathError:
-            raise
-        except OSError as e:
-            raise OutputError(f"cannot write the journal {self.path}: {e.strerror or e}", path=self.path) from e
-
-    def append(self, records: Iterable[Line]) -> list[tuple[int, int]]:
-        """Write ``records``, one line each; returns where each line is (byte offset, length)."""
-        if self._fh is None:
-            raise RuntimeError("JournalWriter.append before open()")
-        lines = [fsio.jsonl_line(r.to_json()) for r in records]
-        spans = []
-        at = self._size
-        for line in lines:
-            spans.append((at, len(line)))
-            at += len(line)
-        blob = b"".join(lines)
-        if not blob:
-            return spans
-        try:
-            self._fh.write(blob)
-            self._fh.flush()  # whole lines in the kernel: a kill from here on loses none of them
-            self._size = at
-            self._unsynced += blob.count(b"\n")
-            if self._unsynced >= self.sync_every or time.monotonic() - self._synced_at >= self.sync_seconds:
-                self._sync()
-        except OSError as e:
-            raise OutputError(
-                f"cannot append to the journal {self.path}: {e.strerror or e}",
-                path=self.path,
-                hint="free disk space, then rerun the same command: what the journal holds (finished samples, labelled "
-                     "episodes) is kept, and only the rest is asked again",
-            ) from e
-        return spans
-
-    def _sync(self) -> None:
-        assert self._fh is not None
-        os.fsync(self._fh.fileno())
-        self.syncs += 1
-        self._unsynced = 0
-        self._synced_at = time.monotonic()
-
-    def close(self) -> None:
-        if self._fh is not None:
-            try:
-                if self._unsynced:
-                    self._sync()
-            except OSError as e:
-                raise OutputError(f"cannot write the journal {self.path}: {e.strerror or e}", path=self.path) from e
-            finally:
-                self._fh.close()
-                self._fh = None
-
-
-def _cut_torn_tail(fd: int) -> None:
-    """Cut the file open on ``fd`` after its last newline (a line torn by a kill)."""
-    size = os.fstat(fd).st_size
-    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-        return
-    # scan back to the last newline
-    pos = size - 1
-    chunk = 4096
-    while pos > 0:
-        start = max(0, pos - chunk)
-        buf = os.pread(fd, pos - start, start)
-        nl = buf.rfind(b"\n")
-        if nl >= 0:
-            os.ftruncate(fd, start + nl + 1)
-            return
-        pos = start
-    os.ftruncate(fd, 0)

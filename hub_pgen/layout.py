@@ -37,6 +37,7 @@ RUN_NAME = "run.json"
 STAGING_NAME = "staging"
 SERVERS_NAME = "servers"  # logs of model servers the run started (kept when a server fails)
 LOCK_NAME = "lock"  # flock'ed for the run's lifetime (hub_pgen.write.lock)
+PASS_NAME = "pass"  # the pass over the records alongside generation: its checkpoint (hub_pgen.run.running_pass)
 PREVIOUS_NAME = "previous"  # --retry-failed: the earlier result, moved aside until the new one is in place
 
 # Float32 timestamps: a frame at ts belongs to a skill when start - EPS <= ts < end - EPS.

@@ -7,7 +7,8 @@ import pytest
 
 from hub_pgen.data import JournalRecord
 from hub_pgen.errors import ConfigMismatchError
-from hub_pgen.journal import JournalWriter, load_journal
+from hub_pgen.journal import load_journal
+from hub_pgen.journal_writer import JournalWriter
 
 
 def rec(i, fp="fp1", status="ok"):
@@ -79,7 +80,7 @@ def test_a_kill_between_group_commits_loses_no_appended_record(tmp_path):
     code = f"""
 import os, signal
 from tests.test_journal import rec
-from hub_pgen.journal import JournalWriter
+from hub_pgen.journal_writer import JournalWriter
 from pathlib import Path
 w = JournalWriter(Path({str(path)!r}), sync_every=10_000, sync_seconds=3600)
 w.open()

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from hub_pgen.data import ImageRef, JournalRecord, Sample
-from hub_pgen.journal import JournalView, JournalWriter, load_journal
+from hub_pgen.journal import JournalView, load_journal
+from hub_pgen.journal_writer import JournalWriter
 from hub_pgen.plan.planner import build_plan, sample_starts
 from hub_pgen.plan.table import ByPosition, IdView, SampleTable, locator, sample_ids, subset
 from hub_pgen.plan.taxonomy import assign_types

@@ -71,6 +71,7 @@ def test_a_resumed_run_reads_each_record_back_once_too(example_root, tmp_path, m
     import sys
 
     from hub_pgen.faults import ENV
+    from hub_pgen.run.running_pass import CHECKPOINT_ENV
 
     args = ["--sampling", "frame", "--episodes", "0-1"]
     fresh = tmp_path / "fresh"
@@ -79,7 +80,9 @@ def test_a_resumed_run_reads_each_record_back_once_too(example_root, tmp_path, m
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "hub_pgen", "--root", str(example_root), "--output-dir", str(out),
            "--backend", "template", *args, "-q"]
-    killed = subprocess.run(cmd, env={**os.environ, ENV: f"journal:{whole.count(b'\n') // 2}"}, capture_output=True)
+    # no checkpoint of the pass (hub_pgen.run.running_pass; tests/test_running_pass.py): it starts again
+    killed = subprocess.run(cmd, env={**os.environ, ENV: f"journal:{whole.count(b'\n') // 2}",
+                                      CHECKPOINT_ENV: "3600"}, capture_output=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
     reads = _count_reads(monkeypatch)
     assert _run(example_root, out, *args) == 0
@@ -336,11 +339,11 @@ def test_the_staged_folder_is_checked_without_the_task_rows_and_before_the_page(
 
     held: list = []
     order: list[str] = []
-    real_pass, real_check, real_page = records.pass_records, finish.check_staged, review.write_report
+    real_result, real_check, real_page = records.RecordPass.result, finish.check_staged, review.write_report
 
-    def passing(*a, **k):
-        done = real_pass(*a, **k)
-        held.append(weakref.ref(done.labels))
+    def passing(self):  # the pass's result, whether it went alongside generation or after it
+        done = real_result(self)
+        held.append(weakref.ref(done.labels.new_tasks))
         return done
 
     def checking(staging, paths):
@@ -352,8 +355,7 @@ def test_the_staged_folder_is_checked_without_the_task_rows_and_before_the_page(
         order.append("page")
         return real_page(*a, **k)
 
-    monkeypatch.setattr(records, "pass_records", passing)
-    monkeypatch.setattr(finish, "pass_records", passing, raising=False)
+    monkeypatch.setattr(records.RecordPass, "result", passing)
     monkeypatch.setattr(finish, "check_staged", checking)
     monkeypatch.setattr(review, "write_report", drawing)
     assert _run(example_root, tmp_path / "out", "--sampling", "frame") == 0

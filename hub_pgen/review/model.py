@@ -76,15 +76,17 @@ class Review:
 
 
 def new_tally(episodes: Mapping[int, Any], codes: np.ndarray, *, coverage: bool,
-              max_cards: int = DEFAULT_MAX_CARDS, measure: bool = False) -> Tally:
+              max_cards: int | None = None, measure: bool = False) -> Tally:
     """The tally of records whose statuses (:func:`~hub_pgen.review.tally.status_code`, in plan order)
-    are ``codes``, for a page of ``max_cards`` cards. A run makes it for the records it writes (its page
-    then reads none back), :func:`load_review` for the records it reads: one page either way.
+    are ``codes``, for a page of ``max_cards`` cards (default :data:`DEFAULT_MAX_CARDS`). A run makes it
+    for the records it writes (its page then reads none back), :func:`load_review` for the records it
+    reads: one page either way.
     ``coverage``: the dataset has no ``task_index_high_level`` (the no-dialogue runs come from the
     records); ``measure``: with the quality measures of the records as generated."""
     from hub_pgen.quality import Meter
 
-    return Tally(episodes, shown=pick_positions(codes, max_cards).tolist(), total=len(codes),
+    limit = DEFAULT_MAX_CARDS if max_cards is None else max_cards
+    return Tally(episodes, shown=pick_positions(codes, limit).tolist(), total=len(codes),
                  coverage=coverage, meter=Meter() if measure else None)
 
 

@@ -103,6 +103,10 @@ class Tally:
         self.shown_ids: set[str] = set()
         self.by_episode: dict[int, EpisodeTally] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Saved without the dataset's episodes (a run's checkpoint of its pass: the run has them)."""
+        return {**self.__dict__, "_eps": {}}
+
     def add(self, r: JournalRecord, task_index: Any = ...) -> None:
         """One more record, as the file has it (``task_index``: its ``task_index_high_level`` in the file
         when the record given is the run's, which has none)."""
@@ -153,6 +157,28 @@ class Tally:
             if ep.covered is None:
                 ep.covered = np.zeros(self._eps[e].length, dtype=bool)
             ep.covered[max(0, r.frame_start):min(len(ep.covered), r.frame_end)] = True
+
+    def show(self, r: JournalRecord, task_index: Any = ...) -> None:
+        """A record given to :meth:`add` before which records get a card was known (a run whose pass went
+        alongside generation, hub_pgen.run.running_pass: its tally has no ``shown`` places): its card
+        now, as :meth:`add` would have made it. Called in plan order, once every record has passed."""
+        if task_index is not ... or r.fingerprint:
+            r = replace(r, fingerprint="", task_index_high_level=r.task_index_high_level if task_index is ...
+                        else task_index)
+        self.cards.append(r)
+        self.shown_ids.add(r.sample_id)
+        e = r.episode_index
+        if e is None:
+            return
+        ep = self.by_episode[e]
+        key = (r.frame_index if r.frame_index is not None else -1, r.sample_id)
+        if r.frame_index is not None:
+            if self.mark_all:  # its dot is there already: it links to the card now
+                k = next(k for k, (_, m) in enumerate(ep.markers) if m.sample_id == r.sample_id)
+                ep.markers[k] = (key, replace(ep.markers[k][1], shown=True))
+            else:
+                ep.markers.append((key, Marker(r.sample_id, r.status, r.frame_index, r.skill_current, True)))
+        ep.cards.append((key, r))
 
     def verdict_summary(self) -> dict[str, Any] | None:
         """The verifier's figures over the records that carry a verdict (None: none does)."""

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from hub_pgen.progress import Reporter
     from hub_pgen.review.thumbs import ThumbKeeper
     from hub_pgen.run.prepare import Prepared
+    from hub_pgen.run.running_pass import RunningPass
     from hub_pgen.write.output import OutputPaths
 
 
@@ -41,3 +42,4 @@ class Generated:
     resumed: int  # samples found in the journal of an earlier run
     sent: int  # samples sent to the backend by this run
     retry_ids: set[str] = field(default_factory=set)  # --retry-failed: the failures generated again
+    running: RunningPass | None = None  # the pass that went alongside generation (hub_pgen.run.running_pass)

@@ -20,7 +20,8 @@ from hub_pgen.errors import ValidationError
 from hub_pgen.generate.base import Backend
 from hub_pgen.generate.layer import sample_seed
 from hub_pgen.generate.registry import get_backend
-from hub_pgen.journal import JournalWriter, status_codes
+from hub_pgen.journal import JournalView, status_codes
+from hub_pgen.journal_writer import JournalWriter
 from hub_pgen.plan.table import locator
 from hub_pgen.progress import Reporter
 from hub_pgen.run.context import Generated, RunContext
@@ -63,8 +64,10 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
     staging = out_mod.fresh_staging(paths)
     dataset = prep.source is not None and prep.shard is None
     parts = layout.FORMATS[config.output_format]
-    tally = _page_tally(prep, journal, why, "hirobot" not in parts) if dataset and ctx.review else None
-    done = _pass(prep, journal, why, verdicts, staging if dataset else None, "hirobot" in parts, tally)
+    done, tally = _passed_alongside(gen, prep, staging) if dataset else (None, None)
+    if done is None:
+        tally = _page_tally(prep, journal, why, "hirobot" not in parts) if dataset and ctx.review else None
+        done = _pass(prep, journal, why, verdicts, staging if dataset else None, "hirobot" in parts, tally)
     quality = done.quality
     alarms = quality.alarms(config.sampling if prep.source is not None else None)
     if get_backend(config.backend).uses_model:
@@ -134,6 +137,20 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
         report=report_path(paths.output),
         shard=dict(prep.shard) if prep.shard is not None else None,
     )
+
+
+def _passed_alongside(gen: Generated, prep: Prepared, staging: Path) -> tuple[Passed | None, Any]:
+    """What the pass that went alongside generation found, and the page's tally (hub_pgen.run.running_pass;
+    None: the run had none, or it cannot stand for the run's: the records are passed now)."""
+    running, gen.running = gen.running, None  # let go once done: the task rows' texts are not held past the write
+    if running is None or not isinstance(gen.journal, JournalView):
+        return None, None
+    try:
+        with writing(staging):
+            ran = running.finish(gen.journal, prep, staging)
+    finally:
+        running.close()
+    return ran if ran is not None else (None, None)
 
 
 def _page_tally(prep: Prepared, journal: Mapping[str, JournalRecord], why: Mapping[str, str],

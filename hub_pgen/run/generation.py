@@ -4,18 +4,22 @@ asks which engine runs."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from hub_pgen import layout
 from hub_pgen.data import JournalRecord
 from hub_pgen.errors import Interrupted
-from hub_pgen.journal import JournalView, JournalWriter, status_codes
+from hub_pgen.journal import JournalView, status_codes
+from hub_pgen.journal_writer import JournalWriter
 from hub_pgen.plan.table import subset
 from hub_pgen.run.context import Generated, RunContext
 from hub_pgen.run.steps import record_batch
 
 if TYPE_CHECKING:
     from hub_pgen.run.engine import Engine
+    from hub_pgen.run.running_pass import RunningPass
 
 
 def generate(ctx: RunContext, engine: Engine, *, earlier: dict[str, JournalRecord], retry_failed: bool) -> Generated:
@@ -23,7 +27,9 @@ def generate(ctx: RunContext, engine: Engine, *, earlier: dict[str, JournalRecor
     then every sample not in it sent through ``engine``, each batch journaled as the engine yields it."""
     prep, paths, reporter = ctx.prep, ctx.paths, ctx.reporter
     # where each record is in the file, not the records (hub_pgen.journal.JournalView): read back as asked
-    journal = JournalView.load(paths.journal, fingerprint=prep.fingerprint, extra=earlier, samples=prep.samples)
+    state = _saved_pass(ctx, retry_failed)  # the pass's checkpoint, with its index of the journal's first bytes
+    journal = JournalView.load(paths.journal, fingerprint=prep.fingerprint, extra=earlier, samples=prep.samples,
+                               known=state["index"] if state is not None else None)
     retry_ids = {sid for sid, r in journal.items() if r.status != "ok"} if retry_failed else set()
     with JournalWriter(paths.journal) as writer:
         if earlier and not paths.journal.stat().st_size:
@@ -49,17 +55,50 @@ def generate(ctx: RunContext, engine: Engine, *, earlier: dict[str, JournalRecor
             records = [bad_line_record(b, prep.fingerprint) for b in bad]
             journal.add(records, writer.append(records))
         reporter.samples_start(len(prep.samples), resumed)
+        running = _running_pass(ctx, journal, state, retry_failed)
         try:
             sent = 0
             for records, n in engine.generate(pending, ctx, journal):
                 record_batch(records, writer, journal, reporter)
                 sent += n
+                if running is not None:
+                    running.advance(journal)
         except KeyboardInterrupt:
+            if running is not None:
+                running.close()
             # counted from the file: an interrupt between a batch's fsync and the run's view of it
             # would otherwise say one batch fewer than the resume finds
             safe = JournalView.load(paths.journal, fingerprint=prep.fingerprint, extra=earlier, samples=prep.samples)
             raise Interrupted(len(safe), len(prep.samples) + len(prep.bad_lines), paths.journal) from None
-    return Generated(journal, resumed, sent, retry_ids)
+        except BaseException:
+            if running is not None:
+                running.close()
+            raise
+    return Generated(journal, resumed, sent, retry_ids, running)
+
+
+def _saved_pass(ctx: RunContext, retry_failed: bool) -> dict[str, Any] | None:
+    from hub_pgen.run import running_pass
+
+    if not running_pass.eligible(ctx.config, ctx.prep, retry_failed=retry_failed):
+        return None
+    return running_pass.saved(ctx.paths.work, ctx.prep, ctx.paths.journal, hirobot=_hirobot(ctx), review=ctx.review)
+
+
+def _running_pass(ctx: RunContext, journal: JournalView, state: dict[str, Any] | None,
+                  retry_failed: bool) -> RunningPass | None:
+    """The pass over the records alongside generation, where the run can have it (hub_pgen.run.running_pass)."""
+    from hub_pgen.run import running_pass
+
+    if not running_pass.eligible(ctx.config, ctx.prep, retry_failed=retry_failed):
+        shutil.rmtree(ctx.paths.work / layout.PASS_NAME, ignore_errors=True)  # a pass of another run's
+        return None
+    return running_pass.RunningPass.start(ctx.paths.work, ctx.prep, journal, state, hirobot=_hirobot(ctx),
+                                          review=ctx.review)
+
+
+def _hirobot(ctx: RunContext) -> bool:
+    return "hirobot" in layout.FORMATS[ctx.config.output_format]
 
 
 def bad_line_record(bad: Any, fp: str) -> JournalRecord:

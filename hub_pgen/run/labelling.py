@@ -12,7 +12,7 @@ from hub_pgen.config import RunConfig
 from hub_pgen.errors import Interrupted, SkillsError
 from hub_pgen.generate.base import Backend
 from hub_pgen.generate.registry import get_backend
-from hub_pgen.journal import JournalWriter
+from hub_pgen.journal_writer import JournalWriter
 from hub_pgen.notices import Notices
 from hub_pgen.progress import Reporter
 from hub_pgen.run.prepare import Prepared, fetch_videos, plan_samples

@@ -26,7 +26,8 @@ from hub_pgen import faults, layout
 from hub_pgen.data import GenerationResult, JournalRecord, Sample
 from hub_pgen.errors import GenerationError, ShardError, UsageError
 from hub_pgen.generate.parse import validate_object
-from hub_pgen.journal import JournalWriter, to_record
+from hub_pgen.journal import to_record
+from hub_pgen.journal_writer import JournalWriter
 from hub_pgen.plan.table import SampleTable, episode_indices, locator
 from hub_pgen.provenance_file import read_json
 from hub_pgen.records_file import iter_records

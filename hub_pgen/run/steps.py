@@ -16,7 +16,8 @@ from hub_pgen.errors import FrameError
 from hub_pgen.generate.base import Backend
 from hub_pgen.generate.parse import checked_result
 from hub_pgen.generate.prompt import construct_prompt
-from hub_pgen.journal import JournalView, JournalWriter, to_record
+from hub_pgen.journal import JournalView, to_record
+from hub_pgen.journal_writer import JournalWriter
 from hub_pgen.plan.table import sample_ids
 from hub_pgen.progress import Reporter
 

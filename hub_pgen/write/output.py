@@ -174,10 +174,12 @@ def journal_has_records(journal: Path) -> bool:
 
 
 def discard_state(paths: OutputPaths) -> None:
-    """Remove a stale run's state (run.json, empty journal, failed labels, staging); the lock file stays."""
+    """Remove a stale run's state (run.json, empty journal, failed labels, staging, the pass's checkpoint); the lock
+    file stays."""
     for p in (paths.run_file, paths.journal, paths.work / layout.SKILLS_JOURNAL_NAME):
         p.unlink(missing_ok=True)
     _remove(paths.staging)
+    _remove(paths.work / layout.PASS_NAME)
 
 
 def _remove(path: Path) -> None:

@@ -51,43 +51,68 @@ def pass_records(samples: Sequence[Sample], journal: Mapping[str, JournalRecord]
     record as the dataset gets it (the filters' and the verifier's marks). ``syn_path``: write the D_syn
     file there (each line with its ``task_index_high_level``; null when not ``hirobot``); ``tally``: the
     review page's (:func:`hub_pgen.review.model.new_tally`), given each record as the file has it."""
-    meter = Meter()
-    examples: list[JournalRecord] = []
-    seen_skills: set[str] = set()
-    card: list[JournalRecord] = []
-    failures: list[JournalRecord] = []
-    ok = 0
-    tasks = TaskAssigner(source_tasks, source_indices, len(samples))
+    consumers = RecordPass(len(samples), source_tasks=source_tasks, source_indices=source_indices,
+                           hirobot=hirobot, tally=tally)
     if syn_path is not None:
         syn_path.parent.mkdir(parents=True, exist_ok=True)
     with fsio.create(syn_path) if syn_path is not None else _Discard() as fh:
+        feed = consumers.feed
         for i, rec, line in _in_order(samples, journal):
-            if rec.status == "ok":
-                ok += 1
-                meter.add(rec)
-                if len(examples) < EXAMPLES and rec.skill_current not in seen_skills:
-                    examples.append(rec)
-                    seen_skills.add(rec.skill_current)
-            else:
-                failures.append(rec)
-            written = amend(rec) if amend is not None else rec
-            if len(card) < CARD_EXAMPLES and written.status == "ok":
-                card.append(written)
-            dialogue = written.dialogue
-            if dialogue is not None:
-                tasks.add(i, dialogue, written.skill_current)
-            index = int(tasks.by_position[i]) if hirobot else None
-            if syn_path is not None:
-                out = syn_line(line, rec.fingerprint, index) if line is not None and written is rec else None
-                if out is None:  # amended, or a record the run holds but not its line: from the record
-                    obj = written.to_json()
-                    obj["task_index_high_level"] = index
-                    obj.pop("fingerprint", None)
-                    out = fsio.jsonl_line(obj)
-                fh.write(out)
-            if tally is not None:
-                tally.add(written, index)
-    return Passed(meter.result(), tuple(examples), tuple(card), tuple(failures), ok, tasks.result())
+            feed(i, rec, line, fh if syn_path is not None else None, amend)
+    return consumers.result()
+
+
+class RecordPass:
+    """The pass's consumers and what they hold, fed one record at a time in plan order: the same pass
+    whether it runs after generation (:func:`pass_records`) or alongside it (hub_pgen.run.running_pass,
+    whose checkpoints are this object's state)."""
+
+    def __init__(self, n: int, *, source_tasks: Sequence[str], source_indices: Sequence[int], hirobot: bool,
+                 tally: Any) -> None:
+        self.meter = Meter()
+        self.examples: list[JournalRecord] = []
+        self.seen_skills: set[str] = set()
+        self.card: list[JournalRecord] = []
+        self.failures: list[JournalRecord] = []
+        self.ok = 0
+        self.tasks = TaskAssigner(source_tasks, source_indices, n)
+        self.hirobot = hirobot
+        self.tally = tally
+
+    def feed(self, i: int, rec: JournalRecord, line: bytes | None, out: Any,
+             amend: Callable[[JournalRecord], JournalRecord] | None = None) -> None:
+        """Plan position ``i``'s record ``rec`` (``line``: its journal line, or None); its D_syn line
+        written to ``out`` (None: not written)."""
+        if rec.status == "ok":
+            self.ok += 1
+            self.meter.add(rec)
+            if len(self.examples) < EXAMPLES and rec.skill_current not in self.seen_skills:
+                self.examples.append(rec)
+                self.seen_skills.add(rec.skill_current)
+        else:
+            self.failures.append(rec)
+        written = amend(rec) if amend is not None else rec
+        if len(self.card) < CARD_EXAMPLES and written.status == "ok":
+            self.card.append(written)
+        tasks = self.tasks
+        dialogue = written.dialogue
+        if dialogue is not None:
+            tasks.add(i, dialogue, written.skill_current)
+        index = int(tasks.by_position[i]) if self.hirobot else None
+        if out is not None:
+            text = syn_line(line, rec.fingerprint, index) if line is not None and written is rec else None
+            if text is None:  # amended, or a record the run holds but not its line: from the record
+                obj = written.to_json()
+                obj["task_index_high_level"] = index
+                obj.pop("fingerprint", None)
+                text = fsio.jsonl_line(obj)
+            out.write(text)
+        if self.tally is not None:
+            self.tally.add(written, index)
+
+    def result(self) -> Passed:
+        return Passed(self.meter.result(), tuple(self.examples), tuple(self.card), tuple(self.failures), self.ok,
+                      self.tasks.result())
 
 
 def _in_order(samples: Sequence[Sample], journal: Mapping[str, JournalRecord]) -> Any:

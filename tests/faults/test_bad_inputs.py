@@ -32,7 +32,8 @@ import pytest
 import torch
 from PIL import Image
 
-from hub_pgen import journal as journal_mod
+from hub_pgen import journal_writer as journal_mod
+from hub_pgen import layout
 from hub_pgen import run as runner
 from hub_pgen.cli import main
 from hub_pgen.config import RunConfig
@@ -105,9 +106,15 @@ def assert_nothing(out: Path) -> None:
 
 
 def assert_journal_only(out: Path) -> None:
-    """JOURNAL: no OUT; OUT.partial holds the run's configuration and its journal, nothing half-written."""
+    """JOURNAL: no OUT; OUT.partial holds the run's configuration and its journal, and the pass that went
+    alongside generation while generation goes on (hub_pgen.run.running_pass: its D_syn lines and, once
+    saved, its state), nothing half-written."""
     assert not out.exists()
-    assert sorted(p.name for p in partial(out).iterdir()) == ["journal.jsonl", "run.json"]
+    names = {p.name for p in partial(out).iterdir()}
+    assert names - {layout.PASS_NAME} == {"journal.jsonl", "run.json"}
+    if layout.PASS_NAME in names:
+        assert {p.name for p in (partial(out) / layout.PASS_NAME).iterdir()} <= {"state.pickle",
+                                                                                 "syn_annotations.jsonl"}
 
 
 def assert_done(out: Path) -> None:

@@ -35,12 +35,13 @@ import pandas as pd
 import pytest
 
 from hub_pgen import fsio, layout, textsafe
-from hub_pgen import journal as journal_mod
+from hub_pgen import journal_writer as journal_mod
 from hub_pgen import run as runner
 from hub_pgen.cli import main
 from hub_pgen.config import RunConfig
 from hub_pgen.data import Dialogue, GenerationRequest, GenerationResult, JournalRecord
-from hub_pgen.journal import JournalWriter, load_journal
+from hub_pgen.journal import load_journal
+from hub_pgen.journal_writer import JournalWriter
 from hub_pgen.report import write_step_summary
 from hub_pgen.textsafe import for_markdown_cell, for_terminal, inline, json_text, well_formed
 from hub_pgen.write.card import refresh_card, render_card

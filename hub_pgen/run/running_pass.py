@@ -1,0 +1,305 @@
+"""The pass over the records alongside generation, checkpointed, so that a resumed run feeds only the
+records after its checkpoint (issue 23: a run killed at half reran the whole finish).
+
+The pass (:class:`hub_pgen.write.records.RecordPass`: quality measures, examples, task rows, the D_syn
+file, the review page's sums) takes records in plan order. During generation the records of the plan's
+first positions are all journaled up to a frontier (the first position without a record); every
+:data:`ADVANCE_SECONDS` the pass is fed up to it, writing the D_syn lines into the work folder, and every
+:data:`CHECKPOINT_SECONDS` (or longer when a checkpoint is dear: its cost stays under a twentieth of the
+run) its state is saved beside the journal with what it was made from: the frontier, the journal's
+length and digest, and the D_syn file's length. A resumed run takes the state back only when all of that
+still holds — the same plan and configuration, the journal's first bytes unchanged and holding a record
+of every position before the frontier, the D_syn file at least as long (cut back to its length) — and
+else starts the pass again from the first record; the result is the same bytes either way.
+
+Which records get a card on the review page is decided from every record's status, known only after
+generation: the page's tally keeps its sums as records pass and is told its cards at the end
+(:meth:`hub_pgen.review.tally.Tally.show`), read back by position (at most ``DEFAULT_MAX_CARDS``).
+
+The state file is a pickle read with an :class:`_Unpickler` that makes only the classes a state is made
+of (a file that names anything else is refused, never run). Runs that decide about records after
+generation keep the pass after it (:func:`eligible`): ``--verify``, the filters, ``--retry-failed``,
+shards (their records are written by id) and merges.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+import pickle
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hub_pgen import faults, layout
+from hub_pgen.journal import JournalView
+from hub_pgen.plan.table import SampleTable
+from hub_pgen.write.records import Passed, RecordPass
+
+logger = logging.getLogger(__name__)
+
+STATE_NAME = "state.pickle"
+SYN_NAME = "syn_annotations.jsonl"
+CHECKPOINT_ENV = "HUB_PGEN_CHECKPOINT_S"  # seconds between two checkpoints (tests: 0, at every advance)
+CHECKPOINT_SECONDS = 1.0
+ADVANCE_SECONDS = 0.05  # the pass fed at most this often (a batch a sample: not a read of the file each)
+_COST_SHARE = 20  # a checkpoint that took c seconds: the next one not before 20 c
+_VERSION = 1
+
+
+def eligible(config: Any, prep: Any, *, retry_failed: bool) -> bool:
+    """Whether the run's pass can go alongside its generation: a dataset written by this run whose records
+    are written as generated (nothing decided about them after generation), its plan a table (the journal
+    indexed by plan position)."""
+    from hub_pgen import filters
+
+    return (prep.source is not None and prep.shard is None and not prep.merged_from and not prep.bad_lines
+            and not config.verify and filters.identity(config) is None and not retry_failed
+            and isinstance(prep.samples, SampleTable))
+
+
+def saved(work: Path, prep: Any, journal_path: Path, *, hirobot: bool, review: bool) -> dict[str, Any] | None:
+    """The pass's checkpoint in ``work`` if it still holds for this run: the same plan and configuration,
+    the journal's first bytes as they were, its D_syn lines there (None, and why said, when not). Read
+    before the journal is: its index of those bytes is part of it (JournalView.load's ``known``)."""
+    path = work / layout.PASS_NAME / STATE_NAME
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as fh:
+            state = _Unpickler(fh).load()
+    except Exception as e:  # noqa: BLE001 — a damaged or foreign file: the pass starts again
+        logger.warning("%s: not a checkpoint of the pass hub-pgen can read (%s: %s); the records are passed "
+                       "again from the first", path, type(e).__name__, e)
+        return None
+    why = _stale(state, prep, journal_path, path.parent / SYN_NAME, hirobot=hirobot, review=review)
+    if why:
+        logger.info("%s not used (%s): the records are passed again from the first", path, why)
+        return None
+    return state
+
+
+def _stale(state: Any, prep: Any, journal_path: Path, syn: Path, *, hirobot: bool, review: bool) -> str | None:
+    """Why ``state`` does not hold for this run (None: it holds)."""
+    if not isinstance(state, dict) or state.get("version") != _VERSION:
+        return "another version's"
+    n = len(prep.samples)
+    mine = {"fingerprint": prep.fingerprint, "samples": n, "hirobot": hirobot, "review": review,
+            "source_tasks": tuple(prep.source.tasks), "source_indices": tuple(int(i) for i in prep.source.task_indices)}
+    changed = [k for k, v in mine.items() if state.get(k) != v]
+    if changed:
+        return f"another configuration's: {', '.join(changed)}"
+    consumers, position, size, syn_bytes = (state.get(k) for k in ("consumers", "position", "journal_bytes",
+                                                                   "syn_bytes"))
+    if not (isinstance(consumers, RecordPass) and isinstance(position, int) and isinstance(size, int)
+            and isinstance(syn_bytes, int) and 0 <= position <= n
+            and isinstance(consumers.tasks.by_position, np.ndarray) and consumers.tasks.by_position.shape == (n,)
+            and (consumers.tally is not None) == review and isinstance(state.get("index"), dict)
+            and state["index"].get("bytes") == size):
+        return "not a state of this run's pass"
+    if not syn.is_file() or syn.stat().st_size < syn_bytes:
+        return "its D_syn lines are not all there"
+    digest = hashlib.blake2b(digest_size=16)
+    with open(journal_path, "rb") as fh:
+        left = size
+        while left > 0:
+            chunk = fh.read(min(1 << 20, left))
+            if not chunk:
+                break
+            digest.update(chunk)
+            left -= len(chunk)
+    if left or digest.hexdigest() != state.get("journal_digest"):
+        return "the journal changed since"
+    state["digest"] = digest
+    return None
+
+
+class RunningPass:
+    """The pass of one run, fed from the journal as its frontier advances (:meth:`advance`)."""
+
+    def __init__(self, folder: Path, prep: Any, *, hirobot: bool, review: bool) -> None:
+        self.folder = folder
+        self.samples = prep.samples
+        self.fingerprint = prep.fingerprint
+        self.source_tasks = tuple(prep.source.tasks)
+        self.source_indices = tuple(int(i) for i in prep.source.task_indices)
+        self.hirobot, self.review = hirobot, review
+        self._episodes = prep.dataset.episodes
+        self.position = 0  # every plan position before it has passed
+        self.resumed_at = 0  # where this process took the pass up (a checkpoint's frontier, or 0)
+        self.consumers = self._new_consumers()
+        self._syn: Any = None
+        self._digest = hashlib.blake2b(digest_size=16)
+        self._hashed = 0  # the journal's bytes the digest covers
+        self._lines = 0  # and its lines
+        self._next_advance = 0.0
+        self._interval = float(os.environ.get(CHECKPOINT_ENV, CHECKPOINT_SECONDS))
+        self._every = ADVANCE_SECONDS if self._interval > 0 else 0.0  # tests: fed and saved at each batch
+        self._next_checkpoint = time.monotonic() + self._interval
+
+    def _new_consumers(self) -> RecordPass:
+        from hub_pgen.review.tally import Tally
+
+        # every record gets a card when there are no more than the page shows: known now, none read back
+        n = len(self.samples)
+        shown = range(n) if n <= tally_cards() else ()
+        tally = Tally(self._episodes, shown=shown, total=n, coverage=not self.hirobot) if self.review else None
+        return RecordPass(len(self.samples), source_tasks=self.source_tasks, source_indices=self.source_indices,
+                          hirobot=self.hirobot, tally=tally)
+
+    @classmethod
+    def start(cls, work: Path, prep: Any, journal: JournalView, state: dict[str, Any] | None, *, hirobot: bool,
+              review: bool) -> RunningPass:
+        """The pass of a run whose journal is ``journal``: from ``state`` (:func:`saved`) where the journal
+        holds a record of every position before its frontier, else from the first record; then fed with
+        what the journal holds already."""
+        rp = cls(work / layout.PASS_NAME, prep, hirobot=hirobot, review=review)
+        rp.folder.mkdir(exist_ok=True)
+        keep = 0
+        if state is not None and not journal.prefix_within(state["position"], state["journal_bytes"]):
+            logger.info("the pass's checkpoint not used (the journal lost records it was made from): the records "
+                        "are passed again from the first")
+            state = None
+        if state is not None:
+            rp.consumers, rp.position, keep = state["consumers"], state["position"], state["syn_bytes"]
+            rp._digest, rp._hashed, rp._lines = state["digest"], state["journal_bytes"], state["index"]["lines"]
+            if rp.consumers.tally is not None:
+                rp.consumers.tally._eps = rp._episodes  # not saved with it (Tally.__getstate__)
+            rp.resumed_at = rp.position
+            logger.info("the pass over the records resumes at sample %d of %d (%s)", rp.position, len(rp.samples),
+                        rp.folder / STATE_NAME)
+        else:
+            (rp.folder / STATE_NAME).unlink(missing_ok=True)
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(rp.folder / SYN_NAME, flags, 0o644)
+        os.ftruncate(fd, keep)
+        rp._syn = io.BufferedWriter(io.FileIO(fd, "r+"), 1 << 20)
+        rp._syn.seek(keep)
+        rp.advance(journal, force=True)
+        return rp
+
+    def advance(self, journal: JournalView, *, force: bool = False) -> None:
+        """Feed the pass up to the journal's frontier (at most every :data:`ADVANCE_SECONDS` unless
+        ``force``), and checkpoint it when one is due."""
+        now = time.monotonic()
+        if not force and now < self._next_advance:
+            return
+        self._next_advance = now + self._every
+        stop = journal.frontier(self.position)
+        if stop > self.position:
+            feed, out = self.consumers.feed, self._syn
+            for i, rec, line in journal.in_order(self.samples, self.position, stop):
+                feed(i, rec, line, out)
+            self.position = stop
+        if now >= self._next_checkpoint:
+            self.checkpoint(journal)
+
+    def checkpoint(self, journal: JournalView) -> None:
+        """Save the pass's state beside the journal (whole or not at all: written aside, then renamed)."""
+        t = time.monotonic()
+        self._syn.flush()
+        os.fsync(self._syn.fileno())
+        size = journal.indexed_end()  # whole lines only (a torn one a kill left is cut off by the next append)
+        with open(journal.path, "rb") as fh:  # the bytes journaled since the last checkpoint (in the page cache)
+            fh.seek(self._hashed)
+            while self._hashed < size:
+                chunk = fh.read(min(1 << 20, size - self._hashed))
+                if not chunk:
+                    break
+                self._digest.update(chunk)
+                self._hashed += len(chunk)
+                self._lines += chunk.count(b"\n")
+        state = {"version": _VERSION, "fingerprint": self.fingerprint, "samples": len(self.samples),
+                 "hirobot": self.hirobot, "review": self.review, "source_tasks": self.source_tasks,
+                 "source_indices": self.source_indices, "position": self.position,
+                 "journal_bytes": self._hashed, "journal_digest": self._digest.hexdigest(),
+                 "syn_bytes": self._syn.tell(), "consumers": self.consumers,  # the tally without its episodes
+                 "index": journal.index_state(self._hashed, self._lines)}
+        tmp = self.folder / (STATE_NAME + ".tmp")
+        with open(tmp, "wb") as fh:  # streamed into the file: never the whole state as bytes at once
+            pickle.dump(state, fh, protocol=5)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.folder / STATE_NAME)
+        faults.point("pass.checkpoint")
+        cost = time.monotonic() - t
+        self._next_checkpoint = time.monotonic() + (max(self._interval, _COST_SHARE * cost) if self._interval else 0)
+
+    def finish(self, journal: JournalView, prep: Any, staging: Path) -> tuple[Passed, Any] | None:
+        """After generation: the rest of the records fed, the page's cards told, and the D_syn file moved
+        into ``staging``; returns what the pass found and the page's tally. None when the pass cannot stand
+        for the run's (the source read again after generation has other tasks, or a sample has no record):
+        then the run passes its records after generation, as without this."""
+        if tuple(prep.source.tasks) != self.source_tasks or \
+                tuple(int(i) for i in prep.source.task_indices) != self.source_indices:
+            return None
+        feed, out = self.consumers.feed, self._syn
+        for i, rec, line in journal.in_order(self.samples, self.position):
+            feed(i, rec, line, out)
+        self.position = len(self.samples)
+        codes = journal.codes(self.samples)
+        if (codes < 0).any():
+            return None
+        self._syn.flush()
+        self._syn.close()
+        tally = self.consumers.tally
+        if tally is not None and len(self.samples) > tally_cards():  # its cards, read back (at most that many)
+            from hub_pgen.review.tally import pick_positions
+
+            by_position = self.consumers.tasks.by_position
+            for i in pick_positions(codes, tally_cards()).tolist():  # every position has a record
+                tally.show(journal.record_at(i), int(by_position[i]) if self.hirobot else None)
+        dst = staging / layout.SYN_ANNOTATIONS_PATH
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.folder / SYN_NAME, dst)
+        shutil.rmtree(self.folder, ignore_errors=True)  # its state is the run's now: a failed write reruns the pass
+        passed = self.consumers.result()
+        del self.consumers  # done: the task rows' texts are not held past the write
+        return passed, tally
+
+    def close(self) -> None:
+        if self._syn is not None and not self._syn.closed:
+            self._syn.close()
+
+
+def tally_cards() -> int:
+    """How many cards the run's page shows (its tally's, hub_pgen.review.model.new_tally's)."""
+    from hub_pgen.review import model
+
+    return int(model.DEFAULT_MAX_CARDS)
+
+
+# what a state is made of: nothing else is made when one is read back
+_ALLOWED = {
+    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "dict"), ("builtins", "list"),
+    ("builtins", "tuple"), ("builtins", "bytes"), ("builtins", "bytearray"), ("builtins", "int"),
+    ("builtins", "float"), ("builtins", "str"), ("builtins", "object"),
+    ("collections", "Counter"), ("collections", "OrderedDict"), ("collections", "deque"),
+    ("copyreg", "_reconstructor"), ("array", "array"), ("array", "_array_reconstructor"),
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("hub_pgen.write.records", "RecordPass"), ("hub_pgen.data", "JournalRecord"),
+    ("hub_pgen.quality", "Meter"), ("hub_pgen.quality", "_Measured"), ("hub_pgen.quality", "_Distinct"),
+    ("hub_pgen.quality", "_Grams"), ("hub_pgen.quality", "_NearDuplicates"),
+    ("hub_pgen.write.tasks", "TaskAssigner"), ("hub_pgen.write.tasks", "TaskRows"),
+    ("hub_pgen.write.tasks", "_Utf8"), ("hub_pgen.write.tasks", "_Codes"),
+    ("hub_pgen.review.tally", "Tally"), ("hub_pgen.review.tally", "EpisodeTally"),
+    ("hub_pgen.review.tally", "Marker"),
+}
+
+
+class _Unpickler(pickle.Unpickler):
+    """Makes only the classes of :data:`_ALLOWED` (pickle's "restricting globals"): a state file that
+    names a function or any other class is refused before anything is called."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not part of a pass's state")
+        return super().find_class(module, name)

@@ -1,0 +1,192 @@
+"""Issue 23: the pass over the records goes alongside generation and is checkpointed beside the journal
+(hub_pgen.run.running_pass), so a resumed run feeds only the records after its checkpoint — and writes
+the same bytes as an uninterrupted run. A checkpoint that no longer holds (the journal changed or lost a
+record, the D_syn lines cut short, a damaged or foreign state file) is not used: the pass starts again.
+
+Real runs: the template backend on the example dataset, killed in a child process
+(``HUB_PGEN_KILL_AT``) with a checkpoint at every batch (``HUB_PGEN_CHECKPOINT_S=0``), resumed in
+process so the test sees where the pass was taken up and how many records it read."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hub_pgen import layout
+from hub_pgen.cli import main
+from hub_pgen.faults import ENV as KILL_ENV
+from hub_pgen.run import running_pass
+from hub_pgen.run.running_pass import CHECKPOINT_ENV, STATE_NAME, SYN_NAME, RunningPass
+
+from .contract import tree_hashes
+
+ARGS = ["--backend", "template", "--sampling", "frame", "--episodes", "0-2", "-q"]
+STAMPED = ("meta/hub_pgen.json", "meta/hub_pgen_report.html")  # created_at (the page shows it)
+
+
+def _args(root: Path, out: Path, *extra: str) -> list[str]:
+    return ["--root", str(root), "--output-dir", str(out), *ARGS, *extra]
+
+
+def _kill(root: Path, out: Path, point: str, *extra: str) -> Path:
+    """The run killed at ``point`` (a checkpoint at every batch); its work folder."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", CHECKPOINT_ENV: "0", KILL_ENV: point}
+    p = subprocess.run([sys.executable, "-m", "hub_pgen", *_args(root, out, *extra)], env=env, capture_output=True,
+                       timeout=300)
+    assert p.returncode == -signal.SIGKILL, p.stderr.decode()[-2000:]
+    work = out.with_name(out.name + layout.WORK_SUFFIX)
+    assert (work / layout.PASS_NAME / STATE_NAME).is_file()
+    return work
+
+
+def _resume(root: Path, out: Path, monkeypatch, *extra: str) -> dict[str, int]:
+    """The same command in process: where its pass was taken up, and how many records it read back."""
+    from hub_pgen.journal import JournalView
+
+    seen = {"resumed_at": -1, "reads": 0}
+    start, parse = RunningPass.start.__func__, JournalView._parse
+
+    def started(cls, *a, **k):
+        rp = start(cls, *a, **k)
+        seen["resumed_at"] = rp.resumed_at
+        return rp
+
+    def counted(self, line, at, length):
+        seen["reads"] += 1
+        return parse(self, line, at, length)
+
+    monkeypatch.setattr(RunningPass, "start", classmethod(started))
+    monkeypatch.setattr(JournalView, "_parse", counted)
+    assert main(_args(root, out, *extra)) == 0
+    monkeypatch.undo()
+    return seen
+
+
+def _same(a: Path, b: Path) -> None:
+    ha, hb = tree_hashes(a), tree_hashes(b)
+    for rel in STAMPED:
+        ha.pop(rel, None), hb.pop(rel, None)
+    assert ha == hb
+
+
+@pytest.fixture(scope="module")
+def fresh(example_root, tmp_path_factory) -> dict[str, Path]:
+    """Uninterrupted runs, one a configuration the tests resume."""
+    outs = {}
+    for name, extra in (("both", ()), ("language", ("--format", "lerobot-language")), ("no-review", ("--no-review",))):
+        out = tmp_path_factory.mktemp(f"fresh-{name}") / "out"
+        assert main(_args(example_root, out, *extra)) == 0
+        outs[name] = out
+    return outs
+
+
+@pytest.mark.parametrize("name,extra", [("both", ()), ("language", ("--format", "lerobot-language")),
+                                        ("no-review", ("--no-review",))], ids=["both", "language", "no-review"])
+def test_a_resumed_run_takes_the_pass_up_at_its_checkpoint_and_writes_the_same_bytes(
+        name, extra, example_root, fresh, tmp_path, monkeypatch):
+    lines = sum(1 for _ in (fresh[name] / layout.SYN_ANNOTATIONS_PATH).open())
+    out = tmp_path / "out"
+    _kill(example_root, out, f"journal:{lines // 2}", *extra)
+    seen = _resume(example_root, out, monkeypatch, *extra)
+    # the records before the checkpoint are not read again (a batch's worth may have come after it)
+    assert lines // 2 - 8 <= seen["resumed_at"] < lines // 2
+    assert seen["reads"] == lines - seen["resumed_at"]
+    _same(fresh[name], out)
+    assert not out.with_name(out.name + layout.WORK_SUFFIX).exists()
+    assert main(["validate", str(out)]) == 0
+
+
+def test_killed_while_saving_its_checkpoint_the_run_resumes_to_the_same_bytes(example_root, fresh, tmp_path,
+                                                                             monkeypatch):
+    out = tmp_path / "out"
+    work = _kill(example_root, out, "pass.checkpoint:7")
+    assert not list((work / layout.PASS_NAME).glob("*.tmp"))  # saved aside, then renamed
+    seen = _resume(example_root, out, monkeypatch)
+    assert seen["resumed_at"] > 0
+    _same(fresh["both"], out)
+
+
+def _first_line_edited(work: Path) -> None:
+    journal = work / layout.JOURNAL_NAME
+    lines = journal.read_bytes().splitlines(keepends=True)
+    rec = json.loads(lines[0])
+    rec["user_prompt"] = "An edited prompt, still a record."
+    lines[0] = (json.dumps(rec, sort_keys=True) + "\n").encode()
+    journal.write_bytes(b"".join(lines))
+
+
+def _first_line_damaged(work: Path) -> None:
+    journal = work / layout.JOURNAL_NAME
+    data = journal.read_bytes()
+    journal.write_bytes(b"{not json" + data[data.index(b"\n"):])
+
+
+class _Hostile:
+    def __reduce__(self):
+        return (os.system, ("touch HOSTILE",))
+
+
+def _state_hostile(work: Path) -> None:
+    (work / layout.PASS_NAME / STATE_NAME).write_bytes(pickle.dumps({"version": 1, "consumers": _Hostile()}))
+
+
+def _state_cut(work: Path) -> None:
+    state = work / layout.PASS_NAME / STATE_NAME
+    state.write_bytes(state.read_bytes()[:100])
+
+
+def _syn_cut(work: Path) -> None:
+    syn = work / layout.PASS_NAME / SYN_NAME
+    syn.write_bytes(syn.read_bytes()[:10])
+
+
+@pytest.mark.parametrize("tamper", [_first_line_edited, _first_line_damaged, _state_hostile, _state_cut, _syn_cut],
+                         ids=["journal-edited", "journal-line-damaged", "state-hostile", "state-cut", "syn-cut"])
+def test_a_checkpoint_that_no_longer_holds_is_not_used(tamper, example_root, fresh, tmp_path, monkeypatch, caplog):
+    out = tmp_path / "out"
+    lines = sum(1 for _ in (fresh["both"] / layout.SYN_ANNOTATIONS_PATH).open())
+    work = _kill(example_root, out, f"journal:{lines // 2}")
+    tamper(work)
+    monkeypatch.chdir(tmp_path)
+    seen = _resume(example_root, out, monkeypatch)
+    assert seen["resumed_at"] == 0 and seen["reads"] == lines  # passed again from the first record
+    assert not (tmp_path / "HOSTILE").exists()  # a state file is read, never run
+    assert main(["validate", str(out)]) == 0
+    if tamper is _first_line_edited:  # the dataset has the journal's record as it is now
+        syn = (out / layout.SYN_ANNOTATIONS_PATH).read_text()
+        assert syn.count("An edited prompt, still a record.") == 1
+    else:
+        _same(fresh["both"], out)
+
+
+def test_the_unpickler_makes_only_what_a_state_is_made_of():
+    import io
+
+    with pytest.raises(pickle.UnpicklingError, match="posix.system is not part of a pass's state"):
+        running_pass._Unpickler(io.BytesIO(pickle.dumps(_Hostile()))).load()
+
+
+@pytest.mark.parametrize("markers", [5000, 10], ids=["a-dot-for-every-sample", "dots-for-cards-only"])
+def test_cards_told_after_the_pass_make_the_page_a_whole_pass_makes(markers, example_root, tmp_path, monkeypatch):
+    """More samples than the page has cards: the running pass learns its cards after generation and reads
+    them back; the page is the one the pass after generation draws (which knows them before)."""
+    from hub_pgen.review import model, tally
+
+    monkeypatch.setattr(model, "DEFAULT_MAX_CARDS", 7)
+    monkeypatch.setattr(tally, "MAX_MARKERS", markers)
+    pages = []
+    for alongside in (True, False):
+        if not alongside:
+            monkeypatch.setattr(running_pass, "eligible", lambda *a, **k: False)
+        out = tmp_path / str(alongside) / "out"
+        assert main(_args(example_root, out)) == 0
+        pages.append((out / layout.REPORT_PATH).read_text(encoding="utf-8"))
+    strip = [p.split("created_at")[0] for p in pages]
+    assert strip[0] == strip[1] and strip[0].count('class="card') >= 7
