@@ -190,3 +190,50 @@ def test_cards_told_after_the_pass_make_the_page_a_whole_pass_makes(markers, exa
         pages.append((out / layout.REPORT_PATH).read_text(encoding="utf-8"))
     strip = [p.split("created_at")[0] for p in pages]
     assert strip[0] == strip[1] and strip[0].count('class="card') >= 7
+
+
+def test_a_full_disk_under_the_pass_costs_a_warning_and_the_pass_after_generation(example_root, fresh, tmp_path,
+                                                                                   monkeypatch, caplog):
+    """The pass alongside generation saves time, nothing else: a checkpoint that cannot be written ends
+    it with a warning, and the records are passed after generation (the same bytes)."""
+    import errno
+
+    def full(self, journal):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setenv(CHECKPOINT_ENV, "0")
+    monkeypatch.setattr(RunningPass, "checkpoint", full)
+    for started in (True, False):  # the first checkpoint comes as the pass starts, or later
+        out = tmp_path / str(started) / "out"
+        if not started:
+            real = RunningPass.start.__func__
+
+            def start(cls, *a, **k):  # no checkpoint due as it starts
+                monkeypatch.setenv(CHECKPOINT_ENV, "3600")
+                rp = real(cls, *a, **k)
+                rp._interval = rp._every = rp._next_checkpoint = rp._next_advance = 0.0
+                return rp
+
+            monkeypatch.setattr(RunningPass, "start", classmethod(start))
+        caplog.clear()
+        assert main(_args(example_root, out)) == 0
+        assert "the pass over the records alongside generation stopped" in caplog.text
+        assert "No space left on device" in caplog.text
+        assert not out.with_name(out.name + layout.WORK_SUFFIX).exists()
+        _same(fresh["both"], out)
+
+
+def test_a_link_planted_for_the_pass_folder_is_refused(example_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    work = out.with_name(out.name + layout.WORK_SUFFIX)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    _kill(example_root, out, "journal:20")
+    import shutil
+
+    shutil.rmtree(work / layout.PASS_NAME)
+    (work / layout.PASS_NAME).symlink_to(elsewhere)
+    assert main(_args(example_root, out)) == 4
+    err = capsys.readouterr().err
+    assert f"{work / layout.PASS_NAME} is a link" in err and "TIP:" in err
+    assert list(elsewhere.iterdir()) == []

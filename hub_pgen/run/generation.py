@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from hub_pgen import layout
 from hub_pgen.data import JournalRecord
-from hub_pgen.errors import Interrupted
+from hub_pgen.errors import Interrupted, UnsafePathError
 from hub_pgen.journal import JournalView, status_codes
 from hub_pgen.journal_writer import JournalWriter
 from hub_pgen.plan.table import subset
@@ -62,7 +62,13 @@ def generate(ctx: RunContext, engine: Engine, *, earlier: dict[str, JournalRecor
                 record_batch(records, writer, journal, reporter)
                 sent += n
                 if running is not None:
-                    running.advance(journal)
+                    try:
+                        running.advance(journal)
+                    except UnsafePathError:
+                        raise
+                    except OSError as e:  # it saves time, nothing else: the records are passed after generation
+                        running.abandon(e)
+                        running = None
         except KeyboardInterrupt:
             if running is not None:
                 running.close()
@@ -93,8 +99,14 @@ def _running_pass(ctx: RunContext, journal: JournalView, state: dict[str, Any] |
     if not running_pass.eligible(ctx.config, ctx.prep, retry_failed=retry_failed):
         shutil.rmtree(ctx.paths.work / layout.PASS_NAME, ignore_errors=True)  # a pass of another run's
         return None
-    return running_pass.RunningPass.start(ctx.paths.work, ctx.prep, journal, state, hirobot=_hirobot(ctx),
-                                          review=ctx.review)
+    try:
+        return running_pass.RunningPass.start(ctx.paths.work, ctx.prep, journal, state, hirobot=_hirobot(ctx),
+                                              review=ctx.review)
+    except UnsafePathError:
+        raise
+    except OSError as e:
+        running_pass.stopped(ctx.paths.work / layout.PASS_NAME, e)
+        return None
 
 
 def _hirobot(ctx: RunContext) -> bool:

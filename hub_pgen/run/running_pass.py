@@ -5,7 +5,7 @@ The pass (:class:`hub_pgen.write.records.RecordPass`: quality measures, examples
 file, the review page's sums) takes records in plan order. During generation the records of the plan's
 first positions are all journaled up to a frontier (the first position without a record); every
 :data:`ADVANCE_SECONDS` the pass is fed up to it, writing the D_syn lines into the work folder, and every
-:data:`CHECKPOINT_SECONDS` (or longer when a checkpoint is dear: its cost stays under a twentieth of the
+:data:`CHECKPOINT_SECONDS` (or longer when a checkpoint is dear: its cost stays under a fortieth of the
 run) its state is saved beside the journal with what it was made from: the frontier, the journal's
 length and digest, and the D_syn file's length. A resumed run takes the state back only when all of that
 still holds — the same plan and configuration, the journal's first bytes unchanged and holding a record
@@ -17,9 +17,11 @@ generation: the page's tally keeps its sums as records pass and is told its card
 (:meth:`hub_pgen.review.tally.Tally.show`), read back by position (at most ``DEFAULT_MAX_CARDS``).
 
 The state file is a pickle read with an :class:`_Unpickler` that makes only the classes a state is made
-of (a file that names anything else is refused, never run). Runs that decide about records after
-generation keep the pass after it (:func:`eligible`): ``--verify``, the filters, ``--retry-failed``,
-shards (their records are written by id) and merges.
+of (a file that names anything else is refused, never run), and only of this hub-pgen version. Runs that
+decide about records after generation keep the pass after it (:func:`eligible`): ``--verify``, the
+filters, ``--retry-failed``, shards (their records are written by id) and merges. The pass alongside
+generation saves time, nothing else: a file of it that cannot be written (a full disk) ends it with a
+warning, and the run passes its records after generation.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from hub_pgen import faults, layout
+from hub_pgen import __version__, faults, fsio, layout
+from hub_pgen.errors import UnsafePathError
 from hub_pgen.journal import JournalView
 from hub_pgen.plan.table import SampleTable
 from hub_pgen.write.records import Passed, RecordPass
@@ -48,8 +51,8 @@ SYN_NAME = "syn_annotations.jsonl"
 CHECKPOINT_ENV = "HUB_PGEN_CHECKPOINT_S"  # seconds between two checkpoints (tests: 0, at every advance)
 CHECKPOINT_SECONDS = 1.0
 ADVANCE_SECONDS = 0.05  # the pass fed at most this often (a batch a sample: not a read of the file each)
-_COST_SHARE = 20  # a checkpoint that took c seconds: the next one not before 20 c
-_VERSION = 1
+_COST_SHARE = 40  # a checkpoint that took c seconds: the next one not before 40 c (under 2.5% of the run)
+_VERSION = 1  # of a state's layout: raised when a class a state is made of changes
 
 
 def eligible(config: Any, prep: Any, *, retry_failed: bool) -> bool:
@@ -89,8 +92,9 @@ def _stale(state: Any, prep: Any, journal_path: Path, syn: Path, *, hirobot: boo
     if not isinstance(state, dict) or state.get("version") != _VERSION:
         return "another version's"
     n = len(prep.samples)
-    mine = {"fingerprint": prep.fingerprint, "samples": n, "hirobot": hirobot, "review": review,
-            "source_tasks": tuple(prep.source.tasks), "source_indices": tuple(int(i) for i in prep.source.task_indices)}
+    mine = {"hub_pgen": __version__, "fingerprint": prep.fingerprint, "samples": n, "hirobot": hirobot,
+            "review": review, "source_tasks": tuple(prep.source.tasks),
+            "source_indices": tuple(int(i) for i in prep.source.task_indices)}
     changed = [k for k, v in mine.items() if state.get(k) != v]
     if changed:
         return f"another configuration's: {', '.join(changed)}"
@@ -159,6 +163,8 @@ class RunningPass:
         holds a record of every position before its frontier, else from the first record; then fed with
         what the journal holds already."""
         rp = cls(work / layout.PASS_NAME, prep, hirobot=hirobot, review=review)
+        if rp.folder.is_symlink() or (rp.folder.exists() and not rp.folder.is_dir()):
+            raise UnsafePathError(rp.folder, what="a link" if rp.folder.is_symlink() else "not a folder")
         rp.folder.mkdir(exist_ok=True)
         keep = 0
         if state is not None and not journal.prefix_within(state["position"], state["journal_bytes"]):
@@ -214,14 +220,16 @@ class RunningPass:
                 self._digest.update(chunk)
                 self._hashed += len(chunk)
                 self._lines += chunk.count(b"\n")
-        state = {"version": _VERSION, "fingerprint": self.fingerprint, "samples": len(self.samples),
+        state = {"version": _VERSION, "hub_pgen": __version__, "fingerprint": self.fingerprint,
+                 "samples": len(self.samples),
                  "hirobot": self.hirobot, "review": self.review, "source_tasks": self.source_tasks,
                  "source_indices": self.source_indices, "position": self.position,
                  "journal_bytes": self._hashed, "journal_digest": self._digest.hexdigest(),
                  "syn_bytes": self._syn.tell(), "consumers": self.consumers,  # the tally without its episodes
                  "index": journal.index_state(self._hashed, self._lines)}
         tmp = self.folder / (STATE_NAME + ".tmp")
-        with open(tmp, "wb") as fh:  # streamed into the file: never the whole state as bytes at once
+        tmp.unlink(missing_ok=True)  # a kill's, or a link: never written through
+        with fsio.create(tmp) as fh:  # streamed into the file: never the whole state as bytes at once
             pickle.dump(state, fh, protocol=5)
             fh.flush()
             os.fsync(fh.fileno())
@@ -265,6 +273,22 @@ class RunningPass:
     def close(self) -> None:
         if self._syn is not None and not self._syn.closed:
             self._syn.close()
+
+    def abandon(self, error: OSError) -> None:
+        """A file of the pass could not be written: said, and the pass ended (the run passes its records
+        after generation; a resumed run, from the first)."""
+        try:
+            self.close()
+        except OSError:
+            pass
+        stopped(self.folder, error)
+
+
+def stopped(folder: Path, error: OSError) -> None:
+    """Say that the pass alongside generation stopped on ``error``, and remove its folder."""
+    logger.warning("the pass over the records alongside generation stopped (%s: %s): the records are passed after "
+                   "generation instead", folder, error.strerror or error)
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def tally_cards() -> int:
