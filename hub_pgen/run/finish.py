@@ -64,7 +64,7 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
     staging = out_mod.fresh_staging(paths)
     dataset = prep.source is not None and prep.shard is None
     parts = layout.FORMATS[config.output_format]
-    done, tally = _passed_alongside(gen, prep, staging) if dataset else (None, None)
+    done, tally, ahead = _passed_alongside(gen, prep, staging) if dataset else (None, None, {})
     if done is None:
         tally = _page_tally(prep, journal, why, "hirobot" not in parts) if dataset and ctx.review else None
         done = _pass(prep, journal, why, verdicts, staging if dataset else None, "hirobot" in parts, tally)
@@ -101,7 +101,7 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
         prov["merged_from"] = dict(prep.merged_from)
     if not ctx.review and dataset:
         prov["review"] = False  # --no-review: the card says the page is not there (the key is absent otherwise)
-    summary = write_result(prep, journal, done, staging, prov, config.output_format)
+    summary = write_result(prep, journal, done, staging, prov, config.output_format, ahead)
     ok, examples, failures = done.ok, done.examples, done.failures
     del done  # the task rows' texts (a model's: one a sample) are in tasks.parquet now: not held while it is checked
     if dataset:
@@ -139,18 +139,19 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
     )
 
 
-def _passed_alongside(gen: Generated, prep: Prepared, staging: Path) -> tuple[Passed | None, Any]:
-    """What the pass that went alongside generation found, and the page's tally (hub_pgen.run.running_pass;
-    None: the run had none, or it cannot stand for the run's: the records are passed now)."""
+def _passed_alongside(gen: Generated, prep: Prepared, staging: Path) -> tuple[Passed | None, Any, dict[str, Any]]:
+    """What the pass that went alongside generation found, the page's tally and the data files it wrote
+    into ``staging`` already (hub_pgen.run.running_pass; None: the run had none, or it cannot stand for the
+    run's: the records are passed now)."""
     running, gen.running = gen.running, None  # let go once done: the task rows' texts are not held past the write
     if running is None or not isinstance(gen.journal, JournalView):
-        return None, None
+        return None, None, {}
     try:
         with writing(staging):
             ran = running.finish(gen.journal, prep, staging)
     finally:
         running.close()
-    return ran if ran is not None else (None, None)
+    return ran if ran is not None else (None, None, {})
 
 
 def _page_tally(prep: Prepared, journal: Mapping[str, JournalRecord], why: Mapping[str, str],
@@ -209,7 +210,7 @@ def check_staged(staging: Path, paths: out_mod.OutputPaths) -> None:
 
 
 def write_result(prep: Prepared, journal: Mapping[str, JournalRecord], done: Passed, staging: Path,
-                 prov: dict[str, Any], output_format: str) -> dict[str, Any]:
+                 prov: dict[str, Any], output_format: str, ahead: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write the result into ``staging`` (a dataset's D_syn file is there already: the pass wrote it);
     returns its counts (new tasks rows, frames, labelled frames) and what to tell the user about the
     source's own language rows (``notes``). The review page is :func:`write_page`'s."""
@@ -227,7 +228,8 @@ def write_result(prep: Prepared, journal: Mapping[str, JournalRecord], done: Pas
                             segments=prep.plan.segments if prep.plan is not None else (),
                             output_format=output_format,
                             skills_json=skills_to_write(prep, origin),
-                            skill_records=[r.to_json() for _, r in sorted((prep.skill_records or {}).items())])
+                            skill_records=[r.to_json() for _, r in sorted((prep.skill_records or {}).items())],
+                            ahead=ahead)
     notes = summary.language.lines() if summary.language is not None else []
     language = summary.language.as_dict() if summary.language is not None else None
     for line in notes:

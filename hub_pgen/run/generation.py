@@ -88,7 +88,8 @@ def _saved_pass(ctx: RunContext, retry_failed: bool) -> dict[str, Any] | None:
 
     if not running_pass.eligible(ctx.config, ctx.prep, retry_failed=retry_failed):
         return None
-    return running_pass.saved(ctx.paths.work, ctx.prep, ctx.paths.journal, hirobot=_hirobot(ctx), review=ctx.review)
+    return running_pass.saved(ctx.paths.work, ctx.prep, ctx.paths.journal, output_format=ctx.config.output_format,
+                              review=ctx.review)
 
 
 def _running_pass(ctx: RunContext, journal: JournalView, state: dict[str, Any] | None,
@@ -100,17 +101,13 @@ def _running_pass(ctx: RunContext, journal: JournalView, state: dict[str, Any] |
         shutil.rmtree(ctx.paths.work / layout.PASS_NAME, ignore_errors=True)  # a pass of another run's
         return None
     try:
-        return running_pass.RunningPass.start(ctx.paths.work, ctx.prep, journal, state, hirobot=_hirobot(ctx),
-                                              review=ctx.review)
+        return running_pass.RunningPass.start(ctx.paths.work, ctx.prep, journal, state,
+                                              output_format=ctx.config.output_format, review=ctx.review)
     except UnsafePathError:
         raise
     except OSError as e:
         running_pass.stopped(ctx.paths.work / layout.PASS_NAME, e)
         return None
-
-
-def _hirobot(ctx: RunContext) -> bool:
-    return "hirobot" in layout.FORMATS[ctx.config.output_format]
 
 
 def bad_line_record(bad: Any, fp: str) -> JournalRecord:

@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 STATE_NAME = "state.pickle"
 SYN_NAME = "syn_annotations.jsonl"
+DATA_NAME = "files"  # the data files written as generation goes on (below it, their paths in the dataset)
 CHECKPOINT_ENV = "HUB_PGEN_CHECKPOINT_S"  # seconds between two checkpoints (tests: 0, at every advance)
 CHECKPOINT_SECONDS = 1.0
 ADVANCE_SECONDS = 0.05  # the pass fed at most this often (a batch a sample: not a read of the file each)
@@ -66,7 +67,7 @@ def eligible(config: Any, prep: Any, *, retry_failed: bool) -> bool:
             and isinstance(prep.samples, SampleTable))
 
 
-def saved(work: Path, prep: Any, journal_path: Path, *, hirobot: bool, review: bool) -> dict[str, Any] | None:
+def saved(work: Path, prep: Any, journal_path: Path, *, output_format: str, review: bool) -> dict[str, Any] | None:
     """The pass's checkpoint in ``work`` if it still holds for this run: the same plan and configuration,
     the journal's first bytes as they were, its D_syn lines there (None, and why said, when not). Read
     before the journal is: its index of those bytes is part of it (JournalView.load's ``known``)."""
@@ -80,19 +81,19 @@ def saved(work: Path, prep: Any, journal_path: Path, *, hirobot: bool, review: b
         logger.warning("%s: not a checkpoint of the pass hub-pgen can read (%s: %s); the records are passed "
                        "again from the first", path, type(e).__name__, e)
         return None
-    why = _stale(state, prep, journal_path, path.parent / SYN_NAME, hirobot=hirobot, review=review)
+    why = _stale(state, prep, journal_path, path.parent, output_format=output_format, review=review)
     if why:
         logger.info("%s not used (%s): the records are passed again from the first", path, why)
         return None
     return state
 
 
-def _stale(state: Any, prep: Any, journal_path: Path, syn: Path, *, hirobot: bool, review: bool) -> str | None:
+def _stale(state: Any, prep: Any, journal_path: Path, folder: Path, *, output_format: str, review: bool) -> str | None:
     """Why ``state`` does not hold for this run (None: it holds)."""
     if not isinstance(state, dict) or state.get("version") != _VERSION:
         return "another version's"
     n = len(prep.samples)
-    mine = {"hub_pgen": __version__, "fingerprint": prep.fingerprint, "samples": n, "hirobot": hirobot,
+    mine = {"hub_pgen": __version__, "fingerprint": prep.fingerprint, "samples": n, "format": output_format,
             "review": review, "source_tasks": tuple(prep.source.tasks),
             "source_indices": tuple(int(i) for i in prep.source.task_indices)}
     changed = [k for k, v in mine.items() if state.get(k) != v]
@@ -106,8 +107,13 @@ def _stale(state: Any, prep: Any, journal_path: Path, syn: Path, *, hirobot: boo
             and (consumers.tally is not None) == review and isinstance(state.get("index"), dict)
             and state["index"].get("bytes") == size):
         return "not a state of this run's pass"
+    syn, ahead = folder / SYN_NAME, state.get("ahead")
     if not syn.is_file() or syn.stat().st_size < syn_bytes:
         return "its D_syn lines are not all there"
+    digests = state.get("ahead_digests")
+    if not isinstance(ahead, dict) or not isinstance(digests, dict) or set(ahead) != set(digests) or \
+            not all(isinstance(rel, str) and _file_digest(folder / DATA_NAME / rel) == digests[rel] for rel in ahead):
+        return "a data file it wrote is not there as it was written"
     digest = hashlib.blake2b(digest_size=16)
     with open(journal_path, "rb") as fh:
         left = size
@@ -126,7 +132,8 @@ def _stale(state: Any, prep: Any, journal_path: Path, syn: Path, *, hirobot: boo
 class RunningPass:
     """The pass of one run, fed from the journal as its frontier advances (:meth:`advance`)."""
 
-    def __init__(self, folder: Path, prep: Any, *, hirobot: bool, review: bool) -> None:
+    def __init__(self, folder: Path, prep: Any, *, output_format: str, review: bool) -> None:
+        hirobot = "hirobot" in layout.FORMATS[output_format]
         self.folder = folder
         self.samples = prep.samples
         self.fingerprint = prep.fingerprint
@@ -134,6 +141,11 @@ class RunningPass:
         self.source_indices = tuple(int(i) for i in prep.source.task_indices)
         self.hirobot, self.review = hirobot, review
         self._episodes = prep.dataset.episodes
+        self._source, self._format = prep.source, output_format
+        self._segments = prep.plan.segments if prep.plan is not None else ()
+        self.ahead: dict[str, Any] = {}  # data files written (fsynced) into the folder: their language counts
+        self._ahead_digests: dict[str, str] = {}  # and their bytes' digests (a resumed run checks them)
+        self._files = _files_ahead(prep.source, self.samples)  # (data file, plan positions its records need)
         self.position = 0  # every plan position before it has passed
         self.resumed_at = 0  # where this process took the pass up (a checkpoint's frontier, or 0)
         self.consumers = self._new_consumers()
@@ -157,12 +169,12 @@ class RunningPass:
                           hirobot=self.hirobot, tally=tally)
 
     @classmethod
-    def start(cls, work: Path, prep: Any, journal: JournalView, state: dict[str, Any] | None, *, hirobot: bool,
-              review: bool) -> RunningPass:
+    def start(cls, work: Path, prep: Any, journal: JournalView, state: dict[str, Any] | None, *,
+              output_format: str, review: bool) -> RunningPass:
         """The pass of a run whose journal is ``journal``: from ``state`` (:func:`saved`) where the journal
         holds a record of every position before its frontier, else from the first record; then fed with
         what the journal holds already."""
-        rp = cls(work / layout.PASS_NAME, prep, hirobot=hirobot, review=review)
+        rp = cls(work / layout.PASS_NAME, prep, output_format=output_format, review=review)
         if rp.folder.is_symlink() or (rp.folder.exists() and not rp.folder.is_dir()):
             raise UnsafePathError(rp.folder, what="a link" if rp.folder.is_symlink() else "not a folder")
         rp.folder.mkdir(exist_ok=True)
@@ -173,6 +185,7 @@ class RunningPass:
             state = None
         if state is not None:
             rp.consumers, rp.position, keep = state["consumers"], state["position"], state["syn_bytes"]
+            rp.ahead, rp._ahead_digests = dict(state["ahead"]), dict(state["ahead_digests"])
             rp._digest, rp._hashed, rp._lines = state["digest"], state["journal_bytes"], state["index"]["lines"]
             if rp.consumers.tally is not None:
                 rp.consumers.tally._eps = rp._episodes  # not saved with it (Tally.__getstate__)
@@ -181,6 +194,7 @@ class RunningPass:
                         rp.folder / STATE_NAME)
         else:
             (rp.folder / STATE_NAME).unlink(missing_ok=True)
+        rp._keep_data()
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         fd = os.open(rp.folder / SYN_NAME, flags, 0o644)
         os.ftruncate(fd, keep)
@@ -202,8 +216,43 @@ class RunningPass:
             for i, rec, line in journal.in_order(self.samples, self.position, stop):
                 feed(i, rec, line, out)
             self.position = stop
+            self._write_ahead()
         if now >= self._next_checkpoint:
             self.checkpoint(journal)
+
+    def _write_ahead(self) -> None:
+        """The data files whose records have all passed, written into the folder (fsynced: a checkpoint
+        that names one has it whole)."""
+        from hub_pgen.write.dataset import write_data_file_alone
+
+        while self._files and self._files[0][1] <= self.position:
+            rel, _ = self._files.pop(0)
+            if rel in self.ahead:
+                continue
+            dst = self.folder / DATA_NAME / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            positions = np.flatnonzero(np.isin(self.samples.episodes(), _episodes_of(self._source, rel)))
+            counts = write_data_file_alone(self._source, rel, dst, samples=self.samples, positions=positions,
+                                           labels=self.consumers.tasks.result(), segments=self._segments,
+                                           output_format=self._format)
+            self._ahead_digests[rel] = _file_digest(dst, sync=True) or ""  # ("": never matches)
+            self.ahead[rel] = counts
+
+    def _keep_data(self) -> None:
+        """Of the data files in the folder, only those the pass's state names (a kill may have left one
+        half-written)."""
+        data = self.folder / DATA_NAME
+        if data.is_symlink() or (data.exists() and not data.is_dir()):
+            data.unlink()
+            self.ahead.clear()  # (the state named files there: the pass had none)
+        if not data.is_dir():
+            return
+        for path in sorted(data.rglob("*"), reverse=True):
+            rel = path.relative_to(data).as_posix()
+            if path.is_symlink() or (path.is_file() and rel not in self.ahead):
+                path.unlink()
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
 
     def checkpoint(self, journal: JournalView) -> None:
         """Save the pass's state beside the journal (whole or not at all: written aside, then renamed)."""
@@ -222,10 +271,11 @@ class RunningPass:
                 self._lines += chunk.count(b"\n")
         state = {"version": _VERSION, "hub_pgen": __version__, "fingerprint": self.fingerprint,
                  "samples": len(self.samples),
-                 "hirobot": self.hirobot, "review": self.review, "source_tasks": self.source_tasks,
+                 "format": self._format, "review": self.review, "source_tasks": self.source_tasks,
                  "source_indices": self.source_indices, "position": self.position,
                  "journal_bytes": self._hashed, "journal_digest": self._digest.hexdigest(),
                  "syn_bytes": self._syn.tell(), "consumers": self.consumers,  # the tally without its episodes
+                 "ahead": self.ahead, "ahead_digests": self._ahead_digests,
                  "index": journal.index_state(self._hashed, self._lines)}
         tmp = self.folder / (STATE_NAME + ".tmp")
         tmp.unlink(missing_ok=True)  # a kill's, or a link: never written through
@@ -238,7 +288,7 @@ class RunningPass:
         cost = time.monotonic() - t
         self._next_checkpoint = time.monotonic() + (max(self._interval, _COST_SHARE * cost) if self._interval else 0)
 
-    def finish(self, journal: JournalView, prep: Any, staging: Path) -> tuple[Passed, Any] | None:
+    def finish(self, journal: JournalView, prep: Any, staging: Path) -> tuple[Passed, Any, dict[str, Any]] | None:
         """After generation: the rest of the records fed, the page's cards told, and the D_syn file moved
         into ``staging``; returns what the pass found and the page's tally. None when the pass cannot stand
         for the run's (the source read again after generation has other tasks, or a sample has no record):
@@ -265,10 +315,13 @@ class RunningPass:
         dst = staging / layout.SYN_ANNOTATIONS_PATH
         dst.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.folder / SYN_NAME, dst)
+        for rel in self.ahead:  # the data files written as generation went on
+            (staging / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.folder / DATA_NAME / rel, staging / rel)
         shutil.rmtree(self.folder, ignore_errors=True)  # its state is the run's now: a failed write reruns the pass
         passed = self.consumers.result()
         del self.consumers  # done: the task rows' texts are not held past the write
-        return passed, tally
+        return passed, tally, self.ahead
 
     def close(self) -> None:
         if self._syn is not None and not self._syn.closed:
@@ -289,6 +342,44 @@ def stopped(folder: Path, error: OSError) -> None:
     logger.warning("the pass over the records alongside generation stopped (%s: %s): the records are passed after "
                    "generation instead", folder, error.strerror or error)
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def _files_ahead(source: Any, samples: SampleTable) -> list[tuple[str, int]]:
+    """The source's data files that can be written as generation goes on, each with how many of the plan's
+    first positions its records need (its episodes' last sample), in that order: a folder on disk's (a
+    Hub source's data files are fetched after generation)."""
+    if source.repo_id or source.absent_data:
+        return []
+    episodes = samples.episodes()
+    last: dict[int, int] = {}
+    if len(episodes):
+        values, first = np.unique(episodes[::-1], return_index=True)
+        last = dict(zip(values.tolist(), (len(episodes) - first).tolist()))
+    need: dict[str, int] = {}
+    for e, ep in source.episodes.items():
+        need[ep.data_path] = max(need.get(ep.data_path, 0), last.get(e, 0))
+    return sorted(need.items(), key=lambda item: (item[1], item[0]))
+
+
+def _episodes_of(source: Any, rel: str) -> list[int]:
+    return [e for e, ep in source.episodes.items() if ep.data_path == rel]
+
+
+def _file_digest(path: Path, *, sync: bool = False) -> str | None:
+    """The BLAKE2b digest of a regular file's bytes (None: not one); ``sync``: fsynced first."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError:
+        return None
+    try:
+        if sync:
+            os.fsync(fd)
+        digest = hashlib.blake2b(digest_size=16)
+        while chunk := os.read(fd, 1 << 20):
+            digest.update(chunk)
+        return digest.hexdigest()
+    finally:
+        os.close(fd)
 
 
 def tally_cards() -> int:
@@ -315,7 +406,7 @@ _ALLOWED = {
     ("hub_pgen.write.tasks", "TaskAssigner"), ("hub_pgen.write.tasks", "TaskRows"),
     ("hub_pgen.write.tasks", "_Utf8"), ("hub_pgen.write.tasks", "_Codes"),
     ("hub_pgen.review.tally", "Tally"), ("hub_pgen.review.tally", "EpisodeTally"),
-    ("hub_pgen.review.tally", "Marker"),
+    ("hub_pgen.review.tally", "Marker"), ("hub_pgen.write.language", "LanguageCounts"),
 }
 
 

@@ -16,7 +16,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,7 @@ def write_dataset(
     output_format: str = layout.DEFAULT_FORMAT,
     skills_json: dict[str, Any] | Path | None = None,
     skill_records: Sequence[dict[str, Any]] = (),
+    ahead: Mapping[str, lang_w.LanguageCounts | None] | None = None,
 ) -> WriteSummary:
     """Write the new dataset into ``staging``, whose ``meta/syn_annotations.jsonl`` the run's pass over its
     records wrote (hub_pgen.write.records, which also gave ``labels``, each sample's task index and the new
@@ -70,7 +71,8 @@ def write_dataset(
     agree. ``segments`` (the plan's) become the ``subtask`` rows of the language columns;
     ``output_format`` is a key of layout.FORMATS. ``skills_json``: the skills the run used when they did
     not come from the source's ``skills.json`` (written as ``meta/skills.json``); ``skill_records``: the
-    model's labels of ``--skills annotate``."""
+    model's labels of ``--skills annotate``; ``ahead``: the data files in ``staging`` already, with their
+    language counts (written as generation went on: :func:`write_data_file_alone`)."""
     parts = layout.FORMATS[output_format]
     hirobot, language = "hirobot" in parts, "language" in parts
     per_episode = frame_task_indices(source, samples, labels)  # also counts the frames with a dialogue
@@ -85,8 +87,12 @@ def write_dataset(
                              "frames": frames, "frames_labelled": labelled}}
     with writing(staging):
         staging.mkdir(parents=True, exist_ok=True)
+        ahead = ahead or {}
         for rel in source.data_paths:
-            _write_data_file(source.root / rel, staging / rel, per_episode if hirobot else None, lplan, lcounts)
+            if rel not in ahead:
+                _write_data_file(source.root / rel, staging / rel, per_episode if hirobot else None, lplan, lcounts)
+            elif (counts := ahead[rel]) is not None:  # in staging already: its counts in their place
+                lcounts.add(counts)
             faults.point("write.data")
         episode_files = sorted((source.root / layout.EPISODES_DIR).glob("chunk-*/file-*.parquet"))
         if hirobot:
@@ -135,6 +141,25 @@ def write_dataset(
         _write_json(staging / layout.PROVENANCE_PATH, provenance)  # last: marks the folder complete
     return WriteSummary(staging, len(assignment.new_tasks), frames, labelled, linked, copied,
                         lcounts if language else None)
+
+
+def write_data_file_alone(source: SourceDataset, rel: str, dst: Path, *, samples: SampleTable,
+                          positions: np.ndarray, labels: TaskAssignment, segments: Sequence[Any],
+                          output_format: str) -> lang_w.LanguageCounts | None:
+    """The data file ``rel`` at ``dst`` as :func:`write_dataset` writes it, from its episodes' samples alone
+    (``positions``: theirs in the plan, each one's record passed into ``labels`` already) — what the pass
+    alongside generation writes once the records of a file's episodes have all passed
+    (hub_pgen.run.running_pass). Returns its language columns' counts (None: the format has none)."""
+    parts = layout.FORMATS[output_format]
+    episodes = {e: ep for e, ep in source.episodes.items() if ep.data_path == rel}
+    mine = samples.take(positions)
+    part = TaskAssignment(labels.by_position[positions], labels.new_tasks)
+    per_episode = frame_task_indices(replace(source, episodes=episodes), mine, part) if "hirobot" in parts else None
+    counts = lang_w.LanguageCounts()
+    lplan = lang_w.plan_language([s for s in segments if s.episode_index in episodes], mine,
+                                 part.by_position != layout.NO_TASK, part.dialogue_at) if "language" in parts else None
+    _write_data_file(source.root / rel, dst, per_episode, lplan, counts)
+    return counts if lplan is not None else None
 
 
 # --- files ------------------------------------------------------------------------------------

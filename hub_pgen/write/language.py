@@ -115,6 +115,16 @@ class LanguageCounts:
     episodes_with_source_subtasks: list[int] = field(default_factory=list)  # their subtasks kept, none added
     dialogues_not_added: list[str] = field(default_factory=list)  # "episode E frame F": the frame had one
 
+    def add(self, other: LanguageCounts) -> None:
+        """``other``'s counts after these (a data file's, written on its own: hub_pgen.run.running_pass)."""
+        self.subtask_rows += other.subtask_rows
+        self.dialogues += other.dialogues
+        self.kept_persistent_rows += other.kept_persistent_rows
+        self.kept_event_rows += other.kept_event_rows
+        self.already_there += other.already_there
+        self.episodes_with_source_subtasks += other.episodes_with_source_subtasks
+        self.dialogues_not_added += other.dialogues_not_added
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "subtask_rows": self.subtask_rows,
