@@ -189,6 +189,9 @@ def assign_task_indices(
     return tasks.result()
 
 
+_DIGEST = 16  # bytes of a task row's digests (textsafe.digest's default size)
+
+
 class TaskAssigner:
     """The task rows of a run's dialogues, given one sample at a time in plan order (the run's one pass
     over its records, hub_pgen.write.records).
@@ -209,6 +212,20 @@ class TaskAssigner:
         self._taken: set[bytes] = {digest(t) for t in source_tasks}
         self._row: dict[bytes, int] = {}
         self.by_position = np.full(n, layout.NO_TASK, dtype=np.int64)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Saved with the digests as one byte string each set (the pass's checkpoint, hub_pgen.run.running_pass):
+        a pickle keeps an entry a object it writes, ~40 bytes a row of transient memory for two sets of
+        a row each (with a model, a row a sample)."""
+        return {**self.__dict__, "_taken": b"".join(self._taken), "_row": (
+            b"".join(self._row), np.fromiter(self._row.values(), dtype=np.int64, count=len(self._row)))}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        taken, (keys, rows) = state["_taken"], state["_row"]
+        n = _DIGEST
+        state["_taken"] = {taken[i:i + n] for i in range(0, len(taken), n)}
+        state["_row"] = dict(zip((keys[i:i + n] for i in range(0, len(keys), n)), rows.tolist()))
+        self.__dict__.update(state)
 
     def add(self, position: int, dialogue: Dialogue, skill: str) -> None:
         """Sample ``position`` (of the plan) has ``dialogue``, for ``skill``."""
