@@ -23,6 +23,7 @@ from hub_pgen.cli.validate import main as validate
 os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 MALLOC_ARENAS = 2  # glibc heaps the command line's threads share (glibc's default: up to 8 a core)
+MMAP_THRESHOLD = 128 * 1024  # bytes from which glibc maps a block of its own (its default, kept from moving)
 
 
 def cap_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
@@ -44,8 +45,30 @@ def cap_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
         return False
 
 
+def fix_mmap_threshold(size: int = MMAP_THRESHOLD) -> bool:
+    """glibc serves a request of ``size`` or more from its own mapping, given back when freed — but once
+    such a block is freed it raises that bar to the block's size, and from then on the journal's 1 MiB
+    reads and Arrow's buffers come from the heap, whose freed holes stay in the process: with a model's
+    texts at 2,000 episodes, ~40-80 MiB more peak once the pass went alongside generation
+    (docs/benchmarks.md). Fixed on import (which also stops it moving); a user's own
+    ``MALLOC_MMAP_THRESHOLD_`` stands, and elsewhere than glibc nothing is done. Whether it was set."""
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") or not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)
+        if not hasattr(libc, "gnu_get_libc_version"):
+            return False
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, size))
+    except (OSError, AttributeError):
+        return False
+
+
 _M_ARENA_MAX = -8  # glibc's malloc.h
+_M_MMAP_THRESHOLD = -3
 cap_malloc_arenas()
+fix_mmap_threshold()
 
 # subcommand → its module's main(argv without the subcommand word); the documented ones, in
 # hub_pgen.cli.parser.SUBCOMMANDS's order

@@ -51,7 +51,8 @@ environment:
   HUB_PGEN_DEBUG=1                                 print tracebacks of errors
   GITHUB_STEP_SUMMARY                              (GitHub Actions) a Markdown job summary goes here
   ARROW_DEFAULT_MEMORY_POOL                        Arrow's allocator (default here: system, which gives memory back)
-  MALLOC_ARENA_MAX                                 glibc's heaps for threads (default here: 2)"""
+  MALLOC_ARENA_MAX                                 glibc's heaps for threads (default here: 2)
+  MALLOC_MMAP_THRESHOLD_                           glibc maps blocks from this size (default here: 131072, fixed)"""
 
 
 def build_parser(prog: str = "hub-pgen") -> Parser:
