@@ -164,12 +164,8 @@ fp = libc.fdopen(fd, b"w")
 libc.malloc_info(0, ctypes.c_void_p(fp)); libc.fflush(ctypes.c_void_p(fp))
 print(open(path).read().count("<heap nr="))
 """
-    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
-
     def heaps(module: str, **extra: str) -> str:
-        out = subprocess.run([sys.executable, "-c", probe.format(m=module)], env={**env, **extra},
-                             capture_output=True, text=True, check=True)
-        return out.stdout.strip()
+        return _probe(probe, module, "MALLOC_ARENA_MAX", **extra)
 
     if heaps("json") == "not glibc":
         pytest.skip("glibc's arenas only")
@@ -200,15 +196,20 @@ before = libc.mallinfo2().hblks
 block = libc.malloc(1 << 20)
 print(libc.mallinfo2().hblks - before)
 """
-    env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
-
     def mapped(module: str, **extra: str) -> str:
-        out = subprocess.run([sys.executable, "-c", probe.format(m=module)], env={**env, **extra},
-                             capture_output=True, text=True, check=True)
-        return out.stdout.strip()
+        return _probe(probe, module, "MALLOC_MMAP_THRESHOLD_", **extra)
 
     if mapped("json") == "no mallinfo2":
         pytest.skip("glibc 2.33's mallinfo2 only")
     assert mapped("json") == "0"  # glibc's own: the threshold moved to 1 MiB, the block is on the heap
     assert mapped("hub_pgen.cli") == "1"
     assert mapped("hub_pgen.cli", MALLOC_MMAP_THRESHOLD_="4194304") == "0"  # the user's choice stands
+
+
+def _probe(code: str, module: str, unset: str, **extra: str) -> str:
+    """What ``code`` prints in a fresh Python that imports ``module`` first, without the user's ``unset``
+    (glibc reads it at start) and with ``extra`` in its environment."""
+    env = {k: v for k, v in os.environ.items() if k != unset}
+    out = subprocess.run([sys.executable, "-c", code.format(m=module)], env={**env, **extra},
+                         capture_output=True, text=True, check=True)
+    return out.stdout.strip()

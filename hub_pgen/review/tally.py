@@ -113,9 +113,8 @@ class Tally:
         i = self._n
         self._n += 1
         shown = i in self._shown
-        if shown and (task_index is not ... or r.fingerprint):
-            r = replace(r, fingerprint="", task_index_high_level=r.task_index_high_level if task_index is ...
-                        else task_index)
+        if shown:
+            r = _as_card(r, task_index)
         status = r.status
         c = self.counts
         c["samples"] += 1
@@ -162,9 +161,7 @@ class Tally:
         """A record given to :meth:`add` before which records get a card was known (a run whose pass went
         alongside generation, hub_pgen.run.running_pass: its tally has no ``shown`` places): its card
         now, as :meth:`add` would have made it. Called in plan order, once every record has passed."""
-        if task_index is not ... or r.fingerprint:
-            r = replace(r, fingerprint="", task_index_high_level=r.task_index_high_level if task_index is ...
-                        else task_index)
+        r = _as_card(r, task_index)
         self.cards.append(r)
         self.shown_ids.add(r.sample_id)
         e = r.episode_index
@@ -187,3 +184,11 @@ class Tally:
             return None
         return {"checked": v["checked"], "agree": v["agree"], "disagree": v["checked"] - v["agree"] - v["unanswered"],
                 "unanswered": v["unanswered"], "agreement": round(v["agree"] / v["checked"], 4)}
+
+
+def _as_card(r: JournalRecord, task_index: Any) -> JournalRecord:
+    """A shown record as the file has it: no fingerprint, its task index (``...``: the record's own)."""
+    if task_index is not ... or r.fingerprint:
+        return replace(r, fingerprint="", task_index_high_level=r.task_index_high_level if task_index is ...
+                       else task_index)
+    return r

@@ -14,20 +14,23 @@ from hub_pgen.errors import Interrupted, UnsafePathError
 from hub_pgen.journal import JournalView, status_codes
 from hub_pgen.journal_writer import JournalWriter
 from hub_pgen.plan.table import subset
+from hub_pgen.run import running_pass
 from hub_pgen.run.context import Generated, RunContext
 from hub_pgen.run.steps import record_batch
 
 if TYPE_CHECKING:
     from hub_pgen.run.engine import Engine
-    from hub_pgen.run.running_pass import RunningPass
 
 
 def generate(ctx: RunContext, engine: Engine, *, earlier: dict[str, JournalRecord], retry_failed: bool) -> Generated:
     """The journal of this configuration (and, for --retry-failed on a finished result, its records),
     then every sample not in it sent through ``engine``, each batch journaled as the engine yields it."""
     prep, paths, reporter = ctx.prep, ctx.paths, ctx.reporter
+    alongside = running_pass.eligible(ctx.config, prep, retry_failed=retry_failed)  # the pass beside generation
+    # its checkpoint, with its index of the journal's first bytes (read before the journal is)
+    state = running_pass.saved(paths.work, prep, paths.journal, output_format=ctx.config.output_format,
+                               review=ctx.review) if alongside else None
     # where each record is in the file, not the records (hub_pgen.journal.JournalView): read back as asked
-    state = _saved_pass(ctx, retry_failed)  # the pass's checkpoint, with its index of the journal's first bytes
     journal = JournalView.load(paths.journal, fingerprint=prep.fingerprint, extra=earlier, samples=prep.samples,
                                known=state["index"] if state is not None else None)
     retry_ids = {sid for sid, r in journal.items() if r.status != "ok"} if retry_failed else set()
@@ -55,7 +58,9 @@ def generate(ctx: RunContext, engine: Engine, *, earlier: dict[str, JournalRecor
             records = [bad_line_record(b, prep.fingerprint) for b in bad]
             journal.add(records, writer.append(records))
         reporter.samples_start(len(prep.samples), resumed)
-        running = _running_pass(ctx, journal, state, retry_failed)
+        if not alongside:  # a pass folder of another run's is not kept
+            shutil.rmtree(paths.work / layout.PASS_NAME, ignore_errors=True)
+        running = _running_pass(ctx, journal, state) if alongside else None
         try:
             sent = 0
             for records, n in engine.generate(pending, ctx, journal):
@@ -83,23 +88,10 @@ def generate(ctx: RunContext, engine: Engine, *, earlier: dict[str, JournalRecor
     return Generated(journal, resumed, sent, retry_ids, running)
 
 
-def _saved_pass(ctx: RunContext, retry_failed: bool) -> dict[str, Any] | None:
-    from hub_pgen.run import running_pass
-
-    if not running_pass.eligible(ctx.config, ctx.prep, retry_failed=retry_failed):
-        return None
-    return running_pass.saved(ctx.paths.work, ctx.prep, ctx.paths.journal, output_format=ctx.config.output_format,
-                              review=ctx.review)
-
-
-def _running_pass(ctx: RunContext, journal: JournalView, state: dict[str, Any] | None,
-                  retry_failed: bool) -> RunningPass | None:
-    """The pass over the records alongside generation, where the run can have it (hub_pgen.run.running_pass)."""
-    from hub_pgen.run import running_pass
-
-    if not running_pass.eligible(ctx.config, ctx.prep, retry_failed=retry_failed):
-        shutil.rmtree(ctx.paths.work / layout.PASS_NAME, ignore_errors=True)  # a pass of another run's
-        return None
+def _running_pass(ctx: RunContext, journal: JournalView,
+                  state: dict[str, Any] | None) -> running_pass.RunningPass | None:
+    """The pass over the records alongside generation (hub_pgen.run.running_pass); None when a file of it
+    cannot be written (said: the records are passed after generation)."""
     try:
         return running_pass.RunningPass.start(ctx.paths.work, ctx.prep, journal, state,
                                               output_format=ctx.config.output_format, review=ctx.review)

@@ -115,18 +115,22 @@ def _stale(state: Any, prep: Any, journal_path: Path, folder: Path, *, output_fo
             not all(isinstance(rel, str) and _file_digest(folder / DATA_NAME / rel) == digests[rel] for rel in ahead):
         return "a data file it wrote is not there as it was written"
     digest = hashlib.blake2b(digest_size=16)
-    with open(journal_path, "rb") as fh:
-        left = size
-        while left > 0:
-            chunk = fh.read(min(1 << 20, left))
-            if not chunk:
-                break
-            digest.update(chunk)
-            left -= len(chunk)
-    if left or digest.hexdigest() != state.get("journal_digest"):
+    if _hash_range(journal_path, digest, 0, size)[0] != size or digest.hexdigest() != state.get("journal_digest"):
         return "the journal changed since"
     state["digest"] = digest
     return None
+
+
+def _hash_range(path: Path, digest: Any, start: int, stop: int) -> tuple[int, int]:
+    """``path``'s bytes ``start`` to ``stop`` into ``digest``: how many there were, and their newlines."""
+    done = lines = 0
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        while done < stop - start and (chunk := fh.read(min(1 << 20, stop - start - done))):
+            digest.update(chunk)
+            done += len(chunk)
+            lines += chunk.count(b"\n")
+    return done, lines
 
 
 class RunningPass:
@@ -260,15 +264,9 @@ class RunningPass:
         self._syn.flush()
         os.fsync(self._syn.fileno())
         size = journal.indexed_end()  # whole lines only (a torn one a kill left is cut off by the next append)
-        with open(journal.path, "rb") as fh:  # the bytes journaled since the last checkpoint (in the page cache)
-            fh.seek(self._hashed)
-            while self._hashed < size:
-                chunk = fh.read(min(1 << 20, size - self._hashed))
-                if not chunk:
-                    break
-                self._digest.update(chunk)
-                self._hashed += len(chunk)
-                self._lines += chunk.count(b"\n")
+        if size > self._hashed:  # the bytes journaled since the last checkpoint (in the page cache)
+            done, lines = _hash_range(journal.path, self._digest, self._hashed, size)
+            self._hashed, self._lines = self._hashed + done, self._lines + lines
         state = {"version": _VERSION, "hub_pgen": __version__, "fingerprint": self.fingerprint,
                  "samples": len(self.samples),
                  "format": self._format, "review": self.review, "source_tasks": self.source_tasks,
