@@ -23,7 +23,7 @@ import pytest
 from hub_pgen import layout
 from hub_pgen.cli import main
 from hub_pgen.faults import ENV as KILL_ENV
-from hub_pgen.run import running_pass
+from hub_pgen.run import pass_state, running_pass
 from hub_pgen.run.running_pass import CHECKPOINT_ENV, STATE_NAME, SYN_NAME, RunningPass
 
 from .contract import tree_hashes
@@ -171,7 +171,7 @@ def test_the_unpickler_makes_only_what_a_state_is_made_of():
     import io
 
     with pytest.raises(pickle.UnpicklingError, match="posix.system is not part of a pass's state"):
-        running_pass._Unpickler(io.BytesIO(pickle.dumps(_Hostile()))).load()
+        pass_state._Unpickler(io.BytesIO(pickle.dumps(_Hostile()))).load()
 
 
 @pytest.mark.parametrize("markers", [5000, 10], ids=["a-dot-for-every-sample", "dots-for-cards-only"])
@@ -295,7 +295,7 @@ def test_a_task_assigner_saved_and_read_back_assigns_as_before():
     tasks = TaskAssigner(["pick | place", "prompt 1 | reply 1"], [0, 3], 40)
     for k in range(20):
         tasks.add(k, dialogue(k), f"skill {k % 3}")
-    again = running_pass._Unpickler(io.BytesIO(pickle.dumps(tasks, protocol=5))).load()
+    again = pass_state._Unpickler(io.BytesIO(pickle.dumps(tasks, protocol=5))).load()
     assert again._taken == tasks._taken and again._row == tasks._row and len(again._row) > 10
     for t in (tasks, again):
         for k in range(20, 40):
@@ -303,3 +303,12 @@ def test_a_task_assigner_saved_and_read_back_assigns_as_before():
     a, b = tasks.result(), again.result()
     assert (a.by_position == b.by_position).all()
     assert list(a.new_tasks) == list(b.new_tasks) and any("(#2)" in t.task for t in a.new_tasks)
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "nan", "inf", ""])
+def test_a_checkpoint_interval_that_is_not_seconds_is_said_and_the_default_kept(value, monkeypatch, caplog):
+    monkeypatch.setenv(CHECKPOINT_ENV, value)
+    assert running_pass.checkpoint_seconds() == running_pass.CHECKPOINT_SECONDS
+    assert f"{CHECKPOINT_ENV}={value!r} is not a number of seconds" in caplog.text
+    monkeypatch.setenv(CHECKPOINT_ENV, "2.5")
+    assert running_pass.checkpoint_seconds() == 2.5

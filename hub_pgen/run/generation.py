@@ -14,7 +14,7 @@ from hub_pgen.errors import Interrupted, UnsafePathError
 from hub_pgen.journal import JournalView, status_codes
 from hub_pgen.journal_writer import JournalWriter
 from hub_pgen.plan.table import subset
-from hub_pgen.run import running_pass
+from hub_pgen.run import pass_state, running_pass
 from hub_pgen.run.context import Generated, RunContext
 from hub_pgen.run.steps import record_batch
 
@@ -28,7 +28,7 @@ def generate(ctx: RunContext, engine: Engine, *, earlier: dict[str, JournalRecor
     prep, paths, reporter = ctx.prep, ctx.paths, ctx.reporter
     alongside = running_pass.eligible(ctx.config, prep, retry_failed=retry_failed)  # the pass beside generation
     # its checkpoint, with its index of the journal's first bytes (read before the journal is)
-    state = running_pass.saved(paths.work, prep, paths.journal, output_format=ctx.config.output_format,
+    state = pass_state.saved(paths.work, prep, paths.journal, output_format=ctx.config.output_format,
                                review=ctx.review) if alongside else None
     # where each record is in the file, not the records (hub_pgen.journal.JournalView): read back as asked
     journal = JournalView.load(paths.journal, fingerprint=prep.fingerprint, extra=earlier, samples=prep.samples,

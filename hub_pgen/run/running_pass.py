@@ -16,8 +16,9 @@ Which records get a card on the review page is decided from every record's statu
 generation: the page's tally keeps its sums as records pass and is told its cards at the end
 (:meth:`hub_pgen.review.tally.Tally.show`), read back by position (at most ``DEFAULT_MAX_CARDS``).
 
-The state file is a pickle read with an :class:`_Unpickler` that makes only the classes a state is made
-of (a file that names anything else is refused, never run), and only of this hub-pgen version. Runs that
+The state file (hub_pgen.run.pass_state) is a pickle read with an unpickler that makes only the classes
+a state is made of (a file that names anything else is refused, never run), and only of this hub-pgen
+version. Runs that
 decide about records after generation keep the pass after it (:func:`eligible`): ``--verify``, the
 filters, ``--retry-failed``, shards (their records are written by id) and merges. The pass alongside
 generation saves time, nothing else: a file of it that cannot be written (a full disk) ends it with a
@@ -29,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import math
 import os
 import pickle
 import shutil
@@ -42,18 +44,16 @@ from hub_pgen import __version__, faults, fsio, layout
 from hub_pgen.errors import UnsafePathError
 from hub_pgen.journal import JournalView
 from hub_pgen.plan.table import SampleTable
+from hub_pgen.run.pass_state import DATA_NAME, STATE_NAME, SYN_NAME, VERSION, file_digest, hash_range
 from hub_pgen.write.records import Passed, RecordPass
 
 logger = logging.getLogger(__name__)
 
-STATE_NAME = "state.pickle"
-SYN_NAME = "syn_annotations.jsonl"
-DATA_NAME = "files"  # the data files written as generation goes on (below it, their paths in the dataset)
 CHECKPOINT_ENV = "HUB_PGEN_CHECKPOINT_S"  # seconds between two checkpoints (tests: 0, at every advance)
 CHECKPOINT_SECONDS = 1.0
 ADVANCE_SECONDS = 0.05  # the pass fed at most this often (a batch a sample: not a read of the file each)
 _COST_SHARE = 40  # a checkpoint that took c seconds: the next one not before 40 c (under 2.5% of the run)
-_VERSION = 1  # of a state's layout: raised when a class a state is made of changes
+
 
 
 def eligible(config: Any, prep: Any, *, retry_failed: bool) -> bool:
@@ -65,72 +65,6 @@ def eligible(config: Any, prep: Any, *, retry_failed: bool) -> bool:
     return (prep.source is not None and prep.shard is None and not prep.merged_from and not prep.bad_lines
             and not config.verify and filters.identity(config) is None and not retry_failed
             and isinstance(prep.samples, SampleTable))
-
-
-def saved(work: Path, prep: Any, journal_path: Path, *, output_format: str, review: bool) -> dict[str, Any] | None:
-    """The pass's checkpoint in ``work`` if it still holds for this run: the same plan and configuration,
-    the journal's first bytes as they were, its D_syn lines there (None, and why said, when not). Read
-    before the journal is: its index of those bytes is part of it (JournalView.load's ``known``)."""
-    path = work / layout.PASS_NAME / STATE_NAME
-    if not path.is_file():
-        return None
-    try:
-        with open(path, "rb") as fh:
-            state = _Unpickler(fh).load()
-    except Exception as e:  # noqa: BLE001 — a damaged or foreign file: the pass starts again
-        logger.warning("%s: not a checkpoint of the pass hub-pgen can read (%s: %s); the records are passed "
-                       "again from the first", path, type(e).__name__, e)
-        return None
-    why = _stale(state, prep, journal_path, path.parent, output_format=output_format, review=review)
-    if why:
-        logger.info("%s not used (%s): the records are passed again from the first", path, why)
-        return None
-    return state
-
-
-def _stale(state: Any, prep: Any, journal_path: Path, folder: Path, *, output_format: str, review: bool) -> str | None:
-    """Why ``state`` does not hold for this run (None: it holds)."""
-    if not isinstance(state, dict) or state.get("version") != _VERSION:
-        return "another version's"
-    n = len(prep.samples)
-    mine = {"hub_pgen": __version__, "fingerprint": prep.fingerprint, "samples": n, "format": output_format,
-            "review": review, "source_tasks": tuple(prep.source.tasks),
-            "source_indices": tuple(int(i) for i in prep.source.task_indices)}
-    changed = [k for k, v in mine.items() if state.get(k) != v]
-    if changed:
-        return f"another configuration's: {', '.join(changed)}"
-    consumers, position, size, syn_bytes = (state.get(k) for k in ("consumers", "position", "journal_bytes",
-                                                                   "syn_bytes"))
-    if not (isinstance(consumers, RecordPass) and isinstance(position, int) and isinstance(size, int)
-            and isinstance(syn_bytes, int) and 0 <= position <= n
-            and isinstance(consumers.tasks.by_position, np.ndarray) and consumers.tasks.by_position.shape == (n,)
-            and (consumers.tally is not None) == review and isinstance(state.get("index"), dict)
-            and state["index"].get("bytes") == size):
-        return "not a state of this run's pass"
-    syn, ahead = folder / SYN_NAME, state.get("ahead")
-    if not syn.is_file() or syn.stat().st_size < syn_bytes:
-        return "its D_syn lines are not all there"
-    digests = state.get("ahead_digests")
-    if not isinstance(ahead, dict) or not isinstance(digests, dict) or set(ahead) != set(digests) or \
-            not all(isinstance(rel, str) and _file_digest(folder / DATA_NAME / rel) == digests[rel] for rel in ahead):
-        return "a data file it wrote is not there as it was written"
-    digest = hashlib.blake2b(digest_size=16)
-    if _hash_range(journal_path, digest, 0, size)[0] != size or digest.hexdigest() != state.get("journal_digest"):
-        return "the journal changed since"
-    state["digest"] = digest
-    return None
-
-
-def _hash_range(path: Path, digest: Any, start: int, stop: int) -> tuple[int, int]:
-    """``path``'s bytes ``start`` to ``stop`` into ``digest``: how many there were, and their newlines."""
-    done = lines = 0
-    with open(path, "rb") as fh:
-        fh.seek(start)
-        while done < stop - start and (chunk := fh.read(min(1 << 20, stop - start - done))):
-            digest.update(chunk)
-            done += len(chunk)
-            lines += chunk.count(b"\n")
-    return done, lines
 
 
 class RunningPass:
@@ -158,7 +92,7 @@ class RunningPass:
         self._hashed = 0  # the journal's bytes the digest covers
         self._lines = 0  # and its lines
         self._next_advance = 0.0
-        self._interval = float(os.environ.get(CHECKPOINT_ENV, CHECKPOINT_SECONDS))
+        self._interval = checkpoint_seconds()
         self._every = ADVANCE_SECONDS if self._interval > 0 else 0.0  # tests: fed and saved at each batch
         self._next_checkpoint = time.monotonic() + self._interval
 
@@ -239,7 +173,7 @@ class RunningPass:
             counts = write_data_file_alone(self._source, rel, dst, samples=self.samples, positions=positions,
                                            labels=self.consumers.tasks.result(), segments=self._segments,
                                            output_format=self._format)
-            self._ahead_digests[rel] = _file_digest(dst, sync=True) or ""  # ("": never matches)
+            self._ahead_digests[rel] = file_digest(dst, sync=True) or ""  # ("": never matches)
             self.ahead[rel] = counts
 
     def _keep_data(self) -> None:
@@ -265,9 +199,9 @@ class RunningPass:
         os.fsync(self._syn.fileno())
         size = journal.indexed_end()  # whole lines only (a torn one a kill left is cut off by the next append)
         if size > self._hashed:  # the bytes journaled since the last checkpoint (in the page cache)
-            done, lines = _hash_range(journal.path, self._digest, self._hashed, size)
+            done, lines = hash_range(journal.path, self._digest, self._hashed, size)
             self._hashed, self._lines = self._hashed + done, self._lines + lines
-        state = {"version": _VERSION, "hub_pgen": __version__, "fingerprint": self.fingerprint,
+        state = {"version": VERSION, "hub_pgen": __version__, "fingerprint": self.fingerprint,
                  "samples": len(self.samples),
                  "format": self._format, "review": self.review, "source_tasks": self.source_tasks,
                  "source_indices": self.source_indices, "position": self.position,
@@ -342,6 +276,23 @@ def stopped(folder: Path, error: OSError) -> None:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+def checkpoint_seconds() -> float:
+    """Seconds between two checkpoints: :data:`CHECKPOINT_ENV` when it is a number of seconds (0 or more),
+    else :data:`CHECKPOINT_SECONDS` (a value that is not one is said, never an error: it only tunes)."""
+    text = os.environ.get(CHECKPOINT_ENV)
+    if text is None:
+        return CHECKPOINT_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        logger.warning("%s=%r is not a number of seconds (0 or more): the pass is saved every %g s", CHECKPOINT_ENV,
+                       text, CHECKPOINT_SECONDS)
+        return CHECKPOINT_SECONDS
+    return value
+
+
 def _files_ahead(source: Any, samples: SampleTable) -> list[tuple[str, int]]:
     """The source's data files that can be written as generation goes on, each with how many of the plan's
     first positions its records need (its episodes' last sample), in that order: a folder on disk's (a
@@ -363,56 +314,8 @@ def _episodes_of(source: Any, rel: str) -> list[int]:
     return [e for e, ep in source.episodes.items() if ep.data_path == rel]
 
 
-def _file_digest(path: Path, *, sync: bool = False) -> str | None:
-    """The BLAKE2b digest of a regular file's bytes (None: not one); ``sync``: fsynced first."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
-        return None
-    try:
-        if sync:
-            os.fsync(fd)
-        digest = hashlib.blake2b(digest_size=16)
-        while chunk := os.read(fd, 1 << 20):
-            digest.update(chunk)
-        return digest.hexdigest()
-    finally:
-        os.close(fd)
-
-
 def tally_cards() -> int:
     """How many cards the run's page shows (its tally's, hub_pgen.review.model.new_tally's)."""
     from hub_pgen.review import model
 
     return int(model.DEFAULT_MAX_CARDS)
-
-
-# what a state is made of: nothing else is made when one is read back
-_ALLOWED = {
-    ("builtins", "set"), ("builtins", "frozenset"), ("builtins", "dict"), ("builtins", "list"),
-    ("builtins", "tuple"), ("builtins", "bytes"), ("builtins", "bytearray"), ("builtins", "int"),
-    ("builtins", "float"), ("builtins", "str"), ("builtins", "object"),
-    ("collections", "Counter"), ("collections", "OrderedDict"), ("collections", "deque"),
-    ("copyreg", "_reconstructor"), ("array", "array"), ("array", "_array_reconstructor"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("hub_pgen.write.records", "RecordPass"), ("hub_pgen.data", "JournalRecord"),
-    ("hub_pgen.quality", "Meter"), ("hub_pgen.quality", "_Measured"), ("hub_pgen.quality", "_Distinct"),
-    ("hub_pgen.quality", "_Grams"), ("hub_pgen.quality", "_NearDuplicates"),
-    ("hub_pgen.write.tasks", "TaskAssigner"), ("hub_pgen.write.tasks", "TaskRows"),
-    ("hub_pgen.write.tasks", "_Utf8"), ("hub_pgen.write.tasks", "_Codes"),
-    ("hub_pgen.review.tally", "Tally"), ("hub_pgen.review.tally", "EpisodeTally"),
-    ("hub_pgen.review.tally", "Marker"), ("hub_pgen.write.language", "LanguageCounts"),
-}
-
-
-class _Unpickler(pickle.Unpickler):
-    """Makes only the classes of :data:`_ALLOWED` (pickle's "restricting globals"): a state file that
-    names a function or any other class is refused before anything is called."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) not in _ALLOWED:
-            raise pickle.UnpicklingError(f"{module}.{name} is not part of a pass's state")
-        return super().find_class(module, name)
