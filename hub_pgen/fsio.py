@@ -25,7 +25,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -143,17 +143,21 @@ def temp_beside(path: Path) -> Iterator[Path]:
             os.unlink(name)
 
 
-def write_atomic(path: Path, data: bytes | str, *, durable: bool = True) -> None:
-    """Replace ``path`` with a file holding ``data`` in one step (whole or not at all). Raises the
-    ``OSError`` it meets (the caller says what the file is); ``path`` is never followed if a link."""
+def write_atomic(path: Path, data: bytes | str | Iterable[bytes | str], *, durable: bool = True) -> int:
+    """Replace ``path`` with a file holding ``data`` in one step (whole or not at all): bytes, text
+    (UTF-8, made :func:`well_formed`), or pieces of either, written as they come (a large page is never
+    held whole). Returns the bytes written. Raises the ``OSError`` it meets (the caller says what the
+    file is), and whatever making a piece raises; ``path`` is never followed if a link."""
     path = Path(path)
-    blob = well_formed(data).encode("utf-8") if isinstance(data, str) else data
+    pieces = (data,) if isinstance(data, (bytes, bytearray, memoryview, str)) else data
     if path.is_dir() and not path.is_symlink():
         raise UnsafePathError(path, what="a folder")
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    size = 0
     try:
         with open(fd, "wb") as fh:
-            fh.write(blob)
+            for piece in pieces:
+                size += fh.write(well_formed(piece).encode("utf-8") if isinstance(piece, str) else piece)
             if durable:
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -163,3 +167,4 @@ def write_atomic(path: Path, data: bytes | str, *, durable: bool = True) -> None
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)
         raise
+    return size

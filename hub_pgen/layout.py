@@ -24,6 +24,7 @@ SYN_ANNOTATIONS_PATH = "meta/syn_annotations.jsonl"
 SKILL_ANNOTATIONS_PATH = "meta/hub_pgen_skills.jsonl"  # --skills annotate: each episode's segmentation
 PROVENANCE_PATH = "meta/hub_pgen.json"
 REPORT_PATH = "meta/hub_pgen_report.html"  # the review page every run writes (hub_pgen.review)
+SHARD_THUMBS_PATH = "meta/hub_pgen_thumbs.jsonl"  # a shard's thumbnails for the merged page (review.shard_thumbs)
 JSONL_RESULT_NAME = "syn_annotations.jsonl"  # the D_syn file of an --input-jsonl run (no dataset around it)
 CARD_PATH = "README.md"
 TASK_EXTRA_COLUMNS = ("user_prompt", "robot_utterance", "skill", "scenario_type", "response_type")

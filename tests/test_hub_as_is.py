@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -271,6 +272,19 @@ def test_a_sharded_job_labels_once_each_shard_fetches_its_own_files_and_the_merg
     assert main(["label", *common, "--output-dir", str(tmp_path / "labels")]) == 0
     labels = tmp_path / "labels" / layout.SKILLS_PATH
     assert labels.is_file() and (tmp_path / "labels" / layout.SKILL_ANNOTATIONS_PATH).is_file()
+    # a template shard sees no image: it downloads no video for the merged page's pictures either (the
+    # merge decodes those), and its thumbnails file is empty
+    from hub_pgen.review import shard_thumbs
+
+    decoded: list[int] = []
+    with monkeypatch.context() as m:
+        m.setattr(shard_thumbs, "decode_thumbs", lambda samples, **kw: decoded.append(len(samples)) or {})
+        m.setenv("HF_HOME", str(tmp_path / "machine-template"))
+        server.clear_log()
+        assert main([*common, "--skills-file", str(labels), "--num-shards", "3", "--shard-index", "0", "--output-dir",
+                     str(tmp_path / "t0")]) == 0
+    assert not [p for p in downloaded_files(server, CARD_REPO) if p.startswith("videos/")]
+    assert (tmp_path / "t0" / layout.SHARD_THUMBS_PATH).read_bytes() == b"" and decoded == []
     # 2. the shards, each on a fresh machine (its own cache), with a model server that sees the images:
     # only its own episodes' data and video files come down
     from .openai_server import OpenAIServer
@@ -303,6 +317,11 @@ def test_a_sharded_job_labels_once_each_shard_fetches_its_own_files_and_the_merg
     assert sorted(got) == sorted(set(got))  # each file once
     pushed = pulled(server, "user/sharded", "v3.0", tmp_path / "pushed")
     validate(pushed, source=on_the_hub)
+    # the page's pictures came from the shards (the frames the model saw): those of the one-machine run
+    img = re.compile(r'<img class="thumb"[^>]*>')
+    shown = img.findall((pushed / layout.REPORT_PATH).read_text(encoding="utf-8"))
+    assert shown and shown == img.findall((one / layout.REPORT_PATH).read_text(encoding="utf-8"))
+    assert all((tmp_path / f"s{i}" / layout.SHARD_THUMBS_PATH).read_bytes() for i in range(3))
     # the merge is the one-machine run on the same labels
 
     def dataset(root: Path) -> dict:

@@ -259,6 +259,8 @@ def shards(s: Session, cmd: str) -> None:
     for i in range(4):
         s.ok(cmd, env={"I": str(i)})
     assert all((s.home / "shards" / f"s{i}" / layout.PROVENANCE_PATH).is_file() for i in range(4))
+    # each made the merged page's pictures of its samples from the frames its model saw
+    assert all((s.home / "shards" / f"s{i}" / layout.SHARD_THUMBS_PATH).read_bytes() for i in range(4))
 
 
 def merge(s: Session, cmd: str) -> None:

@@ -23,7 +23,6 @@ from typing import Any
 from hub_pgen import fsio, layout
 from hub_pgen.errors import OutputError, UnsafePathError
 from hub_pgen.review.model import DEFAULT_MAX_CARDS, Review, Written, load_review
-from hub_pgen.textsafe import well_formed
 
 __all__ = ["ReportResult", "Written", "load_review", "report_name", "write_report"]
 
@@ -54,7 +53,7 @@ def write_report(root: Path, dest: Path | None = None, *, max_cards: int = DEFAU
     if records is not None and quality is None:
         raise TypeError("write_report: a run's records come with its quality measures (the page keeps no texts to "
                         "measure)")
-    from hub_pgen.review.html import render
+    from hub_pgen.review.html import render_parts
     from hub_pgen.review.thumbs import thumbnails
 
     review = review or load_review(root, max_cards=max_cards, episodes=episodes, name=name or report_name(root),
@@ -62,7 +61,6 @@ def write_report(root: Path, dest: Path | None = None, *, max_cards: int = DEFAU
     if quality is not None and review.scope is None:
         review = replace(review, measured=quality)
     thumbs = thumbnails(review, made=thumbs)
-    page = well_formed(render(review, thumbs)).encode("utf-8")  # a lone surrogate in an answer: U+FFFD
     own = dest is None
     dest = Path(dest) if dest is not None else Path(root) / layout.REPORT_PATH
     try:
@@ -70,7 +68,8 @@ def write_report(root: Path, dest: Path | None = None, *, max_cards: int = DEFAU
         if own and not _inside(dest.parent, root):
             raise UnsafePathError(dest.parent, what="a link out of the dataset folder",
                                   target=os.path.realpath(dest.parent))
-        fsio.write_atomic(dest, page)
+        # written as it is made, an episode at a time (a lone surrogate in an answer: U+FFFD)
+        size = fsio.write_atomic(dest, render_parts(review, thumbs))
     except UnsafePathError:
         raise
     except OSError as e:
@@ -78,7 +77,7 @@ def write_report(root: Path, dest: Path | None = None, *, max_cards: int = DEFAU
                           hint="write it elsewhere: hub-pgen report OUT --output FILE.html") from e
     images = [t for ts in thumbs.values() for t in ts]
     return ReportResult(dest, len(thumbs), sum(t.data is not None for t in images),
-                        sum(t.data is None for t in images), len(page))
+                        sum(t.data is None for t in images), size)
 
 
 def _inside(path: Path, root: Path) -> bool:

@@ -13,7 +13,7 @@ import base64
 import html
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from hub_pgen import __version__, layout
@@ -79,11 +79,19 @@ dd{margin:0;overflow-wrap:anywhere}.say{margin:4px 0;padding:4px 8px;border-radi
 
 
 def render(review: Review, thumbs: dict[str, list[Thumb]]) -> str:
+    """The page, whole (:func:`render_parts` joined)."""
+    return "".join(render_parts(review, thumbs))
+
+
+def render_parts(review: Review, thumbs: dict[str, list[Thumb]]) -> Iterator[str]:
+    """The page in pieces, an episode's section a piece: what joins to :func:`render`'s page, made one
+    piece at a time, so a page of 1,000 cards (~10 MB, twice that as text with one non-Latin-1
+    character) is never held whole, nor twice (issue 23)."""
     prov = review.provenance
     counts = review.counts()
     shown = len(review.cards)
     flagged = {r.sample_id: _flags(r) for r in review.cards}  # once a card
-    parts = [
+    head = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
@@ -96,11 +104,11 @@ def render(review: Review, thumbs: dict[str, list[Thumb]]) -> str:
         _summary(review, counts),
         _nav(review, flagged),
     ]
+    yield "\n".join(head)
     for ep in review.episodes:
-        parts.append(_episode(ep, review, thumbs, flagged))
-    parts.append(_provenance(prov))
-    parts.append("</main></body></html>")
-    return "\n".join(parts)
+        yield "\n" + _episode(ep, review, thumbs, flagged)
+    yield "\n" + _provenance(prov)
+    yield "\n</main></body></html>"
 
 
 def _header(review: Review, counts: dict[str, int], shown: int) -> str:

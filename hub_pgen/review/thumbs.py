@@ -104,8 +104,16 @@ def thumbnails(review: Review, made: dict[str, list[Thumb]] | None = None) -> di
             out[r.sample_id] = list(have)
         elif r.images:
             todo.append(sample_of(r))
-    for sample, images in iter_sample_images(todo, source=review.source, base_dir=review.root,
-                                             max_pixels=run_max_pixels(review)):
+    out.update(decode_thumbs(todo, source=review.source, base_dir=review.root, max_pixels=run_max_pixels(review)))
+    return out
+
+
+def decode_thumbs(samples: Sequence[Sample], *, source: Any, base_dir: Any, max_pixels: int | None
+                  ) -> dict[str, list[Thumb]]:
+    """sample id → one :class:`Thumb` per image of each of ``samples``, decoded by the frames stage (a
+    frame that cannot be: a thumb without data, saying why)."""
+    out: dict[str, list[Thumb]] = {}
+    for sample, images in iter_sample_images(samples, source=source, base_dir=base_dir, max_pixels=max_pixels):
         labels = [ref.label() for ref in sample.images]
         if isinstance(images, FrameError):
             out[sample.sample_id] = [Thumb(label, None, error=str(images)) for label in labels]

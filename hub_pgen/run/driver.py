@@ -22,7 +22,7 @@ from hub_pgen.errors import UsageError
 from hub_pgen.generate.base import Backend
 from hub_pgen.generate.registry import get_backend
 from hub_pgen.journal import has_records
-from hub_pgen.plan.table import IdView, episode_set
+from hub_pgen.plan.table import IdView, episode_set, locator
 from hub_pgen.progress import NullReporter, Reporter
 from hub_pgen.run.context import RunContext
 from hub_pgen.run.dry_run import output_state, plan_report
@@ -150,12 +150,15 @@ def run(
 
 def _shard_of(config: RunConfig, prep: Prepared, output: Path, reporter: Reporter) -> tuple[Prepared, Path]:
     """``--num-shards``: this shard's samples of the plan, and its default folder."""
+    from hub_pgen.review.thumbs import likely_shown
     from hub_pgen.run import shards
 
     samples, episodes = shards.select(prep.samples, config.num_shards, config.shard_index)
     planned = len(episode_set(prep.samples))
+    own = locator(samples)
     prep = replace(prep, samples=samples, shard={"index": config.shard_index, "count": config.num_shards,
-                                                 "episodes": list(episodes), "samples": len(samples)})
+                                                 "episodes": list(episodes), "samples": len(samples)},
+                   page_ids=tuple(sid for sid in likely_shown(IdView(prep.samples)) if own(sid) is not None))
     output = config.output_dir or shards.default_dir(output, config.shard_index, config.num_shards)
     reporter.stage("shard", f"{shards.label(config.shard_index, config.num_shards)}: {len(samples)} of the "
                             f"plan's samples, {len(episodes)} episode(s)")
@@ -250,16 +253,21 @@ def merge(
         if staged is not None:
             os.replace(staged, paths.journal)
         backend = _Replay((first.provenance.get("generation") or {}).get("backend_details"))
-        ctx = RunContext(config, prep, paths, backend, reporter, t0, started, review=review)
+        from hub_pgen.review.shard_thumbs import FromShards
+
+        # the page's pictures as the shards made them: the merge decodes only the cards none made
+        thumbs = FromShards(s.path for s in loaded) if review else None
+        ctx = RunContext(config, prep, paths, backend, reporter, t0, started, thumbs=thumbs, review=review)
         gen = generate(ctx, get_engine("local"), earlier={}, retry_failed=False)  # nothing is pending
         return config, finish(ctx, gen, replace_output=False)
 
 
 def thumb_keeper(prep: Prepared) -> Any:
-    """Thumbnails of what generation decodes, for the cards the review page will likely show (a dataset
-    result only: a shard or a JSONL run has no page)."""
-    if prep.source is None or prep.shard is not None:
+    """Thumbnails of what generation decodes, for the cards the review page will likely show: a dataset
+    result's own page, or a shard's part of the merged one (hub_pgen.review.shard_thumbs). A JSONL run
+    has no page."""
+    if prep.source is None:
         return None
     from hub_pgen.review.thumbs import ThumbKeeper, likely_shown
 
-    return ThumbKeeper(likely_shown(IdView(prep.samples)))
+    return ThumbKeeper(prep.page_ids if prep.shard is not None else likely_shown(IdView(prep.samples)))

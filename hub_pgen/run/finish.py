@@ -102,6 +102,8 @@ def finish(ctx: RunContext, gen: Generated, *, replace_output: bool) -> RunResul
     if not ctx.review and dataset:
         prov["review"] = False  # --no-review: the card says the page is not there (the key is absent otherwise)
     summary = write_result(prep, journal, done, staging, prov, config.output_format, ahead)
+    if prep.shard is not None and prep.source is not None and ctx.thumbs is not None:
+        _shard_thumbs(ctx, staging)
     ok, examples, failures = done.ok, done.examples, done.failures
     del done  # the task rows' texts (a model's: one a sample) are in tasks.parquet now: not held while it is checked
     if dataset:
@@ -192,6 +194,20 @@ def _pass(prep: Prepared, journal: Mapping[str, JournalRecord], why: Mapping[str
                             source_indices=source.task_indices if source is not None else (),
                             syn_path=staging / layout.SYN_ANNOTATIONS_PATH if staging is not None else None,
                             hirobot=hirobot, tally=tally)
+
+
+def _shard_thumbs(ctx: RunContext, staging: Path) -> None:
+    """A shard's part of the merged page's pictures (hub_pgen.review.shard_thumbs): those generation kept,
+    and the others decoded where the videos are on disk (a local source, or one whose frames the model
+    saw): a template shard of a Hub source downloads no video for them, and the merge decodes those."""
+    from hub_pgen.review import shard_thumbs
+
+    prep = ctx.prep
+    source = prep.dataset
+    on_disk = not source.repo_id or bool(getattr(ctx.backend, "needs_images", False))
+    ctx.reporter.stage("thumbnails", f"the merged page's pictures of this shard's samples ({len(prep.page_ids)})")
+    shard_thumbs.write(staging, ctx.thumbs, prep.samples, decode=on_disk, source=source, base_dir=prep.base_dir,
+                       max_pixels=ctx.config.max_pixels)
 
 
 def check_staged(staging: Path, paths: out_mod.OutputPaths) -> None:

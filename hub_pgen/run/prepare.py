@@ -48,6 +48,7 @@ class Prepared:
     labelling: dict[str, Any] | None = None  # --skills auto that comes to labelling: what it costs (said once)
     shard: dict[str, Any] | None = None  # --num-shards: {"index", "count", "episodes", "samples"} (hub_pgen.run.shards)
     merged_from: dict[str, Any] | None = None  # hub-pgen merge: {"shards": N} (its samples come from them)
+    page_ids: tuple[str, ...] = ()  # a shard: its samples the merged page will likely show (it makes their thumbnails)
 
     @property
     def dataset(self) -> SourceDataset:
