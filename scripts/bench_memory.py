@@ -10,7 +10,9 @@ own work counts: every figure a ratio to the smallest size of the same invocatio
 2. **Resume**: the middle size killed when half its samples are journaled
    (``HUB_PGEN_KILL_AT=journal:N``), then the same command again, against a fresh run.
 3. **Merge**: the middle size as ``--num-shards 4`` shards, ``hub-pgen merge``'s peak against one
-   shard's, with the review page and without it (``--no-review``: the page's video decoders left out).
+   shard's, with the review page and without it (``--no-review``); and against a shard run with
+   ``--no-review``, which makes no pictures for the merged page (with the template backend, the only
+   frames such a shard decodes).
 4. **Read back**: what a finishing stage pays per record it reads back from the journal
    (``JournalView``), against reading the middle size's records whole (``load_journal``); what a
    resumed run pays to index a line (``JournalView.load``) and the quality measures a record
@@ -264,13 +266,22 @@ def arms(code: Path, work: Path, sizes: list[int], args: argparse.Namespace, tag
                   stages=work / f"stages-merge{mid}{tag}.json" if args.stages else None)
         subprocess.run(["rm", "-rf", str(merged)], check=True)
         bare = child(["merge", *[str(work / f"shard{mid}-{i}{tag}") for i in range(4)], "--root", str(src),
-                      "--output-dir", str(merged), "--no-review"], code=code)  # the page's decoders left out
+                      "--output-dir", str(merged), "--no-review"], code=code)  # no page
+        # a shard that makes no pictures for the merged page (--no-review): the template backend decodes
+        # no frame, so a shard loads PyAV for those pictures only (a model's shard has it loaded anyway)
+        out = work / f"shard{mid}-bare{tag}"
+        subprocess.run(["rm", "-rf", str(out)], check=True)
+        bare_shard = child(["--root", str(src), "--output-dir", str(out), "--backend", "template", *sampling,
+                            "--num-shards", "4", "--shard-index", "0", "--no-review"], code=code)
+        subprocess.run(["rm", "-rf", str(out)], check=True)
         shard_peak = max(r["peak_mb"] for r in shard_rows)
         result["merge"] = {"episodes": mid, "shard_peak_mb": shard_peak,
                            "merge_peak_mb": m["peak_mb"], "one_machine_peak_mb": rows[mid]["peak_mb"],
                            "merge_x_shard": round(m["peak_mb"] / shard_peak, 2),
                            "merge_no_review_peak_mb": bare["peak_mb"],
                            "merge_no_review_x_shard": round(bare["peak_mb"] / shard_peak, 2),
+                           "shard_no_review_peak_mb": bare_shard["peak_mb"],
+                           "merge_x_shard_no_review": round(m["peak_mb"] / bare_shard["peak_mb"], 2),
                            "merge_s": m["s"], "rc": m["rc"], "rc_no_review": bare["rc"],
                            **({"merge_stages": by_stage(m["stages"])} if "stages" in m else {})}
     return result
