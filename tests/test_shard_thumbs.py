@@ -144,3 +144,20 @@ def test_a_shard_killed_and_resumed_makes_the_same_pictures(example_root, job, t
     assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
     assert run(example_root, out, "--num-shards", "2", "--shard-index", "0") == 0
     assert (out / layout.SHARD_THUMBS_PATH).read_bytes() == (job / "shard0" / layout.SHARD_THUMBS_PATH).read_bytes()
+
+
+def test_pictures_that_cannot_be_made_cost_the_shard_nothing(example_root, job, tmp_path, monkeypatch, caplog):
+    from hub_pgen.review import shard_thumbs
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("decoding failed")
+
+    monkeypatch.setattr(shard_thumbs, "decode_thumbs", broken)
+    out = tmp_path / "s0"
+    with caplog.at_level(logging.WARNING):
+        assert run(example_root, out, "--num-shards", "2", "--shard-index", "0") == 0
+    assert any("could not be made (RuntimeError: decoding failed)" in r.getMessage() for r in caplog.records)
+    assert not (out / layout.SHARD_THUMBS_PATH).exists() and not list(out.rglob("*.tmp"))
+    monkeypatch.undo()
+    assert merge(example_root, tmp_path / "m", out, job / "shard1") == 0
+    assert pictures(tmp_path / "m") == pictures(job / "one")

@@ -199,15 +199,20 @@ def _pass(prep: Prepared, journal: Mapping[str, JournalRecord], why: Mapping[str
 def _shard_thumbs(ctx: RunContext, staging: Path) -> None:
     """A shard's part of the merged page's pictures (hub_pgen.review.shard_thumbs): those generation kept,
     and the others decoded where the videos are on disk (a local source, or one whose frames the model
-    saw): a template shard of a Hub source downloads no video for them, and the merge decodes those."""
+    saw): a template shard of a Hub source downloads no video for them, and the merge decodes those.
+    Pictures that cannot be made cost a warning, never the shard (the merge decodes them)."""
     from hub_pgen.review import shard_thumbs
 
     prep = ctx.prep
     source = prep.dataset
     on_disk = not source.repo_id or bool(getattr(ctx.backend, "needs_images", False))
     ctx.reporter.stage("thumbnails", f"the merged page's pictures of this shard's samples ({len(prep.page_ids)})")
-    shard_thumbs.write(staging, ctx.thumbs, prep.samples, decode=on_disk, source=source, base_dir=prep.base_dir,
-                       max_pixels=ctx.config.max_pixels)
+    try:
+        shard_thumbs.write(staging, ctx.thumbs, prep.samples, decode=on_disk, source=source,
+                           base_dir=prep.base_dir, max_pixels=ctx.config.max_pixels)
+    except Exception as e:  # noqa: BLE001 — a cache for the merged page: failing to make it must not cost the shard
+        logger.warning("the merged page's pictures of this shard could not be made (%s: %s): the shard is complete, "
+                       "and the merge decodes them", type(e).__name__, e, exc_info=bool(os.environ.get("HUB_PGEN_DEBUG")))
 
 
 def check_staged(staging: Path, paths: out_mod.OutputPaths) -> None:
