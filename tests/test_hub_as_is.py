@@ -311,13 +311,19 @@ def test_a_sharded_job_labels_once_each_shard_fetches_its_own_files_and_the_merg
     monkeypatch.setenv("HF_HOME", str(tmp_path / "merger"))
     shutil.move(tmp_path / "labels", tmp_path / "labels-gone")
     server.clear_log()
-    assert main(["merge", *(str(tmp_path / f"s{i}") for i in range(3)), "--repo-id", CARD_REPO, "--output-dir",
-                 str(tmp_path / "merged"), "--push-to", "user/sharded", "-q"]) == 0, capsys.readouterr().err
+    from hub_pgen.review import thumbs
+
+    real, merge_decoded = thumbs.decode_thumbs, []
+    with monkeypatch.context() as m:
+        m.setattr(thumbs, "decode_thumbs", lambda samples, **kw: merge_decoded.append(len(samples)) or real(samples, **kw))
+        assert main(["merge", *(str(tmp_path / f"s{i}") for i in range(3)), "--repo-id", CARD_REPO, "--output-dir",
+                     str(tmp_path / "merged"), "--push-to", "user/sharded", "-q"]) == 0, capsys.readouterr().err
+    assert sum(merge_decoded) == 0  # the page's pictures: those the shards' model saw
     got = [p for p in server.downloaded(CARD_REPO) if not p.startswith("meta/")]
     assert sorted(got) == sorted(set(got))  # each file once
     pushed = pulled(server, "user/sharded", "v3.0", tmp_path / "pushed")
     validate(pushed, source=on_the_hub)
-    # the page's pictures came from the shards (the frames the model saw): those of the one-machine run
+    # the page's pictures, from the shards: those of the one-machine run
     img = re.compile(r'<img class="thumb"[^>]*>')
     shown = img.findall((pushed / layout.REPORT_PATH).read_text(encoding="utf-8"))
     assert shown and shown == img.findall((one / layout.REPORT_PATH).read_text(encoding="utf-8"))

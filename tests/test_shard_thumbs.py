@@ -88,6 +88,10 @@ def test_a_thumbnails_file_the_merge_cannot_use_is_said_and_the_page_is_the_same
         "too large": lambda t: _with(good, 0, data=base64.b64encode(webp[:12] + bytes(2 << 20)).decode()),
         "a sample twice": lambda t: t + json.dumps(good[0]).encode() + b"\n",
         "over 64 MiB": None,  # a sparse file: refused by its size, before a byte is read
+        "nested 100,000 deep": lambda t: b"[" * 100_000 + b"\n" + t,  # (was: RecursionError, exit 70)
+        "a list for a mime": lambda t: _with(good, 0, mime=[]),  # (was: TypeError, exit 70)
+        "a line of 7 MB": lambda t: json.dumps({"sample_id": "x", "thumbs": [{"label": "a" * (7 << 20)}]}).encode()
+        + b"\n",
     }
     want = pictures(job / "one")
     for i, (name, damage) in enumerate(damages.items()):
@@ -106,7 +110,7 @@ def test_a_thumbnails_file_the_merge_cannot_use_is_said_and_the_page_is_the_same
         assert pictures(tmp_path / f"m{i}") == want, name
 
 
-def _with(lines: list[dict], at: int, *, extra: int | None = None, **thumb: str) -> bytes:
+def _with(lines: list[dict], at: int, *, extra: int | None = None, **thumb: object) -> bytes:
     edited = json.loads(json.dumps(lines))
     edited[at]["thumbs"][0].update(thumb)
     if extra is not None:
@@ -161,3 +165,65 @@ def test_pictures_that_cannot_be_made_cost_the_shard_nothing(example_root, job, 
     monkeypatch.undo()
     assert merge(example_root, tmp_path / "m", out, job / "shard1") == 0
     assert pictures(tmp_path / "m") == pictures(job / "one")
+
+
+def _decodes(monkeypatch) -> list[int]:
+    """How many samples each decode of the page's pictures got (the page decodes the cards no shard made)."""
+    from hub_pgen.review import thumbs
+
+    counts: list[int] = []
+    real = thumbs.decode_thumbs
+
+    def counted(samples, **kw):
+        counts.append(len(samples))
+        return real(samples, **kw)
+
+    monkeypatch.setattr(thumbs, "decode_thumbs", counted)
+    return counts
+
+
+def test_the_shards_make_the_cards_spread_over_the_whole_plan(example_root, tmp_path, monkeypatch):
+    """More samples than cards: each shard keeps its share of the cards spread over the job's plan, which
+    together are the merged page's, and the merge decodes none."""
+    from hub_pgen.review import model
+
+    monkeypatch.setattr(model, "DEFAULT_MAX_CARDS", 7)
+    assert run(example_root, tmp_path / "one") == 0
+    for i in (0, 1):
+        assert run(example_root, tmp_path / f"s{i}", "--num-shards", "2", "--shard-index", str(i)) == 0
+    made = [x["sample_id"] for i in (0, 1) for x in _lines(tmp_path / f"s{i}")]
+    assert len(made) == 7 and all(_lines(tmp_path / f"s{i}") for i in (0, 1))  # both hold some of the spread
+    decoded = _decodes(monkeypatch)
+    assert merge(example_root, tmp_path / "m", tmp_path / "s0", tmp_path / "s1") == 0
+    assert sum(decoded) == 0
+    page = (tmp_path / "m" / layout.REPORT_PATH).read_text(encoding="utf-8")
+    assert page.count('<article class="card ') == 7 and len(pictures(tmp_path / "m")) == 14
+    assert pictures(tmp_path / "m") == pictures(tmp_path / "one")
+
+
+def test_a_shard_without_cameras_writes_no_picture_its_merge_refuses(example_root, tmp_path, caplog):
+    views = ("--num-image-views-per-sample", "0")
+    for i in (0, 1):
+        assert run(example_root, tmp_path / f"s{i}", "--num-shards", "2", "--shard-index", str(i), *views) == 0
+        assert (tmp_path / f"s{i}" / layout.SHARD_THUMBS_PATH).read_bytes() == b""
+    with caplog.at_level(logging.INFO):
+        assert merge(example_root, tmp_path / "m", tmp_path / "s0", tmp_path / "s1") == 0
+    assert not [r for r in caplog.records if "thumbnails" in r.getMessage() or "hub_pgen_thumbs" in r.getMessage()]
+
+
+def test_the_shards_files_together_are_bounded_by_the_page(example_root, job, tmp_path, monkeypatch, caplog):
+    """Each file within its bounds, together more than the page's cards: the shard that went over is said and
+    its cards decoded (what a merge holds of the shards' pictures is the page's, whatever they hold)."""
+    from hub_pgen.review import model
+
+    monkeypatch.setattr(model, "DEFAULT_MAX_CARDS", 20)  # 12 + 13 pictures made for a page of 1,000
+    bare = [tmp_path / "b0", tmp_path / "b1"]
+    for i, b in enumerate(bare):
+        shutil.copytree(job / f"shard{i}", b)
+        (b / layout.SHARD_THUMBS_PATH).unlink()
+    assert merge(example_root, tmp_path / "want", *bare) == 0  # every picture decoded by the merge
+    with caplog.at_level(logging.WARNING):
+        assert merge(example_root, tmp_path / "m", job / "shard0", job / "shard1") == 0
+    said = [r.getMessage() for r in caplog.records if "thumbnails file" in r.getMessage()]
+    assert len(said) == 1 and str(job / "shard1") in said[0] and "more than the page's 20 cards" in said[0]
+    assert len(pictures(tmp_path / "m")) == 40 and pictures(tmp_path / "m") == pictures(tmp_path / "want")

@@ -4,6 +4,7 @@ the one-machine run; every way the shards can fail to add up is refused, saying 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -82,7 +83,18 @@ def test_two_shards_of_a_tiny_model_merged_equal_the_one_machine_run(example_roo
     for i in (0, 1):
         assert run(example_root, tmp_path / f"s{i}", *args, "--num-shards", "2", "--shard-index", str(i),
                    "--batch-size", "2") == 0  # another batch size on another machine: the same samples
-    assert merge(example_root, tmp_path / "merged", tmp_path / "s0", tmp_path / "s1") == 0
+    from hub_pgen.review import thumbs
+
+    decoded: list[int] = []
+    real = thumbs.decode_thumbs
+    with pytest.MonkeyPatch.context() as m:  # the page's pictures: the frames the shards' model saw
+        m.setattr(thumbs, "decode_thumbs", lambda samples, **kw: decoded.append(len(samples)) or real(samples, **kw))
+        assert merge(example_root, tmp_path / "merged", tmp_path / "s0", tmp_path / "s1") == 0
+    assert sum(decoded) == 0
+    img = re.compile(r'<img class="thumb"[^>]*>')
+    shown = img.findall((tmp_path / "merged" / "meta" / "hub_pgen_report.html").read_text(encoding="utf-8"))
+    assert len(shown) == 50 and shown == img.findall((tmp_path / "one" / "meta" / "hub_pgen_report.html").read_text(
+        encoding="utf-8"))
     validate(tmp_path / "merged", source=example_root)
     a, b = tree_hashes(tmp_path / "merged"), tree_hashes(tmp_path / "one")
     # the card and the review page list the parameters: the shards' batch size

@@ -9,6 +9,7 @@ and ``--rrd FILE`` exports a Rerun recording (the command line: hub_pgen.cli.rep
 
     model.py   read a finished output folder into a :class:`~hub_pgen.review.model.Review`
     thumbs.py  the thumbnails (frames decoded from the output's videos by the frames stage)
+    shard_thumbs.py  a shard's thumbnails for the merged page (the merge decodes no video)
     html.py    the page
     rerun.py   the Rerun recording (optional: rerun-sdk)
 """

@@ -30,15 +30,16 @@ from hub_pgen import fsio, layout
 from hub_pgen.data import Sample
 from hub_pgen.errors import UnsafePathError
 from hub_pgen.plan.table import locator
-from hub_pgen.review.model import DEFAULT_MAX_CARDS
 from hub_pgen.review.thumbs import Thumb, ThumbKeeper, decode_thumbs
 
 logger = logging.getLogger(__name__)
 
-MAX_THUMB_BYTES = 1 << 20  # one thumbnail (192 px WebP: a few KiB)
+MAX_THUMB_BYTES = 64 << 10  # one thumbnail (192 px: a few KiB as WebP, ~10 as JPEG)
 MAX_LABEL_CHARS = 1024
 MAX_IMAGES = 64  # a sample's cameras
+MAX_LINE_BYTES = MAX_IMAGES * (MAX_THUMB_BYTES * 4 // 3 + 8 * MAX_LABEL_CHARS) + 16 * MAX_LABEL_CHARS
 MAX_FILE_BYTES = 64 << 20  # a shard keeps at most the page's cards (~8 KiB a card as base64)
+MAX_TOTAL_BYTES = 128 << 20  # every shard's pictures a merge takes (a real job's: ~6 MB for 1,000 cards, 2 cameras)
 MIMES = {"image/webp": (b"RIFF", 8, b"WEBP"), "image/jpeg": (b"\xff\xd8\xff", 0, b"")}  # the magic of each
 
 
@@ -57,8 +58,8 @@ def write(staging: Path, keeper: Any, samples: Sequence[Sample], *, decode: bool
     todo = [samples[p] for p, sid in wanted if sid not in made]
     if todo and decode:
         made.update(decode_thumbs(todo, source=source, base_dir=base_dir, max_pixels=max_pixels))
-    lines = [_line(sid, made[sid]) for _, sid in wanted
-             if sid in made and all(t.data is not None for t in made[sid])]
+    lines = [_line(sid, made[sid]) for _, sid in wanted  # (a sample without images has nothing to show)
+             if made.get(sid) and all(t.data is not None for t in made[sid])]
     with fsio.create(staging / layout.SHARD_THUMBS_PATH) as fh:
         fh.writelines(lines)
     return len(lines)
@@ -79,44 +80,70 @@ class FromShards(ThumbKeeper):
         self.folders = [Path(f) for f in folders]
 
     def made(self) -> dict[str, list[Thumb]]:
+        """Every shard's pictures, together within the page's cards and :data:`MAX_TOTAL_BYTES` (a shard's
+        whole file or none of it)."""
+        from hub_pgen.review import model
+
         out: dict[str, list[Thumb]] = {}
+        size = 0
         for folder in self.folders:
             path = folder / layout.SHARD_THUMBS_PATH
             try:
-                out.update(read(path))
+                got = read(path)
+                more = sum(len(t.data or b"") for ts in got.values() for t in ts)
+                if len(out) + len(got) > model.DEFAULT_MAX_CARDS or size + more > MAX_TOTAL_BYTES:
+                    raise Bad(f"with the other shards' more than the page's {model.DEFAULT_MAX_CARDS} cards or "
+                              f"{MAX_TOTAL_BYTES:,} bytes")
             except FileNotFoundError:
                 logger.info("shard %s has no %s (made with --no-review, or by an earlier hub-pgen): the page "
                             "decodes its cards' frames", folder, layout.SHARD_THUMBS_PATH)
+                continue
             except (OSError, Bad, UnsafePathError) as e:
                 logger.warning("%s is not a thumbnails file hub-pgen writes (%s): the page decodes that shard's "
                                "cards' frames itself, and is the same", path, e)
+                continue
+            out.update(got)
+            size += more
         return out
 
 
 def read(path: Path) -> dict[str, list[Thumb]]:
     """A shard's thumbnails file, strictly (every bound, type and image magic checked), whole or
     :class:`Bad`: sample id → its thumbnails."""
+    from hub_pgen.review import model
+
     out: dict[str, list[Thumb]] = {}
     for n, line in _lines(path):
+        # a line's shape before it is parsed: an object, a list, an object a picture (a line of nested
+        # brackets would cost a parser ~30x its bytes, or its recursion limit)
+        if line.count(b"{") > MAX_IMAGES + 1 or line.count(b"[") > 1:
+            raise Bad(f"line {n} is not an object of sample_id and thumbs")
         try:
-            obj = json.loads(line)
-            sid, thumbs = _checked(obj)
-        except (ValueError, UnicodeDecodeError) as e:
+            sid, thumbs = _checked(json.loads(line))
+        except (ValueError, TypeError, RecursionError, UnicodeDecodeError) as e:
             raise Bad(f"line {n}: {e}") from None
         if sid in out:
             raise Bad(f"line {n}: sample {sid[:60]!r} twice")
         out[sid] = thumbs
-        if len(out) > DEFAULT_MAX_CARDS:
-            raise Bad(f"more than {DEFAULT_MAX_CARDS} samples (the page's cards)")
+        if len(out) > model.DEFAULT_MAX_CARDS:
+            raise Bad(f"more than {model.DEFAULT_MAX_CARDS} samples (the page's cards)")
     return out
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """The file's lines, each at most :data:`MAX_LINE_BYTES`, all together at most :data:`MAX_FILE_BYTES`
+    (however long the file grows while it is read)."""
     with open(fsio.open_read(path), "rb") as fh:  # never through a link, a regular file only
         size = os.fstat(fh.fileno()).st_size
         if size > MAX_FILE_BYTES:
             raise Bad(f"{size:,} bytes, more than {MAX_FILE_BYTES:,}")
-        for n, line in enumerate(fh, 1):
+        n = read = 0
+        while line := fh.readline(MAX_LINE_BYTES + 1):
+            n += 1
+            read += len(line)
+            if len(line) > MAX_LINE_BYTES or read > MAX_FILE_BYTES:
+                raise Bad(f"line {n} is longer than {MAX_LINE_BYTES:,} bytes" if len(line) > MAX_LINE_BYTES
+                          else f"more than {MAX_FILE_BYTES:,} bytes")
             if not line.endswith(b"\n"):
                 raise Bad(f"line {n} is not whole")
             yield n, line
@@ -135,7 +162,8 @@ def _checked(obj: Any) -> tuple[str, list[Thumb]]:
         if not isinstance(t, dict) or set(t) != {"label", "mime", "data"}:
             raise Bad(f"a thumb of {sid[:60]!r} is not an object of label, mime and data")
         label, mime, data = t["label"], t["mime"], t["data"]
-        if not isinstance(label, str) or len(label) > MAX_LABEL_CHARS or mime not in MIMES or not isinstance(data, str):
+        if not isinstance(label, str) or len(label) > MAX_LABEL_CHARS or not isinstance(mime, str) or \
+                mime not in MIMES or not isinstance(data, str):
             raise Bad(f"a thumb of {sid[:60]!r}: a label of at most {MAX_LABEL_CHARS} characters, a mime of "
                       f"{sorted(MIMES)} and base64 data")
         if len(data) > MAX_THUMB_BYTES * 4 // 3 + 4:

@@ -17,7 +17,7 @@ from typing import Any
 from hub_pgen.data import Sample
 from hub_pgen.errors import FrameError
 from hub_pgen.frames import iter_sample_images
-from hub_pgen.review.model import DEFAULT_MAX_CARDS, Review, sample_of, spread
+from hub_pgen.review.model import Review, sample_of, spread
 
 THUMB_SIDE = 192  # px, the longer side
 THUMB_QUALITY = 60  # WebP: ~3 KB for a photo-like 640x480 frame (docs/benchmarks.md)
@@ -84,11 +84,15 @@ class ThumbKeeper:
                     if all(i in by_i for i in range(self._count[sid]))}
 
 
-def likely_shown(sample_ids: Sequence[str], limit: int = DEFAULT_MAX_CARDS) -> list[str]:
+def likely_shown(sample_ids: Sequence[str], limit: int | None = None) -> list[str]:
     """The samples the page shows when every one of them is ok (the plan's samples spread evenly, as
     :func:`~hub_pgen.review.tally.pick_positions` does): what a run keeps thumbnails of. Failures, shown
-    first, move the spread a little; the page decodes the frames of the cards it does not find made."""
-    return spread(sample_ids, limit)
+    first, move the spread a little; the page decodes the frames of the cards it does not find made.
+    ``limit``: the page's cards (default :data:`~hub_pgen.review.model.DEFAULT_MAX_CARDS`, read when called,
+    as the run's tally reads it)."""
+    from hub_pgen.review import model
+
+    return spread(sample_ids, model.DEFAULT_MAX_CARDS if limit is None else limit)
 
 
 def thumbnails(review: Review, made: dict[str, list[Thumb]] | None = None) -> dict[str, list[Thumb]]:
