@@ -236,11 +236,6 @@ class JournalView(Mapping[str, JournalRecord]):
                 line = block[at - start_at:at - start_at + length]
                 yield i, self._parse(line, at, length), line
 
-    def positional(self, samples: Sequence[Sample]) -> bool:
-        """Whether the view indexes ``samples`` by plan position (what :meth:`frontier` and
-        :meth:`prefix_within` answer for)."""
-        return self._positional(samples)
-
     def frontier(self, start: int = 0) -> int:
         """The first plan position from ``start`` on without a record (the plan's size: none). Looks a
         little ahead first, then further: a run asks after each batch, when the answer is near."""

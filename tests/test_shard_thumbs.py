@@ -63,7 +63,7 @@ def test_each_shard_makes_the_pictures_of_its_cards_and_the_merge_decodes_none(e
         assert all(len(x["thumbs"]) == 2 and x["thumbs"][0]["mime"] == "image/webp" for x in lines)
         ids += own
     assert len(ids) == 25
-    # the merge in a process of its own: PyAV is never imported there (its libraries alone are ~21 MiB)
+    # the merge in a process of its own: PyAV is never imported there (its libraries alone are ~19 MiB)
     probe = ("import json, sys; from hub_pgen.cli import main; rc = main(sys.argv[1:]); "
              "print(json.dumps({'rc': rc, 'av': 'av' in sys.modules}))")
     out = tmp_path / "merged"

@@ -30,19 +30,8 @@ def cap_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     """glibc gives threads heaps of their own, up to 8 a core, and each keeps what its thread freed: the
     frame lanes', the stream's and Arrow's threads held ~8 MiB more peak at the merge of 500 episodes
     than two shared heaps (docs/benchmarks.md), for the same time. Capped on import, before any thread;
-    a user's own ``MALLOC_ARENA_MAX`` (glibc read it at start) stands, and elsewhere than glibc nothing
-    is done. Whether it was set."""
-    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL(None)
-        if not hasattr(libc, "gnu_get_libc_version"):  # musl and others: their own allocator
-            return False
-        return bool(libc.mallopt(_M_ARENA_MAX, arenas))
-    except (OSError, AttributeError):
-        return False
+    a user's own ``MALLOC_ARENA_MAX`` (glibc read it at start) stands. Whether it was set."""
+    return _mallopt("MALLOC_ARENA_MAX", _M_ARENA_MAX, arenas)
 
 
 def fix_mmap_threshold(size: int = MMAP_THRESHOLD) -> bool:
@@ -51,8 +40,14 @@ def fix_mmap_threshold(size: int = MMAP_THRESHOLD) -> bool:
     reads and Arrow's buffers come from the heap, whose freed holes stay in the process: with a model's
     texts at 2,000 episodes, ~40-80 MiB more peak once the pass went alongside generation
     (docs/benchmarks.md). Fixed on import (which also stops it moving); a user's own
-    ``MALLOC_MMAP_THRESHOLD_`` stands, and elsewhere than glibc nothing is done. Whether it was set."""
-    if os.environ.get("MALLOC_MMAP_THRESHOLD_") or not sys.platform.startswith("linux"):
+    ``MALLOC_MMAP_THRESHOLD_`` stands. Whether it was set."""
+    return _mallopt("MALLOC_MMAP_THRESHOLD_", _M_MMAP_THRESHOLD, size)
+
+
+def _mallopt(env: str, param: int, value: int) -> bool:
+    """glibc's ``mallopt(param, value)``, unless the user set ``env`` (glibc's own variable for it, read at
+    start); elsewhere than glibc (musl and others: their own allocator) nothing is done."""
+    if os.environ.get(env) or not sys.platform.startswith("linux"):
         return False
     import ctypes
 
@@ -60,7 +55,7 @@ def fix_mmap_threshold(size: int = MMAP_THRESHOLD) -> bool:
         libc = ctypes.CDLL(None)
         if not hasattr(libc, "gnu_get_libc_version"):
             return False
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, size))
+        return bool(libc.mallopt(param, value))
     except (OSError, AttributeError):
         return False
 

@@ -78,14 +78,8 @@ dd{margin:0;overflow-wrap:anywhere}.say{margin:4px 0;padding:4px 8px;border-radi
 """
 
 
-def render(review: Review, thumbs: dict[str, list[Thumb]]) -> str:
-    """The page, whole (:func:`render_parts` joined)."""
-    return "".join(render_parts(review, thumbs))
-
-
 def render_parts(review: Review, thumbs: dict[str, list[Thumb]]) -> Iterator[str]:
-    """The page in pieces, an episode's section a piece: what joins to :func:`render`'s page, made one
-    piece at a time, so a page of 1,000 cards (~10 MB, twice that as text with one non-Latin-1
+    """The page in pieces, an episode's section a piece (joined, the page), made one piece at a time, so a page of 1,000 cards (~10 MB, twice that as text with one non-Latin-1
     character) is never held whole, nor twice (issue 23)."""
     prov = review.provenance
     counts = review.counts()

@@ -1,7 +1,7 @@
 """The thumbnails a shard makes for the merged review page, so that ``hub-pgen merge`` decodes no video.
 
 A sharded job's page is drawn by the merge, and its cards show the frames the model saw. Decoding them
-there cost the merge PyAV (~21 MiB of its libraries, mapped on import, and its decoders) and a pass
+there cost the merge PyAV (~19 MiB of its libraries, mapped on import, and its decoders) and a pass
 over the cards' videos, where every shard has the frames at hand or the videos on disk (issue 23). So
 each shard keeps the thumbnails of its samples that the merged page will likely show
 (:func:`~hub_pgen.review.thumbs.likely_shown` over the job's whole plan): those its generation decoded

@@ -104,8 +104,13 @@ class Tally:
         self.by_episode: dict[int, EpisodeTally] = {}
 
     def __getstate__(self) -> dict[str, Any]:
-        """Saved without the dataset's episodes (a run's checkpoint of its pass: the run has them)."""
+        """Saved without the dataset's episodes (a run's checkpoint of its pass: the run has them, and gives
+        them back: :meth:`restore`)."""
         return {**self.__dict__, "_eps": {}}
+
+    def restore(self, episodes: Mapping[int, Any]) -> None:
+        """The dataset's episodes again, after the tally was read back from a checkpoint."""
+        self._eps = episodes
 
     def add(self, r: JournalRecord, task_index: Any = ...) -> None:
         """One more record, as the file has it (``task_index``: its ``task_index_high_level`` in the file

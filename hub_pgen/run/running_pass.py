@@ -55,7 +55,6 @@ ADVANCE_SECONDS = 0.05  # the pass fed at most this often (a batch a sample: not
 _COST_SHARE = 40  # a checkpoint that took c seconds: the next one not before 40 c (under 2.5% of the run)
 
 
-
 def eligible(config: Any, prep: Any, *, retry_failed: bool) -> bool:
     """Whether the run's pass can go alongside its generation: a dataset written by this run whose records
     are written as generated (nothing decided about them after generation), its plan a table (the journal
@@ -126,7 +125,7 @@ class RunningPass:
             rp.ahead, rp._ahead_digests = dict(state["ahead"]), dict(state["ahead_digests"])
             rp._digest, rp._hashed, rp._lines = state["digest"], state["journal_bytes"], state["index"]["lines"]
             if rp.consumers.tally is not None:
-                rp.consumers.tally._eps = rp._episodes  # not saved with it (Tally.__getstate__)
+                rp.consumers.tally.restore(rp._episodes)  # not saved with it
             rp.resumed_at = rp.position
             logger.info("the pass over the records resumes at sample %d of %d (%s)", rp.position, len(rp.samples),
                         rp.folder / STATE_NAME)

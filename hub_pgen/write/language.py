@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -116,14 +116,10 @@ class LanguageCounts:
     dialogues_not_added: list[str] = field(default_factory=list)  # "episode E frame F": the frame had one
 
     def add(self, other: LanguageCounts) -> None:
-        """``other``'s counts after these (a data file's, written on its own: hub_pgen.run.running_pass)."""
-        self.subtask_rows += other.subtask_rows
-        self.dialogues += other.dialogues
-        self.kept_persistent_rows += other.kept_persistent_rows
-        self.kept_event_rows += other.kept_event_rows
-        self.already_there += other.already_there
-        self.episodes_with_source_subtasks += other.episodes_with_source_subtasks
-        self.dialogues_not_added += other.dialogues_not_added
+        """``other``'s counts after these (a data file's, written on its own: hub_pgen.run.running_pass):
+        every field, numbers added and lists extended."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 
     def as_dict(self) -> dict[str, Any]:
         return {
